@@ -1,0 +1,73 @@
+/**
+ * The one error class of novamm. Every failure carries a POSIX-like code and a
+ * message that names the offending value and the limit it broke; `hint`, when
+ * present, says what fixes it (printed by the CLI as a second line).
+ *
+ * Lives in `hw/` because both halves (the simulator and `mm/`) raise it and
+ * `hw/` must not import `mm/`.
+ *
+ * @module
+ */
+
+/** Error codes used across novamm (the Linux errno names). */
+export type ErrorCode =
+  | "EINVAL"
+  | "ENOMEM"
+  | "ENOSPC"
+  | "ENODEV"
+  | "ENOENT"
+  | "EBUSY"
+  | "ETIMEDOUT"
+  | "EFAULT"
+  | "EPERM"
+  | "EACCES"
+  | "EOVERFLOW"
+  | "ENOTSUP"
+  | "EIO";
+
+/**
+ * A novamm failure: `code` says what kind, `message` what and why.
+ *
+ * @example
+ * ```ts
+ * try { w.read32(1 << 41); } catch (e) { if (e instanceof NovaError) console.log(e.code); }
+ * ```
+ */
+export class NovaError extends Error {
+  /** The errno-style code. */
+  readonly code: ErrorCode;
+  /** What the user can do about it, if anything. */
+  readonly hint?: string;
+
+  constructor(code: ErrorCode, message: string, options?: { hint?: string; cause?: unknown }) {
+    super(
+      `${code}: ${message}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
+    this.name = "NovaError";
+    this.code = code;
+    if (options?.hint !== undefined) this.hint = options.hint;
+  }
+}
+
+/** Throws a {@linkcode NovaError}; handy in expressions. */
+export function fail(code: ErrorCode, message: string, hint?: string): never {
+  throw new NovaError(code, message, hint === undefined ? undefined : { hint });
+}
+
+/** Formats a number or bigint as 0x-prefixed hex (for messages and REPL output). */
+export function hex(value: number | bigint, pad = 0): string {
+  const neg = value < 0;
+  const digits = (neg ? -BigInt(value) : BigInt(value)).toString(16).padStart(pad, "0");
+  return `${neg ? "-" : ""}0x${digits}`;
+}
+
+/** Names a value for an error message: hex for integers, JSON-ish otherwise. */
+export function describe(value: unknown): string {
+  if (typeof value === "bigint") return `${hex(value)}n`;
+  if (typeof value === "number") {
+    return Number.isSafeInteger(value) && value >= 0 ? hex(value) : String(value);
+  }
+  if (typeof value === "string") return JSON.stringify(value);
+  return String(value);
+}

@@ -1,0 +1,219 @@
+/**
+ * The one MMIO interface. A real BAR (libc mmap of a sysfs `resourceN` file)
+ * and a simulated BAR are both a {@linkcode MmioBackend}; {@linkcode Mmio}
+ * wraps either with the checks, the access counters and the trace hook, so
+ * counting and tracing behave the same on a card and on the simulator.
+ *
+ * Every access is a single naturally aligned 8/16/32-bit access (principle 2
+ * of the design guide): there is no 64-bit or bulk MMIO here on purpose.
+ *
+ * @module
+ */
+
+import { describe, fail, hex } from "./errors.ts";
+
+/** What a device behind a BAR must do: single aligned accesses, nothing more. */
+export interface MmioBackend {
+  /** Bytes in the aperture. */
+  readonly size: number;
+  /** One 8-bit load. Offsets arrive checked. */
+  read8(offset: number): number;
+  /** One aligned 16-bit load. */
+  read16(offset: number): number;
+  /** One aligned 32-bit load (unsigned result). */
+  read32(offset: number): number;
+  /** One 8-bit store. */
+  write8(offset: number, value: number): void;
+  /** One aligned 16-bit store. */
+  write16(offset: number, value: number): void;
+  /** One aligned 32-bit store (value is unsigned 32-bit). */
+  write32(offset: number, value: number): void;
+  /** Releases the mapping (munmap/close on a card). */
+  close?(): void;
+}
+
+/** Access counters shared by all BARs of one GPU (`gpu.stats()`). */
+export interface MmioCounters {
+  /** MMIO loads on any BAR. */
+  mmioReads: number;
+  /** MMIO stores on any BAR. */
+  mmioWrites: number;
+  /** Writes of the PRAMIN window register that changed its base. */
+  windowMoves: number;
+}
+
+/** Makes a zeroed counter set. */
+export function newCounters(): MmioCounters {
+  return { mmioReads: 0, mmioWrites: 0, windowMoves: 0 };
+}
+
+/** Access widths in bytes. */
+export type Width = 1 | 2 | 4;
+
+/** One recorded MMIO access (see `hw/trace.ts` for the file format). */
+export interface MmioAccess {
+  /** The BAR name, e.g. `"bar0"`. */
+  bar: string;
+  /** `"r"` or `"w"`. */
+  op: "r" | "w";
+  /** 1, 2 or 4 bytes. */
+  width: Width;
+  /** Byte offset inside the BAR. */
+  offset: number;
+  /** The value read or written (unsigned). */
+  value: number;
+}
+
+/** Called after every access when tracing is on. */
+export type MmioTracer = (access: MmioAccess) => void;
+
+/** Options for {@linkcode Mmio}. */
+export interface MmioOptions {
+  /** Refuse every write with EPERM before it reaches the backend. */
+  readOnly?: boolean;
+  /** Counter set to add to (shared between the BARs of one GPU). */
+  counters?: MmioCounters;
+}
+
+const LIMIT = [0, 0xff, 0xffff, 0, 0xffffffff] as const;
+
+/**
+ * A checked, counted MMIO aperture.
+ *
+ * @example
+ * ```ts
+ * const boot0 = gpu.bar0.read32(0x0);
+ * ```
+ */
+export class Mmio {
+  /** BAR name used in messages and traces (`bar0`, `bar1`). */
+  readonly name: string;
+  /** Aperture size in bytes. */
+  readonly size: number;
+  /** True when writes are refused. */
+  readonly readOnly: boolean;
+  /** The counters this aperture adds to. */
+  readonly counters: MmioCounters;
+  /** Set to record every access; `undefined` for none. */
+  tracer: MmioTracer | undefined = undefined;
+  #backend: MmioBackend;
+  #closed = false;
+
+  constructor(name: string, backend: MmioBackend, options: MmioOptions = {}) {
+    this.name = name;
+    this.size = backend.size;
+    this.readOnly = options.readOnly ?? false;
+    this.counters = options.counters ?? newCounters();
+    this.#backend = backend;
+  }
+
+  #check(offset: number, width: Width): void {
+    if (this.#closed) fail("ENODEV", `${this.name} is closed`);
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      fail("EINVAL", `${this.name} offset ${describe(offset)} is not a non-negative integer`);
+    }
+    if (offset % width !== 0) {
+      fail(
+        "EINVAL",
+        `${this.name} offset ${hex(offset)} is not aligned to the ${width}-byte access width`,
+      );
+    }
+    if (offset + width > this.size) {
+      fail(
+        "EINVAL",
+        `${this.name} offset ${hex(offset)} + ${width} is past the end of the ${
+          hex(this.size)
+        }-byte aperture`,
+      );
+    }
+  }
+
+  #checkWrite(offset: number, width: Width, value: number): number {
+    if (this.readOnly) {
+      fail(
+        "EPERM",
+        `${this.name} is open read-only: refused ${width * 8}-bit write of ${describe(value)} at ${
+          hex(offset)
+        }`,
+        "reopen without --read-only to write",
+      );
+    }
+    this.#check(offset, width);
+    const max = LIMIT[width];
+    if (!Number.isInteger(value) || value > max || value < -(max + 1) / 2) {
+      fail("EINVAL", `value ${describe(value)} does not fit in ${width * 8} bits`);
+    }
+    return width === 4 ? value >>> 0 : value & max;
+  }
+
+  #trace(op: "r" | "w", width: Width, offset: number, value: number): void {
+    this.tracer?.({ bar: this.name, op, width, offset, value });
+  }
+
+  /** One 8-bit read. */
+  read8(offset: number): number {
+    this.#check(offset, 1);
+    this.counters.mmioReads++;
+    const v = this.#backend.read8(offset);
+    if (this.tracer) this.#trace("r", 1, offset, v);
+    return v;
+  }
+
+  /** One aligned 16-bit read. */
+  read16(offset: number): number {
+    this.#check(offset, 2);
+    this.counters.mmioReads++;
+    const v = this.#backend.read16(offset);
+    if (this.tracer) this.#trace("r", 2, offset, v);
+    return v;
+  }
+
+  /** One aligned 32-bit read; the result is unsigned. */
+  read32(offset: number): number {
+    this.#check(offset, 4);
+    this.counters.mmioReads++;
+    const v = this.#backend.read32(offset);
+    if (this.tracer) this.#trace("r", 4, offset, v);
+    return v;
+  }
+
+  /** One 8-bit write. */
+  write8(offset: number, value: number): void {
+    const v = this.#checkWrite(offset, 1, value);
+    this.counters.mmioWrites++;
+    this.#backend.write8(offset, v);
+    if (this.tracer) this.#trace("w", 1, offset, v);
+  }
+
+  /** One aligned 16-bit write. */
+  write16(offset: number, value: number): void {
+    const v = this.#checkWrite(offset, 2, value);
+    this.counters.mmioWrites++;
+    this.#backend.write16(offset, v);
+    if (this.tracer) this.#trace("w", 2, offset, v);
+  }
+
+  /** One aligned 32-bit write; negative int32 values are taken as their unsigned bits. */
+  write32(offset: number, value: number): void {
+    const v = this.#checkWrite(offset, 4, value);
+    this.counters.mmioWrites++;
+    this.#backend.write32(offset, v);
+    if (this.tracer) this.#trace("w", 4, offset, v);
+  }
+
+  /** Unmaps the BAR; later accesses fail with ENODEV. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#backend.close?.();
+  }
+
+  /** True once {@linkcode Mmio.close} ran. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

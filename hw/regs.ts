@@ -1,0 +1,176 @@
+/**
+ * Register offsets (BAR0) and field helpers, named as in NVIDIA's headers.
+ * Sources are in `shared/spec/nova-mm-facts.md`; each block names its own.
+ *
+ * @module
+ */
+
+/** A bit field `hi:lo` of a 32-bit register. */
+export interface Field {
+  /** Highest bit (inclusive). */
+  readonly hi: number;
+  /** Lowest bit. */
+  readonly lo: number;
+}
+
+/** Makes a field description. */
+export function field(hi: number, lo: number): Field {
+  return { hi, lo };
+}
+
+function mask(f: Field): number {
+  const bits = f.hi - f.lo + 1;
+  return bits >= 32 ? 0xffffffff : (2 ** bits - 1);
+}
+
+/** Extracts `f` from a 32-bit register value. */
+export function getField(reg: number, f: Field): number {
+  return Math.floor((reg >>> 0) / 2 ** f.lo) % (mask(f) + 1);
+}
+
+/** Returns `reg` with field `f` replaced by `value` (which must fit). */
+export function setField(reg: number, f: Field, value: number): number {
+  const m = mask(f);
+  if (!Number.isInteger(value) || value < 0 || value > m) {
+    throw new RangeError(`value ${value} does not fit field ${f.hi}:${f.lo}`);
+  }
+  const cleared = (reg >>> 0) - getField(reg, f) * 2 ** f.lo;
+  return (cleared + value * 2 ** f.lo) >>> 0;
+}
+
+// --- chip identification (OGKM nv_ref.h) -------------------------------------
+
+/** NV_PMC_BOOT_0. */
+export const NV_PMC_BOOT_0 = 0x000000;
+/** NV_PMC_BOOT_42. */
+export const NV_PMC_BOOT_42 = 0x000a00;
+/** BOOT_0 fields. */
+export const BOOT_0 = {
+  MINOR_REVISION: field(3, 0),
+  MAJOR_REVISION: field(7, 4),
+  ARCHITECTURE_1: field(8, 8),
+  IMPLEMENTATION: field(23, 20),
+  ARCHITECTURE_0: field(28, 24),
+} as const;
+/** BOOT_42 fields. */
+export const BOOT_42 = {
+  MINOR_EXTENDED_REVISION: field(11, 8),
+  MINOR_REVISION: field(15, 12),
+  MAJOR_REVISION: field(19, 16),
+  IMPLEMENTATION: field(23, 20),
+  ARCHITECTURE: field(29, 24),
+  CHIP_ID: field(29, 20),
+} as const;
+
+// --- PRAMIN (OGKM dev_ram.h, dev_bus.h, dev_nv_xal_ep_zb.h) -------------------
+
+/** NV_PRAMIN: the 1 MiB VRAM aperture inside BAR0. */
+export const NV_PRAMIN = 0x700000;
+/** Size of the PRAMIN aperture. */
+export const PRAMIN_SIZE = 0x100000;
+/** The window base is in 64 KiB units (BASE_SHIFT 16). */
+export const PRAMIN_BASE_SHIFT = 16;
+/** NV_PBUS_BAR0_WINDOW (Turing, Ampere, Ada). */
+export const NV_PBUS_BAR0_WINDOW = 0x001700;
+/** NV_PBUS_BAR0_WINDOW fields; TARGET 0 = VID_MEM, 2 = SYS_MEM_COHERENT, 3 = SYS_MEM_NONCOHERENT. */
+export const BAR0_WINDOW = {
+  BASE: field(23, 0),
+  TARGET: field(25, 24),
+} as const;
+/** TARGET value for video memory. */
+export const BAR0_WINDOW_TARGET_VID_MEM = 0;
+/** NV_XAL_EP_BAR0_WINDOW (Hopper and later; XAL base 0x10F000 + 0xD40). No TARGET field. */
+export const NV_XAL_EP_BAR0_WINDOW = 0x10fd40;
+/** XAL BAR0_WINDOW BASE on GH100 (bits 21:0, 256 GiB reach). */
+export const XAL_BAR0_WINDOW_BASE_GH100 = field(21, 0);
+/** XAL BAR0_WINDOW BASE on GB10x/GB20x (bits 22:0, 512 GiB reach). */
+export const XAL_BAR0_WINDOW_BASE_GB100 = field(22, 0);
+
+// --- VRAM size (Gnurou regs.rs / fb/hal) --------------------------------------
+
+/** NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE (Turing): size = (mag << scale) MiB, ×15/16 with ECC. */
+export const NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE = 0x100ce0;
+/** LOCAL_MEMORY_RANGE fields. */
+export const LOCAL_MEMORY_RANGE = {
+  LOWER_SCALE: field(3, 0),
+  LOWER_MAG: field(9, 4),
+  ECC_MODE: field(30, 30),
+} as const;
+/** NV_PGC6_AON_SECURE_SCRATCH_GROUP_42 = NV_USABLE_FB_SIZE_IN_MB (GA102 and later). */
+export const NV_USABLE_FB_SIZE_IN_MB = 0x1183a4;
+
+// --- TLB invalidate (OGKM tu102/gb100 dev_vm.h; PF mirror at 0xB80000) -------
+
+/** NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB. */
+export const NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB = 0xb830a0;
+/** NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_UPPER_PDB. */
+export const NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_UPPER_PDB = 0xb830a4;
+/** NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE. */
+export const NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE = 0xb830b0;
+/** INVALIDATE_PDB fields: APERTURE 0 = VID_MEM, 1 = SYS_MEM; ADDR = PDB >> 12. */
+export const MMU_INVALIDATE_PDB = {
+  APERTURE: field(1, 1),
+  ADDR: field(31, 4),
+} as const;
+/** INVALIDATE_UPPER_PDB: ADDR = PDB >> 40. */
+export const MMU_INVALIDATE_UPPER_PDB = { ADDR: field(19, 0) } as const;
+/** INVALIDATE fields. */
+export const MMU_INVALIDATE = {
+  ALL_VA: field(0, 0),
+  ALL_PDB: field(1, 1),
+  HUBTLB_ONLY: field(2, 2),
+  REPLAY: field(5, 3),
+  SYS_MEMBAR: field(6, 6),
+  ACK: field(8, 7),
+  CACHE_LEVEL: field(26, 24),
+  TRIGGER: field(31, 31),
+} as const;
+/** ACK value GLOBALLY. */
+export const MMU_INVALIDATE_ACK_GLOBALLY = 1;
+
+// --- BAR1 instance block pointer (OGKM dev_bus.h, hopper dev_vm.h) -----------
+
+/** NV_PBUS_BAR1_BLOCK (Turing, Ampere, Ada). */
+export const NV_PBUS_BAR1_BLOCK = 0x001704;
+/** BAR1_BLOCK fields: PTR = instance block >> 12; TARGET 0 VID; MODE 1 = virtual. */
+export const BAR1_BLOCK = {
+  PTR: field(27, 0),
+  TARGET: field(29, 28),
+  MODE: field(31, 31),
+} as const;
+/** NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR (Hopper and later, PF mirror). */
+export const NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR = 0xb80f60;
+/** NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR (instance block bits 63:32). */
+export const NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR = 0xb80f64;
+/** BAR1_BLOCK_LOW_ADDR fields: PTR = instance block bits 31:12 in place. */
+export const BAR1_BLOCK_LOW = {
+  PENDING: field(0, 0),
+  OUTSTANDING: field(1, 1),
+  MODE: field(9, 9),
+  TARGET: field(11, 10),
+  PTR: field(31, 12),
+} as const;
+
+// --- instance block (OGD tu104 dev_ram.ref.txt; OGKM gp100 dev_ram.h) ---------
+
+/** Byte offset of the page-directory word in an instance block (NV_RAMIN_PAGE_DIR_BASE). */
+export const NV_RAMIN_PAGE_DIR_BASE_LO = 0x200;
+/** Byte offset of PAGE_DIR_BASE_HI (bits 63:32 of the PDB address). */
+export const NV_RAMIN_PAGE_DIR_BASE_HI = 0x204;
+/** Fields of the PAGE_DIR_BASE_LO word. TARGET: 0 VID, 1 INVALID, 2 SYS_COH, 3 SYS_NONCOH. */
+export const RAMIN_PDB = {
+  TARGET: field(1, 0),
+  VOL: field(2, 2),
+  FAULT_REPLAY_TEX: field(4, 4),
+  FAULT_REPLAY_GCC: field(5, 5),
+  USE_VER2_PT_FORMAT: field(10, 10),
+  BIG_PAGE_SIZE: field(11, 11),
+  LO: field(31, 12),
+} as const;
+
+// --- PRI errors (OGKM dev_pri_ringstation_sys.h, kernel_falcon_ga102.c) -------
+
+/** True when a read value looks like a PRI error (0xBADFxxxx). */
+export function isPriError(value: number): boolean {
+  return ((value >>> 0) & 0xffff0000) === 0xbadf0000;
+}

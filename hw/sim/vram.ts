@@ -1,0 +1,106 @@
+/**
+ * Sparse simulated VRAM: memory is spent only on the 64 KiB chunks that were
+ * written. Untouched memory reads as zero, as freshly scrubbed VRAM would.
+ *
+ * @module
+ */
+
+/** Bytes per backing chunk. */
+export const CHUNK_SHIFT = 16;
+const CHUNK = 1 << CHUNK_SHIFT;
+const CHUNK_MASK = CHUNK - 1;
+
+interface Chunk {
+  u8: Uint8Array;
+  u16: Uint16Array;
+  u32: Uint32Array;
+}
+
+/**
+ * Little-endian sparse memory of `size` bytes. Callers check bounds; this class
+ * only asserts them (the simulator's aperture code decides what an
+ * out-of-range access means).
+ */
+export class SparseMemory {
+  /** Size in bytes. */
+  readonly size: number;
+  #chunks = new Map<number, Chunk>();
+  #lastIndex = -1;
+  #last: Chunk | undefined = undefined;
+
+  constructor(size: number) {
+    this.size = size;
+  }
+
+  /** Number of chunks that hold data (for memory-use tests). */
+  get touchedChunks(): number {
+    return this.#chunks.size;
+  }
+
+  #get(addr: number, create: boolean): Chunk | undefined {
+    const index = Math.floor(addr / CHUNK);
+    if (index === this.#lastIndex) return this.#last;
+    let c = this.#chunks.get(index);
+    if (c === undefined) {
+      if (!create) return undefined;
+      const buf = new ArrayBuffer(CHUNK);
+      c = { u8: new Uint8Array(buf), u16: new Uint16Array(buf), u32: new Uint32Array(buf) };
+      this.#chunks.set(index, c);
+    }
+    this.#lastIndex = index;
+    this.#last = c;
+    return c;
+  }
+
+  /** Reads one byte. */
+  read8(addr: number): number {
+    const c = this.#get(addr, false);
+    return c === undefined ? 0 : c.u8[addr & CHUNK_MASK];
+  }
+
+  /** Reads an aligned 16-bit value. */
+  read16(addr: number): number {
+    const c = this.#get(addr, false);
+    return c === undefined ? 0 : c.u16[(addr & CHUNK_MASK) >>> 1];
+  }
+
+  /** Reads an aligned 32-bit value (unsigned). */
+  read32(addr: number): number {
+    const c = this.#get(addr, false);
+    return c === undefined ? 0 : c.u32[(addr & CHUNK_MASK) >>> 2];
+  }
+
+  /** Reads an aligned 64-bit value as bigint. */
+  read64(addr: number): bigint {
+    return (BigInt(this.read32(addr + 4)) << 32n) | BigInt(this.read32(addr));
+  }
+
+  /** Writes one byte. */
+  write8(addr: number, value: number): void {
+    this.#get(addr, true)!.u8[addr & CHUNK_MASK] = value;
+  }
+
+  /** Writes an aligned 16-bit value. */
+  write16(addr: number, value: number): void {
+    this.#get(addr, true)!.u16[(addr & CHUNK_MASK) >>> 1] = value;
+  }
+
+  /** Writes an aligned 32-bit value. */
+  write32(addr: number, value: number): void {
+    if (value === 0 && this.#get(addr, false) === undefined) return; // keep zeros sparse
+    this.#get(addr, true)!.u32[(addr & CHUNK_MASK) >>> 2] = value;
+  }
+
+  /** Writes an aligned 64-bit value. */
+  write64(addr: number, value: bigint): void {
+    this.write32(addr, Number(value & 0xffffffffn));
+    this.write32(addr + 4, Number((value >> 32n) & 0xffffffffn));
+  }
+
+  /** Copies `len` bytes starting at `addr` out (for tests and the simulator's own use). */
+  readBytes(addr: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    for (let i = 0; i < len; i++) out[i] = this.read8(addr + i);
+    return out;
+  }
+}
