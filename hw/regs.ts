@@ -174,3 +174,46 @@ export const RAMIN_PDB = {
 export function isPriError(value: number): boolean {
   return ((value >>> 0) & 0xffff0000) === 0xbadf0000;
 }
+
+/** Where the PRAMIN window register lives on one architecture and how its fields sit. */
+export interface WindowRegister {
+  /** BAR0 offset. */
+  offset: number;
+  /** BASE field (VRAM address >> 16). */
+  base: Field;
+  /** TARGET field (0 = VID_MEM); null from Hopper on, where the field was removed. */
+  target: Field | null;
+  /** Register name, for messages. */
+  name: string;
+}
+
+/**
+ * The PRAMIN window register of an architecture (facts §2.1): NV_PBUS_BAR0_WINDOW
+ * at 0x1700 before Hopper; NV_XAL_EP_BAR0_WINDOW at 0x10FD40 (BASE 21:0 on
+ * Hopper, 22:0 on Blackwell) without a TARGET field from Hopper on.
+ */
+export function windowRegister(architecture: string): WindowRegister {
+  switch (architecture) {
+    case "Hopper":
+      return {
+        offset: NV_XAL_EP_BAR0_WINDOW,
+        base: XAL_BAR0_WINDOW_BASE_GH100,
+        target: null,
+        name: "NV_XAL_EP_BAR0_WINDOW",
+      };
+    case "Blackwell":
+      return {
+        offset: NV_XAL_EP_BAR0_WINDOW,
+        base: XAL_BAR0_WINDOW_BASE_GB100,
+        target: null,
+        name: "NV_XAL_EP_BAR0_WINDOW",
+      };
+    default:
+      return {
+        offset: NV_PBUS_BAR0_WINDOW,
+        base: BAR0_WINDOW.BASE,
+        target: BAR0_WINDOW.TARGET,
+        name: "NV_PBUS_BAR0_WINDOW",
+      };
+  }
+}

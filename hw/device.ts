@@ -1,0 +1,175 @@
+/**
+ * Opening a device by spec: `"sim"`, `"sim:ga102"`, `"sim:gh100"`, ... or a
+ * PCI address (`"0000:65:00.0"`, `"65:00.0"`). Either way the result is two
+ * {@linkcode Mmio} apertures (BAR0, BAR1) sharing one counter set, the chip
+ * decoded from BOOT_0/BOOT_42 and the VRAM size read from the registers — the
+ * same code for a card and for the simulator.
+ *
+ * @module
+ */
+
+import { type ChipInfo, decodeChip } from "./chip.ts";
+import { fail, hex } from "./errors.ts";
+import { Mmio, type MmioCounters, newCounters } from "./mmio.ts";
+import {
+  getField,
+  isPriError,
+  LOCAL_MEMORY_RANGE,
+  NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE,
+  NV_PMC_BOOT_0,
+  NV_PMC_BOOT_42,
+  NV_USABLE_FB_SIZE_IN_MB,
+} from "./regs.ts";
+import { createSimGpu, type SimGpu } from "./sim/gpu.ts";
+import { findGpu, type PciFunction } from "./pci.ts";
+import { openBar } from "./mapped.ts";
+
+/** Options for {@linkcode openDevice}. */
+export interface OpenDeviceOptions {
+  /** `sim`, `sim:PROFILE` or a PCI address; default `sim`. */
+  device?: string;
+  /** Map BARs read-only and refuse every write. */
+  readOnly?: boolean;
+  /** Open a card even though a kernel GPU driver is bound to it. */
+  force?: boolean;
+  /** sysfs PCI devices directory (tests point it at a fake tree). */
+  sysfsRoot?: string;
+}
+
+/** An open GPU at the byte level: BARs, chip, VRAM size. Knows nothing about page tables. */
+export interface Device {
+  /** The spec it was opened with, normalised (`sim:ga102`, `0000:65:00.0`). */
+  readonly spec: string;
+  /** `sim` or `pci`. */
+  readonly kind: "sim" | "pci";
+  /** BAR0: registers and PRAMIN. */
+  readonly bar0: Mmio;
+  /** BAR1: the VRAM aperture translated by the BAR1 page tables. */
+  readonly bar1: Mmio;
+  /** MMIO counters shared by both BARs. */
+  readonly counters: MmioCounters;
+  /** Decoded BOOT_0/BOOT_42. */
+  readonly chip: ChipInfo;
+  /** VRAM bytes, read from the FB size register of this chip. */
+  readonly vramSize: number;
+  /** True when opened read-only. */
+  readonly readOnly: boolean;
+  /** The usable VRAM region as firmware reported it, when the device can say (the simulator can). */
+  readonly firmwareUsable: { start: number; end: number } | null;
+  /** The simulator behind a `sim` device; null for a card. */
+  readonly sim: SimGpu | null;
+  /** The PCI function behind a card; null for the simulator. */
+  readonly pci: PciFunction | null;
+  /** Unmaps both BARs. */
+  close(): void;
+}
+
+/** Reads a register and refuses a PRI-error value (0xBADFxxxx) instead of returning it as data. */
+export function readRegister(bar0: Mmio, offset: number, name: string): number {
+  const v = bar0.read32(offset);
+  if (isPriError(v)) {
+    fail("EIO", `${name} (${hex(offset)}) read a PRI error value ${hex(v, 8)}`);
+  }
+  return v;
+}
+
+/** Reads the VRAM size the way nova-core does for this chip (facts §1.4). */
+export function readVramSize(bar0: Mmio, chip: ChipInfo): number {
+  if (chip.architecture === "Turing") {
+    const v = readRegister(
+      bar0,
+      NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE,
+      "NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE",
+    );
+    const mib = getField(v, LOCAL_MEMORY_RANGE.LOWER_MAG) *
+      2 ** getField(v, LOCAL_MEMORY_RANGE.LOWER_SCALE);
+    const size = mib * 2 ** 20;
+    return getField(v, LOCAL_MEMORY_RANGE.ECC_MODE) ? size / 16 * 15 : size;
+  }
+  return readRegister(bar0, NV_USABLE_FB_SIZE_IN_MB, "NV_USABLE_FB_SIZE_IN_MB") * 2 ** 20;
+}
+
+function identify(bar0: Mmio): ChipInfo {
+  return decodeChip(bar0.read32(NV_PMC_BOOT_0), bar0.read32(NV_PMC_BOOT_42));
+}
+
+const SIM_SPEC = /^sim(?::([a-z0-9]+))?$/;
+
+/**
+ * Opens a device.
+ *
+ * @example
+ * ```ts
+ * const dev = openDevice({ device: "sim:gh100" });
+ * dev.chip.name; // "GH100"
+ * ```
+ */
+export function openDevice(options: OpenDeviceOptions = {}): Device {
+  const spec = options.device ?? "sim";
+  const readOnly = options.readOnly ?? false;
+  const counters = newCounters();
+  const m = SIM_SPEC.exec(spec);
+  if (m !== null) {
+    const sim = createSimGpu(m[1] === undefined ? {} : { profile: m[1] });
+    const bar0 = new Mmio("bar0", sim.bar0, { readOnly, counters });
+    const bar1 = new Mmio("bar1", sim.bar1, { readOnly, counters });
+    const chip = identify(bar0);
+    return {
+      spec: `sim:${sim.profile.name}`,
+      kind: "sim",
+      bar0,
+      bar1,
+      counters,
+      chip,
+      vramSize: readVramSize(bar0, chip),
+      readOnly,
+      firmwareUsable: { ...sim.firmware.usable },
+      sim,
+      pci: null,
+      close() {
+        bar0.close();
+        bar1.close();
+      },
+    };
+  }
+  if (spec.startsWith("sim")) {
+    fail(
+      "ENODEV",
+      `bad simulator spec ${JSON.stringify(spec)}: use sim or sim:PROFILE (e.g. sim:gh100)`,
+    );
+  }
+  const fn = findGpu(spec, options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot });
+  const force = options.force ?? false;
+  const bar0 = new Mmio("bar0", openBar(fn, 0, { readOnly, force }), { readOnly, counters });
+  let bar1: Mmio;
+  try {
+    bar1 = new Mmio("bar1", openBar(fn, 1, { readOnly, force }), { readOnly, counters });
+  } catch (e) {
+    bar0.close();
+    throw e;
+  }
+  try {
+    const chip = identify(bar0);
+    return {
+      spec: fn.bdf,
+      kind: "pci",
+      bar0,
+      bar1,
+      counters,
+      chip,
+      vramSize: readVramSize(bar0, chip),
+      readOnly,
+      firmwareUsable: null,
+      sim: null,
+      pci: fn,
+      close() {
+        bar0.close();
+        bar1.close();
+      },
+    };
+  } catch (e) {
+    bar0.close();
+    bar1.close();
+    throw e;
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * The self-test harness: suites of checks that take an open {@linkcode Gpu}
+ * and run unchanged on the simulator and on a card. `deno task selftest`
+ * runs them with a progress line per test; `tests/selftests_test.ts` runs
+ * them under `deno test` on every simulator profile.
+ *
+ * @module
+ */
+
+import { fail, NovaError } from "../hw/errors.ts";
+import type { Gpu } from "../mm/gpu.ts";
+
+/** One self-test. */
+export interface SelfTest {
+  /** Short name shown in the progress line and summary. */
+  name: string;
+  /** Throws (via {@linkcode expect} or any error) on failure. */
+  run(gpu: Gpu): void | Promise<void>;
+  /** Set when the test writes; it is skipped on a read-only session. */
+  writes?: boolean;
+}
+
+/** A named list of self-tests. */
+export interface SelfTestSuite {
+  /** Suite name (`pramin`, `bar1`). */
+  name: string;
+  /** The tests, run in order. */
+  tests: SelfTest[];
+}
+
+/** Fails the running self-test with EIO when `ok` is false. */
+export function expect(ok: boolean, message: string): asserts ok {
+  if (!ok) fail("EIO", `self-test check failed: ${message}`);
+}
+
+/** Checks `fn` throws a NovaError with `code`; returns it. */
+export function expectError(code: string, fn: () => unknown, what: string): NovaError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof NovaError && e.code === code) return e;
+    fail("EIO", `${what}: expected ${code}, got ${e instanceof Error ? e.message : String(e)}`);
+  }
+  fail("EIO", `${what}: expected ${code}, but it succeeded`);
+}
+
+/** The outcome of one test. */
+export interface SelfTestResult {
+  /** Suite name. */
+  suite: string;
+  /** Test name. */
+  name: string;
+  /** `pass`, `fail` or `skip`. */
+  status: "pass" | "fail" | "skip";
+  /** Milliseconds. */
+  ms: number;
+  /** MMIO accesses the test made. */
+  mmio: number;
+  /** Failure message or skip reason. */
+  detail?: string;
+}
+
+/** Runs suites against a GPU, calling `onResult` after each test. */
+export async function runSelfTests(
+  gpu: Gpu,
+  suites: SelfTestSuite[],
+  options: {
+    onStart?: (suite: string, name: string) => void;
+    onResult?: (r: SelfTestResult) => void;
+  } = {},
+): Promise<SelfTestResult[]> {
+  const results: SelfTestResult[] = [];
+  for (const suite of suites) {
+    for (const t of suite.tests) {
+      options.onStart?.(suite.name, t.name);
+      const before = gpu.stats();
+      const t0 = performance.now();
+      let r: SelfTestResult;
+      if (t.writes && gpu.device.readOnly) {
+        r = {
+          suite: suite.name,
+          name: t.name,
+          status: "skip",
+          ms: 0,
+          mmio: 0,
+          detail: "read-only session",
+        };
+      } else {
+        try {
+          await t.run(gpu);
+          r = { suite: suite.name, name: t.name, status: "pass", ms: 0, mmio: 0 };
+        } catch (e) {
+          r = {
+            suite: suite.name,
+            name: t.name,
+            status: "fail",
+            ms: 0,
+            mmio: 0,
+            detail: e instanceof Error ? e.message : String(e),
+          };
+        }
+        const after = gpu.stats();
+        r.ms = performance.now() - t0;
+        r.mmio = after.mmioReads + after.mmioWrites - before.mmioReads - before.mmioWrites;
+      }
+      results.push(r);
+      options.onResult?.(r);
+    }
+  }
+  return results;
+}
+
+/**
+ * Runs `fn` with a scratch VRAM range of `size` bytes (2 MiB aligned) inside
+ * the usable region. On a card the range's old contents are saved first and
+ * written back afterwards, so a self-test leaves VRAM as it found it.
+ */
+export function withScratch<T>(gpu: Gpu, size: number, fn: (start: number) => T): T {
+  const align = 2 * 2 ** 20;
+  const start = Math.ceil(gpu.vram.usable.start / align) * align;
+  expect(
+    start + size <= gpu.vram.usable.end,
+    `usable VRAM too small for a ${size}-byte scratch range`,
+  );
+  const saved = gpu.device.kind === "pci" ? gpu.pramin.readBytes(start, size) : null;
+  try {
+    return fn(start);
+  } finally {
+    if (saved !== null) gpu.pramin.writeBytes(start, saved);
+  }
+}
