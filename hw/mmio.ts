@@ -152,7 +152,9 @@ export class Mmio {
 
   /** One 8-bit read. */
   read8(offset: number): number {
-    this.#check(offset, 1);
+    if (this.#closed || !(offset >= 0 && offset + 1 <= this.size && offset % 1 === 0)) {
+      this.#check(offset, 1);
+    }
     this.counters.mmioReads++;
     const v = this.#backend.read8(offset);
     if (this.tracer) this.#trace("r", 1, offset, v);
@@ -161,7 +163,9 @@ export class Mmio {
 
   /** One aligned 16-bit read. */
   read16(offset: number): number {
-    this.#check(offset, 2);
+    if (this.#closed || !(offset >= 0 && offset + 2 <= this.size && offset % 2 === 0)) {
+      this.#check(offset, 2);
+    }
     this.counters.mmioReads++;
     const v = this.#backend.read16(offset);
     if (this.tracer) this.#trace("r", 2, offset, v);
@@ -170,7 +174,9 @@ export class Mmio {
 
   /** One aligned 32-bit read; the result is unsigned. */
   read32(offset: number): number {
-    this.#check(offset, 4);
+    if (this.#closed || !(offset >= 0 && offset + 4 <= this.size && offset % 4 === 0)) {
+      this.#check(offset, 4);
+    }
     this.counters.mmioReads++;
     const v = this.#backend.read32(offset);
     if (this.tracer) this.#trace("r", 4, offset, v);
@@ -179,7 +185,10 @@ export class Mmio {
 
   /** One 8-bit write. */
   write8(offset: number, value: number): void {
-    const v = this.#checkWrite(offset, 1, value);
+    const v = !this.readOnly && !this.#closed && offset >= 0 && offset + 1 <= this.size &&
+        offset % 1 === 0 && value >= 0 && value <= 0xff && Number.isInteger(value)
+      ? value
+      : this.#checkWrite(offset, 1, value);
     this.counters.mmioWrites++;
     this.#backend.write8(offset, v);
     if (this.tracer) this.#trace("w", 1, offset, v);
@@ -187,7 +196,10 @@ export class Mmio {
 
   /** One aligned 16-bit write. */
   write16(offset: number, value: number): void {
-    const v = this.#checkWrite(offset, 2, value);
+    const v = !this.readOnly && !this.#closed && offset >= 0 && offset + 2 <= this.size &&
+        offset % 2 === 0 && value >= 0 && value <= 0xffff && Number.isInteger(value)
+      ? value
+      : this.#checkWrite(offset, 2, value);
     this.counters.mmioWrites++;
     this.#backend.write16(offset, v);
     if (this.tracer) this.#trace("w", 2, offset, v);
@@ -195,7 +207,10 @@ export class Mmio {
 
   /** One aligned 32-bit write; negative int32 values are taken as their unsigned bits. */
   write32(offset: number, value: number): void {
-    const v = this.#checkWrite(offset, 4, value);
+    const v = !this.readOnly && !this.#closed && offset >= 0 && offset + 4 <= this.size &&
+        offset % 4 === 0 && value >= 0 && value <= 0xffffffff && Number.isInteger(value)
+      ? value
+      : this.#checkWrite(offset, 4, value);
     this.counters.mmioWrites++;
     this.#backend.write32(offset, v);
     if (this.tracer) this.#trace("w", 4, offset, v);

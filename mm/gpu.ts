@@ -94,8 +94,10 @@ export class Gpu {
     c.windowMoves = 0;
   }
 
-  /** Unmaps the BARs. */
+  /** Restores the PRAMIN window if one is open, then unmaps the BARs. */
   close(): void {
+    if (this.device.bar0.closed) return;
+    if (!this.device.readOnly) this.pramin.close();
     this.device.close();
   }
 

@@ -133,7 +133,14 @@ export class PraminView {
       }
     }
     const wordsEnd = end - (end % 4);
-    if (write) {
+    if ((host.byteOffset + i) % 4 === 0) {
+      // Host side aligned: index a Uint32Array (little-endian hosts only, as x86/arm64 Linux are).
+      const words = new Uint32Array(host.buffer, host.byteOffset + i, (wordsEnd - off) / 4);
+      let k = 0;
+      if (write) { for (; off < wordsEnd; off += 4) bar.write32(off, words[k++]); }
+      else for (; off < wordsEnd; off += 4) words[k++] = bar.read32(off);
+      i += k * 4;
+    } else if (write) {
       for (; off < wordsEnd; off += 4, i += 4) bar.write32(off, dv.getUint32(i, true));
     } else {
       for (; off < wordsEnd; off += 4, i += 4) dv.setUint32(i, bar.read32(off), true);
@@ -269,6 +276,11 @@ export class Pramin {
     if (this.#active !== w) return;
     this.#active = null;
     if (this.#cached !== saved) this.#writeRegister(saved);
+  }
+
+  /** Closes an open window (restoring the saved base); called when the GPU closes. */
+  close(): void {
+    this.#active?.close();
   }
 
   /** One-shot 32-bit read (opens and closes a window). */

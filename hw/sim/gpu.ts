@@ -119,6 +119,7 @@ export class SimGpu {
   readonly knobs: SimKnobs = { tlbHang: false, tlbLatencyReads: 1 };
   #regs = new Map<number, number>();
   #window: WindowRegister;
+  #praminBase = 0;
   #pendingReads = 0;
 
   constructor(profile: SimProfile) {
@@ -170,10 +171,9 @@ export class SimGpu {
     });
   }
 
-  /** The VRAM address the PRAMIN aperture starts at now. */
+  /** The VRAM address the PRAMIN aperture starts at now (decoded when the register is written). */
   get praminBase(): number {
-    const w = this.#window;
-    return getField(this.#regs.get(w.offset)!, w.base) * 2 ** PRAMIN_BASE_SHIFT;
+    return this.#praminBase;
   }
 
   /** Errors logged so far (the driver misbehaved). */
@@ -213,7 +213,7 @@ export class SimGpu {
     const size = this.profile.vramSize;
     // PRAMIN: resolve a BAR0 offset to a VRAM address, or -1 past the end of VRAM.
     const pramin = (offset: number, width: number): number => {
-      const addr = this.praminBase + (offset - NV_PRAMIN);
+      const addr = this.#praminBase + (offset - NV_PRAMIN);
       if (addr + width > size) {
         this.#note(
           "error",
@@ -334,6 +334,7 @@ export class SimGpu {
           stored = setField(stored, w.target, target);
         }
         this.#regs.set(offset, stored);
+        this.#praminBase = getField(stored, w.base) * 2 ** PRAMIN_BASE_SHIFT;
         return;
       }
       case NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE:

@@ -39,10 +39,14 @@ export class SparseMemory {
 
   #get(addr: number, create: boolean): Chunk | undefined {
     const index = Math.floor(addr / CHUNK);
-    if (index === this.#lastIndex) return this.#last;
+    if (index === this.#lastIndex && (this.#last !== undefined || !create)) return this.#last;
     let c = this.#chunks.get(index);
     if (c === undefined) {
-      if (!create) return undefined;
+      if (!create) {
+        this.#lastIndex = index; // remember the hole too: zero reads of untouched memory stay cheap
+        this.#last = undefined;
+        return undefined;
+      }
       const buf = new ArrayBuffer(CHUNK);
       c = { u8: new Uint8Array(buf), u16: new Uint16Array(buf), u32: new Uint32Array(buf) };
       this.#chunks.set(index, c);

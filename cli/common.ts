@@ -1,0 +1,121 @@
+/**
+ * What every command shares: device flags, opening, one-line errors with a
+ * hint, and progress output that shows only on a terminal.
+ *
+ * @module
+ */
+
+import { NovaError } from "../hw/errors.ts";
+import { type Gpu, openGpu } from "../mm/gpu.ts";
+
+/** The device flags every command takes. */
+export interface DeviceFlags {
+  /** `sim`, `sim:PROFILE` or a PCI address. */
+  device: string;
+  /** Map BARs read-only. */
+  readOnly: boolean;
+  /** Open a card a kernel driver is bound to. */
+  force: boolean;
+}
+
+/** parseArgs option specs for the device flags. */
+export const DEVICE_OPTIONS = {
+  device: { type: "string", short: "d", default: "sim" },
+  "read-only": { type: "boolean", default: false },
+  force: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+/** Help text lines for the device flags. */
+export const DEVICE_HELP =
+  `  -d, --device D   sim (= sim:ga102), sim:gh100, sim:tu102, sim:ad102, sim:gb202,
+                   or a PCI address such as 0000:65:00.0 (default: sim)
+      --read-only  map the BARs read-only; every write is refused
+      --force      open a card even though a kernel GPU driver is bound to it
+  -h, --help       this text`;
+
+/** Opens the GPU the flags name. */
+export function openFromFlags(flags: DeviceFlags): Promise<Gpu> {
+  return openGpu({ device: flags.device, readOnly: flags.readOnly, force: flags.force });
+}
+
+/** Hints for errors that carry none of their own. */
+function defaultHint(e: NovaError): string | undefined {
+  switch (e.code) {
+    case "ENODEV":
+      return "run `deno task list` to see the GPUs here, or use --device sim";
+    case "EPERM":
+    case "EACCES":
+      return "run as root, or use --device sim";
+    case "EBUSY":
+      return "unbind the kernel driver, or pass --force (with --read-only) to look anyway";
+    default:
+      return undefined;
+  }
+}
+
+/** Formats an error as one line plus, when known, a hint line. */
+export function formatError(e: unknown): string {
+  if (e instanceof NovaError) {
+    const hint = e.hint ?? defaultHint(e);
+    return `error: ${e.message}${hint === undefined ? "" : `\nhint: ${hint}`}`;
+  }
+  if (e instanceof Error) return `error: ${e.name}: ${e.message}`;
+  return `error: ${String(e)}`;
+}
+
+/** Prints an error the CLI way and returns exit code 1. */
+export function reportError(e: unknown): number {
+  console.error(formatError(e));
+  return 1;
+}
+
+/** True when stderr is a terminal (progress is drawn only then). */
+export function isTty(): boolean {
+  try {
+    return Deno.stderr.isTerminal();
+  } catch {
+    return false;
+  }
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * A progress line on stderr for long operations; silent when stderr is not a
+ * terminal. Redraws at most every 100 ms.
+ */
+export class Progress {
+  readonly #label: string;
+  readonly #total: number;
+  readonly #enabled: boolean;
+  #last = 0;
+  #t0 = performance.now();
+
+  constructor(label: string, total: number, options: { enabled?: boolean } = {}) {
+    this.#label = label;
+    this.#total = total;
+    this.#enabled = options.enabled ?? isTty();
+  }
+
+  /** Reports `done` of `total`. */
+  update(done: number): void {
+    if (!this.#enabled) return;
+    const now = performance.now();
+    if (now - this.#last < 100 && done < this.#total) return;
+    this.#last = now;
+    const frac = this.#total === 0 ? 1 : Math.min(1, done / this.#total);
+    const width = 30;
+    const filled = Math.round(frac * width);
+    const bar = "#".repeat(filled) + "-".repeat(width - filled);
+    const secs = ((now - this.#t0) / 1000).toFixed(1);
+    Deno.stderr.writeSync(
+      encoder.encode(`\r${this.#label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${secs}s`),
+    );
+  }
+
+  /** Clears the line. */
+  done(): void {
+    if (this.#enabled) Deno.stderr.writeSync(encoder.encode("\r\x1b[2K"));
+  }
+}

@@ -1,0 +1,56 @@
+// Runs every self-test suite on every simulator profile under `deno test`.
+import assert from "node:assert/strict";
+import { openGpu } from "../mod.ts";
+import { SIM_PROFILES } from "../hw/sim/profiles.ts";
+import { runSelfTests } from "./selftest.ts";
+import { SUITES } from "./selftest_suites.ts";
+
+for (const profile of Object.keys(SIM_PROFILES)) {
+  for (const suite of Object.values(SUITES)) {
+    Deno.test(`selftest ${suite.name} on sim:${profile}`, async () => {
+      const gpu = await openGpu({ device: `sim:${profile}` });
+      try {
+        const results = await runSelfTests(gpu, [suite]);
+        const failed = results.filter((r) => r.status !== "pass");
+        assert.deepEqual(failed, [], failed.map((r) => `${r.name}: ${r.detail}`).join("\n"));
+        assert.deepEqual(gpu.sim!.errors(), [], "the simulator logged no driver errors");
+      } finally {
+        gpu.close();
+      }
+    });
+  }
+}
+
+Deno.test("selftest on a read-only session skips writing tests", async () => {
+  const gpu = await openGpu({ device: "sim", readOnly: true });
+  const results = await runSelfTests(gpu, [SUITES.pramin]);
+  assert.ok(results.every((r) => r.status === "skip"));
+  gpu.close();
+});
+
+Deno.test("deno task selftest --device sim:gh100 passes and stays under 200 MB RSS", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "selftest.ts", "--device", "sim:gh100", "--json"],
+    cwd: new URL("..", import.meta.url),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr) + text);
+  const report = JSON.parse(text);
+  assert.ok(report.results.length >= 6);
+  assert.ok(report.rss < 200e6, `RSS ${report.rss}`);
+});
+
+Deno.test("selftest exits non-zero with a one-line error on an unknown device", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "selftest.ts", "--device", "sim:nv50"],
+    cwd: new URL("..", import.meta.url),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 1);
+  const err = new TextDecoder().decode(out.stderr);
+  assert.match(err, /^error: ENODEV: unknown simulator profile "nv50"/);
+  assert.match(err, /hint: /);
+});
