@@ -22,3 +22,8 @@ export { SIM_PROFILES } from "./hw/sim/profiles.ts";
 export { Gpu, type GpuStats, openGpu, type OpenGpuOptions, type VramInfo } from "./mm/gpu.ts";
 export { Pramin, PraminView, PraminWindow } from "./mm/pramin.ts";
 export { type FlushResult, Tlb } from "./mm/tlb.ts";
+export { type Allocation, BuddyAllocator, type BuddyStats } from "./mm/buddy.ts";
+export { GpuMm } from "./mm/gpu_mm.ts";
+export { type MapOptions, Mapping, PreparedMapping, type Translation, Vmm } from "./mm/vmm.ts";
+export { BarMapping, BarUser } from "./mm/bar_user.ts";
+export { mmu, mmuFormat, walk } from "./mm/pagetable/mod.ts";

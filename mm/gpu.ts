@@ -6,7 +6,7 @@
  * @module
  */
 
-import { hex } from "../hw/errors.ts";
+import { fail, hex } from "../hw/errors.ts";
 import { type Device, openDevice, type OpenDeviceOptions } from "../hw/device.ts";
 import type { ChipInfo } from "../hw/chip.ts";
 import type { Mmio } from "../hw/mmio.ts";
@@ -14,6 +14,10 @@ import { windowRegister } from "../hw/regs.ts";
 import type { SimGpu } from "../hw/sim/gpu.ts";
 import { Pramin } from "./pramin.ts";
 import { Tlb } from "./tlb.ts";
+import { GpuMm } from "./gpu_mm.ts";
+import { type Bar1Binding, BarUser, readBar1Binding } from "./bar_user.ts";
+import { type MmuFormat, mmuFormat } from "./pagetable/format.ts";
+import { walk, type WalkResult } from "./pagetable/walk.ts";
 
 /** VRAM as the driver sees it. */
 export interface VramInfo {
@@ -59,6 +63,11 @@ export class Gpu {
   readonly pramin: Pramin;
   /** TLB invalidation. */
   readonly tlb: Tlb;
+  /** Page-table format of this chip. */
+  readonly format: MmuFormat;
+  #mm: GpuMm | null = null;
+  #bar1: BarUser | null = null;
+  #binding: Bar1Binding | null | undefined = undefined;
 
   constructor(device: Device) {
     this.device = device;
@@ -69,10 +78,77 @@ export class Gpu {
       vramSize: device.vramSize,
     });
     this.tlb = new Tlb(device.bar0, { vramSize: device.vramSize });
+    this.format = mmuFormat({
+      version: device.chip.mmuVersion,
+      architecture: device.chip.architecture,
+    });
     this.vram = {
       size: device.vramSize,
-      usable: device.firmwareUsable ?? { start: 0, end: device.vramSize },
+      usable: device.firmwareUsable ?? this.#guessUsable(),
     };
+  }
+
+  /**
+   * Without GSP's report (a card opened from user space), keep clear of
+   * firmware: the usable region ends below the BAR1 instance block and the
+   * top 256 MiB of VRAM, where GSP-RM keeps its reserved memory, and starts
+   * at 1 MiB.
+   */
+  #guessUsable(): { start: number; end: number } {
+    const MiB = 2 ** 20;
+    let end = this.device.vramSize - 256 * MiB;
+    const b = this.bar1Binding;
+    if (b !== null) end = Math.min(end, b.instanceBlock, b.pdb);
+    end -= end % (2 * MiB);
+    return { start: MiB, end: Math.max(MiB, end) };
+  }
+
+  /** Where BAR1's instance block and root directory are (read from the hardware once), or null. */
+  get bar1Binding(): Bar1Binding | null {
+    if (this.#binding === undefined) {
+      this.#binding = readBar1Binding(this.bar0, this.pramin, { mmuVersion: this.chip.mmuVersion });
+    }
+    return this.#binding;
+  }
+
+  /** VRAM allocator, address spaces (created on first use). */
+  get mm(): GpuMm {
+    if (this.#mm === null) {
+      this.#mm = new GpuMm({
+        pramin: this.pramin,
+        tlb: this.tlb,
+        format: this.format,
+        vramSize: this.vram.size,
+        usable: this.vram.usable,
+      });
+    }
+    return this.#mm;
+  }
+
+  /** BAR1: its address space and CPU mappings (created on first use). */
+  get bar1(): BarUser {
+    if (this.#bar1 === null) {
+      const b = this.bar1Binding;
+      if (b === null) {
+        fail(
+          "ENODEV",
+          "BAR1 is not in virtual mode (no BAR1 instance block bound): nothing to map into",
+        );
+      }
+      this.#bar1 = new BarUser(this.mm, this.device.bar1, b);
+    }
+    return this.#bar1;
+  }
+
+  /**
+   * Walks a GPU VA through the page tables in VRAM (default: BAR1's) and
+   * returns every level visited.
+   */
+  walk(va: bigint | number, options: { pdb?: number } = {}): WalkResult {
+    const pdb = options.pdb ?? this.bar1Binding?.pdb;
+    if (pdb === undefined) fail("EINVAL", "no PDB given and BAR1 has none");
+    using w = this.pramin.window();
+    return walk(w, { format: this.format, pdb, va, vramSize: this.vram.size });
   }
 
   /** The simulator behind this GPU, or null on a card. */

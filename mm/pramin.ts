@@ -301,6 +301,12 @@ export class Pramin {
     return w.read64(addr);
   }
 
+  /** One-shot 64-bit write. */
+  write64(addr: number, value: bigint | number): void {
+    using w = this.window();
+    w.write64(addr, value);
+  }
+
   /** One-shot bulk read. */
   readBytes(addr: number, len: number): Uint8Array {
     using w = this.window();

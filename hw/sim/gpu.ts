@@ -120,6 +120,7 @@ export class SimGpu {
   #regs = new Map<number, number>();
   #window: WindowRegister;
   #praminBase = 0;
+  #bar1Pdb: number | null = null;
   #pendingReads = 0;
 
   constructor(profile: SimProfile) {
@@ -165,9 +166,11 @@ export class SimGpu {
     this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_UPPER_PDB, 0);
     this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE, 0);
     this.bar0 = this.#makeBar0();
+    this.#bar1Pdb = this.bar1Pdb();
     this.bar1 = createBar1Backend(this.mmu, {
       size: profile.bar1Size,
-      pdb: () => this.bar1Pdb(),
+      // The binding is latched when BAR1_BLOCK is written, as the hardware fetches the instance block then.
+      pdb: () => this.#bar1Pdb,
     });
   }
 
@@ -181,7 +184,7 @@ export class SimGpu {
     return this.log.filter((e) => e.severity === "error");
   }
 
-  /** The PDB the BAR1 instance block points at now, as the MMU would fetch it; null if unbound. */
+  /** The PDB the BAR1 instance block points at now (read from VRAM afresh); null if unbound. */
   bar1Pdb(): number | null {
     let inst: number;
     if (this.profile.mmuVersion === 2) {

@@ -1,0 +1,137 @@
+/**
+ * `GpuMm` (nova-core's GpuMm): the VRAM buddy allocator, PRAMIN and the TLB
+ * of one GPU, and the factory for its address spaces.
+ *
+ * @module
+ */
+
+import { describe, fail, hex } from "../hw/errors.ts";
+import { BuddyAllocator } from "./buddy.ts";
+import type { MmuFormat } from "./pagetable/format.ts";
+import type { Pramin } from "./pramin.ts";
+import type { Tlb } from "./tlb.ts";
+import { Vmm } from "./vmm.ts";
+
+/** What {@linkcode GpuMm} is built from. */
+export interface GpuMmOptions {
+  /** PRAMIN of the GPU. */
+  pramin: Pramin;
+  /** TLB of the GPU. */
+  tlb: Tlb;
+  /** Page-table format of the chip. */
+  format: MmuFormat;
+  /** VRAM bytes. */
+  vramSize: number;
+  /** The usable VRAM region [start, end) the allocator manages. */
+  usable: { start: number; end: number };
+}
+
+/**
+ * Memory management of one GPU.
+ *
+ * @example
+ * ```ts
+ * const a = gpu.mm.buddy.alloc(2 << 20);
+ * const ch = gpu.mm.createVmm({ vaSize: 1n << 40n });
+ * ```
+ */
+export class GpuMm {
+  /** The VRAM allocator over the usable region. */
+  readonly buddy: BuddyAllocator;
+  /** PRAMIN. */
+  readonly pramin: Pramin;
+  /** TLB. */
+  readonly tlb: Tlb;
+  /** Page-table format of this GPU. */
+  readonly format: MmuFormat;
+  /** VRAM bytes. */
+  readonly vramSize: number;
+  readonly #vmms = new Set<Vmm>();
+
+  constructor(options: GpuMmOptions) {
+    const { start, end } = options.usable;
+    this.buddy = new BuddyAllocator({ start, size: end - start });
+    this.pramin = options.pramin;
+    this.tlb = options.tlb;
+    this.format = options.format;
+    this.vramSize = options.vramSize;
+  }
+
+  #deps() {
+    return {
+      pramin: this.pramin,
+      tlb: this.tlb,
+      buddy: this.buddy,
+      format: this.format,
+      vramSize: this.vramSize,
+    };
+  }
+
+  /**
+   * A new address space (a channel's, say) with a fresh, zeroed root
+   * directory from the buddy allocator.
+   */
+  createVmm(options: { vaSize?: bigint | number; name?: string } = {}): Vmm {
+    const maxVa = 1n << BigInt(this.format.vaBits);
+    const raw = options.vaSize ?? maxVa;
+    if (typeof raw === "number" && !Number.isSafeInteger(raw)) {
+      fail("EINVAL", `VA size ${describe(raw)} is not an integer`);
+    }
+    const vaSize = BigInt(raw);
+    if (vaSize <= 0n || vaSize > maxVa) {
+      fail(
+        "EINVAL",
+        `VA size ${hex(vaSize)} must be in 1..${hex(maxVa)} (${this.format.vaBits}-bit VA)`,
+      );
+    }
+    const root = this.buddy.alloc(4096);
+    try {
+      using w = this.pramin.window();
+      w.fill(root.start, this.format.directories[0].tableBytes, 0);
+    } catch (e) {
+      root.free();
+      throw e;
+    }
+    const vmm = new Vmm(this.#deps(), {
+      pdb: root.start,
+      vaSize,
+      rootAllocation: root,
+      name: options.name,
+    });
+    this.#vmms.add(vmm);
+    return vmm;
+  }
+
+  /**
+   * An address space over existing tables (firmware's BAR1, say): valid
+   * entries already there are scanned and their VA marked taken.
+   */
+  openVmm(options: { pdb: number; vaSize: bigint | number; name?: string }): Vmm {
+    const vmm = new Vmm(this.#deps(), {
+      pdb: options.pdb,
+      vaSize: BigInt(options.vaSize),
+      scan: true,
+      name: options.name,
+    });
+    this.#vmms.add(vmm);
+    return vmm;
+  }
+
+  /** Address spaces made here and not destroyed. */
+  vmms(): Vmm[] {
+    return [...this.#vmms];
+  }
+
+  /** Destroys an address space (unmaps everything, frees its root). */
+  destroyVmm(vmm: Vmm): void {
+    vmm.destroy();
+    this.#vmms.delete(vmm);
+  }
+
+  [Symbol.for("Deno.customInspect")](): string {
+    const s = this.buddy.stats();
+    return `GpuMm MMU v${this.format.version}: VRAM ${hex(s.total)} usable, ${
+      hex(s.free)
+    } free, ${this.#vmms.size} address spaces`;
+  }
+}
