@@ -1,0 +1,255 @@
+/**
+ * The few libc calls a real BAR needs, through Deno FFI: `open`, `mmap`,
+ * `munmap`, `close`, plus `errno` (glibc/musl `__errno_location`) and
+ * `strerror` to turn a failure into a message that says what to do.
+ *
+ * libc is loaded lazily on the first call, so importing this module costs
+ * nothing and needs no `--allow-ffi` until a card is actually opened.
+ *
+ * The flag values are those of Linux on x86_64; they are the asm-generic
+ * values, so aarch64 Linux shares them. Other systems have no PCI sysfs and
+ * are refused before any call.
+ *
+ * @module
+ */
+
+import { describe, type ErrorCode, fail, hex, NovaError } from "./errors.ts";
+
+/** `O_RDONLY` (Linux). */
+export const O_RDONLY = 0;
+/** `O_RDWR` (Linux). */
+export const O_RDWR = 0o2;
+/** `O_SYNC` (Linux asm-generic, x86_64: `__O_SYNC | O_DSYNC`). */
+export const O_SYNC = 0o4010000;
+/** `O_CLOEXEC` (Linux asm-generic, x86_64). */
+export const O_CLOEXEC = 0o2000000;
+/** `PROT_READ`. */
+export const PROT_READ = 0x1;
+/** `PROT_WRITE`. */
+export const PROT_WRITE = 0x2;
+/** `MAP_SHARED`. */
+export const MAP_SHARED = 0x1;
+
+// x86_64 Linux errno numbers (asm-generic/errno-base.h, errno.h): enough to name
+// what open/mmap/munmap/close can return.
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  4: "EINTR",
+  5: "EIO",
+  6: "ENXIO",
+  9: "EBADF",
+  11: "EAGAIN",
+  12: "ENOMEM",
+  13: "EACCES",
+  14: "EFAULT",
+  16: "EBUSY",
+  19: "ENODEV",
+  20: "ENOTDIR",
+  21: "EISDIR",
+  22: "EINVAL",
+  23: "ENFILE",
+  24: "EMFILE",
+  26: "ETXTBSY",
+  27: "EFBIG",
+  30: "EROFS",
+  36: "ENAMETOOLONG",
+  40: "ELOOP",
+  75: "EOVERFLOW",
+  95: "EOPNOTSUPP",
+};
+
+// How a libc errno is reported as a NovaError code (the rest become EIO).
+const ERRNO_CODES: Record<string, ErrorCode> = {
+  EPERM: "EPERM",
+  EACCES: "EPERM",
+  ENOENT: "ENODEV",
+  ENXIO: "ENODEV",
+  ENODEV: "ENODEV",
+  ENOMEM: "ENOMEM",
+  EINVAL: "EINVAL",
+  EBUSY: "EBUSY",
+  EOVERFLOW: "EOVERFLOW",
+  EFAULT: "EFAULT",
+};
+
+const SYMBOLS = {
+  // open(2) is variadic; the third (mode) argument is only read with O_CREAT,
+  // which is never passed, so a fixed three-argument signature is safe.
+  open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+const LIBC_NAMES = ["libc.so.6", "libc.so"] as const;
+const MAP_FAILED = 0xffffffffffffffffn;
+const encoder = new TextEncoder();
+
+let libc: Libc | undefined;
+
+/** A live `mmap` of a file: the address and the number of bytes mapped. */
+export interface Mapping {
+  /** Start of the mapping (page aligned). */
+  readonly pointer: Deno.PointerObject;
+  /** Bytes mapped. */
+  readonly length: number;
+}
+
+/** Options for {@linkcode openFile}. */
+export interface OpenFileOptions {
+  /** Open `O_RDONLY` instead of `O_RDWR | O_SYNC`. */
+  readOnly?: boolean;
+}
+
+/** Options for {@linkcode mmapFile}. */
+export interface MmapOptions {
+  /** Map `PROT_READ` only (the fd may then be read-only). */
+  readOnly?: boolean;
+  /** File offset of the mapping; a multiple of the 4 KiB page size. */
+  offset?: number;
+}
+
+/** True for the errors Deno throws when a permission flag is missing. */
+export function isPermissionError(error: unknown): boolean {
+  // NotCapable is Deno 2's "flag not granted"; PermissionDenied is what Deno 1
+  // threw for the same thing (and what an OS EACCES becomes, handled by callers).
+  return error instanceof Deno.errors.NotCapable ||
+    (error instanceof Deno.errors.PermissionDenied && /--allow-|Requires/.test(error.message));
+}
+
+function load(): Libc {
+  if (libc !== undefined) return libc;
+  if (Deno.build.os !== "linux") {
+    fail(
+      "ENODEV",
+      `real GPUs are reached through Linux sysfs; this is ${Deno.build.os}`,
+      "use --device sim",
+    );
+  }
+  const tried: string[] = [];
+  for (const name of LIBC_NAMES) {
+    try {
+      libc = Deno.dlopen(name, SYMBOLS).symbols;
+      return libc;
+    } catch (error) {
+      if (isPermissionError(error)) {
+        throw new NovaError("EPERM", "Deno FFI is not allowed: run with --allow-ffi (or -A)", {
+          hint: "FFI is how novamm calls mmap on a PCI resource file",
+          cause: error,
+        });
+      }
+      tried.push(`${name}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  return fail("ENODEV", `cannot load libc (${tried.join("; ")})`);
+}
+
+function errno(c: Libc): number {
+  const where = c.__errno_location();
+  return where === null ? 0 : new Deno.UnsafePointerView(where).getInt32();
+}
+
+function errnoName(n: number): string {
+  return ERRNO_NAMES[n] ?? `errno ${n}`;
+}
+
+function errnoText(c: Libc, n: number): string {
+  const text = c.strerror(n);
+  return text === null ? "unknown error" : Deno.UnsafePointerView.getCString(text);
+}
+
+function checkLength(what: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    fail("EINVAL", `${what} ${describe(value)} is not a positive safe integer`);
+  }
+}
+
+/**
+ * Opens a file for mapping: `O_RDWR | O_SYNC` (or `O_RDONLY`), always
+ * `O_CLOEXEC`. Returns the file descriptor.
+ *
+ * @example
+ * ```ts
+ * const fd = openFile("/sys/bus/pci/devices/0000:65:00.0/resource0", { readOnly: true });
+ * ```
+ */
+export function openFile(path: string, options: OpenFileOptions = {}): number {
+  if (path.length === 0 || path.includes("\0")) {
+    fail("EINVAL", `file name ${JSON.stringify(path)} is empty or contains a NUL byte`);
+  }
+  const c = load();
+  const flags = (options.readOnly ? O_RDONLY : O_RDWR | O_SYNC) | O_CLOEXEC;
+  const fd = c.open(encoder.encode(path + "\0"), flags, 0);
+  if (fd >= 0) return fd;
+  const n = errno(c);
+  const name = errnoName(n);
+  if (name === "EACCES" || name === "EPERM") {
+    fail(
+      "EPERM",
+      `permission denied opening ${path}: run as root (sudo) or grant access to the resource file`,
+      options.readOnly ? undefined : "or open read-only if only reads are needed",
+    );
+  }
+  if (name === "ENOENT") fail("ENODEV", `no such file ${path}`);
+  return fail(ERRNO_CODES[name] ?? "EIO", `cannot open ${path}: ${name} (${errnoText(c, n)})`);
+}
+
+/**
+ * Maps `length` bytes of an open file `MAP_SHARED`, `PROT_READ | PROT_WRITE`
+ * (or `PROT_READ` alone when `readOnly`).
+ *
+ * @example
+ * ```ts
+ * const m = mmapFile(fd, 16 << 20);
+ * const regs = new Uint32Array(Deno.UnsafePointerView.getArrayBuffer(m.pointer, m.length));
+ * ```
+ */
+export function mmapFile(fd: number, length: number, options: MmapOptions = {}): Mapping {
+  const offset = options.offset ?? 0;
+  if (!Number.isInteger(fd) || fd < 0) {
+    fail("EINVAL", `file descriptor ${describe(fd)} is not valid`);
+  }
+  checkLength("mmap length", length);
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset % 4096 !== 0) {
+    fail("EINVAL", `mmap offset ${describe(offset)} is not a multiple of the 4 KiB page`);
+  }
+  const c = load();
+  const prot = options.readOnly ? PROT_READ : PROT_READ | PROT_WRITE;
+  const pointer = c.mmap(null, BigInt(length), prot, MAP_SHARED, fd, BigInt(offset));
+  if (pointer !== null && BigInt(Deno.UnsafePointer.value(pointer)) !== MAP_FAILED) {
+    return { pointer, length };
+  }
+  const n = errno(c);
+  const name = errnoName(n);
+  return fail(
+    ERRNO_CODES[name] ?? "EIO",
+    `mmap of ${hex(length)} bytes at offset ${hex(offset)} (fd ${fd}, ${
+      options.readOnly ? "PROT_READ" : "PROT_READ|PROT_WRITE"
+    }) failed: ${name} (${errnoText(c, n)})`,
+    name === "EACCES" ? "a writable mapping needs a file opened read-write" : undefined,
+  );
+}
+
+/** Unmaps a mapping made by {@linkcode mmapFile}; every view over it is dead afterwards. */
+export function munmap(mapping: Mapping): void {
+  const c = load();
+  if (c.munmap(mapping.pointer, BigInt(mapping.length)) === 0) return;
+  const n = errno(c);
+  fail(
+    "EIO",
+    `munmap of ${hex(mapping.length)} bytes failed: ${errnoName(n)} (${errnoText(c, n)})`,
+  );
+}
+
+/** Closes a file descriptor from {@linkcode openFile}. */
+export function closeFd(fd: number): void {
+  const c = load();
+  if (c.close(fd) === 0) return;
+  const n = errno(c);
+  fail("EIO", `close of fd ${fd} failed: ${errnoName(n)} (${errnoText(c, n)})`);
+}

@@ -1,0 +1,123 @@
+/**
+ * A fake `/sys/bus/pci` tree of ordinary files, so the real sysfs parsing and
+ * the real open/mmap path run in CI (tinygrad's mock PCI device does the same).
+ *
+ * Layout under `dir`: `bus/pci/devices/<bdf>/{vendor,device,class,resource,
+ * resource<N>,enable}` and `bus/pci/drivers/<name>/` with a relative `driver`
+ * symlink, as Linux has it.
+ *
+ * @module
+ */
+
+/** One BAR line of the fake `resource` file. */
+export interface FakeBar {
+  /** BAR index 0..5. */
+  index: number;
+  /** Physical start. */
+  start: bigint;
+  /** Size in bytes (the `resource` file says this). */
+  size: bigint;
+  /** Raw IORESOURCE_* flags. */
+  flags: number;
+  /** Bytes of the `resourceN` file; default min(size, 256 KiB); 0 for no file. */
+  fileSize?: number;
+}
+
+/** One fake PCI function. */
+export interface FakeFunction {
+  /** `dddd:bb:dd.f`. */
+  bdf: string;
+  /** Vendor id. */
+  vendor: number;
+  /** Device id. */
+  device: number;
+  /** 24-bit class code. */
+  class: number;
+  /** Driver to bind (a `driver` symlink), if any. */
+  driver?: string;
+  /** Standard BARs. */
+  bars: FakeBar[];
+  /** ROM line (index 6) to add to `resource`: [start, size]. */
+  rom?: [bigint, bigint];
+}
+
+/** Flags as Linux prints them for a 32-bit non-prefetchable BAR0 (MEM | SIZEALIGN). */
+export const FLAGS_MEM32 = 0x40200;
+/** 64-bit prefetchable memory BAR (MEM_64 | SIZEALIGN | PREFETCH | MEM | PCI bits 0xc). */
+export const FLAGS_MEM64_PREF = 0x14220c;
+/** I/O-port BAR (IO | SIZEALIGN | PCI bit 0). */
+export const FLAGS_IO = 0x40101;
+
+const LINES = 13; // 6 BARs, ROM, 6 SR-IOV BARs: what Linux prints for an endpoint
+
+function hexLine(start: bigint, end: bigint, flags: bigint): string {
+  const h = (v: bigint) => `0x${v.toString(16).padStart(16, "0")}`;
+  return `${h(start)} ${h(end)} ${h(flags)}`;
+}
+
+/** Text of a sysfs `resource` file for these BARs. */
+export function resourceText(bars: FakeBar[], rom?: [bigint, bigint]): string {
+  const lines = Array.from({ length: LINES }, () => hexLine(0n, 0n, 0n));
+  for (const b of bars) lines[b.index] = hexLine(b.start, b.start + b.size - 1n, BigInt(b.flags));
+  if (rom) lines[6] = hexLine(rom[0], rom[0] + rom[1] - 1n, 0x46200n);
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * Builds the tree and returns the devices directory (the `sysfsRoot`).
+ *
+ * @example
+ * ```ts
+ * const root = makeFakeSysfs(await Deno.makeTempDir(), [GA102]);
+ * listGpus({ sysfsRoot: root });
+ * ```
+ */
+export function makeFakeSysfs(dir: string, functions: FakeFunction[]): string {
+  const root = `${dir}/bus/pci/devices`;
+  Deno.mkdirSync(root, { recursive: true });
+  for (const f of functions) {
+    const path = `${root}/${f.bdf}`;
+    Deno.mkdirSync(path);
+    Deno.writeTextFileSync(`${path}/vendor`, `0x${f.vendor.toString(16).padStart(4, "0")}\n`);
+    Deno.writeTextFileSync(`${path}/device`, `0x${f.device.toString(16).padStart(4, "0")}\n`);
+    Deno.writeTextFileSync(`${path}/class`, `0x${f.class.toString(16).padStart(6, "0")}\n`);
+    Deno.writeTextFileSync(`${path}/enable`, "0\n");
+    Deno.writeTextFileSync(`${path}/resource`, resourceText(f.bars, f.rom));
+    for (const b of f.bars) {
+      const size = b.fileSize ?? Number(b.size < 0x40000n ? b.size : 0x40000n);
+      if (size === 0) continue;
+      const file = `${path}/resource${b.index}`;
+      Deno.writeFileSync(file, new Uint8Array(0));
+      Deno.truncateSync(file, size); // sparse, like ftruncate
+    }
+    if (f.driver !== undefined) {
+      Deno.mkdirSync(`${dir}/bus/pci/drivers/${f.driver}`, { recursive: true });
+      Deno.symlinkSync(`../../drivers/${f.driver}`, `${path}/driver`);
+    }
+  }
+  return root;
+}
+
+/** A GA102 (RTX 3090-like) with 16 MiB BAR0, 32 GiB resizable BAR1, BAR3, I/O BAR5. */
+export function ga102(bdf: string, driver?: string): FakeFunction {
+  return {
+    bdf,
+    vendor: 0x10de,
+    device: 0x2204,
+    class: 0x030000,
+    driver,
+    bars: [
+      { index: 0, start: 0xfb000000n, size: 0x1000000n, flags: FLAGS_MEM32, fileSize: 0x60000 },
+      {
+        index: 1,
+        start: 0x7000000000n,
+        size: 0x800000000n,
+        flags: FLAGS_MEM64_PREF,
+        fileSize: 0x50000,
+      },
+      { index: 3, start: 0x7800000000n, size: 0x2000000n, flags: FLAGS_MEM64_PREF },
+      { index: 5, start: 0xf000n, size: 0x80n, flags: FLAGS_IO, fileSize: 0 },
+    ],
+    rom: [0xfc000000n, 0x80000n],
+  };
+}
