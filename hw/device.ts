@@ -34,6 +34,8 @@ export interface OpenDeviceOptions {
   force?: boolean;
   /** sysfs PCI devices directory (tests point it at a fake tree). */
   sysfsRoot?: string;
+  /** Where per-card lock files go (default $NOVAMM_LOCK_DIR or /tmp). */
+  lockDir?: string;
 }
 
 /** An open GPU at the byte level: BARs, chip, VRAM size. Knows nothing about page tables. */
@@ -96,6 +98,47 @@ function identify(bar0: Mmio): ChipInfo {
 const SIM_SPEC = /^sim(?::([a-z0-9]+))?$/;
 
 /**
+ * Takes the per-card lock file that keeps two writing sessions off one card
+ * (the PRAMIN window register is global state). A lock left by a process that
+ * is gone is taken over. Returns the release function.
+ */
+export function lockCard(bdf: string, options: { dir?: string } = {}): () => void {
+  const dir = options.dir ?? Deno.env.get("NOVAMM_LOCK_DIR") ?? "/tmp";
+  const path = `${dir}/novamm-${bdf.replaceAll(":", "_")}.lock`;
+  const mine = `${Deno.pid}\n`;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      Deno.writeTextFileSync(path, mine, { createNew: true });
+      return () => {
+        try {
+          if (Deno.readTextFileSync(path) === mine) Deno.removeSync(path);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      const pid = Number.parseInt(Deno.readTextFileSync(path), 10);
+      let alive = false;
+      try {
+        alive = Number.isInteger(pid) && Deno.statSync(`/proc/${pid}`).isDirectory;
+      } catch {
+        alive = false;
+      }
+      if (alive) {
+        fail(
+          "EBUSY",
+          `${bdf} is in use by another novamm session (pid ${pid}, lock ${path})`,
+          "close that session, or open this one with --read-only",
+        );
+      }
+      Deno.removeSync(path); // stale: its process is gone
+    }
+  }
+  fail("EBUSY", `could not take the lock ${path} for ${bdf}`);
+}
+
+/**
  * Opens a device.
  *
  * @example
@@ -140,12 +183,22 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
   }
   const fn = findGpu(spec, options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot });
   const force = options.force ?? false;
-  const bar0 = new Mmio("bar0", openBar(fn, 0, { readOnly, force }), { readOnly, counters });
+  const unlock = readOnly
+    ? () => {}
+    : lockCard(fn.bdf, options.lockDir === undefined ? {} : { dir: options.lockDir });
+  let bar0: Mmio;
   let bar1: Mmio;
+  try {
+    bar0 = new Mmio("bar0", openBar(fn, 0, { readOnly, force }), { readOnly, counters });
+  } catch (e) {
+    unlock();
+    throw e;
+  }
   try {
     bar1 = new Mmio("bar1", openBar(fn, 1, { readOnly, force }), { readOnly, counters });
   } catch (e) {
     bar0.close();
+    unlock();
     throw e;
   }
   try {
@@ -165,11 +218,13 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       close() {
         bar0.close();
         bar1.close();
+        unlock();
       },
     };
   } catch (e) {
     bar0.close();
     bar1.close();
+    unlock();
     throw e;
   }
 }

@@ -1,0 +1,95 @@
+// The real card path end to end on a fake sysfs tree: openGpu() by PCI address
+// mmaps resource0/resource1 files through libc and runs the same code above hw/.
+import assert from "node:assert/strict";
+import { openGpu } from "../mod.ts";
+import { ga102, makeFakeSysfs } from "./fake_sysfs.ts";
+
+function writeU32(file: string, offset: number, value: number): void {
+  const f = Deno.openSync(file, { read: true, write: true });
+  try {
+    f.seekSync(offset, Deno.SeekMode.Start);
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, value, true);
+    f.writeSync(b);
+  } finally {
+    f.close();
+  }
+}
+
+function readU32(file: string, offset: number): number {
+  return new DataView(Deno.readFileSync(file).buffer).getUint32(offset, true);
+}
+
+async function fakeCard(driver?: string) {
+  const dir = await Deno.makeTempDir();
+  const fn = ga102("0000:65:00.0", driver);
+  fn.bars[0].fileSize = 0x1000000; // the whole 16 MiB BAR0 (sparse file)
+  const root = makeFakeSysfs(dir, [fn]);
+  const bar0 = `${root}/0000:65:00.0/resource0`;
+  writeU32(bar0, 0x0, 0x172000a1); // NV_PMC_BOOT_0
+  writeU32(bar0, 0xa00, 0x172a1000); // NV_PMC_BOOT_42
+  writeU32(bar0, 0x1183a4, 24 * 1024); // NV_USABLE_FB_SIZE_IN_MB
+  return { dir, root, bar0 };
+}
+
+Deno.test("card path: openGpu on a fake card decodes the chip and reaches PRAMIN through mmap", async () => {
+  const { dir, root, bar0 } = await fakeCard();
+  const gpu = await openGpu({ device: "65:00.0", sysfsRoot: root, lockDir: dir });
+  assert.equal(gpu.device.kind, "pci");
+  assert.equal(gpu.chip.name, "GA102");
+  assert.equal(gpu.vram.size, 24 * 2 ** 30);
+  assert.equal(gpu.bar1Binding, null, "BAR1_BLOCK reads 0: BAR1 is in physical mode");
+  assert.ok(
+    gpu.vram.usable.end <= gpu.vram.size - 256 * 2 ** 20,
+    "usable region kept clear of firmware",
+  );
+  {
+    using w = gpu.pramin.window();
+    w.write32(0x1000, 0xdeadbeef);
+    assert.equal(w.read32(0x1000), 0xdeadbeef);
+  }
+  gpu.close();
+  assert.equal(readU32(bar0, 0x700000 + 0x1000), 0xdeadbeef, "the write landed in the aperture");
+  assert.equal(readU32(bar0, 0x1700), 0, "window register at base 0");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("card path: a second writing session is refused by the lock file; read-only is fine", async () => {
+  const { dir, root } = await fakeCard();
+  const a = await openGpu({ device: "0000:65:00.0", sysfsRoot: root, lockDir: dir });
+  await assert.rejects(
+    openGpu({ device: "0000:65:00.0", sysfsRoot: root, lockDir: dir }),
+    /EBUSY: 0000:65:00.0 is in use by another novamm session \(pid \d+/,
+  );
+  const ro = await openGpu({
+    device: "0000:65:00.0",
+    sysfsRoot: root,
+    lockDir: dir,
+    readOnly: true,
+  });
+  assert.equal(ro.chip.name, "GA102");
+  assert.throws(() => ro.bar0.write32(0x1700, 1), /EPERM/);
+  ro.close();
+  a.close();
+  const b = await openGpu({ device: "0000:65:00.0", sysfsRoot: root, lockDir: dir });
+  b.close();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("card path: a card bound to nvidia is refused unless forced", async () => {
+  const { dir, root } = await fakeCard("nvidia");
+  await assert.rejects(
+    openGpu({ device: "0000:65:00.0", sysfsRoot: root, lockDir: dir }),
+    /EBUSY: 0000:65:00.0 is bound to the nvidia kernel driver/,
+  );
+  const gpu = await openGpu({
+    device: "0000:65:00.0",
+    sysfsRoot: root,
+    lockDir: dir,
+    force: true,
+    readOnly: true,
+  });
+  assert.equal(gpu.chip.name, "GA102");
+  gpu.close();
+  await Deno.remove(dir, { recursive: true });
+});
