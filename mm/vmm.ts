@@ -231,7 +231,7 @@ export interface DumpNode {
   level: string;
   /** Index in the parent table (-1 for the root). */
   index: number;
-  /** VRAM address of the table. */
+  /** VRAM address of the entry (the PDB for the root). */
   table: number;
   /** First VA the entry covers. */
   va: bigint;
@@ -864,67 +864,72 @@ export class Vmm {
     return walk(w, { format: this.format, pdb: this.pdb, va, vramSize: this.#deps.vramSize });
   }
 
-  /** The page-table tree as the shadow knows it: level, index, decoded entry, children. */
+  /**
+   * The page-table tree as the shadow knows it: every non-zero entry with its
+   * level, index, VRAM address, first VA and decoded value, children nested.
+   * Prints as an indented tree.
+   */
   dump(options: DumpOptions = {}): DumpNode {
     let budget = options.maxPtes ?? 256;
     const codec = this.format.codec;
-    const node = (t: Table, index: number, va: bigint, entry: unknown): DumpNode => {
-      const out: DumpNode = {
-        level: t.level.name,
-        index,
-        table: t.addr,
-        va,
-        entry,
-        children: [],
-        foreign: t.alloc === null && t !== this.#root,
-      };
+    const dirs = this.format.directories.length;
+    const visit = (t: Table, base: bigint): DumpNode[] => {
+      const out: DumpNode[] = [];
       const span = 1n << BigInt(t.level.vaLo);
+      const foreign = t.alloc === null;
       for (let i = 0; i < t.level.entries && budget > 0; i++) {
-        const cva = va + BigInt(i) * span;
+        const va = base + BigInt(i) * span;
         if (t.level.dual) {
           const lo = t.raw[2 * i];
           const hi = t.raw[2 * i + 1];
           if (lo === 0n && hi === 0n) continue;
           const d = codec.decodeDualPde([lo, hi]);
+          const children: DumpNode[] = [];
           const big = t.children[2 * i];
           const small = t.children[2 * i + 1];
-          const child: DumpNode = {
+          if (big !== null) children.push(...visit(big, va));
+          if (small !== null) children.push(...visit(small, va));
+          if (d.isPte) budget--;
+          out.push({
             level: t.level.name,
             index: i,
-            table: t.addr,
-            va: cva,
+            table: t.addr + i * 16,
+            va,
             entry: d.isPte ? codec.decodePte(lo) : d,
-            children: [],
-            foreign: false,
-          };
-          if (big !== null) child.children.push(node(big, 2 * i, cva, null));
-          if (small !== null) child.children.push(node(small, 2 * i + 1, cva, null));
-          out.children.push(child);
+            children,
+            foreign,
+          });
           continue;
         }
         const raw = t.raw[i];
         if (raw === 0n) continue;
-        const c = t.children[i] ?? null;
-        if (c !== null) out.children.push(node(c, i, cva, codec.decodePde(raw)));
-        else {
-          budget--;
-          const isLeaf = t.depth >= this.format.directories.length;
-          out.children.push({
-            level: t.level.name,
-            index: i,
-            table: t.addr,
-            va: cva,
-            entry: isLeaf || (raw & 1n) === 1n ? codec.decodePte(raw) : codec.decodePde(raw),
-            children: [],
-            foreign: false,
-          });
-        }
+        const child = t.depth < dirs ? t.children[i] : null;
+        const isPte = t.depth >= dirs || (raw & 1n) === 1n;
+        if (isPte) budget--;
+        out.push({
+          level: t.level.name,
+          index: i,
+          table: t.addr + i * 8,
+          va,
+          entry: isPte ? codec.decodePte(raw) : codec.decodePde(raw),
+          children: child === null ? [] : visit(child, va),
+          foreign,
+        });
       }
       return out;
     };
-    const root = node(this.#root, -1, 0n, null);
+    const root: DumpNode = {
+      level: "PDB",
+      index: -1,
+      table: this.pdb,
+      va: 0n,
+      entry: null,
+      children: visit(this.#root, 0n),
+      foreign: this.#root.alloc === null,
+    };
+    const truncated = budget <= 0;
     Object.defineProperty(root, Symbol.for("Deno.customInspect"), {
-      value: () => formatDump(root),
+      value: () => formatDump(this, root, truncated),
       enumerable: false,
     });
     return root;
@@ -982,20 +987,21 @@ function lastRaw(r: WalkResult): bigint {
   return s.raw[0];
 }
 
-function formatDump(root: DumpNode): string {
-  const lines: string[] = [];
-  const visit = (n: DumpNode, indent: string) => {
-    for (const c of n.children) {
-      const e = c.entry === null ? "" : String(c.entry);
+function formatDump(vmm: Vmm, root: DumpNode, truncated: boolean): string {
+  const lines = [
+    `${vmm.name}: MMU v${vmm.format.version} PDB ${hex(root.table)} VA ${hex(vmm.vaSize)}`,
+  ];
+  const visit = (nodes: DumpNode[], indent: string) => {
+    for (const n of nodes) {
       lines.push(
-        `${indent}${c.level}[${c.index}] va ${hex(c.va)} @${hex(c.table)} ${e}${
-          c.foreign ? " (firmware)" : ""
+        `${indent}${n.level}[${n.index}] va ${hex(n.va)} @${hex(n.table)} ${String(n.entry)}${
+          n.foreign ? "  (firmware)" : ""
         }`,
       );
-      visit(c, indent + "  ");
+      visit(n.children, indent + "  ");
     }
   };
-  lines.push(`root ${root.level} @${hex(root.table)}`);
-  visit(root, "  ");
+  visit(root.children, "  ");
+  if (truncated) lines.push("  … (more PTEs; dump({ maxPtes }) shows more)");
   return lines.join("\n");
 }
