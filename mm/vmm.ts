@@ -232,7 +232,7 @@ export interface DumpNode {
   /** Index in the parent table (-1 for the root). */
   index: number;
   /** VRAM address of the entry (the PDB for the root). */
-  table: number;
+  address: number;
   /** First VA the entry covers. */
   va: bigint;
   /** Decoded entry (a PTE or PDE), or null for the root. */
@@ -893,7 +893,7 @@ export class Vmm {
           out.push({
             level: t.level.name,
             index: i,
-            table: t.addr + i * 16,
+            address: t.addr + i * 16,
             va,
             entry: d.isPte ? codec.decodePte(lo) : d,
             children,
@@ -909,7 +909,7 @@ export class Vmm {
         out.push({
           level: t.level.name,
           index: i,
-          table: t.addr + i * 8,
+          address: t.addr + i * 8,
           va,
           entry: isPte ? codec.decodePte(raw) : codec.decodePde(raw),
           children: child === null ? [] : visit(child, va),
@@ -921,7 +921,7 @@ export class Vmm {
     const root: DumpNode = {
       level: "PDB",
       index: -1,
-      table: this.pdb,
+      address: this.pdb,
       va: 0n,
       entry: null,
       children: visit(this.#root, 0n),
@@ -989,12 +989,12 @@ function lastRaw(r: WalkResult): bigint {
 
 function formatDump(vmm: Vmm, root: DumpNode, truncated: boolean): string {
   const lines = [
-    `${vmm.name}: MMU v${vmm.format.version} PDB ${hex(root.table)} VA ${hex(vmm.vaSize)}`,
+    `${vmm.name}: MMU v${vmm.format.version} PDB ${hex(root.address)} VA ${hex(vmm.vaSize)}`,
   ];
   const visit = (nodes: DumpNode[], indent: string) => {
     for (const n of nodes) {
       lines.push(
-        `${indent}${n.level}[${n.index}] va ${hex(n.va)} @${hex(n.table)} ${String(n.entry)}${
+        `${indent}${n.level}[${n.index}] va ${hex(n.va)} @${hex(n.address)} ${String(n.entry)}${
           n.foreign ? "  (firmware)" : ""
         }`,
       );
