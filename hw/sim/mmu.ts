@@ -334,7 +334,10 @@ export class SimMmu {
       base = frame * PAGE;
     }
     const offset = Number(va % BigInt(pageSize));
-    const pa = typeof base === "bigint" ? base + BigInt(offset) : base + offset;
+    // A safe base plus the offset can still pass 2^53 (v2 sysmem huge pages): go bigint then.
+    const pa = typeof base === "bigint" || !Number.isSafeInteger(base + offset)
+      ? BigInt(base) + BigInt(offset)
+      : base + offset;
     return {
       pa: typeof pa === "bigint" && pa <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(pa) : pa,
       aperture: APERTURES[aperture],

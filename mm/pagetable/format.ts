@@ -1,0 +1,266 @@
+/**
+ * MMU v2 and v3 page-table formats as data: levels, the VA bits each decodes,
+ * entry sizes, the dual PDE level and which levels may hold huge PTEs on a
+ * given architecture. One walker and one mapper serve both formats.
+ *
+ * VA layouts are NVIDIA's hardware bit ranges (open-gpu-kernel-modules
+ * `kern_gmmu_fmt_gp10x.c` / `kern_gmmu_fmt_gh10x.c`, facts §4.1), not nova v7's
+ * uniform 9-bit split (facts D1). Huge-page levels per architecture: facts §1.2
+ * (`kgmmuFmtInitLevels_GP10X` / `_GA10X` / `_GH10X` / `_GB10X`).
+ *
+ * @module
+ */
+
+import type { Architecture } from "../../hw/chip.ts";
+import {
+  fail,
+  PAGE_256G,
+  PAGE_2M,
+  PAGE_512M,
+  type PdeAperture,
+  type PteAperture,
+  type PteInfo,
+} from "../types.ts";
+import { v2, type V2DualPdeFields, type V2PdeFields, type V2PteFields } from "./ver2.ts";
+import { v3, type V3DualPdeFields, type V3PdeFields, type V3PteFields } from "./ver3.ts";
+
+export type { Architecture } from "../../hw/chip.ts";
+
+/** Page-table format version: 2 (Turing, Ampere, Ada) or 3 (Hopper, Blackwell). */
+export type MmuVersion = 2 | 3;
+
+/** One level of the page-table tree. */
+export interface LevelFormat {
+  /** NVIDIA's name: v2 "PD3", "PD2", "PD1", "PD0", "PT" / "PT64K"; v3 "PD4" … "PD0", "PT" / "PT64K". */
+  readonly name: string;
+  /** Highest VA bit this level decodes (inclusive). */
+  readonly vaHi: number;
+  /** Lowest VA bit this level decodes (inclusive). */
+  readonly vaLo: number;
+  /** Entries in one table of this level. */
+  readonly entries: number;
+  /** Bytes per entry: 16 only at the dual PD0 level. */
+  readonly entrySize: 8 | 16;
+  /** Bytes of one table: entries × entrySize (v2 PD3 32, v3 PD4 16, big PT 256). */
+  readonly tableBytes: number;
+  /** True at PD0, whose entries point to a big-page and a small-page table. */
+  readonly dual: boolean;
+  /** Bytes a PTE at this directory level maps if this chip allows one here, else null. */
+  readonly hugePageSize: number | null;
+  /** Bytes of VA one entry covers (PD1: 512 MiB). */
+  readonly pageSize: number;
+}
+
+/** The common fields of a decoded PTE of either version. */
+export interface DecodedPte {
+  /** VALID bit. */
+  valid: boolean;
+  /** Where the page lives. */
+  aperture: PteAperture;
+  /** Page byte address (a number when safe). */
+  address: number | bigint;
+  /** Set bits no field covers. */
+  reserved: bigint;
+}
+
+/** The common fields of a decoded PDE of either version. */
+export interface DecodedPde {
+  /** IS_PTE bit: the entry is a huge PTE. */
+  isPte: boolean;
+  /** Where the next table lives ("invalid": nowhere). */
+  aperture: PdeAperture;
+  /** Next table byte address. */
+  address: number | bigint;
+  /** Set bits no field covers. */
+  reserved: bigint;
+}
+
+/** The common fields of one decoded dual-PDE half. */
+export interface DecodedDualHalf {
+  /** Where the page table lives ("invalid": nowhere). */
+  aperture: PdeAperture;
+  /** Page table byte address. */
+  address: number | bigint;
+}
+
+/** The common fields of a decoded dual PDE of either version. */
+export interface DecodedDualPde {
+  /** IS_PTE bit: the entry is a 2 MiB PTE. */
+  isPte: boolean;
+  /** Pointer to the 64 KiB-page table. */
+  big: DecodedDualHalf;
+  /** Pointer to the 4 KiB-page table. */
+  small: DecodedDualHalf;
+  /** Set bits no field covers (128-bit). */
+  reserved: bigint;
+}
+
+/**
+ * What every entry codec provides (`mmu.v2`, `mmu.v3`). Encoders validate and
+ * throw EINVAL naming the field; decoders never throw on a 64-bit (or
+ * `[low, high]` 128-bit) value.
+ */
+export interface EntryCodec<
+  PteFields = V2PteFields | V3PteFields,
+  PdeFields = V2PdeFields | V3PdeFields,
+  DualFields = V2DualPdeFields | V3DualPdeFields,
+> {
+  /** MMU format version. */
+  readonly version: MmuVersion;
+  /** The invalid PTE (0n). */
+  readonly invalidPte: bigint;
+  /** The invalid PDE (0n; facts D14). */
+  readonly invalidPde: bigint;
+  /** A big-page PTE telling the MMU not to look at the small-page table. */
+  readonly noSmallPte: bigint;
+  /** Encodes a PTE from named fields. */
+  encodePte(fields: PteFields): bigint;
+  /** Decodes a raw PTE. */
+  decodePte(raw: bigint | number): DecodedPte;
+  /** Encodes a PDE from named fields. */
+  encodePde(fields: PdeFields): bigint;
+  /** Decodes a raw PDE. */
+  decodePde(raw: bigint | number): DecodedPde;
+  /** Encodes a PD0 dual PDE as `[low, high]`. */
+  encodeDualPde(fields: DualFields): [bigint, bigint];
+  /** Decodes a PD0 dual PDE given as `[low, high]`. */
+  decodeDualPde(raw: readonly [bigint | number, bigint | number]): DecodedDualPde;
+  /** A valid read-write or read-only PTE to a VRAM page. */
+  vramPte(address: number, options: { writable: boolean; kind?: number }): bigint;
+  /** A PDE to a VRAM table. */
+  vramPde(address: number): bigint;
+  /** A dual PDE to VRAM big and/or small tables. */
+  vramDualPde(tables: { big?: number; small?: number }): [bigint, bigint];
+  /** Version-independent view of a raw PTE. */
+  pteInfo(raw: bigint): PteInfo;
+  /** True for the big-page "no small pages" marker. */
+  isNoSmallPte(raw: bigint): boolean;
+}
+
+/** A complete page-table format: levels plus the entry codec. */
+export interface MmuFormat {
+  /** Format version. */
+  readonly version: MmuVersion;
+  /** The architecture whose huge-page levels this describes. */
+  readonly architecture: Architecture;
+  /** VA width: 49 (v2) or 57 (v3). */
+  readonly vaBits: 49 | 57;
+  /** Directory levels, root first, ending with the dual PD0. */
+  readonly directories: readonly LevelFormat[];
+  /** The 4 KiB-page table: VA 20:12, 512 entries. */
+  readonly smallPt: LevelFormat;
+  /** The 64 KiB-page table: VA 20:16, 32 entries, 256 bytes. */
+  readonly bigPt: LevelFormat;
+  /** The entry codec of this version. */
+  readonly codec: EntryCodec;
+}
+
+const V2_ARCHS: readonly Architecture[] = ["Turing", "Ampere", "Ada"];
+const V3_ARCHS: readonly Architecture[] = ["Hopper", "Blackwell"];
+
+// Type check: each codec satisfies the interface for its own field types.
+const CODECS: { 2: EntryCodec; 3: EntryCodec } = {
+  2: v2 satisfies EntryCodec<V2PteFields, V2PdeFields, V2DualPdeFields>,
+  3: v3 satisfies EntryCodec<V3PteFields, V3PdeFields, V3DualPdeFields>,
+};
+
+function level(
+  name: string,
+  vaHi: number,
+  vaLo: number,
+  options: { dual?: boolean; huge?: number | null } = {},
+): LevelFormat {
+  const entries = 2 ** (vaHi - vaLo + 1);
+  const entrySize = options.dual ? 16 : 8;
+  return Object.freeze({
+    name,
+    vaHi,
+    vaLo,
+    entries,
+    entrySize,
+    tableBytes: entries * entrySize,
+    dual: options.dual ?? false,
+    hugePageSize: options.huge ?? null,
+    pageSize: 2 ** vaLo,
+  });
+}
+
+function build(version: MmuVersion, architecture: Architecture): MmuFormat {
+  const pd1Huge = architecture === "Turing" ? null : PAGE_512M;
+  const pd2Huge = architecture === "Blackwell" ? PAGE_256G : null;
+  const common = [
+    level("PD2", 46, 38, { huge: pd2Huge }),
+    level("PD1", 37, 29, { huge: pd1Huge }),
+    level("PD0", 28, 21, { dual: true, huge: PAGE_2M }),
+  ];
+  const directories = version === 2
+    ? [level("PD3", 48, 47), ...common]
+    : [level("PD4", 56, 56), level("PD3", 55, 47), ...common];
+  return Object.freeze({
+    version,
+    architecture,
+    vaBits: version === 2 ? 49 : 57,
+    directories: Object.freeze(directories),
+    smallPt: level("PT", 20, 12),
+    bigPt: level("PT64K", 20, 16),
+    codec: CODECS[version],
+  });
+}
+
+const cache = new Map<string, MmuFormat>();
+
+/**
+ * The page-table format of an MMU version on an architecture (default: Ampere
+ * for v2, Hopper for v3). Formats are frozen and cached, one per pair.
+ *
+ * @example
+ * ```ts
+ * const f = mmuFormat({ version: 2, architecture: "Turing" });
+ * f.directories.map((l) => l.name); // ["PD3", "PD2", "PD1", "PD0"]
+ * f.directories[2].hugePageSize; // null: Turing has no 512 MiB pages
+ * mmuFormat({ version: 3, architecture: "Blackwell" }).directories[2].hugePageSize; // 2 ** 38
+ * ```
+ */
+export function mmuFormat(
+  options: { version: MmuVersion; architecture?: Architecture },
+): MmuFormat {
+  const { version } = options;
+  if (version !== 2 && version !== 3) {
+    fail("EINVAL", `MMU version ${String(version)} is not supported (2 or 3)`);
+  }
+  const architecture = options.architecture ?? (version === 2 ? "Ampere" : "Hopper");
+  const allowed = version === 2 ? V2_ARCHS : V3_ARCHS;
+  if (!allowed.includes(architecture)) {
+    fail(
+      "EINVAL",
+      `architecture ${JSON.stringify(architecture)} does not use MMU v${version} (v${version}: ${
+        allowed.join(", ")
+      })`,
+    );
+  }
+  const key = `${version}:${architecture}`;
+  let format = cache.get(key);
+  if (format === undefined) {
+    format = build(version, architecture);
+    cache.set(key, format);
+  }
+  return format;
+}
+
+/**
+ * The index a VA selects in a table of `level`: VA bits vaHi..vaLo.
+ *
+ * @example
+ * ```ts
+ * const pd1 = mmuFormat({ version: 2 }).directories[2];
+ * levelIndex(pd1, 0x2000_0000n); // 1 (VA bit 29)
+ * ```
+ */
+export function levelIndex(level: LevelFormat, va: bigint): number {
+  if (va < 0n) fail("EINVAL", `virtual address ${va} is negative`);
+  if (va <= 0x1f_ffff_ffff_ffffn) {
+    // Safe range: number arithmetic avoids bigint allocation on the hot path.
+    return Math.floor(Number(va) / 2 ** level.vaLo) % level.entries;
+  }
+  return Number((va >> BigInt(level.vaLo)) & BigInt(level.entries - 1));
+}
