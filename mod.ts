@@ -16,6 +16,14 @@
 export { type ErrorCode, hex, NovaError } from "./hw/errors.ts";
 export { type Architecture, type ChipInfo, decodeChip } from "./hw/chip.ts";
 export { Mmio, type MmioAccess, type MmioBackend, type MmioCounters } from "./hw/mmio.ts";
+export {
+  parseTrace,
+  type ReplayResult,
+  replayTrace,
+  type Trace,
+  type TraceEntry,
+  TraceWriter,
+} from "./hw/trace.ts";
 export { type Device, openDevice, type OpenDeviceOptions } from "./hw/device.ts";
 export { listGpus, type PciFunction } from "./hw/pci.ts";
 export { SIM_PROFILES } from "./hw/sim/profiles.ts";

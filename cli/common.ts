@@ -7,6 +7,7 @@
 
 import { NovaError } from "../hw/errors.ts";
 import { type Gpu, openGpu } from "../mm/gpu.ts";
+import type { MmioTracer } from "../hw/mmio.ts";
 
 /** The device flags every command takes. */
 export interface DeviceFlags {
@@ -35,8 +36,16 @@ export const DEVICE_HELP =
   -h, --help       this text`;
 
 /** Opens the GPU the flags name. */
-export function openFromFlags(flags: DeviceFlags): Promise<Gpu> {
-  return openGpu({ device: flags.device, readOnly: flags.readOnly, force: flags.force });
+export function openFromFlags(
+  flags: DeviceFlags,
+  options: { tracer?: MmioTracer } = {},
+): Promise<Gpu> {
+  return openGpu({
+    device: flags.device,
+    readOnly: flags.readOnly,
+    force: flags.force,
+    tracer: options.tracer,
+  });
 }
 
 /** Hints for errors that carry none of their own. */
@@ -48,7 +57,10 @@ function defaultHint(e: NovaError): string | undefined {
     case "EACCES":
       return "run as root, or use --device sim";
     case "EBUSY":
-      return "unbind the kernel driver, or pass --force (with --read-only) to look anyway";
+      // Only the driver-bound EBUSY; others (an open PRAMIN window) have their own remedy.
+      return /driver/.test(e.message)
+        ? "unbind the kernel driver, or pass --force (with --read-only) to look anyway"
+        : undefined;
     default:
       return undefined;
   }
@@ -59,6 +71,10 @@ export function formatError(e: unknown): string {
   if (e instanceof NovaError) {
     const hint = e.hint ?? defaultHint(e);
     return `error: ${e.message}${hint === undefined ? "" : `\nhint: ${hint}`}`;
+  }
+  if (e instanceof Error && String((e as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
+    // node:util parseArgs: a usage mistake, not a crash.
+    return `error: ${e.message}\nhint: run the command with --help for its options`;
   }
   if (e instanceof Error) return `error: ${e.name}: ${e.message}`;
   return `error: ${String(e)}`;

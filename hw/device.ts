@@ -10,7 +10,7 @@
 
 import { type ChipInfo, decodeChip } from "./chip.ts";
 import { fail, hex } from "./errors.ts";
-import { Mmio, type MmioCounters, newCounters } from "./mmio.ts";
+import { Mmio, type MmioCounters, type MmioTracer, newCounters } from "./mmio.ts";
 import {
   getField,
   isPriError,
@@ -36,6 +36,8 @@ export interface OpenDeviceOptions {
   sysfsRoot?: string;
   /** Where per-card lock files go (default $NOVAMM_LOCK_DIR or /tmp). */
   lockDir?: string;
+  /** Called for every MMIO access from the first BOOT_0 read on (see hw/trace.ts). */
+  tracer?: MmioTracer;
 }
 
 /** An open GPU at the byte level: BARs, chip, VRAM size. Knows nothing about page tables. */
@@ -156,6 +158,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
     const sim = createSimGpu(m[1] === undefined ? {} : { profile: m[1] });
     const bar0 = new Mmio("bar0", sim.bar0, { readOnly, counters });
     const bar1 = new Mmio("bar1", sim.bar1, { readOnly, counters });
+    bar0.tracer = bar1.tracer = options.tracer;
     const chip = identify(bar0);
     return {
       spec: `sim:${sim.profile.name}`,
@@ -201,6 +204,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
     unlock();
     throw e;
   }
+  bar0.tracer = bar1.tracer = options.tracer;
   try {
     const chip = identify(bar0);
     return {

@@ -1,0 +1,374 @@
+/**
+ * The names the REPL (and scripts run by `repl.ts`) find preloaded. This is
+ * the one place to add a name: one line in {@linkcode buildGlobals} with the
+ * value, a one-line description and an example; `help()`, completion and the
+ * script globals pick it up from there.
+ *
+ * @module
+ */
+
+import { fail, hex } from "../hw/errors.ts";
+import type { BarUser } from "../mm/bar_user.ts";
+import { type Gpu, openGpu } from "../mm/gpu.ts";
+import type { GpuMm } from "../mm/gpu_mm.ts";
+import { mmu, type MmuFormat, type WalkResult } from "../mm/pagetable/mod.ts";
+import type { Vmm } from "../mm/vmm.ts";
+import { hexdumpText, Text } from "./repl_format.ts";
+import { parseReplArgs } from "./repl_args.ts";
+
+/** Something {@linkcode ReplHelpers.hexdump} can read: a BAR1 mapping, a VRAM view, ... */
+export interface ByteSource {
+  /** Reads `len` bytes at `offset` inside the source. */
+  readBytes(offset: number, len: number): Uint8Array;
+  /** Where the source starts (shown in the address column), e.g. a mapping's BAR1 VA. */
+  va?: bigint | number;
+  /** Bytes in the source. */
+  size?: number;
+}
+
+/** One preloaded name: its value and what `help()` says about it. */
+export interface GlobalEntry {
+  /** The name. */
+  name: string;
+  /** The value (made on first use for the lazy ones: `mm`, `bar1`, `vmm`). */
+  readonly value: unknown;
+  /** One line: what it is. */
+  about: string;
+  /** A line to type. */
+  example: string;
+}
+
+/** The helper functions every session has. */
+export interface ReplHelpers {
+  /** `hex(n)` → `"0x..."`. */
+  hex: (value: number | bigint, pad?: number) => string;
+  /** Hex dump of VRAM (an address), of a mapping, or of bytes. */
+  hexdump: (
+    source: number | bigint | ByteSource | Uint8Array,
+    len?: number,
+    start?: number,
+  ) => Text;
+  /** Decodes a raw PTE of this GPU's MMU version. */
+  pte: (raw: bigint | number) => unknown;
+  /** Decodes a raw PDE, or a PD0 dual PDE given as `[low, high]`. */
+  pde: (raw: bigint | number | readonly [bigint | number, bigint | number]) => unknown;
+  /** Walks a GPU VA through the BAR1 page tables (or those at `pdb`). */
+  walk: (va: bigint | number, pdb?: number) => WalkResult;
+  /** MMIO counters since open; `stats.reset()` zeroes them. */
+  stats: (() => Record<string, number>) & { reset(): void };
+  /** Lists the preloaded names (or describes one: `help(pramin)`). */
+  help: (topic?: unknown) => Text;
+}
+
+/** The preloaded names (`sim` only on the simulator). */
+export interface ReplGlobals extends ReplHelpers {
+  /** The open GPU. */
+  gpu: Gpu;
+  /** BAR0 registers. */
+  bar0: Gpu["bar0"];
+  /** PRAMIN. */
+  pramin: Gpu["pramin"];
+  /** TLB flushes. */
+  tlb: Gpu["tlb"];
+  /** Memory manager: buddy allocator, address spaces (`gpu.mm`, made on first use). */
+  mm: GpuMm;
+  /** The BAR1 address space (`gpu.bar1.vmm`, made on first use). */
+  vmm: Vmm;
+  /** BAR1 (`gpu.bar1`, made on first use; ENODEV where BAR1 is not virtual). */
+  bar1: BarUser;
+  /** The MMU entry codecs `mmu.v2`, `mmu.v3`. */
+  mmu: typeof mmu;
+  /** This GPU's page-table format. */
+  format: MmuFormat;
+  /** The simulator behind a `sim` device. */
+  sim?: NonNullable<Gpu["sim"]>;
+}
+
+const ENTRIES = Symbol("novamm.globals.entries");
+
+/** The BAR1 root page directory as the hardware has it bound, or null (BAR1 not virtual). */
+export function bar1Pdb(gpu: Gpu): number | null {
+  try {
+    return gpu.bar1Binding?.pdb ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Formats a byte count for people: `24 GiB`, `1.5 MiB`, `512 B`. */
+export function formatSize(bytes: number): string {
+  for (const [unit, s] of [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 1024]] as const) {
+    if (bytes >= s) {
+      const v = bytes / s;
+      return `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit}`;
+    }
+  }
+  return `${bytes} B`;
+}
+
+function members(value: unknown): string[] {
+  if (value === null || value === undefined) return [];
+  const names = new Set<string>();
+  let o: object | null = Object(value);
+  while (o !== null && o !== Object.prototype && o !== Function.prototype) {
+    if (!Array.isArray(o) && !ArrayBuffer.isView(o)) {
+      for (const n of Object.getOwnPropertyNames(o)) {
+        if (!n.startsWith("_") && n !== "constructor" && /^[A-Za-z$][\w$]*$/.test(n)) names.add(n);
+      }
+    }
+    o = Object.getPrototypeOf(o);
+  }
+  return [...names].sort();
+}
+
+/** A value made on first use (and then kept). */
+class Lazy {
+  #make: () => unknown;
+  #done = false;
+  #value: unknown;
+  constructor(make: () => unknown) {
+    this.#make = make;
+  }
+  get(): unknown {
+    if (!this.#done) {
+      this.#value = this.#make();
+      this.#done = true;
+    }
+    return this.#value;
+  }
+  get made(): boolean {
+    return this.#done;
+  }
+}
+
+/**
+ * Builds the preloaded names for `gpu`. `mm`, `bar1` and `vmm` are made on
+ * first use (BAR1 scans the firmware's tables; on a card without a virtual
+ * BAR1 using it fails with ENODEV, the rest still works).
+ *
+ * @example
+ * ```ts
+ * const g = buildGlobals(await openGpu({ device: "sim" }));
+ * g.hexdump(0x100000, 32);
+ * g.help();
+ * ```
+ */
+export function buildGlobals(gpu: Gpu): ReplGlobals {
+  const codec = gpu.chip.mmuVersion === 3 ? mmu.v3 : mmu.v2;
+  const v = `v${gpu.chip.mmuVersion}`;
+
+  const hexdump = (
+    source: number | bigint | ByteSource | Uint8Array,
+    len = 256,
+    start = 0,
+  ): Text => {
+    if (!Number.isSafeInteger(len) || len < 0 || len > 64 * 2 ** 20) {
+      fail("EINVAL", `hexdump length ${String(len)} is not in 0..64 MiB`);
+    }
+    if (typeof source === "number" || typeof source === "bigint") {
+      const addr = Number(source);
+      if (gpu.pramin.busy) {
+        fail(
+          "EBUSY",
+          "a PRAMIN window is open at the prompt, so hexdump cannot open its own",
+          "dump through it: hexdump(w.readBytes(addr, len), len, addr), or close it: w.close()",
+        );
+      }
+      return new Text(hexdumpText(gpu.pramin.readBytes(addr, len), addr));
+    }
+    if (source instanceof Uint8Array) {
+      return new Text(hexdumpText(source.subarray(0, Math.min(len, source.length)), start));
+    }
+    if (typeof source === "object" && source !== null && typeof source.readBytes === "function") {
+      const size = typeof source.size === "number" ? source.size : undefined;
+      const n = size === undefined ? len : Math.min(len, Math.max(0, size - start));
+      const base = source.va === undefined ? 0n : BigInt(source.va);
+      return new Text(hexdumpText(source.readBytes(start, n), base + BigInt(start)));
+    }
+    return fail(
+      "EINVAL",
+      "hexdump takes a VRAM address, a Uint8Array or a mapping (something with readBytes(offset, len))",
+    );
+  };
+
+  const pde = (raw: bigint | number | readonly [bigint | number, bigint | number]) =>
+    Array.isArray(raw)
+      ? codec.decodeDualPde([BigInt(raw[0]), BigInt(raw[1])])
+      : codec.decodePde(BigInt(raw as bigint | number));
+
+  const walk = (va: bigint | number, pdb?: number): WalkResult =>
+    gpu.walk(va, pdb === undefined ? {} : { pdb });
+
+  const stats = Object.assign(() => {
+    const s = gpu.stats();
+    return Object.defineProperty({ ...s }, Symbol.for("Deno.customInspect"), {
+      value: () =>
+        `MMIO since open: ${s.mmioReads} reads, ${s.mmioWrites} writes, ${s.windowMoves} window moves`,
+    }) as Record<string, number>;
+  }, { reset: () => gpu.resetStats() });
+
+  const entries: { name: string; value: unknown; about: string; example: string }[] = [];
+  const add = (name: string, value: unknown, about: string, example: string) => {
+    if (value !== undefined && value !== null) entries.push({ name, value, about, example });
+  };
+  const lazy = (make: () => unknown) => new Lazy(make);
+  // One line per preloaded name: value, what it is, an example.
+  add("gpu", gpu, "the open GPU: chip, vram, stats(), close()", "gpu.chip; gpu.vram.usable");
+  add("bar0", gpu.bar0, "BAR0 registers, raw and counted", "bar0.read32(0xa00)");
+  add("pramin", gpu.pramin, "VRAM through the PRAMIN window", "using w = pramin.window()");
+  add("tlb", gpu.tlb, "TLB invalidation", `tlb.flush(${hex(bar1Pdb(gpu) ?? 0)})`);
+  add(
+    "mm",
+    lazy(() => gpu.mm),
+    "VRAM buddy allocator and address spaces",
+    "a = mm.buddy.alloc(2 << 20)",
+  );
+  add(
+    "bar1",
+    lazy(() => gpu.bar1),
+    "BAR1: map VRAM for CPU access",
+    "using m = bar1.map(a, { writable: true })",
+  );
+  add(
+    "vmm",
+    lazy(() => gpu.bar1.vmm),
+    "the BAR1 address space",
+    "vmm.translate(0x10000n); vmm.dump()",
+  );
+  add("mmu", mmu, "page-table entry codecs, pure", `mmu.${v}.decodePte(0x1234501n)`);
+  add("format", gpu.format, `this GPU's MMU ${v} page-table format`, "format.directories");
+  add("sim", gpu.sim, "the simulator behind this device", "sim.errors(); sim.flushes");
+  add("hex", hex, "number or bigint as 0x-hex text", "hex(4096)");
+  add("hexdump", hexdump, "hex dump of VRAM, a mapping or bytes", "hexdump(0x100000, 64)");
+  add(
+    "pte",
+    (raw: bigint | number) => codec.decodePte(BigInt(raw)),
+    `decode an MMU ${v} PTE`,
+    "pte(0x1234501n)",
+  );
+  add("pde", pde, `decode an MMU ${v} PDE; [low, high] for PD0`, "pde(0x20002n)");
+  add("walk", walk, "a GPU VA level by level (BAR1, or walk(va, pdb))", "walk(0x10000n)");
+  add("stats", stats, "MMIO reads/writes/window moves; stats.reset()", "stats()");
+
+  const help = (topic?: unknown): Text => helpText(list, gpu, topic);
+  add("help", help, "this list; help(obj) lists obj's members", "help(pramin)");
+
+  const globals: Record<string, unknown> = {};
+  const list: GlobalEntry[] = entries.map((e) => {
+    const value = e.value;
+    if (value instanceof Lazy) {
+      Object.defineProperty(globals, e.name, {
+        get: () => value.get(),
+        enumerable: true,
+        configurable: true,
+      });
+      return {
+        name: e.name,
+        about: e.about,
+        example: e.example,
+        get value() {
+          return value.made ? value.get() : undefined;
+        },
+      };
+    }
+    globals[e.name] = value;
+    return e;
+  });
+  Object.defineProperty(globals, ENTRIES, { value: list });
+  return globals as unknown as ReplGlobals;
+}
+
+/**
+ * Defines the preloaded names on `target` (globalThis for the REPL and
+ * scripts), keeping the lazy ones lazy; assigning a name replaces it.
+ */
+export function installGlobals(globals: ReplGlobals, target: object = globalThis): void {
+  for (const [name, d] of Object.entries(Object.getOwnPropertyDescriptors(globals))) {
+    const replace = (v: unknown) =>
+      Object.defineProperty(target, name, {
+        value: v,
+        writable: true,
+        configurable: true,
+        enumerable: false,
+      });
+    if (d.get !== undefined) {
+      const get = d.get;
+      Object.defineProperty(target, name, {
+        get,
+        set: replace,
+        configurable: true,
+        enumerable: false,
+      });
+    } else {
+      replace(d.value);
+    }
+  }
+}
+
+/** The help entries of a globals object from {@linkcode buildGlobals}. */
+export function globalEntries(globals: ReplGlobals): readonly GlobalEntry[] {
+  return (globals as unknown as { [ENTRIES]?: GlobalEntry[] })[ENTRIES] ?? [];
+}
+
+/** Member names of a value as completion lists them: own + prototype chain, no `_` names. */
+export function memberNames(value: unknown): string[] {
+  return members(value);
+}
+
+function helpText(entries: GlobalEntry[], gpu: Gpu, topic: unknown): Text {
+  if (topic !== undefined) {
+    const e = entries.find((e) => e.value === topic);
+    const names = members(topic);
+    const head = e === undefined ? "" : `${e.name}: ${e.about}\n  e.g. ${e.example}\n`;
+    return new Text(`${head}members: ${names.length ? names.join(", ") : "(none)"}`);
+  }
+  const w = Math.max(...entries.map((e) => e.name.length));
+  const a = Math.max(...entries.map((e) => e.about.length));
+  const lines = entries.map((e) => `  ${e.name.padEnd(w)}  ${e.about.padEnd(a)}  ${e.example}`);
+  return new Text(
+    [
+      `Preloaded on ${gpu.device.spec} (${gpu.chip.name}, MMU v${gpu.chip.mmuVersion}):`,
+      ...lines,
+      "",
+      "JavaScript with top-level await; declarations persist across lines;",
+      "`using x = ...` keeps x until the session ends (then disposes it).",
+      "Tab completes names and members; .help, .break (drop a multi-line input), .exit or Ctrl-D.",
+    ].join("\n"),
+  );
+}
+
+const SCRIPT_KEY = Symbol.for("novamm.repl.script");
+
+/** What `repl.ts` hands a script: its globals and arguments. */
+export interface ScriptContext {
+  /** The preloaded names. */
+  globals: ReplGlobals;
+  /** Arguments after the script path that `repl.ts` did not take. */
+  args: string[];
+}
+
+/** Called by `repl.ts` before it imports a script. */
+export function setScriptContext(ctx: ScriptContext | undefined): void {
+  (globalThis as Record<symbol, unknown>)[SCRIPT_KEY] = ctx;
+}
+
+/**
+ * The preloaded names for a script: those of `repl.ts` when it runs the
+ * script (`deno task repl script.ts --device D`), else the script opens the
+ * device itself from its own `--device/--read-only/--force` flags
+ * (`deno run -A script.ts --device D`) and closes it at exit.
+ *
+ * @example
+ * ```ts
+ * const { gpu, pramin, args } = await scriptGlobals();
+ * ```
+ */
+export async function scriptGlobals(): Promise<ReplGlobals & { args: string[] }> {
+  const ctx = (globalThis as Record<symbol, unknown>)[SCRIPT_KEY] as ScriptContext | undefined;
+  if (ctx !== undefined) return Object.assign(Object.create(ctx.globals), { args: ctx.args });
+  // As after a script path in repl.ts: device flags are taken, the rest is the script's.
+  const own = parseReplArgs(["script", ...Deno.args]);
+  const gpu = await openGpu({ device: own.device, readOnly: own.readOnly, force: own.force });
+  globalThis.addEventListener("unload", () => gpu.close());
+  return Object.assign(Object.create(buildGlobals(gpu)), { args: own.args });
+}

@@ -1,0 +1,148 @@
+/**
+ * `deno task list`: the NVIDIA GPUs on this machine: PCI address, device id,
+ * chip (read from BOOT_0/BOOT_42 through a read-only BAR0 mapping when
+ * permitted; `?` and the reason otherwise), bound driver and BAR sizes.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { decodeChip } from "../hw/chip.ts";
+import { hex, NovaError } from "../hw/errors.ts";
+import { openBar } from "../hw/mapped.ts";
+import { Mmio } from "../hw/mmio.ts";
+import { DEFAULT_SYSFS_ROOT, listGpus, noGpusMessage, type PciFunction } from "../hw/pci.ts";
+import { NV_PMC_BOOT_0, NV_PMC_BOOT_42 } from "../hw/regs.ts";
+import { reportError } from "./common.ts";
+import { formatSize } from "./globals.ts";
+
+const HELP = `deno task list [options]
+
+Lists the NVIDIA display functions on this machine: PCI address, device id,
+chip (BOOT_0/BOOT_42 read through a read-only BAR0 mapping; needs root, shows
+"?" and why otherwise), bound kernel driver and BAR sizes. Reading the two
+boot registers is harmless even with a driver bound.
+
+Options:
+      --sysfs-root DIR  PCI devices directory (default ${DEFAULT_SYSFS_ROOT})
+      --json            print JSON instead of a table
+  -h, --help            this text`;
+
+/** One row of the listing. */
+export interface GpuRow {
+  /** PCI address. */
+  bdf: string;
+  /** PCI device id. */
+  device: number;
+  /** Chip name and architecture (`GA102 (Ampere)`), or null when it could not be read. */
+  chip: string | null;
+  /** Why the chip could not be read. */
+  chipError?: string;
+  /** Bound driver, or null. */
+  driver: string | null;
+  /** BAR sizes by index. */
+  bars: { index: number; size: number; prefetchable: boolean; is64bit: boolean }[];
+}
+
+/** Reads BOOT_0/BOOT_42 read-only; the message of what went wrong otherwise. */
+function readChip(fn: PciFunction): { chip: string } | { error: string } {
+  let bar: Mmio | null = null;
+  try {
+    bar = new Mmio("bar0", openBar(fn, 0, { readOnly: true, force: true, length: 0x1000 }), {
+      readOnly: true,
+    });
+    const c = decodeChip(bar.read32(NV_PMC_BOOT_0), bar.read32(NV_PMC_BOOT_42));
+    return { chip: `${c.name} (${c.architecture})` };
+  } catch (e) {
+    if (e instanceof NovaError) return { error: e.hint ? `${e.message}; ${e.hint}` : e.message };
+    return { error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) };
+  } finally {
+    bar?.close();
+  }
+}
+
+/**
+ * The rows `deno task list` prints.
+ *
+ * @example
+ * ```ts
+ * for (const r of listRows()) console.log(r.bdf, r.chip ?? "?");
+ * ```
+ */
+export function listRows(options: { sysfsRoot?: string } = {}): GpuRow[] {
+  return listGpus(options).map((fn) => {
+    const chip = readChip(fn);
+    return {
+      bdf: fn.bdf,
+      device: fn.device,
+      chip: "chip" in chip ? chip.chip : null,
+      ...("error" in chip ? { chipError: chip.error } : {}),
+      driver: fn.driver,
+      bars: fn.bars.filter((b) => !b.io).map((b) => ({
+        index: b.index,
+        size: b.size,
+        prefetchable: b.prefetchable,
+        is64bit: b.is64bit,
+      })),
+    };
+  });
+}
+
+/** Formats the rows as a table (with a footnote per unreadable chip). */
+export function formatRows(rows: GpuRow[]): string {
+  const table = [
+    ["PCI address", "device", "chip", "driver", "BARs"],
+    ...rows.map((r) => [
+      r.bdf,
+      hex(r.device, 4),
+      r.chip ?? "?",
+      r.driver ?? "(none)",
+      r.bars.map((b) => `BAR${b.index} ${formatSize(b.size)}`).join(", "),
+    ]),
+  ];
+  const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
+  const lines = table.map((row) => row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd());
+  for (const r of rows) {
+    if (r.chipError !== undefined) lines.push(`${r.bdf}: chip ?: ${r.chipError}`);
+  }
+  return lines.join("\n");
+}
+
+/** Runs the command; returns the exit code. */
+export function main(args: string[]): number {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        "sysfs-root": { type: "string" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+    }));
+  } catch (e) {
+    return reportError(e);
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const sysfs = values["sysfs-root"] === undefined ? {} : { sysfsRoot: values["sysfs-root"] };
+  let rows: GpuRow[];
+  try {
+    rows = listRows(sysfs);
+  } catch (e) {
+    return reportError(e);
+  }
+  if (values.json) {
+    console.log(JSON.stringify(rows, null, 2));
+  } else if (rows.length === 0) {
+    console.log(noGpusMessage(sysfs));
+  } else {
+    console.log(formatRows(rows));
+  }
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(main(Deno.args));

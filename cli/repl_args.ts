@@ -1,0 +1,114 @@
+/**
+ * Command-line parsing for `repl.ts`: the device flags and the REPL's own
+ * (`--trace`, `--eval`) may come before or after a script path; anything
+ * else after the script (and everything after `--`) is the script's.
+ *
+ * @module
+ */
+
+import { fail } from "../hw/errors.ts";
+
+/** What `repl.ts` was asked to do. */
+export interface ReplArgs {
+  /** `sim`, `sim:PROFILE` or a PCI address. */
+  device: string;
+  /** Map the BARs read-only. */
+  readOnly: boolean;
+  /** Open a card a kernel driver holds. */
+  force: boolean;
+  /** Record MMIO to this file. */
+  trace?: string;
+  /** Expression to evaluate and print. */
+  eval?: string;
+  /** Script to run (first positional), or `list`. */
+  script?: string;
+  /** Arguments for the script (or for `list`). */
+  args: string[];
+  /** `--help` was given (before any script). */
+  help: boolean;
+  /** `--no-history`: do not read or write the history file. */
+  noHistory: boolean;
+}
+
+const VALUE_FLAGS: Record<string, "device" | "trace" | "eval"> = {
+  "-d": "device",
+  "--device": "device",
+  "--trace": "trace",
+  "-e": "eval",
+  "--eval": "eval",
+};
+const BOOL_FLAGS: Record<string, "readOnly" | "force" | "help" | "noHistory"> = {
+  "--read-only": "readOnly",
+  "--force": "force",
+  "-h": "help",
+  "--help": "help",
+  "--no-history": "noHistory",
+};
+
+/**
+ * Parses `repl.ts` arguments. Unknown options before the script fail with
+ * EINVAL; after it they belong to the script. `list` as the first positional
+ * hands every later argument to the list command.
+ *
+ * @example
+ * ```ts
+ * parseReplArgs(["examples/fill_verify.ts", "--device", "sim:gh100", "--size", "1M"]);
+ * // { script: "examples/fill_verify.ts", device: "sim:gh100", args: ["--size", "1M"], ... }
+ * ```
+ */
+export function parseReplArgs(argv: readonly string[]): ReplArgs {
+  const out: ReplArgs = {
+    device: "sim",
+    readOnly: false,
+    force: false,
+    args: [],
+    help: false,
+    noHistory: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (out.script === "list") {
+      out.args.push(arg);
+      continue;
+    }
+    if (arg === "--") {
+      const rest = argv.slice(i + 1);
+      if (out.script === undefined && rest.length > 0) {
+        out.script = rest[0];
+        out.args.push(...rest.slice(1));
+      } else {
+        out.args.push(...rest);
+      }
+      break;
+    }
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const valueFlag = VALUE_FLAGS[name];
+    const boolFlag = BOOL_FLAGS[name];
+    if (boolFlag !== undefined && !(boolFlag === "help" && out.script !== undefined)) {
+      if (eq > 0) fail("EINVAL", `option ${name} takes no value (got ${JSON.stringify(arg)})`);
+      out[boolFlag] = true;
+      continue;
+    }
+    if (valueFlag !== undefined) {
+      let value: string | undefined;
+      if (eq > 0) value = arg.slice(eq + 1);
+      else value = argv[++i];
+      if (value === undefined) fail("EINVAL", `option ${name} needs a value`);
+      out[valueFlag] = value;
+      continue;
+    }
+    if (out.script !== undefined) {
+      out.args.push(arg);
+      continue;
+    }
+    if (arg.startsWith("-") && arg !== "-") {
+      fail("EINVAL", `unknown option ${JSON.stringify(arg)}`, "see `deno task repl --help`");
+    }
+    out.script = arg;
+  }
+  if (out.eval !== undefined && out.script !== undefined && out.script !== "list") {
+    fail("EINVAL", `--eval and a script (${out.script}) do not go together; pick one`);
+  }
+  return out;
+}

@@ -1,0 +1,211 @@
+/**
+ * How the REPL prints values, for people at a bench:
+ *
+ * - bigints always in hex: `0x12345000n`;
+ * - a top-level integer number ≥ 0x10000 in hex with its decimal value
+ *   (`0x12345000 (305418240)`), one from 10 up to 0x10000 the other way
+ *   round (`4096 (0x1000)`), a smaller one plain;
+ * - inside objects, integers ≥ 0x10000 in hex unless the key names a count
+ *   (`mmioReads`, `length`, `ms`, ...), any integer in hex when the key names
+ *   an address or id (`start`, `pa`, `chipId`, ...), bigints in hex;
+ * - objects with a custom inspect (`Symbol.for("Deno.customInspect")`: GPUs,
+ *   allocations, entries, walks) print their own summary;
+ * - a `Uint8Array` prints as a hex dump;
+ * - `undefined` prints nothing.
+ *
+ * @module
+ */
+
+import { hex } from "../hw/errors.ts";
+
+const CUSTOM = Symbol.for("Deno.customInspect");
+// Keys whose numbers are counts, shown in decimal whatever their size.
+const COUNT_KEY =
+  /^(count|reads|writes|moves|length|ms|total|hits|misses|faults|flushes|entries|pages|allocations|blocks|index|line|lines|depth|version|n|i|id|rss)$|(Count|Reads|Writes|Moves|Length|Ms|Total|Hits|Misses|Faults|Flushes|Entries|Pages|Allocations|Blocks|Index|PerMiB)$/;
+
+// Keys whose numbers are addresses or ids, shown in hex at any size.
+const HEX_KEY =
+  /^(pa|va|pdb|addr|address|offset|base|start|end|raw|boot0|boot42|pfn)$|(Id|Address|Addr|Pdb|Offset|Base|Start|End|Raw|Pfn)$/;
+
+/** Options for {@linkcode formatValue}. */
+export interface FormatOptions {
+  /** ANSI colors (default: false). */
+  colors?: boolean;
+  /** Nesting depth shown (default 4). */
+  depth?: number;
+}
+
+/** A value that prints as fixed text (hex numbers, dumps, help). */
+export class Text {
+  /** The text. */
+  readonly text: string;
+  readonly #color: string | null;
+
+  constructor(text: string, color: string | null = null) {
+    this.text = text;
+    this.#color = color;
+  }
+
+  [CUSTOM](_inspect: unknown, options: { colors?: boolean }): string {
+    return options?.colors && this.#color !== null
+      ? `\x1b[${this.#color}m${this.text}\x1b[39m`
+      : this.text;
+  }
+
+  /** The text. */
+  toString(): string {
+    return this.text;
+  }
+}
+
+function hasCustomInspect(v: object): boolean {
+  return CUSTOM in v;
+}
+
+/** Formats an integer the top-level way (see the module doc). */
+export function formatInteger(n: number): string {
+  const a = Math.abs(n);
+  if (a >= 0x10000) return `${hex(n)} (${n})`;
+  if (a >= 10) return `${n} (${hex(n)})`;
+  return String(n);
+}
+
+function plainObject(v: object): boolean {
+  const proto = Object.getPrototypeOf(v);
+  if (proto === null || proto === Object.prototype) return true;
+  // Class instances: shown like Deno shows them (own fields), with numbers rewritten.
+  return Object.prototype.toString.call(v) === "[object Object]" && typeof v !== "function";
+}
+
+/** Rebuilds `v` with bigints (and address-like numbers) as hex text for Deno.inspect. */
+function forDisplay(
+  v: unknown,
+  keyName: string,
+  depth: number,
+  seen: Map<object, unknown>,
+): unknown {
+  if (typeof v === "bigint") return new Text(`${hex(v)}n`, "33");
+  if (typeof v === "number") {
+    if (
+      Number.isInteger(v) &&
+      (HEX_KEY.test(keyName) || (Math.abs(v) >= 0x10000 && !COUNT_KEY.test(keyName)))
+    ) {
+      return new Text(hex(v), "33");
+    }
+    return v;
+  }
+  if (typeof v !== "object" || v === null || depth < 0) return v;
+  if (hasCustomInspect(v) || ArrayBuffer.isView(v)) return v;
+  const known = seen.get(v);
+  if (known !== undefined) return known;
+  if (Array.isArray(v)) {
+    const out: unknown[] = [];
+    seen.set(v, out);
+    for (let i = 0; i < v.length; i++) {
+      if (i in v) out[i] = forDisplay(v[i], keyName, depth - 1, seen);
+    }
+    return out;
+  }
+  if (v instanceof Map) {
+    const out = new Map();
+    seen.set(v, out);
+    for (const [k, x] of v) {
+      out.set(forDisplay(k, "", depth - 1, seen), forDisplay(x, String(k), depth - 1, seen));
+    }
+    return out;
+  }
+  if (v instanceof Set) {
+    const out = new Set();
+    seen.set(v, out);
+    for (const x of v) out.add(forDisplay(x, keyName, depth - 1, seen));
+    return out;
+  }
+  if (!plainObject(v)) return v;
+  const out = Object.create(Object.getPrototypeOf(v));
+  seen.set(v, out);
+  for (const k of Object.keys(v)) {
+    out[k] = forDisplay((v as Record<string, unknown>)[k], k, depth - 1, seen);
+  }
+  return out;
+}
+
+/**
+ * Hex dump lines of `bytes` whose first byte is at `address`: 16 bytes a
+ * line, address column, ASCII column; runs of identical lines collapse to `*`
+ * as in `hexdump -C`.
+ *
+ * @example
+ * ```ts
+ * hexdumpText(new Uint8Array([0xef, 0xbe, 0xad, 0xde]), 0x1000);
+ * // "0x00001000  ef be ad de                                       |....|\n0x00001004"
+ * ```
+ */
+export function hexdumpText(bytes: Uint8Array, address: number | bigint = 0): string {
+  const base = BigInt(address);
+  const end = base + BigInt(bytes.length);
+  const width = Math.max(8, end.toString(16).length);
+  const addr = (a: bigint) => `0x${a.toString(16).padStart(width, "0")}`;
+  const lines: string[] = [];
+  let previous = "";
+  let starred = false;
+  for (let i = 0; i < bytes.length; i += 16) {
+    const row = bytes.subarray(i, Math.min(i + 16, bytes.length));
+    const key = row.join(",");
+    if (key === previous && row.length === 16) {
+      if (!starred) lines.push("*");
+      starred = true;
+      continue;
+    }
+    previous = key;
+    starred = false;
+    let hexPart = "";
+    let ascii = "";
+    for (let j = 0; j < 16; j++) {
+      if (j === 8) hexPart += " ";
+      if (j < row.length) {
+        hexPart += row[j].toString(16).padStart(2, "0") + " ";
+        ascii += row[j] >= 0x20 && row[j] < 0x7f ? String.fromCharCode(row[j]) : ".";
+      } else {
+        hexPart += "   ";
+      }
+    }
+    lines.push(`${addr(base + BigInt(i))}  ${hexPart} |${ascii}|`);
+  }
+  lines.push(addr(end));
+  return lines.join("\n");
+}
+
+/**
+ * Formats a value for the REPL; null means "print nothing" (undefined).
+ *
+ * @example
+ * ```ts
+ * formatValue(0x12345000n); // "0x12345000n"
+ * formatValue(0xdeadbeef); // "0xdeadbeef (3735928559)"
+ * formatValue({ size: 2 ** 30, mmioReads: 70000 }); // "{ size: 0x40000000, mmioReads: 70000 }"
+ * ```
+ */
+export function formatValue(value: unknown, options: FormatOptions = {}): string | null {
+  const colors = options.colors ?? false;
+  const paint = (s: string) => (colors ? `\x1b[33m${s}\x1b[39m` : s);
+  if (value === undefined) return null;
+  if (typeof value === "bigint") return paint(`${hex(value)}n`);
+  if (typeof value === "number") {
+    return paint(Number.isInteger(value) ? formatInteger(value) : String(value));
+  }
+  if (value instanceof Uint8Array && !(CUSTOM in value)) {
+    const head = `Uint8Array(${value.length})`;
+    return value.length === 0
+      ? head
+      : `${head}\n${hexdumpText(value.subarray(0, 4096))}${
+        value.length > 4096 ? `\n... ${value.length - 4096} more bytes` : ""
+      }`;
+  }
+  const shown = forDisplay(value, "", options.depth ?? 4, new Map());
+  return Deno.inspect(shown, {
+    colors,
+    depth: options.depth ?? 4,
+    iterableLimit: 64,
+    strAbbreviateSize: 400,
+  });
+}

@@ -1,0 +1,459 @@
+/**
+ * A REPL session: open the GPU (with an optional MMIO trace), preload the
+ * globals, then run the interactive prompt, one `--eval` expression or a
+ * script; close everything in order at the end (`using` resources last
+ * first, then the GPU, which restores the PRAMIN window, then the trace).
+ *
+ * @module
+ */
+
+import readline from "node:readline";
+import process from "node:process";
+import { fail, hex } from "../hw/errors.ts";
+import type { MmioAccess } from "../hw/mmio.ts";
+import { TraceWriter } from "../hw/trace.ts";
+import type { Gpu } from "../mm/gpu.ts";
+import { formatError, openFromFlags } from "./common.ts";
+import {
+  bar1Pdb,
+  buildGlobals,
+  formatSize,
+  globalEntries,
+  installGlobals,
+  memberNames,
+  type ReplGlobals,
+  setScriptContext,
+} from "./globals.ts";
+import { checkInput, Evaluator } from "./repl_eval.ts";
+import { formatValue } from "./repl_format.ts";
+
+/** Options for {@linkcode openSession}. */
+export interface OpenSessionOptions {
+  /** Device spec. */
+  device: string;
+  /** Map the BARs read-only. */
+  readOnly: boolean;
+  /** Open a card a kernel driver holds. */
+  force: boolean;
+  /** Record every MMIO access to this file. */
+  trace?: string;
+}
+
+/** An open session: the GPU, its globals, the evaluator and the trace. */
+export class Session {
+  /** The GPU. */
+  readonly gpu: Gpu;
+  /** The preloaded names. */
+  readonly globals: ReplGlobals;
+  /** The evaluator (holds `using` resources). */
+  readonly evaluator: Evaluator = new Evaluator();
+  /** The trace being written, if any. */
+  readonly trace: TraceWriter | null;
+  #closed = false;
+
+  constructor(gpu: Gpu, trace: TraceWriter | null) {
+    this.gpu = gpu;
+    this.trace = trace;
+    this.globals = buildGlobals(gpu);
+  }
+
+  /** Defines the preloaded names on globalThis (where inputs and scripts find them). */
+  install(): void {
+    installGlobals(this.globals);
+  }
+
+  /**
+   * Disposes `using` resources (last first), closes the GPU (restoring the
+   * PRAMIN window) and the trace. Returns the errors met; idempotent.
+   */
+  async close(): Promise<unknown[]> {
+    if (this.#closed) return [];
+    this.#closed = true;
+    const errors = await this.evaluator.disposeAll();
+    try {
+      this.gpu.close();
+    } catch (e) {
+      errors.push(e);
+    }
+    this.trace?.close();
+    return errors;
+  }
+}
+
+/**
+ * Opens the device and, with `trace`, records every MMIO access from the
+ * first BOOT_0 read on.
+ *
+ * @example
+ * ```ts
+ * const s = await openSession({ device: "sim", readOnly: false, force: false, trace: "s.trace" });
+ * ```
+ */
+export async function openSession(options: OpenSessionOptions): Promise<Session> {
+  const flags = { device: options.device, readOnly: options.readOnly, force: options.force };
+  if (options.trace === undefined) return new Session(await openFromFlags(flags), null);
+  const boot: MmioAccess[] = [];
+  const gpu = await openFromFlags(flags, { tracer: (a) => boot.push(a) });
+  let writer: TraceWriter;
+  try {
+    writer = new TraceWriter(options.trace, {
+      device: gpu.device.spec,
+      chip: gpu.chip.name,
+      start: "open",
+    });
+  } catch (e) {
+    gpu.close();
+    throw e;
+  }
+  for (const a of boot) writer.record(a);
+  gpu.device.bar0.tracer = writer.tracer;
+  gpu.device.bar1.tracer = writer.tracer;
+  // A crash still leaves the accesses recorded so far on disk.
+  globalThis.addEventListener("unload", () => writer.close());
+  return new Session(gpu, writer);
+}
+
+/**
+ * The lines shown when the REPL starts: device, chip, MMU version, VRAM,
+ * usable region, BAR1, read-only or not.
+ */
+export function banner(gpu: Gpu): string {
+  const { chip, vram, device } = gpu;
+  const usable = vram.usable;
+  const pdb = bar1Pdb(gpu);
+  const bar1 = `BAR1 ${formatSize(device.bar1.size)}${pdb === null ? "" : `, PDB ${hex(pdb)}`}`;
+  return [
+    `novamm REPL · ${device.spec} · ${chip.name} ${chip.revision} (${chip.architecture}, MMU v${chip.mmuVersion}) · ${
+      device.readOnly ? "READ-ONLY" : "read-write"
+    }`,
+    `VRAM ${formatSize(vram.size)}, usable ${hex(usable.start)}-${hex(usable.end)} (${
+      formatSize(usable.end - usable.start)
+    }) · ${bar1}`,
+    "Type help() for the preloaded names; .exit or Ctrl-D quits.",
+  ].join("\n");
+}
+
+/** The prompt: the chip, lower case (`ga102> `), marked when read-only. */
+export function promptFor(gpu: Gpu): string {
+  return `${gpu.chip.name.toLowerCase()}${gpu.device.readOnly ? "(ro)" : ""}> `;
+}
+
+const KEYWORDS = [
+  "await",
+  "async",
+  "break",
+  "case",
+  "catch",
+  "class",
+  "const",
+  "continue",
+  "delete",
+  "do",
+  "else",
+  "false",
+  "finally",
+  "for",
+  "function",
+  "if",
+  "import",
+  "in",
+  "instanceof",
+  "let",
+  "new",
+  "null",
+  "of",
+  "return",
+  "switch",
+  "this",
+  "throw",
+  "true",
+  "try",
+  "typeof",
+  "undefined",
+  "using",
+  "var",
+  "void",
+  "while",
+  "yield",
+];
+const COMMANDS = [".break", ".exit", ".help"];
+const MEMBER_RE = /([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\.([A-Za-z_$][\w$]*)?$/;
+const WORD_RE = /(?:^|[^\w$.])([A-Za-z_$][\w$]*)?$/;
+
+/**
+ * Tab completion: `gpu.pra` → `pramin` (the object before the dot is looked
+ * up as a property chain of globals, calling nothing but getters), a bare
+ * word → globals, keywords and preloaded names, `.e` → `.exit`. Returns
+ * readline's `[candidates, text being completed]`.
+ *
+ * @example
+ * ```ts
+ * complete("gpu.pra", ["gpu"]); // [["pramin"], "pra"]
+ * ```
+ */
+export function complete(line: string, preloaded: readonly string[] = []): [string[], string] {
+  if (/^\s*\.\w*$/.test(line)) {
+    const t = line.trim();
+    return [COMMANDS.filter((c) => c.startsWith(t)), t];
+  }
+  const m = MEMBER_RE.exec(line);
+  if (m !== null) {
+    const partial = m[2] ?? "";
+    const parts = m[1].split(".");
+    const g = globalThis as Record<string, unknown>;
+    if (!(parts[0] in g)) return [[], partial];
+    let obj: unknown = g[parts[0]];
+    try {
+      for (const p of parts.slice(1)) {
+        if (obj === null || obj === undefined) return [[], partial];
+        obj = (obj as Record<string, unknown>)[p];
+      }
+    } catch {
+      return [[], partial];
+    }
+    return [memberNames(obj).filter((n) => n.startsWith(partial)), partial];
+  }
+  const w = WORD_RE.exec(line);
+  const partial = w?.[1] ?? "";
+  if (partial === "") return [[...preloaded], ""];
+  const names = new Set<string>(preloaded);
+  for (const n of Object.getOwnPropertyNames(globalThis)) {
+    if (!n.startsWith("_") && /^[A-Za-z$][\w$]*$/.test(n)) names.add(n);
+  }
+  for (const k of KEYWORDS) names.add(k);
+  return [[...names].filter((n) => n.startsWith(partial)).sort(), partial];
+}
+
+/** Where history lives: `$NOVAMM_HISTORY` (empty: none), else `~/.novamm_history`. */
+export function historyPath(): string | null {
+  const env = Deno.env.get("NOVAMM_HISTORY");
+  if (env !== undefined) return env === "" ? null : env;
+  const home = Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE");
+  return home === undefined ? null : `${home}/.novamm_history`;
+}
+
+const HISTORY_SIZE = 1000;
+
+function loadHistory(path: string): string[] {
+  try {
+    const lines = Deno.readTextFileSync(path).split("\n").filter((l) => l.trim() !== "");
+    if (lines.length > HISTORY_SIZE * 2) {
+      // Keep the file from growing without bound.
+      Deno.writeTextFileSync(path, lines.slice(-HISTORY_SIZE).join("\n") + "\n");
+    }
+    return lines.slice(-HISTORY_SIZE).reverse();
+  } catch {
+    return [];
+  }
+}
+
+function colorsOn(stream: { isTerminal(): boolean }): boolean {
+  try {
+    return stream.isTerminal() && !Deno.noColor;
+  } catch {
+    return false;
+  }
+}
+
+/** V8's words for assigning to a read-only global, said the way the prompt means it. */
+function plainer(e: unknown): unknown {
+  if (e instanceof TypeError) {
+    const m = /^Cannot assign to read only property '([^']+)' of object '#<(Window|Object)>'$/.exec(
+      e.message,
+    );
+    if (m !== null) {
+      return new TypeError(
+        `${m[1]} is a constant (declared with const or using); declare it again to replace it`,
+      );
+    }
+  }
+  return e;
+}
+
+function errorText(e: unknown, colors: boolean): string {
+  const text = formatError(plainer(e));
+  if (!colors) return text;
+  return text.replace(/^error:/, "\x1b[31merror:\x1b[39m").replace(
+    /\nhint:/,
+    "\n\x1b[36mhint:\x1b[39m",
+  );
+}
+
+function debugStack(e: unknown): void {
+  if (Deno.env.get("NOVAMM_DEBUG") && e instanceof Error && e.stack) console.error(e.stack);
+}
+
+/**
+ * Evaluates one complete input and prints its value (or its error, one line
+ * plus hint); returns false on error.
+ */
+export async function evalAndPrint(
+  session: Session,
+  code: string,
+  options: { colors: boolean; errorsTo: "stdout" | "stderr"; rawStrings?: boolean },
+): Promise<boolean> {
+  session.trace?.comment(code.split("\n").map((l) => `> ${l}`).join("\n"));
+  const g = globalThis as Record<string, unknown>;
+  try {
+    const r = await session.evaluator.evaluate(code);
+    if (r.hasValue && r.value !== undefined) {
+      g._ = r.value;
+      // --eval prints a string as is (like `node -p`), so its output composes in a shell.
+      const text = options.rawStrings && typeof r.value === "string"
+        ? r.value
+        : formatValue(r.value, { colors: options.colors });
+      if (text !== null) console.log(text);
+    }
+    return true;
+  } catch (e) {
+    g._error = e;
+    const text = errorText(e, options.colors);
+    if (options.errorsTo === "stdout") console.log(text);
+    else console.error(text);
+    debugStack(e);
+    return false;
+  }
+}
+
+/**
+ * Runs a script with the session's globals on globalThis (and from
+ * `scriptGlobals()`); returns the exit code.
+ */
+export async function runScript(session: Session, path: string, args: string[]): Promise<number> {
+  const url = new URL(path, `file://${Deno.cwd()}/`);
+  try {
+    try {
+      if (!Deno.statSync(url).isFile) fail("EINVAL", `${path} is not a file`);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        fail("ENOENT", `script ${path} not found`, "run `deno task repl --help` for the usage");
+      }
+      throw e;
+    }
+    session.install();
+    setScriptContext({ globals: session.globals, args });
+    session.trace?.comment(`script ${path} ${args.join(" ")}`.trimEnd());
+    await import(url.href);
+    return 0;
+  } catch (e) {
+    console.error(errorText(e, colorsOn(Deno.stderr)));
+    debugStack(e);
+    return 1;
+  } finally {
+    setScriptContext(undefined);
+  }
+}
+
+/** Options for {@linkcode interactive}. */
+export interface InteractiveOptions {
+  /** Do not read or append the history file. */
+  noHistory?: boolean;
+}
+
+/**
+ * The interactive prompt. Ends on Ctrl-D, `.exit` or the end of piped input;
+ * returns the exit code (1 when piped input ended inside an unfinished input).
+ */
+export async function interactive(
+  session: Session,
+  options: InteractiveOptions = {},
+): Promise<number> {
+  const terminal = process.stdin.isTTY === true;
+  const colors = colorsOn(Deno.stdout);
+  const hist = terminal && !options.noHistory ? historyPath() : null;
+  const preloaded = globalEntries(session.globals).map((e) => e.name);
+  session.install();
+  const prompt = promptFor(session.gpu);
+  const rl = readline.createInterface({
+    input: process.stdin,
+    output: process.stdout,
+    terminal,
+    prompt,
+    completer: (line: string) => complete(line, preloaded),
+    history: hist === null ? [] : loadHistory(hist),
+    historySize: HISTORY_SIZE,
+    removeHistoryDuplicates: true,
+  });
+  console.log(banner(session.gpu));
+  let buffer = "";
+  let lastSigint = false;
+  // Piped input can hit EOF (and close readline) while an input is still running.
+  let closed = false;
+  rl.on("close", () => closed = true);
+  const showPrompt = () => {
+    if (!closed) rl.prompt();
+  };
+  const setPrompt = (p: string) => {
+    if (!closed) rl.setPrompt(p);
+  };
+  const reset = () => {
+    buffer = "";
+    setPrompt(prompt);
+  };
+  rl.on("SIGINT", () => {
+    const typed = (rl as unknown as { line: string }).line;
+    if (typed === "" && buffer === "") {
+      if (lastSigint) {
+        rl.close();
+        return;
+      }
+      lastSigint = true;
+      process.stdout.write("\n(To exit, press Ctrl-C again, Ctrl-D, or type .exit)\n");
+    } else {
+      lastSigint = false;
+      process.stdout.write("^C\n");
+    }
+    reset();
+    // Drop what was typed on the line: readline keeps it otherwise.
+    rl.write(null, { ctrl: true, name: "u" });
+    showPrompt();
+  });
+  showPrompt();
+  let code = 0;
+  for await (const line of rl) {
+    lastSigint = false;
+    if (hist !== null && line.trim() !== "") {
+      try {
+        Deno.writeTextFileSync(hist, line + "\n", { append: true });
+      } catch {
+        // History is a convenience; an unwritable file must not stop the session.
+      }
+    }
+    if (buffer === "" && /^\s*\.\w+\s*$/.test(line)) {
+      const cmd = line.trim();
+      if (cmd === ".exit") break;
+      if (cmd === ".help") console.log(String(session.globals.help()));
+      else if (cmd === ".break" || cmd === ".clear") reset();
+      else console.log(`error: unknown command ${cmd}; try .help, .break or .exit`);
+      showPrompt();
+      continue;
+    }
+    if (buffer !== "" && line.trim() === ".break") {
+      reset();
+      showPrompt();
+      continue;
+    }
+    const input = buffer === "" ? line : `${buffer}\n${line}`;
+    const state = checkInput(input);
+    if (state.state === "incomplete") {
+      buffer = input;
+      setPrompt("... ");
+      showPrompt();
+      continue;
+    }
+    reset();
+    if (state.state === "error") {
+      console.log(errorText(state.error, colors));
+    } else if (input.trim() !== "") {
+      await evalAndPrint(session, input, { colors, errorsTo: "stdout" });
+    }
+    showPrompt();
+  }
+  if (buffer !== "") {
+    console.log("error: input ended inside an unfinished statement (it was not run)");
+    code = 1;
+  }
+  rl.close();
+  if (terminal) process.stdout.write("\n");
+  return code;
+}

@@ -1,0 +1,102 @@
+/**
+ * `deno task repl`: the bring-up REPL, one-line `--eval`, scripts, and `list`.
+ *
+ * ```sh
+ * deno task repl --device sim:gh100                 # interactive, everything preloaded
+ * deno task repl --eval 'gpu.vram'                  # print one value and exit
+ * deno task repl examples/fill_verify.ts --size 4M  # run a script with the same globals
+ * deno task repl --trace s.trace                    # record every MMIO access (see hw/trace.ts)
+ * deno task list                                    # the NVIDIA GPUs on this machine
+ * ```
+ *
+ * @module
+ */
+
+import { DEVICE_HELP, reportError } from "./cli/common.ts";
+import { parseReplArgs, type ReplArgs } from "./cli/repl_args.ts";
+
+const HELP = `deno task repl [options] [--eval EXPR | SCRIPT.ts [script args] | list [list options]]
+
+The novamm bring-up REPL: a JavaScript prompt with the GPU and its memory
+management preloaded (gpu, bar0, pramin, tlb, mm, vmm, bar1, mmu, and the
+helpers hex, hexdump, pte, pde, walk, stats, help). Top-level await works,
+declarations persist across lines, Tab completes names and members, history
+is kept in $NOVAMM_HISTORY (default ~/.novamm_history). The prompt takes
+JavaScript (no type annotations); scripts may be TypeScript.
+
+Options:
+${DEVICE_HELP}
+  -e, --eval EXPR  evaluate EXPR (statements allowed; the last expression's
+                   awaited value is printed) and exit: 0, or 1 on error
+      --trace FILE record every MMIO access of the session to FILE (format in
+                   hw/trace.ts); replay it with \`deno task replay FILE\`
+      --no-history neither read nor write the history file
+
+SCRIPT.ts runs with the same names as globals (or \`scriptGlobals()\` from
+cli/globals.ts); arguments after it that are not the options above are the
+script's (\`args\`). \`list\` shows the GPUs here (\`deno task list --help\`).
+
+Examples:
+  deno task repl --device sim:gh100
+  deno task repl --eval 'using w = pramin.window(); w.write32(0x100000, 0xdeadbeef); w.read32(0x100000)'
+  deno task repl examples/fill_verify.ts --device sim --size 16M
+  NOVAMM_DEBUG=1 deno task repl ...     (print stacks of errors)`;
+
+async function run(args: ReplArgs): Promise<number> {
+  const { openSession, interactive, evalAndPrint, runScript } = await import(
+    "./cli/repl_session.ts"
+  );
+  let session;
+  try {
+    session = await openSession({
+      device: args.device,
+      readOnly: args.readOnly,
+      force: args.force,
+      trace: args.trace,
+    });
+  } catch (e) {
+    return reportError(e);
+  }
+  let code = 1;
+  try {
+    if (args.eval !== undefined) {
+      session.install();
+      const colors = Deno.stdout.isTerminal() && !Deno.noColor;
+      code =
+        (await evalAndPrint(session, args.eval, { colors, errorsTo: "stderr", rawStrings: true }))
+          ? 0
+          : 1;
+    } else if (args.script !== undefined) {
+      code = await runScript(session, args.script, args.args);
+    } else {
+      code = await interactive(session, { noHistory: args.noHistory });
+    }
+  } finally {
+    for (const e of await session.close()) {
+      reportError(e);
+      code = 1;
+    }
+  }
+  return code;
+}
+
+/** Runs the command; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let args: ReplArgs;
+  try {
+    args = parseReplArgs(argv);
+  } catch (e) {
+    return reportError(e);
+  }
+  if (args.script === "list") {
+    const { main: list } = await import("./cli/list.ts");
+    return list(args.args);
+  }
+  if (args.help) {
+    console.log(HELP);
+    return 0;
+  }
+  return await run(args);
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,116 @@
+/**
+ * `deno task replay FILE [--device sim:PROFILE]`: plays an MMIO trace
+ * (recorded with `deno task repl --trace FILE`) against a fresh simulator:
+ * every write is performed, every read is performed and compared. Reports
+ * the first read that returns something else (exit 1) or success (exit 0).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { reportError } from "./cli/common.ts";
+import { fail, hex } from "./hw/errors.ts";
+import { createSimGpu } from "./hw/sim/gpu.ts";
+import { SIM_PROFILES } from "./hw/sim/profiles.ts";
+import { formatAccess, parseTrace, replayTrace } from "./hw/trace.ts";
+
+const HELP = `deno task replay FILE [options]
+
+Replays an MMIO trace recorded with \`deno task repl --trace FILE\` against a
+fresh simulator, from boot: performs every write, performs every read and
+compares its value. Prints the first divergence (line, access, expected and
+actual value, and the REPL input that made it) and exits 1, or prints the
+counts and exits 0. The trace format is documented in hw/trace.ts.
+
+Options:
+  -d, --device D   simulator to replay on: sim, ${
+  Object.keys(SIM_PROFILES).map((p) => `sim:${p}`).join(", ")
+}
+                   (default: the device named in the trace header)
+  -h, --help       this text`;
+
+/** Resolves the simulator profile: the flag, else the trace header's device. */
+function profileFor(flag: string | undefined, recorded: string): string | undefined {
+  const spec = flag ?? recorded;
+  const m = /^sim(?::([a-z0-9]+))?$/.exec(spec);
+  if (m === null) {
+    fail(
+      "EINVAL",
+      flag === undefined
+        ? `the trace was recorded on ${recorded}, not a simulator`
+        : `replay runs on the simulator only, not ${JSON.stringify(flag)}`,
+      "pass --device sim:PROFILE (e.g. sim:ga102) to replay it on a simulated chip",
+    );
+  }
+  return m[1];
+}
+
+/** Runs the command; returns the exit code. */
+export function main(args: string[]): number {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: {
+        device: { type: "string", short: "d" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (values.help) {
+      console.log(HELP);
+      return 0;
+    }
+    if (positionals.length !== 1) {
+      fail(
+        "EINVAL",
+        positionals.length === 0
+          ? "no trace file given"
+          : `one trace file at a time (got ${positionals.length})`,
+        "usage: deno task replay FILE [--device sim:PROFILE]",
+      );
+    }
+    const path = positionals[0];
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(path);
+    } catch (e) {
+      fail("ENOENT", `cannot read trace ${path}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const trace = parseTrace(text, { path });
+    const profile = profileFor(values.device, trace.header.device);
+    const sim = createSimGpu(profile === undefined ? {} : { profile });
+    const t0 = performance.now();
+    const r = replayTrace(trace, { bar0: sim.bar0, bar1: sim.bar1 });
+    const ms = performance.now() - t0;
+    const where = `sim:${sim.profile.name}`;
+    if (r.divergence !== undefined) {
+      const { entry, got, input } = r.divergence;
+      const digits = entry.width * 2;
+      console.log(
+        [
+          `replay diverged at ${path}:${entry.line}: ${formatAccess(entry)}`,
+          `  expected ${hex(entry.value, digits)}, got ${hex(got, digits)} on ${where}` +
+          ` (after ${r.reads - 1} matching reads and ${r.writes} writes)`,
+          ...(input === undefined ? [] : [`  made by REPL input: ${input}`]),
+        ].join("\n"),
+      );
+      return 1;
+    }
+    const errors = sim.errors();
+    console.log(
+      `replay ok: ${trace.entries.length} accesses (${r.reads} reads matched, ${r.writes} writes) ` +
+        `on ${where} in ${ms.toFixed(0)} ms`,
+    );
+    if (errors.length > 0) {
+      console.log(
+        `  the simulator noted ${errors.length} driver errors; first: ${errors[0].message}`,
+      );
+    }
+    return 0;
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+if (import.meta.main) Deno.exit(main(Deno.args));

@@ -1,0 +1,105 @@
+/**
+ * `deno task list` on a fake sysfs tree (the real sysfs parsing and the real
+ * read-only BAR0 mmap run on ordinary files) and on an empty machine.
+ */
+
+import assert from "node:assert/strict";
+import { formatRows, listRows } from "../cli/list.ts";
+import { ga102, makeFakeSysfs } from "./fake_sysfs.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+async function list(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "repl.ts", "list", ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Writes a 32-bit little-endian register value into a fake BAR file. */
+function poke(file: string, offset: number, value: number): void {
+  using f = Deno.openSync(file, { write: true });
+  f.seekSync(offset, Deno.SeekMode.Start);
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, value, true);
+  f.writeSync(b);
+}
+
+/** Two GA102s: one answers BOOT_0/BOOT_42 (nvidia bound), one reads all zeroes. */
+async function fakeMachine(): Promise<{ dir: string; root: string }> {
+  const dir = await Deno.makeTempDir();
+  const root = makeFakeSysfs(dir, [ga102("0000:65:00.0", "nvidia"), ga102("0000:b3:00.0")]);
+  poke(`${root}/0000:65:00.0/resource0`, 0x0, 0x172000a1);
+  poke(`${root}/0000:65:00.0/resource0`, 0xa00, 0x172a1000);
+  return { dir, root };
+}
+
+Deno.test("list: rows from a fake sysfs, chip read through a read-only BAR0 mapping", async () => {
+  const { dir, root } = await fakeMachine();
+  try {
+    const rows = listRows({ sysfsRoot: root });
+    assert.deepEqual(rows.map((r) => [r.bdf, r.device, r.chip, r.driver]), [
+      ["0000:65:00.0", 0x2204, "GA102 (Ampere)", "nvidia"],
+      ["0000:b3:00.0", 0x2204, null, null],
+    ]);
+    assert.match(rows[1].chipError!, /^ENODEV: pre-Fermi GPU \(BOOT_0=0x00000000/);
+    // The I/O-port BAR5 is not listed; the ROM is not a BAR.
+    assert.deepEqual(rows[0].bars.map((b) => [b.index, b.size]), [
+      [0, 16 * 2 ** 20],
+      [1, 32 * 2 ** 30],
+      [3, 32 * 2 ** 20],
+    ]);
+    // The mapping was read-only: the fake BAR file is unchanged.
+    const bytes = await Deno.readFile(`${root}/0000:65:00.0/resource0`);
+    assert.equal(new DataView(bytes.buffer).getUint32(0xa00, true), 0x172a1000);
+    assert.equal(formatRows(rows).split("\n").length, 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("list: the command prints a table, JSON, or a friendly line when there is no GPU", async () => {
+  const { dir, root } = await fakeMachine();
+  try {
+    let r = await list(["--sysfs-root", root]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stdout,
+      [
+        "PCI address   device  chip            driver  BARs",
+        "0000:65:00.0  0x2204  GA102 (Ampere)  nvidia  BAR0 16 MiB, BAR1 32 GiB, BAR3 32 MiB",
+        "0000:b3:00.0  0x2204  ?               (none)  BAR0 16 MiB, BAR1 32 GiB, BAR3 32 MiB",
+        "0000:b3:00.0: chip ?: ENODEV: pre-Fermi GPU (BOOT_0=0x00000000 BOOT_42=0x00000000) is not supported",
+        "",
+      ].join("\n"),
+    );
+    r = await list(["--sysfs-root", root, "--json"]);
+    assert.deepEqual(JSON.parse(r.stdout).map((x: { chip: string | null }) => x.chip), [
+      "GA102 (Ampere)",
+      null,
+    ]);
+    const empty = `${dir}/empty`;
+    await Deno.mkdir(empty);
+    r = await list(["--sysfs-root", empty]);
+    assert.equal(r.code, 0);
+    assert.equal(
+      r.stdout,
+      `no NVIDIA GPUs found under ${empty}; use --device sim (or sim:ga102, sim:gh100) for the simulated GPU\n`,
+    );
+    r = await list(["--sysfs-root", `${dir}/missing`]);
+    assert.match(r.stdout, /the directory does not exist.*use --device sim/);
+    r = await list(["--nope"]);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      "error: Unknown option '--nope'\nhint: run the command with --help for its options\n",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
