@@ -606,7 +606,8 @@ export class Vmm {
     for (const t of pinned) t.pins--;
     const writes: [Table, number][] = [];
     const freed: Table[] = [];
-    this.#reclaim(newTables.filter((t) => t.live === 0), writes, freed);
+    // Its own new tables, and any table an unmap emptied while this prepare pinned it.
+    this.#reclaim([...newTables, ...pinned].filter((t) => t.live === 0), writes, freed);
     if (writes.length > 0) {
       using w = this.#deps.pramin.window();
       for (const [t, word] of writes) w.write64(t.addr + word * 8, t.raw[word]);
@@ -676,7 +677,7 @@ export class Vmm {
       t.parentLink = null;
       const word = parent.level.dual ? slot : idx;
       parent.raw[word] = 0n;
-      if (t.written && parent.written) writes.push([parent, word]);
+      if (parent.written) writes.push([parent, word]); // zero in VRAM whatever was there
       const nowEmpty = !parent.level.dual ||
         (parent.raw[2 * idx] === 0n && parent.raw[2 * idx + 1] === 0n);
       if (nowEmpty) {
@@ -730,7 +731,7 @@ export class Vmm {
       // Deepest first, so every table is complete before the PDE pointing to it.
       const order = [...fresh].sort((a, b) => b.depth - a.depth);
       for (const t of order) {
-        this.#writeTable(w, t);
+        this.#writeTable(w, t, fresh);
         t.written = true;
       }
       for (const t of order) {
@@ -750,9 +751,19 @@ export class Vmm {
     return m;
   }
 
-  #writeTable(w: PraminWindow, t: Table): void {
+  /**
+   * Writes a whole table. A link to a child that is not in VRAM yet (another
+   * pending prepare's table) goes as zero: that prepare's execute writes the
+   * link once the child is complete.
+   */
+  #writeTable(w: PraminWindow, t: Table, fresh: Set<Table>): void {
     const words = t.level.tableBytes / 8;
-    for (let i = 0; i < words; i++) w.write64(t.addr + i * 8, t.raw[i]);
+    const links = t.children.length > 0;
+    for (let i = 0; i < words; i++) {
+      const child = links ? t.children[i] : null;
+      const ready = child === null || child.written || fresh.has(child);
+      w.write64(t.addr + i * 8, ready ? t.raw[i] : 0n);
+    }
   }
 
   /** The table and word index holding the PTE for (va, pageSize). */
