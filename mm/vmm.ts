@@ -281,6 +281,7 @@ export class Vmm {
   readonly #root: Table;
   readonly #rootAllocation: Allocation | null;
   readonly #mappings = new Set<Mapping>();
+  readonly #pending = new Set<PreparedMapping>();
   /** Page sizes this chip can map, largest first. */
   readonly #sizes: number[];
   #destroyed = false;
@@ -586,7 +587,7 @@ export class Vmm {
           });
         }
       }
-      return new PreparedMapping(this, {
+      const prepared = new PreparedMapping(this, {
         range,
         size,
         pfns: Array.from(pfns),
@@ -595,6 +596,8 @@ export class Vmm {
         newTables,
         pinned,
       });
+      this.#pending.add(prepared);
+      return prepared;
     } catch (e) {
       this.#abandon(range, newTables, pinned);
       throw e;
@@ -746,6 +749,7 @@ export class Vmm {
     this.#deps.tlb.flush(this.pdb);
     for (const t of prepared.pinned) t.pins--;
     prepared.state = "executed";
+    this.#pending.delete(prepared);
     const m = new Mapping(this, prepared);
     this.#mappings.add(m);
     return m;
@@ -788,6 +792,7 @@ export class Vmm {
   cancelMap(prepared: PreparedMapping): void {
     if (prepared.state !== "prepared") return;
     prepared.state = "cancelled";
+    this.#pending.delete(prepared);
     this.#abandon(prepared.range, prepared.newTables, prepared.pinned);
   }
 
@@ -957,9 +962,10 @@ export class Vmm {
     return out;
   }
 
-  /** Unmaps everything this Vmm mapped and frees its root if it allocated it. */
+  /** Cancels pending prepares, unmaps everything this Vmm mapped, frees its root if it allocated it. */
   destroy(): void {
     if (this.#destroyed) return;
+    for (const p of [...this.#pending]) this.cancelMap(p);
     for (const m of [...this.#mappings]) this.unmap(m);
     this.#destroyed = true;
     this.#rootAllocation?.free();
