@@ -8,8 +8,10 @@
  * Ampere v2; Hopper v3; Blackwell v3: 256 GiB pages at PD2) the test builds
  * random page-table trees in simulated VRAM, writing every entry through the
  * PRAMIN window. Trees mix codec-built structure (4 KiB / 64 KiB / 2 MiB /
- * 512 MiB / 256 GiB PTEs, big and small tables under one PD0 entry, the "no
- * small pages" marker, system-memory and peer apertures, read-only PTEs) with
+ * 512 MiB / 256 GiB PTEs, the big and huge ones mostly aligned to their page
+ * size and one in ten deliberately not, big and small tables under one PD0
+ * entry, the "no small pages" marker, system-memory and peer apertures,
+ * read-only PTEs) with
  * raw random words, invalid entries, tables past the end of VRAM (and one in
  * its last page), and tables shared between levels or pointing at themselves.
  * VAs are drawn inside the built subtrees (and at their edges) and at random;
@@ -39,6 +41,12 @@ import type { PraminWindow } from "../mm/pramin.ts";
 import type { SimMmu, SimTranslation, SimWalkFault } from "../hw/sim/mmu.ts";
 
 const PAGE = 4096;
+const PAGE_64K = 2 ** 16;
+const PAGE_2M = 2 ** 21;
+/** Every page size a PTE can map (the edge page may serve as a table of any level). */
+const PAGE_SIZES = [PAGE, PAGE_64K, PAGE_2M, 2 ** 29, 2 ** 38] as const;
+/** Share of big and huge PTEs built at an address not aligned to their page size. */
+const MISALIGNED_SHARE = 0.1;
 const DEFAULT_SEED = 0x5eed_a9e5;
 const SEED = parseSeed(Deno.env.get("AGREEMENT_SEED"));
 /** Walks per profile that read VRAM through the PRAMIN window (the real path). */
@@ -243,7 +251,7 @@ class TreeBuilder {
     for (const i of this.indices(48, 512)) {
       const at = this.edge + i * 8;
       const roll = r.below(5);
-      if (roll === 0) this.write(at, this.validPte());
+      if (roll === 0) this.write(at, this.validPte(r.pick(PAGE_SIZES)));
       else if (roll === 1) this.write(at, this.codec.vramPde(r.pick(this.pages)));
       else if (roll === 2) this.write(at, this.invalidPte(r.chance(0.5)));
       else this.write(at, this.garbage());
@@ -277,7 +285,8 @@ class TreeBuilder {
           this.write(at, this.videoPde(this.shared(table)));
         }
       } else if (roll < 68) {
-        this.write(at, this.validPte()); // a huge PTE where the chip allows one
+        // A huge PTE where the chip allows one.
+        this.write(at, this.validPte(lvl.hugePageSize ?? PAGE));
       } else if (roll < 74) {
         this.write(at, this.videoPde(this.shared(table)));
       } else if (roll < 80) {
@@ -322,7 +331,7 @@ class TreeBuilder {
       const roll = r.below(100);
       let words: [bigint, bigint];
       if (roll < 15) {
-        words = [this.validPte(), r.chance(0.5) ? 0n : r.u64()]; // 2 MiB PTE
+        words = [this.validPte(PAGE_2M), r.chance(0.5) ? 0n : r.u64()]; // 2 MiB PTE
       } else if (roll < 75) {
         words = this.#dual(table, base);
       } else if (roll < 88) {
@@ -353,7 +362,7 @@ class TreeBuilder {
         this.#region(base + (BigInt(i) << 16n), 16);
         const roll = r.below(100);
         const pte = roll < 40
-          ? this.validPte()
+          ? this.validPte(PAGE_64K)
           : roll < 65
           ? this.invalidPte(true)
           : roll < 85
@@ -482,19 +491,33 @@ class TreeBuilder {
     return this.rng.chance(0.5) ? 0n : this.rng.u64() & ~7n;
   }
 
-  /** A valid PTE: VRAM through `vramPte`, any aperture through `encodePte`, or raw. */
-  validPte(): bigint {
+  /**
+   * A valid PTE for a page of `pageSize`: VRAM through `vramPte`, any aperture
+   * through `encodePte`, or raw. A big or huge one gets an address aligned to
+   * its page size, except for a share built misaligned on purpose.
+   */
+  validPte(pageSize: number = PAGE): bigint {
     const r = this.rng;
     const roll = r.below(10);
+    let word: bigint;
     if (roll < 4) {
       const address = r.below(this.vramSize / PAGE) * PAGE;
-      return this.codec.vramPte(address, {
+      word = this.codec.vramPte(address, {
         writable: r.chance(0.5),
         kind: r.below(this.version === 2 ? 256 : 16),
       });
+    } else if (roll < 9) {
+      word = this.fieldsPte(true);
+    } else {
+      word = r.u64() | 1n;
     }
-    if (roll < 9) return this.fieldsPte(true);
-    return r.u64() | 1n;
+    if (pageSize <= PAGE) return word;
+    // The frame bits below the page size: v2 frames start at bit 8 (address >> 12, every
+    // aperture), v3 addresses sit in place. Clear them, or set a random non-zero value.
+    const frames = BigInt(pageSize / PAGE);
+    const shift = this.version === 2 ? 8n : 12n;
+    const low = r.chance(MISALIGNED_SHARE) ? BigInt(1 + r.below(Number(frames) - 1)) : 0n;
+    return (word & ~((frames - 1n) << shift)) | (low << shift);
   }
 
   /** An invalid PTE; `marker` asks for the "no small pages" big-PTE marker. */
@@ -550,7 +573,7 @@ class TreeBuilder {
         : r.bits(v2 ? 25 : 28) << 12n;
     }
     if (aperture === "peer") return r.bits(v2 ? 25 : 40) << 12n;
-    // v2 system memory reaches 2^58: pages just below 2^53 make pa cross the safe-integer edge.
+    // v2 system memory reaches 2^58: pages just below 2^53 take pa up to the safe-integer edge.
     if (v2 && r.chance(0.2)) return (1n << 53n) - BigInt(1 + r.below(24)) * 4096n;
     return r.bits(v2 ? 46 : 40) << 12n;
   }
@@ -575,17 +598,16 @@ class TreeBuilder {
 // --- comparing ----------------------------------------------------------------
 
 /**
- * The walker's stop reasons in the simulator's fault vocabulary. The names
- * coincide; "peer-table" has no simulator counterpart (neither MMU version can
- * put a table in peer memory), so a walker that ever reported it disagrees.
+ * The walker's stop reasons in the simulator's fault vocabulary (the names
+ * coincide; the Record type makes a new reason fail to compile until mapped).
  */
 const REASON_TO_SIM: Readonly<Record<WalkStopReason, string>> = {
   "invalid-pde": "invalid-pde",
   "invalid-pte": "invalid-pte",
   "sysmem-table": "sysmem-table",
-  "peer-table": "(no simulator equivalent: peer-table)",
   "table-out-of-range": "table-out-of-range",
   "pte-at-non-leaf": "pte-at-non-leaf",
+  "misaligned-pte": "misaligned-pte",
 };
 
 /**
@@ -676,8 +698,11 @@ function required(version: 2 | 3, pd1Huge: boolean, pd2Huge: boolean): string[] 
     `fault table-out-of-range@${root}`,
     `fault pte-at-non-leaf@${root}`,
   ];
-  out.push(pd1Huge ? "mapped@PD1" : "fault pte-at-non-leaf@PD1");
-  out.push(pd2Huge ? "mapped@PD2" : "fault pte-at-non-leaf@PD2");
+  out.push("fault misaligned-pte@PT64K", "fault misaligned-pte@PD0");
+  if (pd1Huge) out.push("mapped@PD1", "fault misaligned-pte@PD1");
+  else out.push("fault pte-at-non-leaf@PD1");
+  if (pd2Huge) out.push("mapped@PD2", "fault misaligned-pte@PD2");
+  else out.push("fault pte-at-non-leaf@PD2");
   return out;
 }
 
@@ -929,58 +954,63 @@ Deno.test("agreement: argument checks map onto simulator faults", async () => {
   }
 });
 
-// A v2 system-memory PTE holds a 46-bit frame, so a big or huge page whose base
-// is just below 2^53 (not aligned to its page size, as garbage tables have it)
-// translates to addresses past 2^53. Both sides promise a number only when it
-// is safe: here the exact answer is the bigint 2^53 + 1. (The simulator once
-// returned the rounded number 2^53 for these VAs; the random test found it.)
-Deno.test("agreement: v2 sysmem pages whose base is just below 2^53 translate exactly", async () => {
+// A v2 system-memory PTE holds a 46-bit frame, so big and huge pages reach past
+// 2^53. Both sides promise a number only when the address is safe: the last
+// byte of the highest aligned page below 2^53 is the number 2^53 - 1 and a byte
+// of the page at 2^53 is a bigint. A base just below 2^53 that is not aligned
+// to its page size once translated past 2^53 (the simulator returned a rounded
+// number; the random test found it); both sides now refuse it as misaligned.
+Deno.test("agreement: v2 sysmem big and huge pages at the 2^53 edge translate exactly", async () => {
   const gpu = await openGpu({ device: "sim:ga102" });
   try {
     const format = mmuFormat({ version: 2, architecture: "Ampere" });
     const start = gpu.vram.usable.start;
     const [pd3, pd2, pd1, pd0, big] = [0, 1, 2, 3, 4].map((i) => start + i * PAGE);
-    const base = (1n << 53n) - 4096n;
-    const pte = mmu.v2.encodePte({ valid: true, aperture: "sysCoherent", address: base });
     {
       using w = gpu.pramin.window();
       w.write64(pd3, mmu.v2.vramPde(pd2));
       w.write64(pd2, mmu.v2.vramPde(pd1));
       w.write64(pd1, mmu.v2.vramPde(pd0));
-      w.write64(pd1 + 8, pte); // PD1[1]: a 512 MiB page at VA 0x2000_0000
       const [lo, hi] = mmu.v2.vramDualPde({ big });
       w.write64(pd0, lo); // PD0[0]: big table
       w.write64(pd0 + 8, hi);
-      w.write64(big, pte); // PT64K[0]: a 64 KiB page at VA 0
-      w.write64(pd0 + 16, pte); // PD0[1]: a 2 MiB page at VA 0x20_0000
     }
     const reader: EntryReader = { read64: (a) => gpu.sim!.vram.read64(a) };
-    const cases: [bigint, number, string][] = [
-      [0x1001n, 0x10000, "PT64K"],
-      [0x20_1001n, 2 ** 21, "PD0"],
-      [0x2000_1001n, 2 ** 29, "PD1"],
+    const edge = 1n << 53n;
+    // [VA of the page, page size, level, where its PTE lives]
+    const pages: [bigint, number, string, number][] = [
+      [0n, 0x10000, "PT64K", big], // PT64K[0]
+      [0x20_0000n, 2 ** 21, "PD0", pd0 + 16], // PD0[1]
+      [0x2000_0000n, 2 ** 29, "PD1", pd1 + 8], // PD1[1]
     ];
-    for (const [va, pageSize, level] of cases) {
-      const want = {
-        pa: paKey((1n << 53n) + 1n),
-        aperture: "sysCoherent",
-        pageSize,
-        level,
-      };
-      const r = walk(reader, { format, pdb: pd3, va, vramSize: gpu.vram.size });
-      assert.ok(r.mapped, `mm walker, va 0x${va.toString(16)}: ${String(r)}`);
-      assert.deepEqual(
-        { pa: paKey(r.pa), aperture: r.aperture, pageSize: r.pageSize, level: r.level },
-        want,
-        `mm walker, va 0x${va.toString(16)}`,
-      );
-      const t = gpu.sim!.mmu.walk(pd3, va);
-      assert.ok(!("fault" in t), `sim MMU, va 0x${va.toString(16)}: ${simKey(t)}`);
-      assert.deepEqual(
-        { pa: paKey(t.pa), aperture: t.aperture, pageSize: t.pageSize, level: t.level },
-        want,
-        `sim MMU, va 0x${va.toString(16)}`,
-      );
+    for (const [vaPage, pageSize, level, at] of pages) {
+      const size = BigInt(pageSize);
+      // [PTE base, offset into the page, the expected answer]
+      const cases: [bigint, bigint, string][] = [
+        [edge - size, size - 1n, `mapped ${paKey(2 ** 53 - 1)}`],
+        [edge, 0x1001n, `mapped ${paKey(edge + 0x1001n)}`],
+        [edge - 4096n, 0x1001n, `fault misaligned-pte at ${level}`],
+      ];
+      for (const [base, offset, want] of cases) {
+        {
+          using w = gpu.pramin.window();
+          w.write64(at, mmu.v2.encodePte({ valid: true, aperture: "sysCoherent", address: base }));
+        }
+        const va = vaPage + offset;
+        const what = `${level} page at 0x${base.toString(16)}, va 0x${va.toString(16)}`;
+        const r = walk(reader, { format, pdb: pd3, va, vramSize: gpu.vram.size });
+        const t = gpu.sim!.mmu.walk(pd3, va);
+        const mm = r.mapped
+          ? `mapped ${paKey(r.pa)}`
+          : `fault ${REASON_TO_SIM[r.reason]} at ${r.level}`;
+        const sim = "fault" in t ? `fault ${t.fault} at ${t.level}` : `mapped ${paKey(t.pa)}`;
+        assert.equal(mm, want, `mm walker, ${what}: ${String(r)}`);
+        assert.equal(sim, want, `sim MMU, ${what}`);
+        if (r.mapped && !("fault" in t)) {
+          const got = [r.aperture, r.pageSize, r.level, t.aperture, t.pageSize, t.level];
+          assert.deepEqual(got, ["sysCoherent", pageSize, level, "sysCoherent", pageSize, level]);
+        }
+      }
     }
   } finally {
     gpu.close();

@@ -277,6 +277,61 @@ for (const arch of ["Turing", "Ampere", "Ada", "Hopper", "Blackwell"] as const) 
   });
 }
 
+for (const fmt of [V2, V3]) {
+  const arch = fmt.version === 2 ? "Ampere" : "Blackwell";
+  Deno.test(`v${fmt.version}: a big or huge PTE not aligned to its page size faults`, () => {
+    const r = new Rig(arch, 2 ** 40);
+    const d = r.fmt.levels.length;
+    // 2 MiB PTE at a 64 KiB (not 2 MiB) aligned address, then one page off, then aligned.
+    const va2m = 0x0000_0040_0000_0000n + 0x600000n;
+    const s2m = r.pd0Slot(va2m);
+    r.w64(s2m, fmt.pte(0x7_0001_0000));
+    assert.deepEqual(r.walk(va2m + 0x1234n), { fault: "misaligned-pte", level: "PD0" });
+    r.w64(s2m, fmt.pte(0x7_0000_1000));
+    assert.equal(faultOf(r.walk(va2m)), "misaligned-pte@PD0");
+    r.w64(s2m, fmt.pte(0x7_0020_0000));
+    assert.equal(ok(r.walk(va2m + 0x1_2345n)).pa, 0x7_0021_2345);
+
+    // 64 KiB PTE at a 4 KiB aligned address; a valid small PTE under it does not help.
+    const va64k = 0x0000_4000_0000_0000n + 0x50000n;
+    const s64 = r.pd0Slot(va64k);
+    const big = r.page() + 0x100;
+    const small = r.page();
+    r.w64(s64, fmt.big(big));
+    r.w64(s64 + 8, fmt.pde(small));
+    r.w64(big + 5 * 8, fmt.pte(0x9990_1000));
+    r.w64(small + Number((va64k >> 12n) & 511n) * 8, fmt.pte(0x1234_5000));
+    assert.equal(faultOf(r.walk(va64k + 0x234n)), "misaligned-pte@PT64K");
+    r.w64(big + 5 * 8, fmt.pte(0x9990_8000)); // 32 KiB aligned is not enough either
+    assert.equal(faultOf(r.walk(va64k)), "misaligned-pte@PT64K");
+    r.w64(big + 5 * 8, fmt.pte(0x9990_0000));
+    const t64 = ok(r.walk(va64k + 0x1234n));
+    assert.equal(t64.pa, 0x9990_1234);
+    assert.equal(t64.level, "PT64K");
+    // An access to a misaligned page faults with the walk's reason.
+    r.w64(big + 5 * 8, fmt.pte(0x9990_1000));
+    r.mmu.invalidate("all");
+    assert.deepEqual(r.mmu.access(r.pdb, va64k, "read", 4), { fault: "misaligned-pte" });
+
+    // 512 MiB at PD1 with a 2 MiB aligned address.
+    const va512 = 0x0000_0080_6000_0000n;
+    const pd1 = r.chain(va512, d - 2);
+    r.w64(r.slot(pd1, d - 2, va512), fmt.pte(0x10_0020_0000));
+    assert.equal(faultOf(r.walk(va512)), "misaligned-pte@PD1");
+    r.w64(r.slot(pd1, d - 2, va512), fmt.pte(0x10_2000_0000));
+    assert.equal(ok(r.walk(va512 + 0x10n)).pa, 0x10_2000_0010);
+    if (fmt.version === 3) {
+      // 256 GiB at PD2 (Blackwell) with a 512 MiB aligned address.
+      const va256 = 0x0000_0700_0000_0000n;
+      const pd2 = r.chain(va256, d - 3);
+      r.w64(r.slot(pd2, d - 3, va256), fmt.pte(0x40_2000_0000));
+      assert.equal(faultOf(r.walk(va256)), "misaligned-pte@PD2");
+      r.w64(r.slot(pd2, d - 3, va256), fmt.pte(0x80_0000_0000));
+      assert.equal(ok(r.walk(va256 + 0x123n)).pa, 0x80_0000_0123);
+    }
+  });
+}
+
 // --- dual PDE ------------------------------------------------------------------
 
 for (const fmt of [V2, V3]) {
@@ -726,21 +781,31 @@ for (const arch of ["Turing", "Ampere", "Hopper", "Blackwell"] as const) {
     const mmu = new SimMmu({ vram, vramSize, version, architecture: arch });
     const rand = rng(0x5eed + version);
     // Words biased towards in-range video pointers so walks go deep; some pure noise.
+    // Three in four writes, pointers and roots fall in a 128 KiB hot region, dense
+    // enough that many walks get past the root.
     const pages = vramSize / 4096;
+    const page = () => rand() % 4 === 0 ? rand() % pages : rand() % 32;
     for (let i = 0; i < 64 * 1024; i++) {
-      const addr = (rand() % (vramSize / 8)) * 8;
-      const target = (rand() % pages) * 4096;
+      const addr = page() * 4096 + (rand() % 512) * 8;
+      let target = page() * 4096;
       const kind = rand() % 4;
+      let low = rand() & (version === 2 ? 0xff : 0xfff);
+      if (kind === 1 || (kind === 2 && rand() % 2 === 0)) low = (low & ~7) | 2; // a video PDE
+      if ((low & 1) !== 0 && rand() % 10 !== 0) {
+        // A PTE: nine in ten aligned to a big or huge page size so those can map; the
+        // rest keep 4 KiB alignment (mostly "misaligned-pte").
+        target -= target % [64 * KiB, 2 * MiB, 512 * MiB, 256 * GiB][rand() % 4];
+      }
       let lo: number;
       let hi: number;
       if (kind === 0) {
         lo = rand();
         hi = rand();
       } else if (version === 2) {
-        lo = (((target / 4096) << 8) | (rand() & 0xff)) >>> 0;
+        lo = (((target / 4096) << 8) | low) >>> 0;
         hi = rand() & 0x1;
       } else {
-        lo = ((target % 2 ** 32) | (rand() & 0xfff)) >>> 0;
+        lo = ((target % 2 ** 32) | low) >>> 0;
         hi = kind === 3 ? rand() : 0;
       }
       vram.write32(addr, lo);
@@ -749,7 +814,7 @@ for (const arch of ["Turing", "Ampere", "Hopper", "Blackwell"] as const) {
     const seen = new Map<string, number>();
     const mask = (1n << (version === 2 ? 49n : 57n)) - 1n;
     for (let i = 0; i < 20_000; i++) {
-      const pdb = (rand() % pages) * 4096;
+      const pdb = page() * 4096;
       const va = ((BigInt(rand()) << 32n) | BigInt(rand())) << BigInt(rand() % 26);
       const t = mmu.walk(pdb, i % 10 === 0 ? va : va & mask);
       const key = "fault" in t ? t.fault : t.level;
@@ -761,7 +826,10 @@ for (const arch of ["Turing", "Ampere", "Hopper", "Blackwell"] as const) {
       const a = mmu.access(pdb, (va & mask) & ~3n, i & 1 ? "write" : "read", 4);
       if ("pa" in a) assert.ok(a.pa >= 0 && a.pa + 4 <= vramSize);
     }
-    // The garbage exercised deep walks and several outcomes.
+    // The garbage exercised deep walks and several outcomes, big or huge PTEs on both
+    // sides of the alignment rule among them.
     assert.ok(seen.size >= 5, JSON.stringify([...seen]));
+    assert.ok(seen.has("misaligned-pte"), JSON.stringify([...seen]));
+    if (arch !== "Turing") assert.ok(seen.has("PD1"), JSON.stringify([...seen]));
   });
 }

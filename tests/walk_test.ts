@@ -312,6 +312,58 @@ Deno.test("walk: 256 GiB page at PD2 on Blackwell only", () => {
   expectStop(root.walk(0), "pte-at-non-leaf", "PD3");
 });
 
+Deno.test("walk: a big or huge PTE not aligned to its page size stops the walk", () => {
+  for (const f of BOTH) {
+    const t = new Tables(f);
+    const pd0 = f.directories.length - 1;
+    // 2 MiB PTE at a 64 KiB (not 2 MiB) aligned address: stops at PD0, reads only the low word.
+    const va2m = 0x7fe0_0000n;
+    t.mapHuge(va2m, 0x1_2341_0000, pd0);
+    t.mem.reads = 0;
+    const huge = t.walk(va2m + 0x1_2345n);
+    expectStop(huge, "misaligned-pte", "PD0");
+    assert.equal(t.mem.reads, f.directories.length);
+    assert.equal(huge.steps.at(-1)?.raw, f.codec.vramPte(0x1_2341_0000, { writable: true }));
+    assert.match(String(huge), /^walk 0x7fe12345 -> unmapped: misaligned-pte at PD0\n/);
+    // Off by one 4 KiB page is misaligned too; the aligned neighbour maps.
+    t.mapHuge(va2m, 0x1_2340_1000, pd0);
+    expectStop(t.walk(va2m), "misaligned-pte", "PD0");
+    t.mapHuge(va2m, 0x1_2340_0000, pd0);
+    expectMapped(t.walk(va2m + 0x1_2345n), 0x1_2341_2345, PAGE_2M, "PD0");
+
+    // 64 KiB PTE at a 4 KiB aligned address: stops at PT64K, and a valid small PTE
+    // under the same 64 KiB range does not rescue it (the valid big PTE decides).
+    const va64 = 0x4000_0000n + 0x3_0000n;
+    t.map64k(va64, 0x80_1000);
+    t.map4k(va64 + 0x2000n, 0x90_0000);
+    const big = t.walk(va64 + 0x2fedn);
+    expectStop(big, "misaligned-pte", "PT64K");
+    assert.deepStrictEqual(big.steps.map((s) => s.level), [...names(f), "PT64K"]);
+    t.map64k(va64, 0x80_8000); // 32 KiB aligned: still not 64 KiB
+    expectStop(t.walk(va64), "misaligned-pte", "PT64K");
+    t.map64k(va64, 0x81_0000);
+    expectMapped(t.walk(va64 + 0x2fedn), 0x81_2fed, PAGE_64K, "PT64K");
+    // The rule is about big and huge pages only: a 4 KiB PTE needs nothing more.
+    t.map4k(0x5000n, 0xa_3000);
+    expectMapped(t.walk(0x5004n), 0xa_3004, PAGE_4K, "PT");
+  }
+  // 512 MiB at PD1 (2 MiB aligned is not enough) and 256 GiB at PD2 on Blackwell.
+  for (const f of [V2, V3]) {
+    const t = new Tables(f);
+    const va = 0x6000_0000n;
+    t.mapHuge(va, 0x2020_0000, f.directories.length - 2);
+    expectStop(t.walk(va + 0x10n), "misaligned-pte", "PD1");
+    t.mapHuge(va, 0x2000_0000, f.directories.length - 2);
+    expectMapped(t.walk(va + 0x10n), 0x2000_0010, PAGE_512M, "PD1");
+  }
+  const bw = new Tables(mmuFormat({ version: 3, architecture: "Blackwell" }), 2 ** 40);
+  const va256 = 0x40_0000_0000n * 3n;
+  bw.mapHuge(va256, PAGE_512M, 2);
+  expectStop(bw.walk(va256 + 0x123n), "misaligned-pte", "PD2");
+  bw.mapHuge(va256, PAGE_256G, 2);
+  expectMapped(bw.walk(va256 + 0x123n), PAGE_256G + 0x123, PAGE_256G, "PD2");
+});
+
 Deno.test("walk: invalid PDEs and PTEs stop where they are", () => {
   for (const f of BOTH) {
     const t = new Tables(f);
@@ -464,13 +516,28 @@ Deno.test("walk: random mappings translate as a reference model says", () => {
     const r = prng(f.version * 7 + f.architecture.length);
     const int = (n: number) => Math.floor(r() * n);
     const t = new Tables(f);
-    // Reference: VA page -> { pa, size, level } or "hidden" (marker).
-    type Ref = { pa: number; size: number; level: string } | "hidden";
+    // Reference: VA page -> { pa, size, level }, "hidden" (marker) or a misaligned PTE.
+    type Ref = { pa: number; size: number; level: string } | "hidden" | { misaligned: string };
     const ref = new Map<bigint, Ref>(); // keyed by the 4 KiB VA page
     const put = (va: bigint, size: number, value: Ref) => {
       for (let o = 0; o < size; o += PAGE_4K) ref.set(va + BigInt(o), value);
     };
     let pa = 0x1000_0000;
+    /**
+     * Maps one big or huge page: usually at a page-size-aligned address, one in
+     * ten deliberately 4 KiB-aligned only (the walk must then stop on that PTE).
+     */
+    const mapBig = (va: bigint, size: number, level: string, map: (pa: number) => void) => {
+      pa = Math.ceil(pa / size) * size;
+      if (int(10) === 0) {
+        map(pa + (1 + int(size / PAGE_4K - 1)) * PAGE_4K);
+        put(va, size, { misaligned: level });
+      } else {
+        map(pa);
+        put(va, size, { pa, size, level });
+      }
+      pa += size;
+    };
     const vaBits = BigInt(Math.min(f.vaBits, 48));
     const used = new Set<bigint>();
     for (let region = 0; region < 150; region++) {
@@ -479,18 +546,14 @@ Deno.test("walk: random mappings translate as a reference model says", () => {
       used.add(va2m);
       const kind = int(3);
       if (kind === 0) {
-        t.mapHuge(va2m, pa, f.directories.length - 1);
-        put(va2m, PAGE_2M, { pa, size: PAGE_2M, level: "PD0" });
-        pa += PAGE_2M;
+        mapBig(va2m, PAGE_2M, "PD0", (p) => t.mapHuge(va2m, p, f.directories.length - 1));
         continue;
       }
       for (let slot = 0; slot < 32; slot++) {
         const va64 = va2m + BigInt(slot * PAGE_64K);
         const what = int(kind === 1 ? 3 : 5);
         if (what === 0) {
-          t.map64k(va64, pa);
-          put(va64, PAGE_64K, { pa, size: PAGE_64K, level: "PT64K" });
-          pa += PAGE_64K;
+          mapBig(va64, PAGE_64K, "PT64K", (p) => t.map64k(va64, p));
         } else if (what === 1 || what === 3) {
           for (let p = 0; p < 16; p++) {
             if (int(2) === 0) continue;
@@ -509,6 +572,7 @@ Deno.test("walk: random mappings translate as a reference model says", () => {
     }
     const keys = [...ref.keys()];
     let mappedCount = 0;
+    let misalignedCount = 0;
     for (let i = 0; i < 4000; i++) {
       const va = i % 4 === 3
         ? BigInt(int(2 ** 30)) * 4096n + BigInt(int(4096))
@@ -520,6 +584,9 @@ Deno.test("walk: random mappings translate as a reference model says", () => {
         assert.ok(["invalid-pde", "invalid-pte"].includes(got.reason));
       } else if (want === "hidden") {
         expectStop(got, "invalid-pte", "PT64K");
+      } else if ("misaligned" in want) {
+        expectStop(got, "misaligned-pte", want.misaligned);
+        misalignedCount++;
       } else {
         const offset = Number(va % BigInt(want.size));
         expectMapped(got, want.pa + offset, want.size, want.level);
@@ -527,6 +594,7 @@ Deno.test("walk: random mappings translate as a reference model says", () => {
       }
     }
     assert.ok(mappedCount > 2000, `only ${mappedCount} mapped walks`);
+    assert.ok(misalignedCount > 50, `only ${misalignedCount} walks hit a misaligned PTE`);
   }
 });
 
@@ -553,10 +621,16 @@ Deno.test("walk: garbage tables never throw and always terminate", () => {
         const hi = Math.imul(h ^ 0x27d4eb2d, 0x165667b1) >>> 0;
         if ((h & 15) < 11 + sparse * 2) {
           // 256 B-aligned target, mostly inside VRAM, sometimes just past it.
-          const target = (hi % (size / 256 + 64)) * 256;
-          const bits = f.version === 2 ? BigInt(Math.floor(target / 16)) : BigInt(target);
+          let target = (hi % (size / 256 + 64)) * 256;
           let flags = (h >>> 8) & 0xff;
           if ((h & 15) < 9) flags = (flags & ~7) | 2; // bit 0 clear, aperture 1
+          if ((flags & 1) !== 0 && (h >>> 20) % 10 !== 0) {
+            // A PTE: nine in ten aligned to a big or huge page size, so those levels can
+            // map; the rest keep their 256 B alignment (mostly "misaligned-pte").
+            const align = [PAGE_64K, PAGE_2M, PAGE_512M, PAGE_256G][(h >>> 16) & 3];
+            target -= target % align;
+          }
+          const bits = f.version === 2 ? BigInt(Math.floor(target / 16)) : BigInt(target);
           return (bits & ~0xffn) | BigInt(flags);
         }
         let w = (BigInt(hi) << 32n) | BigInt(h);
@@ -592,6 +666,9 @@ Deno.test("walk: garbage tables never throw and always terminate", () => {
       "sysmem-table@PD0",
       "table-out-of-range@PD0",
       "pte-at-non-leaf@PD3",
+      "misaligned-pte@PT64K",
+      "misaligned-pte@PD0",
+      "misaligned-pte@PD1",
     ]
   ) {
     assert.ok((reasons.get(k) ?? 0) > 0, `no garbage walk ended in ${k}: ${[...reasons]}`);

@@ -313,7 +313,13 @@ export class SimMmu {
   }
 
   /** Decodes a valid PTE word (lo has bit 0 set) into a translation for `va`. */
-  #pte(lo: number, hi: number, va: bigint, pageSize: number, level: string): SimTranslation {
+  #pte(
+    lo: number,
+    hi: number,
+    va: bigint,
+    pageSize: number,
+    level: string,
+  ): SimTranslation | SimWalkFault {
     const aperture = (lo >>> 1) & 3;
     let base: number | bigint;
     let readOnly: boolean;
@@ -332,6 +338,10 @@ export class SimMmu {
         ? (lo >>> 12) + (hi & 0xff) * TWO20
         : (lo >>> 12) + (hi & 0xfffff) * TWO20;
       base = frame * PAGE;
+    }
+    // Stricter than documented silicon: a big or huge page must be aligned to its size.
+    if (pageSize > PAGE && BigInt(base) % BigInt(pageSize) !== 0n) {
+      return { fault: "misaligned-pte", level };
     }
     const offset = Number(va % BigInt(pageSize));
     // A safe base plus the offset can still pass 2^53 (v2 sysmem huge pages): go bigint then.

@@ -64,10 +64,10 @@ export type WalkStopReason =
   | "invalid-pde"
   | "invalid-pte"
   | "sysmem-table"
-  /** Reserved: v2/v3 PDE apertures cannot name peer memory, so this walker never reports it. */
-  | "peer-table"
   | "table-out-of-range"
-  | "pte-at-non-leaf";
+  | "pte-at-non-leaf"
+  /** A 64 KiB or huge PTE whose address is not aligned to its page size. */
+  | "misaligned-pte";
 
 /** One entry the walk read. */
 export interface WalkStep {
@@ -174,9 +174,14 @@ function mapped(
   pageSize: number,
   level: string,
   steps: WalkStep[],
-): WalkMapped {
+): WalkResult {
   const offset = Number(va % BigInt(pageSize));
   const address = pte.address;
+  // The hardware's handling of address bits below a big or huge page is not
+  // documented; refusing them keeps a mapper bug from hiding behind "it adds".
+  if (pageSize > PAGE_4K && BigInt(address) % BigInt(pageSize) !== 0n) {
+    return stop(va, level, "misaligned-pte", steps);
+  }
   let pa: number | bigint;
   if (typeof address === "number" && Number.isSafeInteger(address + offset)) {
     pa = address + offset;
