@@ -119,20 +119,19 @@ export class PraminView {
     const bar = this.#bar0;
     const dv = new DataView(host.buffer, host.byteOffset, host.byteLength);
     let i = at;
-    while (off < end && off % 4 !== 0) {
-      if (off % 2 === 0 && off + 2 <= end) {
+    // One 16-bit (when aligned and room) or 8-bit access at an unaligned edge.
+    const edge = (): void => {
+      const n = off % 2 === 0 && off + 2 <= end ? 2 : 1;
+      if (n === 2) {
         if (write) bar.write16(off, dv.getUint16(i, true));
         else dv.setUint16(i, bar.read16(off), true);
-        off += 2;
-        i += 2;
-      } else {
-        if (write) bar.write8(off, host[i]);
-        else host[i] = bar.read8(off);
-        off++;
-        i++;
-      }
-    }
-    const wordsEnd = end - (end % 4);
+      } else if (write) bar.write8(off, host[i]);
+      else host[i] = bar.read8(off);
+      off += n;
+      i += n;
+    };
+    while (off < end && off % 4 !== 0) edge();
+    const wordsEnd = Math.max(off, end - (end % 4));
     if ((host.byteOffset + i) % 4 === 0) {
       // Host side aligned: index a Uint32Array (little-endian hosts only, as x86/arm64 Linux are).
       const words = new Uint32Array(host.buffer, host.byteOffset + i, (wordsEnd - off) / 4);
@@ -145,19 +144,7 @@ export class PraminView {
     } else {
       for (; off < wordsEnd; off += 4, i += 4) dv.setUint32(i, bar.read32(off), true);
     }
-    while (off < end) {
-      if (off + 2 <= end) {
-        if (write) bar.write16(off, dv.getUint16(i, true));
-        else dv.setUint16(i, bar.read16(off), true);
-        off += 2;
-        i += 2;
-      } else {
-        if (write) bar.write8(off, host[i]);
-        else host[i] = bar.read8(off);
-        off++;
-        i++;
-      }
-    }
+    while (off < end) edge();
   }
 
   /** Fills VRAM [addr, addr + len) inside the view with `byte`. */

@@ -96,3 +96,30 @@ Deno.test("pramin: one-shot helpers restore the window", async () => {
   assert.deepEqual([...gpu.pramin.readBytes(7 * MiB, 4)], [1, 1, 2, 3]);
   gpu.close();
 });
+
+Deno.test("pramin: bulk transfers of every small length at every alignment round-trip", async () => {
+  const gpu = await openGpu();
+  using w = gpu.pramin.window();
+  const base = 3 * MiB;
+  for (let misalign = 0; misalign < 4; misalign++) {
+    for (let len = 0; len <= 13; len++) {
+      for (let hostOff = 0; hostOff < 4; hostOff++) {
+        w.fill(base, 32, 0xee);
+        const buf = new Uint8Array(len + hostOff);
+        for (let i = 0; i < buf.length; i++) buf[i] = 0x10 + i;
+        const src = buf.subarray(hostOff);
+        w.writeBytes(base + misalign, src);
+        const back = w.readBytes(base, 32);
+        for (let i = 0; i < 32; i++) {
+          const inside = i >= misalign && i < misalign + len;
+          assert.equal(
+            back[i],
+            inside ? src[i - misalign] : 0xee,
+            `misalign ${misalign} len ${len} byte ${i}`,
+          );
+        }
+      }
+    }
+  }
+  gpu.close();
+});
