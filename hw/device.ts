@@ -10,7 +10,7 @@
 
 import { type ChipInfo, decodeChip } from "./chip.ts";
 import { fail, hex } from "./errors.ts";
-import { Mmio, type MmioCounters, type MmioTracer, newCounters } from "./mmio.ts";
+import { Mmio, type MmioBackend, type MmioCounters, type MmioTracer, newCounters } from "./mmio.ts";
 import {
   getField,
   isPriError,
@@ -151,32 +151,17 @@ export function lockCard(bdf: string, options: { dir?: string } = {}): () => voi
  */
 export function openDevice(options: OpenDeviceOptions = {}): Device {
   const spec = options.device ?? "sim";
-  const readOnly = options.readOnly ?? false;
-  const counters = newCounters();
   const m = SIM_SPEC.exec(spec);
   if (m !== null) {
     const sim = createSimGpu(m[1] === undefined ? {} : { profile: m[1] });
-    const bar0 = new Mmio("bar0", sim.bar0, { readOnly, counters });
-    const bar1 = new Mmio("bar1", sim.bar1, { readOnly, counters });
-    bar0.tracer = bar1.tracer = options.tracer;
-    const chip = identify(bar0);
-    return {
+    return assemble(() => [sim.bar0, sim.bar1], options, {
       spec: `sim:${sim.profile.name}`,
       kind: "sim",
-      bar0,
-      bar1,
-      counters,
-      chip,
-      vramSize: readVramSize(bar0, chip),
-      readOnly,
       firmwareUsable: { ...sim.firmware.usable },
       sim,
       pci: null,
-      close() {
-        bar0.close();
-        bar1.close();
-      },
-    };
+      release: () => {},
+    });
   }
   if (spec.startsWith("sim")) {
     fail(
@@ -185,50 +170,72 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
     );
   }
   const fn = findGpu(spec, options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot });
+  const readOnly = options.readOnly ?? false;
   const force = options.force ?? false;
-  const unlock = readOnly
+  const release = readOnly
     ? () => {}
     : lockCard(fn.bdf, options.lockDir === undefined ? {} : { dir: options.lockDir });
-  let bar0: Mmio;
-  let bar1: Mmio;
+  const open = (): [MmioBackend, MmioBackend] => {
+    const bar0 = openBar(fn, 0, { readOnly, force });
+    try {
+      return [bar0, openBar(fn, 1, { readOnly, force })];
+    } catch (e) {
+      bar0.close();
+      throw e;
+    }
+  };
+  return assemble(open, options, {
+    spec: fn.bdf,
+    kind: "pci",
+    firmwareUsable: null,
+    sim: null,
+    pci: fn,
+    release,
+  });
+}
+
+/**
+ * Wraps two BAR backends in counted, traced `Mmio`s, reads the chip and the
+ * VRAM size; on any failure everything opened so far is closed and `release`
+ * runs (the card lock).
+ */
+function assemble(
+  open: () => [MmioBackend, MmioBackend],
+  options: OpenDeviceOptions,
+  info: Pick<Device, "spec" | "kind" | "firmwareUsable" | "sim" | "pci"> & { release: () => void },
+): Device {
+  const readOnly = options.readOnly ?? false;
+  const counters = newCounters();
+  let backends: [MmioBackend, MmioBackend];
   try {
-    bar0 = new Mmio("bar0", openBar(fn, 0, { readOnly, force }), { readOnly, counters });
+    backends = open();
   } catch (e) {
-    unlock();
+    info.release();
     throw e;
   }
-  try {
-    bar1 = new Mmio("bar1", openBar(fn, 1, { readOnly, force }), { readOnly, counters });
-  } catch (e) {
-    bar0.close();
-    unlock();
-    throw e;
-  }
+  const bar0 = new Mmio("bar0", backends[0], { readOnly, counters });
+  const bar1 = new Mmio("bar1", backends[1], { readOnly, counters });
   bar0.tracer = bar1.tracer = options.tracer;
+  const close = () => {
+    bar0.close();
+    bar1.close();
+    info.release();
+  };
   try {
     const chip = identify(bar0);
+    const { release: _, ...rest } = info;
     return {
-      spec: fn.bdf,
-      kind: "pci",
+      ...rest,
       bar0,
       bar1,
       counters,
       chip,
       vramSize: readVramSize(bar0, chip),
       readOnly,
-      firmwareUsable: null,
-      sim: null,
-      pci: fn,
-      close() {
-        bar0.close();
-        bar1.close();
-        unlock();
-      },
+      close,
     };
   } catch (e) {
-    bar0.close();
-    bar1.close();
-    unlock();
+    close();
     throw e;
   }
 }
