@@ -7,7 +7,14 @@
  */
 
 import { parseArgs } from "node:util";
-import { DEVICE_HELP, DEVICE_OPTIONS, isTty, openFromFlags, reportError } from "./cli/common.ts";
+import {
+  DEVICE_HELP,
+  DEVICE_OPTIONS,
+  formatTable,
+  isTty,
+  openFromFlags,
+  reportError,
+} from "./cli/common.ts";
 import { runSelfTests, type SelfTestResult, type SelfTestSuite } from "./tests/selftest.ts";
 import { SUITES } from "./tests/selftest_suites.ts";
 
@@ -106,12 +113,9 @@ function printSummary(results: SelfTestResult[], rss: number): void {
   const rows = results.map((
     r,
   ) => [r.suite, r.name, r.status.toUpperCase(), `${r.ms.toFixed(1)}`, `${r.mmio}`]);
-  const head = ["suite", "test", "result", "ms", "MMIO"];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ");
-  console.log("\n" + line(head));
-  console.log(widths.map((w) => "-".repeat(w)).join("  "));
-  for (const r of rows) console.log(line(r));
+  console.log(
+    "\n" + formatTable(["suite", "test", "result", "ms", "MMIO"], rows, { rule: true }).join("\n"),
+  );
   const count = (s: string) => results.filter((r) => r.status === s).length;
   console.log(
     `\n${count("pass")} passed, ${count("fail")} failed, ${count("skip")} skipped (RSS ${

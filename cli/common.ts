@@ -135,3 +135,15 @@ export class Progress {
     if (this.#enabled) Deno.stderr.writeSync(encoder.encode("\r\x1b[2K"));
   }
 }
+
+/** Lays out a table in columns two spaces apart; `rule` adds a dashed line under the head. */
+export function formatTable(
+  head: string[],
+  rows: string[][],
+  options: { rule?: boolean } = {},
+): string[] {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  const rule = options.rule ? [widths.map((w) => "-".repeat(w)).join("  ")] : [];
+  return [line(head), ...rule, ...rows.map(line)];
+}

@@ -13,7 +13,7 @@ import { openBar } from "../hw/mapped.ts";
 import { Mmio } from "../hw/mmio.ts";
 import { DEFAULT_SYSFS_ROOT, listGpus, noGpusMessage, type PciFunction } from "../hw/pci.ts";
 import { NV_PMC_BOOT_0, NV_PMC_BOOT_42 } from "../hw/regs.ts";
-import { reportError } from "./common.ts";
+import { formatTable, reportError } from "./common.ts";
 import { formatSize } from "./globals.ts";
 
 const HELP = `deno task list [options]
@@ -90,18 +90,16 @@ export function listRows(options: { sysfsRoot?: string } = {}): GpuRow[] {
 
 /** Formats the rows as a table (with a footnote per unreadable chip). */
 export function formatRows(rows: GpuRow[]): string {
-  const table = [
+  const lines = formatTable(
     ["PCI address", "device", "chip", "driver", "BARs"],
-    ...rows.map((r) => [
+    rows.map((r) => [
       r.bdf,
       hex(r.device, 4),
       r.chip ?? "?",
       r.driver ?? "(none)",
       r.bars.map((b) => `BAR${b.index} ${formatSize(b.size)}`).join(", "),
     ]),
-  ];
-  const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
-  const lines = table.map((row) => row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd());
+  );
   for (const r of rows) {
     if (r.chipError !== undefined) lines.push(`${r.bdf}: chip ?: ${r.chipError}`);
   }
