@@ -97,7 +97,13 @@ export class Gpu {
   #guessUsable(): { start: number; end: number } {
     const MiB = 2 ** 20;
     let end = this.device.vramSize - 256 * MiB;
-    const b = this.bar1Binding;
+    let b: Bar1Binding | null = null;
+    try {
+      b = this.bar1Binding;
+    } catch {
+      // Read-only: the window cannot move to the instance block; the 256 MiB margin stands.
+      this.#binding = undefined;
+    }
     if (b !== null) end = Math.min(end, b.instanceBlock, b.pdb);
     end -= end % (2 * MiB);
     return { start: MiB, end: Math.max(MiB, end) };

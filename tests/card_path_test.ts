@@ -93,3 +93,20 @@ Deno.test("card path: a card bound to nvidia is refused unless forced", async ()
   gpu.close();
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("card path: read-only open works when BAR1 is virtual (the window cannot move to read it)", async () => {
+  const { dir, root, bar0 } = await fakeCard();
+  // NV_PBUS_BAR1_BLOCK: virtual mode, instance block at 23 GiB (outside the PRAMIN window at 0).
+  writeU32(bar0, 0x1704, (0x80000000 | (23 * 2 ** 30) / 4096) >>> 0);
+  const gpu = await openGpu({
+    device: "0000:65:00.0",
+    sysfsRoot: root,
+    lockDir: dir,
+    readOnly: true,
+  });
+  assert.equal(gpu.chip.name, "GA102");
+  assert.ok(gpu.vram.usable.end <= gpu.vram.size - 256 * 2 ** 20);
+  assert.throws(() => gpu.bar1Binding, /EPERM: bar0 is open read-only/);
+  gpu.close();
+  await Deno.remove(dir, { recursive: true });
+});
