@@ -8,22 +8,12 @@
  */
 
 import { type Allocation, BuddyAllocator } from "../mm/buddy.ts";
+import { prng } from "../tests/prng.ts";
 
 const OPS = 100_000;
 const LIVE = 1000;
 const GIB = 2 ** 30;
 const START = 0x200000; // the usable region starts above the low reserved 2 MiB
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Mostly small sizes, 3% large ones up to 16 MiB: ~1,000 live take ~1/3 of 1 GiB. */
 function randomSize(rnd: () => number): number {

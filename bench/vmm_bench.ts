@@ -17,26 +17,12 @@
  * Run: `deno bench -A bench/vmm_bench.ts`
  */
 
-import { type Gpu, type Mapping, openGpu, type Vmm } from "../mod.ts";
+import { type Gpu, hex, type Mapping, openGpu, type Vmm } from "../mod.ts";
+import { prng } from "../tests/prng.ts";
 
 const PAGE = 4096;
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function hex(n: number | bigint): string {
-  return `0x${n.toString(16)}`;
-}
 
 interface Cost {
   ms: number;

@@ -7,22 +7,12 @@
 import assert from "node:assert/strict";
 import { NovaError } from "../hw/errors.ts";
 import { Allocation, type Block, BuddyAllocator, type BuddyStats } from "../mm/buddy.ts";
+import { prng } from "./prng.ts";
+import { throwsNova } from "./util.ts";
 
 const K = 1024;
 const M = 1024 * K;
 const G = 1024 * M;
-
-/** Mulberry32: a small seeded PRNG, so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Maximal naturally aligned blocks of [s, e), written independently of mm/buddy.ts. */
 function maximalBlocks(s: number, e: number, chunk: number): Block[] {
@@ -44,15 +34,6 @@ function nextPow2(x: number): number {
   let p = 1;
   while (p < x) p *= 2;
   return p;
-}
-
-function throwsNova(fn: () => unknown, code: string, message: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof NovaError, `expected NovaError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    assert.match(e.message, message);
-    return true;
-  });
 }
 
 function snapshot(b: BuddyAllocator): { stats: BuddyStats; blocks: Block[] } {

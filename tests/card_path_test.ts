@@ -3,18 +3,7 @@
 import assert from "node:assert/strict";
 import { openGpu } from "../mod.ts";
 import { ga102, makeFakeSysfs } from "./fake_sysfs.ts";
-
-function writeU32(file: string, offset: number, value: number): void {
-  const f = Deno.openSync(file, { read: true, write: true });
-  try {
-    f.seekSync(offset, Deno.SeekMode.Start);
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, value, true);
-    f.writeSync(b);
-  } finally {
-    f.close();
-  }
-}
+import { writeU32 } from "./util.ts";
 
 function readU32(file: string, offset: number): number {
   return new DataView(Deno.readFileSync(file).buffer).getUint32(offset, true);

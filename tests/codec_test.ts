@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
 import { mmu, v2, v3 } from "../mm/pagetable/mod.ts";
-import { NovaError } from "../mm/types.ts";
+import { prng } from "./prng.ts";
+import { throwsNova } from "./util.ts";
 
 type Fields = Record<string, unknown>;
 type Entry = "pte" | "pde" | "dualPde";
@@ -121,27 +122,6 @@ function checkVector(v: Vector, label: string): void {
   assert.deepStrictEqual(decoded, filled(v.mmu, v.entry, v.fields), `decode ${what}`);
   // Plain-data check: the decoded object equals a literal (inspect hooks are not enumerable).
   assert.deepStrictEqual(plain(decoded), plain(filled(v.mmu, v.entry, v.fields)));
-}
-
-function throwsNova(fn: () => unknown, code: string, ...parts: string[]): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof NovaError, `expected NovaError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" lacks "${p}"`);
-    return true;
-  });
-}
-
-/** mulberry32: small, seeded, good enough for property tests. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomTools(seed: number) {

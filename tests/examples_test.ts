@@ -4,20 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-
-const ROOT = new URL("..", import.meta.url).pathname;
-
-async function run(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", NOVAMM_HISTORY: "" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+import { ROOT, runDeno } from "./util.ts";
 
 Deno.test("examples: every script in examples/ is covered here", () => {
   const names = [...Deno.readDirSync(`${ROOT}examples`)].map((e) => e.name).sort();
@@ -25,8 +12,7 @@ Deno.test("examples: every script in examples/ is covered here", () => {
 });
 
 Deno.test("examples: fill_verify fills and verifies, through repl.ts and directly", async () => {
-  let r = await run([
-    "repl.ts",
+  let r = await runDeno("repl.ts", [
     "examples/fill_verify.ts",
     "--device",
     "sim:gh100",
@@ -39,8 +25,7 @@ Deno.test("examples: fill_verify fills and verifies, through repl.ts and directl
     /^filled and verified 1 MiB at 0x100000\.\.0x200000 on sim:gh100: .* 26214[4-9] MMIO reads, 26214[4-9] writes, \d window moves\n0 mismatches\n$/,
   );
   assert.equal(r.stderr, "", "no progress bar when piped");
-  r = await run([
-    "examples/fill_verify.ts",
+  r = await runDeno("examples/fill_verify.ts", [
     "--device",
     "sim",
     "--start",
@@ -50,14 +35,13 @@ Deno.test("examples: fill_verify fills and verifies, through repl.ts and directl
   ]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /at 0x4000000\.\.0x4010000 on sim:ga102/);
-  r = await run(["repl.ts", "examples/fill_verify.ts", "--start", "0"]);
+  r = await runDeno("repl.ts", ["examples/fill_verify.ts", "--start", "0"]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^error: EINVAL: range 0x0\.\.0x1000000 is outside the usable VRAM/);
 });
 
 Deno.test("examples: dump_bar1_tables prints the tree and checks BAR1 against PRAMIN", async () => {
-  const r = await run([
-    "repl.ts",
+  const r = await runDeno("repl.ts", [
     "examples/dump_bar1_tables.ts",
     "--device",
     "sim:gh100",
@@ -73,7 +57,7 @@ Deno.test("examples: dump_bar1_tables prints the tree and checks BAR1 against PR
 });
 
 Deno.test("examples: pramin_throughput measures PRAMIN and BAR1", async () => {
-  const r = await run(["repl.ts", "examples/pramin_throughput.ts", "--size", "1"]);
+  const r = await runDeno("repl.ts", ["examples/pramin_throughput.ts", "--size", "1"]);
   assert.equal(r.code, 0, r.stderr);
   const rows = r.stdout.split("\n").filter((l) => /^(PRAMIN|BAR1) /.test(l));
   assert.deepEqual(rows.map((l) => l.split(/\s+/).slice(0, 2).join(" ")), [

@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import { type LevelFormat, levelIndex, mmu, mmuFormat } from "../mm/pagetable/mod.ts";
 import {
   addressToPfn,
-  NovaError,
   PAGE_256G,
   PAGE_2M,
   PAGE_4K,
@@ -20,15 +19,7 @@ import {
   VRAM_ADDRESS_LIMIT,
   vramAddress,
 } from "../mm/types.ts";
-
-function throwsNova(fn: () => unknown, code: string, ...parts: string[]): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof NovaError, `expected NovaError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" lacks "${p}"`);
-    return true;
-  });
-}
+import { throwsNova } from "./util.ts";
 
 type Row = [string, number, number, number, 8 | 16, number, boolean, number | null, number];
 
@@ -49,6 +40,12 @@ function rows(levels: readonly LevelFormat[]): Row[] {
 const TiB = 2 ** 40;
 const PiB = 2 ** 50;
 
+/** The two leaf tables, the same in v2 and v3: 4 KiB pages (VA 20:12) and 64 KiB pages (20:16). */
+const PT_ROWS: Row[] = [
+  ["PT", 20, 12, 512, 8, 4096, false, null, PAGE_4K],
+  ["PT64K", 20, 16, 32, 8, 256, false, null, PAGE_64K],
+];
+
 Deno.test("format: MMU v2 levels match NVIDIA's hardware layout (facts §4.1)", () => {
   const f = mmuFormat({ version: 2, architecture: "Ampere" });
   assert.equal(f.version, 2);
@@ -59,10 +56,7 @@ Deno.test("format: MMU v2 levels match NVIDIA's hardware layout (facts §4.1)", 
     ["PD1", 37, 29, 512, 8, 4096, false, PAGE_512M, PAGE_512M],
     ["PD0", 28, 21, 256, 16, 4096, true, PAGE_2M, PAGE_2M],
   ]);
-  assert.deepStrictEqual(rows([f.smallPt, f.bigPt]), [
-    ["PT", 20, 12, 512, 8, 4096, false, null, PAGE_4K],
-    ["PT64K", 20, 16, 32, 8, 256, false, null, PAGE_64K],
-  ]);
+  assert.deepStrictEqual(rows([f.smallPt, f.bigPt]), PT_ROWS);
   assert.equal(f.codec, mmu.v2);
 });
 
@@ -76,10 +70,7 @@ Deno.test("format: MMU v3 levels match NVIDIA's hardware layout (facts §4.1)", 
     ["PD1", 37, 29, 512, 8, 4096, false, PAGE_512M, PAGE_512M],
     ["PD0", 28, 21, 256, 16, 4096, true, PAGE_2M, PAGE_2M],
   ]);
-  assert.deepStrictEqual(rows([f.smallPt, f.bigPt]), [
-    ["PT", 20, 12, 512, 8, 4096, false, null, PAGE_4K],
-    ["PT64K", 20, 16, 32, 8, 256, false, null, PAGE_64K],
-  ]);
+  assert.deepStrictEqual(rows([f.smallPt, f.bigPt]), PT_ROWS);
   assert.equal(f.codec, mmu.v3);
 });
 

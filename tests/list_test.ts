@@ -6,36 +6,14 @@
 import assert from "node:assert/strict";
 import { formatRows, listRows } from "../cli/list.ts";
 import { ga102, makeFakeSysfs } from "./fake_sysfs.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname;
-
-async function list(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "repl.ts", "list", ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-/** Writes a 32-bit little-endian register value into a fake BAR file. */
-function poke(file: string, offset: number, value: number): void {
-  using f = Deno.openSync(file, { write: true });
-  f.seekSync(offset, Deno.SeekMode.Start);
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, value, true);
-  f.writeSync(b);
-}
+import { runDeno, writeU32 } from "./util.ts";
 
 /** Two GA102s: one answers BOOT_0/BOOT_42 (nvidia bound), one reads all zeroes. */
 async function fakeMachine(): Promise<{ dir: string; root: string }> {
   const dir = await Deno.makeTempDir();
   const root = makeFakeSysfs(dir, [ga102("0000:65:00.0", "nvidia"), ga102("0000:b3:00.0")]);
-  poke(`${root}/0000:65:00.0/resource0`, 0x0, 0x172000a1);
-  poke(`${root}/0000:65:00.0/resource0`, 0xa00, 0x172a1000);
+  writeU32(`${root}/0000:65:00.0/resource0`, 0x0, 0x172000a1);
+  writeU32(`${root}/0000:65:00.0/resource0`, 0xa00, 0x172a1000);
   return { dir, root };
 }
 
@@ -66,7 +44,7 @@ Deno.test("list: rows from a fake sysfs, chip read through a read-only BAR0 mapp
 Deno.test("list: the command prints a table, JSON, or a friendly line when there is no GPU", async () => {
   const { dir, root } = await fakeMachine();
   try {
-    let r = await list(["--sysfs-root", root]);
+    let r = await runDeno("repl.ts", ["list", "--sysfs-root", root]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(
       r.stdout,
@@ -78,22 +56,22 @@ Deno.test("list: the command prints a table, JSON, or a friendly line when there
         "",
       ].join("\n"),
     );
-    r = await list(["--sysfs-root", root, "--json"]);
+    r = await runDeno("repl.ts", ["list", "--sysfs-root", root, "--json"]);
     assert.deepEqual(JSON.parse(r.stdout).map((x: { chip: string | null }) => x.chip), [
       "GA102 (Ampere)",
       null,
     ]);
     const empty = `${dir}/empty`;
     await Deno.mkdir(empty);
-    r = await list(["--sysfs-root", empty]);
+    r = await runDeno("repl.ts", ["list", "--sysfs-root", empty]);
     assert.equal(r.code, 0);
     assert.equal(
       r.stdout,
       `no NVIDIA GPUs found under ${empty}; use --device sim (or sim:ga102, sim:gh100) for the simulated GPU\n`,
     );
-    r = await list(["--sysfs-root", `${dir}/missing`]);
+    r = await runDeno("repl.ts", ["list", "--sysfs-root", `${dir}/missing`]);
     assert.match(r.stdout, /the directory does not exist.*use --device sim/);
-    r = await list(["--nope"]);
+    r = await runDeno("repl.ts", ["list", "--nope"]);
     assert.equal(r.code, 1);
     assert.equal(
       r.stderr,

@@ -3,29 +3,15 @@
 // checked by reading the files independently of the mapping.
 
 import assert from "node:assert/strict";
-import { NovaError } from "../hw/errors.ts";
 import { closeFd, mmapFile, munmap, openFile } from "../hw/libc.ts";
 import { MappedBar, openBar, openBarMmio } from "../hw/mapped.ts";
 import { Mmio, newCounters } from "../hw/mmio.ts";
 import { findGpu, type PciFunction } from "../hw/pci.ts";
 import { ga102, makeFakeSysfs } from "./fake_sysfs.ts";
+import { throwsNova } from "./util.ts";
 
 const BAR0_FILE = 0x60000; // ga102(): resource0 is 384 KiB, the BAR 16 MiB
 const BAR1_FILE = 0x50000; // resource1 is 320 KiB, the BAR 32 GiB
-
-function throwsNova(fn: () => unknown, code: string, pattern?: RegExp | string): NovaError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof NovaError, `expected NovaError ${code}, got ${caught}`);
-  assert.equal(caught.code, code, caught.message);
-  if (typeof pattern === "string") assert.ok(caught.message.includes(pattern), caught.message);
-  else if (pattern) assert.match(caught.message, pattern);
-  return caught;
-}
 
 interface Fixture {
   dir: string;

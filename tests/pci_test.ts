@@ -1,7 +1,6 @@
 // PCI sysfs enumeration (hw/pci.ts) on a fake tree of ordinary files.
 
 import assert from "node:assert/strict";
-import { NovaError } from "../hw/errors.ts";
 import {
   checkDriver,
   enableDevice,
@@ -21,20 +20,7 @@ import {
   makeFakeSysfs,
   resourceText,
 } from "./fake_sysfs.ts";
-
-function throwsNova(fn: () => unknown, code: string, pattern?: RegExp | string): NovaError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof NovaError, `expected NovaError ${code}, got ${caught}`);
-  assert.equal(caught.code, code, caught.message);
-  if (typeof pattern === "string") assert.ok(caught.message.includes(pattern), caught.message);
-  else if (pattern) assert.match(caught.message, pattern);
-  return caught;
-}
+import { throwsNova } from "./util.ts";
 
 async function tree(): Promise<{ dir: string; root: string }> {
   const dir = await Deno.makeTempDir({ prefix: "novamm_pci_" });

@@ -1,19 +1,10 @@
 import assert from "node:assert/strict";
-import { NovaError, openGpu } from "../mod.ts";
+import { openGpu } from "../mod.ts";
 import { PraminView } from "../mm/pramin.ts";
 import { NV_PBUS_BAR0_WINDOW, NV_XAL_EP_BAR0_WINDOW } from "../hw/regs.ts";
+import { errorCode } from "./util.ts";
 
 const MiB = 2 ** 20;
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof NovaError) return e.code;
-    throw e;
-  }
-  return "none";
-}
 
 Deno.test("pramin: sequential 8 MiB sweep moves once per MiB, up and down", async () => {
   const gpu = await openGpu();
@@ -57,9 +48,9 @@ Deno.test("pramin: the 1 MiB view refuses addresses outside it", async () => {
   const v = gpu.pramin.view(2 * MiB);
   v.write32(2 * MiB + 8, 7);
   assert.equal(v.read32(2 * MiB + 8), 7);
-  assert.equal(code(() => v.read32(3 * MiB)), "EINVAL");
-  assert.equal(code(() => v.read32(2 * MiB - 4)), "EINVAL");
-  assert.equal(code(() => new PraminView(gpu.bar0, 0x1000)), "EINVAL");
+  assert.equal(errorCode(() => v.read32(3 * MiB)), "EINVAL");
+  assert.equal(errorCode(() => v.read32(2 * MiB - 4)), "EINVAL");
+  assert.equal(errorCode(() => new PraminView(gpu.bar0, 0x1000)), "EINVAL");
   gpu.close();
 });
 
@@ -81,9 +72,9 @@ Deno.test("pramin: closed window and read-only device", async () => {
   const gpu = await openGpu({ readOnly: true });
   const w = gpu.pramin.window();
   assert.equal(w.read32(0x1000), 0);
-  assert.equal(code(() => w.write32(0x1000, 1)), "EPERM");
+  assert.equal(errorCode(() => w.write32(0x1000, 1)), "EPERM");
   w.close();
-  assert.equal(code(() => w.read32(0)), "ENODEV");
+  assert.equal(errorCode(() => w.read32(0)), "ENODEV");
   gpu.close();
 });
 

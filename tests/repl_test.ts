@@ -12,44 +12,7 @@ import { parseReplArgs } from "../cli/repl_args.ts";
 import { complete } from "../cli/repl_session.ts";
 import { buildGlobals, globalEntries } from "../cli/globals.ts";
 import { NovaError, openGpu } from "../mod.ts";
-
-/** The repository root. */
-const ROOT = new URL("..", import.meta.url).pathname;
-
-/** What a finished command printed. */
-interface RunResult {
-  /** Exit code. */
-  code: number;
-  /** Standard output. */
-  stdout: string;
-  /** Standard error. */
-  stderr: string;
-}
-
-/**
- * Runs `deno run -A SCRIPT ARGS` in the repository root, with `input` on
- * stdin, no colors and no history file.
- */
-async function runDeno(
-  script: string,
-  args: string[],
-  options: { input?: string; env?: Record<string, string> } = {},
-): Promise<RunResult> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, ...args],
-    cwd: ROOT,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", NOVAMM_HISTORY: "", ...options.env },
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  if (options.input !== undefined) await writer.write(new TextEncoder().encode(options.input));
-  await writer.close();
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+import { ROOT, runDeno, throwsNova } from "./util.ts";
 
 /** True when tmux is on PATH (CI installs it; terminal tests skip without it). */
 function haveTmux(): boolean {
@@ -325,9 +288,9 @@ Deno.test("repl globals: every preloaded name has help; lazy ones are made on us
   assert.throws(() => g.hexdump({} as never), /hexdump takes/);
   {
     using _w = gpu.pramin.window();
-    assert.throws(
+    throwsNova(
       () => g.hexdump(0x100000, 16),
-      (e: unknown) => e instanceof NovaError && e.code === "EBUSY",
+      "EBUSY",
     );
   }
   const quiet = gpu.stats().mmioReads;

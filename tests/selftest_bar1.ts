@@ -6,14 +6,11 @@
  * @module
  */
 
+import { hex } from "../hw/errors.ts";
 import type { Gpu } from "../mm/gpu.ts";
 import { expect, expectError, type SelfTestSuite } from "./selftest.ts";
 
 const PAGE = 4096;
-
-function hex(n: number | bigint): string {
-  return `0x${n.toString(16)}`;
-}
 
 /** Runs fn with BAR1/buddy state checked to be back where it started. */
 function balanced(gpu: Gpu, fn: () => void): void {

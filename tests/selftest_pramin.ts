@@ -6,15 +6,12 @@
  * @module
  */
 
+import { hex } from "../hw/errors.ts";
 import { PRAMIN_SIZE } from "../hw/regs.ts";
 import type { Gpu } from "../mm/gpu.ts";
 import { expect, expectError, type SelfTestSuite, withScratch } from "./selftest.ts";
 
 const MiB = 2 ** 20;
-
-function hex(n: number | bigint): string {
-  return `0x${n.toString(16)}`;
-}
 
 /** Round trip of every access width, and little-endian byte order. */
 function widths(gpu: Gpu): void {

@@ -4,6 +4,7 @@ import { openGpu } from "../mod.ts";
 import { SIM_PROFILES } from "../hw/sim/profiles.ts";
 import { runSelfTests } from "./selftest.ts";
 import { SUITES } from "./selftest_suites.ts";
+import { runDeno } from "./util.ts";
 
 for (const profile of Object.keys(SIM_PROFILES)) {
   for (const suite of Object.values(SUITES)) {
@@ -29,28 +30,16 @@ Deno.test("selftest on a read-only session skips writing tests", async () => {
 });
 
 Deno.test("deno task selftest --device sim:gh100 passes and stays under 200 MB RSS", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "selftest.ts", "--device", "sim:gh100", "--json"],
-    cwd: new URL("..", import.meta.url),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr) + text);
-  const report = JSON.parse(text);
+  const r = await runDeno("selftest.ts", ["--device", "sim:gh100", "--json"]);
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  const report = JSON.parse(r.stdout);
   assert.ok(report.results.length >= 6);
   assert.ok(report.rss < 200e6, `RSS ${report.rss}`);
 });
 
 Deno.test("selftest exits non-zero with a one-line error on an unknown device", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "selftest.ts", "--device", "sim:nv50"],
-    cwd: new URL("..", import.meta.url),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 1);
-  const err = new TextDecoder().decode(out.stderr);
-  assert.match(err, /^error: ENODEV: unknown simulator profile "nv50"/);
-  assert.match(err, /hint: /);
+  const r = await runDeno("selftest.ts", ["--device", "sim:nv50"]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^error: ENODEV: unknown simulator profile "nv50"/);
+  assert.match(r.stderr, /hint: /);
 });

@@ -17,6 +17,7 @@ import {
   type SimWalkFault,
 } from "../hw/sim/mmu.ts";
 import { SparseMemory } from "../hw/sim/vram.ts";
+import { throwsNova } from "./util.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -732,9 +733,9 @@ Deno.test("firmware boot validates everything before touching VRAM", () => {
     { ...good, bar1Size: 256 * MiB + 4096 },
   ];
   for (const o of bad) {
-    assert.throws(
+    throwsNova(
       () => bootFirmware(vram, o),
-      (e) => e instanceof NovaError && e.code === "EINVAL",
+      "EINVAL",
     );
   }
   assert.equal(vram.touchedChunks, 0);

@@ -9,25 +9,7 @@ import { formatAccess, parseTrace, replayTrace, TraceWriter } from "../hw/trace.
 import type { MmioAccess } from "../hw/mmio.ts";
 import { createSimGpu } from "../hw/sim/gpu.ts";
 import { NovaError, openGpu } from "../mod.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname;
-
-async function runDeno(script: string, args: string[], input = "") {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, ...args],
-    cwd: ROOT,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", NOVAMM_HISTORY: "" },
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(input));
-  await w.close();
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+import { runDeno } from "./util.ts";
 
 Deno.test("trace: access lines format and parse back", () => {
   const a: MmioAccess = { bar: "bar0", op: "r", width: 4, offset: 0xa00, value: 0x172a1000 };
@@ -129,7 +111,7 @@ Deno.test("trace: record a REPL session, replay it, tamper with a read, replay n
       "walk(0x10000n).mapped",
       ".exit",
     ].join("\n") + "\n";
-    const rec = await runDeno("repl.ts", ["--device", "sim:gh100", "--trace", path], input);
+    const rec = await runDeno("repl.ts", ["--device", "sim:gh100", "--trace", path], { input });
     assert.equal(rec.code, 0, rec.stdout + rec.stderr);
     assert.match(rec.stdout, /0x7070707 \(117901063\)/);
     const text = await Deno.readTextFile(path);

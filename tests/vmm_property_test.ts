@@ -35,12 +35,14 @@ import {
   type Allocation,
   type BarMapping,
   type Gpu,
+  hex,
   type MapOptions,
   type Mapping,
   NovaError,
   openGpu,
   type Vmm,
 } from "../mod.ts";
+import { prng } from "./prng.ts";
 
 const PAGE = 4096;
 const OPS = 20_000;
@@ -123,24 +125,8 @@ interface FirmwarePage {
   shown: string;
 }
 
-function hex(n: number | bigint): string {
-  return `0x${n.toString(16)}`;
-}
-
 function bad(message: string): never {
   throw new Error(message);
-}
-
-/** mulberry32: small, fast, good enough to drive a property test. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function env(name: string): string | undefined {
@@ -1128,79 +1114,73 @@ Deno.test("vmm property: MMU v3 (sim:gh100), 20,000 random operations", async ()
 
 // --- known bugs (minimal reproductions; they fail until mm/vmm.ts is fixed) ----------
 
-Deno.test("vmm regression: executeMap links a pending prepare's unwritten table (garbage translates)", async () => {
+/** Runs `check` on a fresh 1 TiB address space per MMU version (v2: sim:ga102, v3: sim:gh100). */
+async function onEachMmu(check: (gpu: Gpu, vmm: Vmm, device: string) => void): Promise<void> {
   for (const device of ["sim:ga102", "sim:gh100"]) {
     const gpu = await openGpu({ device });
     try {
-      const vmm = gpu.mm.createVmm({ vaSize: 1n << 40n });
-      const data = gpu.mm.buddy.alloc(2 << 20, { align: 2 << 20 });
-      // Reused VRAM: the pages the next tables get hold stale 2 MiB PTEs.
-      const stale = gpu.mm.buddy.alloc(64 * PAGE, { align: PAGE });
-      const pte = gpu.format.codec.vramPte(data.start, { writable: true });
-      for (let o = 0; o < stale.size; o += 8) gpu.pramin.write64(stale.start + o, pte);
-      stale.free();
-      const x = 1n << 30n; // same PD1 table as VA 0, another PD1 entry
-      const p = vmm.prepareMap([data.start / PAGE], { va: x }); // new tables, none written
-      const page = gpu.mm.buddy.alloc(PAGE);
-      vmm.mapPages([page.start / PAGE], { va: 0n }); // writes the shared new PD1 table whole
-      const t = gpu.sim!.mmu.walk(vmm.pdb, x);
-      if (!("fault" in t)) {
-        bad(
-          `${device}: VA ${hex(x)} of a prepared, unexecuted mapping translates to ${
-            hex(t.pa)
-          } through an unwritten ${t.level} table (stale VRAM)`,
-        );
-      }
-      p.cancel();
+      check(gpu, gpu.mm.createVmm({ vaSize: 1n << 40n }), device);
     } finally {
       gpu.close();
     }
   }
+}
+
+Deno.test("vmm regression: executeMap links a pending prepare's unwritten table (garbage translates)", async () => {
+  await onEachMmu((gpu, vmm, device) => {
+    const data = gpu.mm.buddy.alloc(2 << 20, { align: 2 << 20 });
+    // Reused VRAM: the pages the next tables get hold stale 2 MiB PTEs.
+    const stale = gpu.mm.buddy.alloc(64 * PAGE, { align: PAGE });
+    const pte = gpu.format.codec.vramPte(data.start, { writable: true });
+    for (let o = 0; o < stale.size; o += 8) gpu.pramin.write64(stale.start + o, pte);
+    stale.free();
+    const x = 1n << 30n; // same PD1 table as VA 0, another PD1 entry
+    const p = vmm.prepareMap([data.start / PAGE], { va: x }); // new tables, none written
+    const page = gpu.mm.buddy.alloc(PAGE);
+    vmm.mapPages([page.start / PAGE], { va: 0n }); // writes the shared new PD1 table whole
+    const t = gpu.sim!.mmu.walk(vmm.pdb, x);
+    if (!("fault" in t)) {
+      bad(
+        `${device}: VA ${hex(x)} of a prepared, unexecuted mapping translates to ${
+          hex(t.pa)
+        } through an unwritten ${t.level} table (stale VRAM)`,
+      );
+    }
+    p.cancel();
+  });
 });
 
 Deno.test("vmm regression: cancel() after another execute leaves a PDE to the freed table", async () => {
-  for (const device of ["sim:ga102", "sim:gh100"]) {
-    const gpu = await openGpu({ device });
-    try {
-      const vmm = gpu.mm.createVmm({ vaSize: 1n << 40n });
-      const a = gpu.mm.buddy.alloc(2 * PAGE);
-      const x = 1n << 30n;
-      const p = vmm.prepareMap([a.start / PAGE], { va: x });
-      vmm.mapPages([a.start / PAGE + 1], { va: 0n });
-      p.cancel(); // frees p's PD0 and PT
-      const b = gpu.mm.buddy.alloc(PAGE); // someone's data in a freed page
-      const pte = gpu.format.codec.vramPte(a.start, { writable: true });
-      for (let o = 0; o < PAGE; o += 8) gpu.pramin.write64(b.start + o, pte);
-      const t = gpu.sim!.mmu.walk(vmm.pdb, x);
-      if (!("fault" in t)) {
-        bad(
-          `${device}: cancelled VA ${hex(x)} translates to ${hex(t.pa)} (${t.level}): ` +
-            `a PDE still points at a freed table page, now ${b}`,
-        );
-      }
-    } finally {
-      gpu.close();
+  await onEachMmu((gpu, vmm, device) => {
+    const a = gpu.mm.buddy.alloc(2 * PAGE);
+    const x = 1n << 30n;
+    const p = vmm.prepareMap([a.start / PAGE], { va: x });
+    vmm.mapPages([a.start / PAGE + 1], { va: 0n });
+    p.cancel(); // frees p's PD0 and PT
+    const b = gpu.mm.buddy.alloc(PAGE); // someone's data in a freed page
+    const pte = gpu.format.codec.vramPte(a.start, { writable: true });
+    for (let o = 0; o < PAGE; o += 8) gpu.pramin.write64(b.start + o, pte);
+    const t = gpu.sim!.mmu.walk(vmm.pdb, x);
+    if (!("fault" in t)) {
+      bad(
+        `${device}: cancelled VA ${hex(x)} translates to ${hex(t.pa)} (${t.level}): ` +
+          `a PDE still points at a freed table page, now ${b}`,
+      );
     }
-  }
+  });
 });
 
 Deno.test("vmm regression: cancel() keeps tables an unmap emptied while the prepare was pending", async () => {
-  for (const device of ["sim:ga102", "sim:gh100"]) {
-    const gpu = await openGpu({ device });
-    try {
-      const vmm = gpu.mm.createVmm({ vaSize: 1n << 40n });
-      const a = gpu.mm.buddy.alloc(2 * PAGE);
-      const m = vmm.mapPages([a.start / PAGE]); // root → ... → PT
-      const p = vmm.prepareMap([a.start / PAGE + 1]); // same tables, pinned; none new
-      m.unmap(); // the PT is empty but pinned: kept, rightly
-      p.cancel(); // nothing mapped or pending any more
-      const root = gpu.format.directories[0].name;
-      const counts = vmm.tableCounts();
-      if (!sameCounts(counts, { [root]: 1 })) {
-        bad(`${device}: tables ${JSON.stringify(counts)} left with nothing mapped (leaked)`);
-      }
-    } finally {
-      gpu.close();
+  await onEachMmu((gpu, vmm, device) => {
+    const a = gpu.mm.buddy.alloc(2 * PAGE);
+    const m = vmm.mapPages([a.start / PAGE]); // root → ... → PT
+    const p = vmm.prepareMap([a.start / PAGE + 1]); // same tables, pinned; none new
+    m.unmap(); // the PT is empty but pinned: kept, rightly
+    p.cancel(); // nothing mapped or pending any more
+    const root = gpu.format.directories[0].name;
+    const counts = vmm.tableCounts();
+    if (!sameCounts(counts, { [root]: 1 })) {
+      bad(`${device}: tables ${JSON.stringify(counts)} left with nothing mapped (leaked)`);
     }
-  }
+  });
 });

@@ -1,19 +1,10 @@
 import assert from "node:assert/strict";
-import { type Gpu, NovaError, openGpu } from "../mod.ts";
+import { type Gpu, openGpu } from "../mod.ts";
 import type { MmioAccess } from "../hw/mmio.ts";
+import { errorCode } from "./util.ts";
 
 const PAGE = 4096;
 const MiB = 2 ** 20;
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof NovaError) return e.code;
-    throw e;
-  }
-  return "none";
-}
 
 /** The simulator's own MMU agrees with the expected physical address. */
 function simPa(gpu: Gpu, pdb: number, va: bigint): number | null {
@@ -116,16 +107,16 @@ Deno.test("vmm: fixed VAs, overlap refused with EBUSY naming both ranges, bad in
     () => vmm.mapPages(pfns, { va: 0x102000n }),
     /EBUSY: mapping 0x102000\.\.0x106000 overlaps mapping 0x100000\.\.0x104000/,
   );
-  assert.equal(code(() => vmm.mapPages([], {})), "EINVAL");
-  assert.equal(code(() => vmm.mapPages([2 ** 40], {})), "EINVAL");
-  assert.equal(code(() => vmm.mapPages([1.5], {})), "EINVAL");
-  assert.equal(code(() => vmm.mapPages(pfns, { va: 0x1001n })), "EINVAL");
-  assert.equal(code(() => vmm.mapPages(pfns, { va: 1n << 32n })), "ENOSPC");
+  assert.equal(errorCode(() => vmm.mapPages([], {})), "EINVAL");
+  assert.equal(errorCode(() => vmm.mapPages([2 ** 40], {})), "EINVAL");
+  assert.equal(errorCode(() => vmm.mapPages([1.5], {})), "EINVAL");
+  assert.equal(errorCode(() => vmm.mapPages(pfns, { va: 0x1001n })), "EINVAL");
+  assert.equal(errorCode(() => vmm.mapPages(pfns, { va: 1n << 32n })), "ENOSPC");
   assert.equal(gpu.mm.buddy.stats().free, free, "nothing allocated");
   assert.deepEqual(vmm.tableCounts(), counts, "no table added");
   assert.equal(vmm.ranges.list().length, 1);
   m.unmap();
-  assert.equal(code(() => m.vmm.unmap(m)), "EINVAL", "double unmap");
+  assert.equal(errorCode(() => m.vmm.unmap(m)), "EINVAL", "double unmap");
   a.free();
   gpu.close();
 });
@@ -142,7 +133,7 @@ Deno.test("vmm: prepare failing for lack of VRAM changes nothing", async () => {
     hog.push(gpu.mm.buddy.alloc(largest));
   }
   const counts = vmm.tableCounts();
-  assert.equal(code(() => vmm.mapPages([page.start / PAGE])), "ENOMEM");
+  assert.equal(errorCode(() => vmm.mapPages([page.start / PAGE])), "ENOMEM");
   assert.deepEqual(vmm.tableCounts(), counts);
   assert.equal(vmm.ranges.list().length, 0, "VA range released");
   for (const h of hog) h.free();
@@ -242,7 +233,10 @@ Deno.test("bar1: firmware mappings are found, kept, and their PD0 entry is never
       maps.push(gpu.bar1.map([a.start / PAGE + Number(va / 4096n)], { va, writable: true }));
     }
     assert.ok(maps.length > 400);
-    assert.equal(code(() => gpu.bar1.map([a.start / PAGE], { va: fw.mappings[0].va })), "EBUSY");
+    assert.equal(
+      errorCode(() => gpu.bar1.map([a.start / PAGE], { va: fw.mappings[0].va })),
+      "EBUSY",
+    );
     assert.deepEqual(gpu.walk(0n).steps.find((s) => s.level === "PD0")!.raw, pd0Before);
     for (const m of maps) m.unmap();
     for (const f of fw.mappings) {

@@ -15,7 +15,9 @@ import {
   type WalkMapped,
   type WalkResult,
 } from "../mm/pagetable/mod.ts";
-import { NovaError, PAGE_256G, PAGE_2M, PAGE_4K, PAGE_512M, PAGE_64K } from "../mm/types.ts";
+import { PAGE_256G, PAGE_2M, PAGE_4K, PAGE_512M, PAGE_64K } from "../mm/types.ts";
+import { prng } from "./prng.ts";
+import { throwsNova } from "./util.ts";
 
 const GiB = 2 ** 30;
 
@@ -467,13 +469,12 @@ Deno.test("walk: tables beyond VRAM are never read", () => {
 
 Deno.test("walk: bad inputs throw NovaError", () => {
   const t = new Tables(V2);
-  const isNova = (code: string) => (e: unknown) => e instanceof NovaError && e.code === code;
-  assert.throws(() => t.walk(1n << 49n), isNova("EOVERFLOW"));
-  assert.throws(() => t.walk(-1), isNova("EINVAL"));
-  assert.throws(() => walk(t.mem, { format: V2, pdb: 0x1800, va: 0 }), isNova("EINVAL"));
-  assert.throws(() => walk(t.mem, { format: V2, pdb: 2 ** 40, va: 0 }), isNova("EOVERFLOW"));
-  assert.throws(() => t.walk(0, 0), isNova("EINVAL"));
-  assert.throws(() => t.walk(0, 2 ** 41), isNova("EINVAL"));
+  throwsNova(() => t.walk(1n << 49n), "EOVERFLOW");
+  throwsNova(() => t.walk(-1), "EINVAL");
+  throwsNova(() => walk(t.mem, { format: V2, pdb: 0x1800, va: 0 }), "EINVAL");
+  throwsNova(() => walk(t.mem, { format: V2, pdb: 2 ** 40, va: 0 }), "EOVERFLOW");
+  throwsNova(() => t.walk(0, 0), "EINVAL");
+  throwsNova(() => t.walk(0, 2 ** 41), "EINVAL");
   // 57-bit VAs are fine on v3.
   assert.equal(new Tables(V3).walk((1n << 57n) - 1n).mapped, false);
 });
@@ -499,17 +500,6 @@ Deno.test("walk: results print one indented line per step", () => {
 
 // ---------------------------------------------------------------------------
 // Random properties
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 Deno.test("walk: random mappings translate as a reference model says", () => {
   for (const f of [V2, V3, mmuFormat({ version: 2, architecture: "Turing" })]) {

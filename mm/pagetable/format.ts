@@ -12,22 +12,19 @@
  */
 
 import type { Architecture } from "../../hw/chip.ts";
-import {
-  fail,
-  PAGE_256G,
-  PAGE_2M,
-  PAGE_512M,
-  type PdeAperture,
-  type PteAperture,
-  type PteInfo,
-} from "../types.ts";
+import { fail, PAGE_256G, PAGE_2M, PAGE_512M } from "../types.ts";
+import type { EntryCodec as Codec, MmuVersion } from "./codec.ts";
 import { v2, type V2DualPdeFields, type V2PdeFields, type V2PteFields } from "./ver2.ts";
 import { v3, type V3DualPdeFields, type V3PdeFields, type V3PteFields } from "./ver3.ts";
 
 export type { Architecture } from "../../hw/chip.ts";
-
-/** Page-table format version: 2 (Turing, Ampere, Ada) or 3 (Hopper, Blackwell). */
-export type MmuVersion = 2 | 3;
+export type {
+  DecodedDualHalf,
+  DecodedDualPde,
+  DecodedPde,
+  DecodedPte,
+  MmuVersion,
+} from "./codec.ts";
 
 /** One level of the page-table tree. */
 export interface LevelFormat {
@@ -51,91 +48,17 @@ export interface LevelFormat {
   readonly pageSize: number;
 }
 
-/** The common fields of a decoded PTE of either version. */
-export interface DecodedPte {
-  /** VALID bit. */
-  valid: boolean;
-  /** Where the page lives. */
-  aperture: PteAperture;
-  /** Page byte address (a number when safe). */
-  address: number | bigint;
-  /** Set bits no field covers. */
-  reserved: bigint;
-}
-
-/** The common fields of a decoded PDE of either version. */
-export interface DecodedPde {
-  /** IS_PTE bit: the entry is a huge PTE. */
-  isPte: boolean;
-  /** Where the next table lives ("invalid": nowhere). */
-  aperture: PdeAperture;
-  /** Next table byte address. */
-  address: number | bigint;
-  /** Set bits no field covers. */
-  reserved: bigint;
-}
-
-/** The common fields of one decoded dual-PDE half. */
-export interface DecodedDualHalf {
-  /** Where the page table lives ("invalid": nowhere). */
-  aperture: PdeAperture;
-  /** Page table byte address. */
-  address: number | bigint;
-}
-
-/** The common fields of a decoded dual PDE of either version. */
-export interface DecodedDualPde {
-  /** IS_PTE bit: the entry is a 2 MiB PTE. */
-  isPte: boolean;
-  /** Pointer to the 64 KiB-page table. */
-  big: DecodedDualHalf;
-  /** Pointer to the 4 KiB-page table. */
-  small: DecodedDualHalf;
-  /** Set bits no field covers (128-bit). */
-  reserved: bigint;
-}
-
 /**
- * What every entry codec provides (`mmu.v2`, `mmu.v3`). Encoders validate and
- * throw EINVAL naming the field; decoders never throw on a 64-bit (or
- * `[low, high]` 128-bit) value.
+ * The entry codec of either version (`MmuFormat.codec`): {@linkcode Codec}
+ * over the union of the v2 and v3 field types and the common decoded shapes.
+ * Instantiate it with one version's field types to check that codec
+ * (`V2Codec` and `V3Codec` extend it with their decoded types too).
  */
-export interface EntryCodec<
+export type EntryCodec<
   PteFields = V2PteFields | V3PteFields,
   PdeFields = V2PdeFields | V3PdeFields,
   DualFields = V2DualPdeFields | V3DualPdeFields,
-> {
-  /** MMU format version. */
-  readonly version: MmuVersion;
-  /** The invalid PTE (0n). */
-  readonly invalidPte: bigint;
-  /** The invalid PDE (0n; facts D14). */
-  readonly invalidPde: bigint;
-  /** A big-page PTE telling the MMU not to look at the small-page table. */
-  readonly noSmallPte: bigint;
-  /** Encodes a PTE from named fields. */
-  encodePte(fields: PteFields): bigint;
-  /** Decodes a raw PTE. */
-  decodePte(raw: bigint | number): DecodedPte;
-  /** Encodes a PDE from named fields. */
-  encodePde(fields: PdeFields): bigint;
-  /** Decodes a raw PDE. */
-  decodePde(raw: bigint | number): DecodedPde;
-  /** Encodes a PD0 dual PDE as `[low, high]`. */
-  encodeDualPde(fields: DualFields): [bigint, bigint];
-  /** Decodes a PD0 dual PDE given as `[low, high]`. */
-  decodeDualPde(raw: readonly [bigint | number, bigint | number]): DecodedDualPde;
-  /** A valid read-write or read-only PTE to a VRAM page. */
-  vramPte(address: number, options: { writable: boolean; kind?: number }): bigint;
-  /** A PDE to a VRAM table. */
-  vramPde(address: number): bigint;
-  /** A dual PDE to VRAM big and/or small tables. */
-  vramDualPde(tables: { big?: number; small?: number }): [bigint, bigint];
-  /** Version-independent view of a raw PTE. */
-  pteInfo(raw: bigint): PteInfo;
-  /** True for the big-page "no small pages" marker. */
-  isNoSmallPte(raw: bigint): boolean;
-}
+> = Codec<PteFields, PdeFields, DualFields>;
 
 /** A complete page-table format: levels plus the entry codec. */
 export interface MmuFormat {
@@ -158,11 +81,8 @@ export interface MmuFormat {
 const V2_ARCHS: readonly Architecture[] = ["Turing", "Ampere", "Ada"];
 const V3_ARCHS: readonly Architecture[] = ["Hopper", "Blackwell"];
 
-// Type check: each codec satisfies the interface for its own field types.
-const CODECS: { 2: EntryCodec; 3: EntryCodec } = {
-  2: v2 satisfies EntryCodec<V2PteFields, V2PdeFields, V2DualPdeFields>,
-  3: v3 satisfies EntryCodec<V3PteFields, V3PdeFields, V3DualPdeFields>,
-};
+// V2Codec and V3Codec extend the generic codec, so each fits the either-version type.
+const CODECS: { 2: EntryCodec; 3: EntryCodec } = { 2: v2, 3: v3 };
 
 function level(
   name: string,

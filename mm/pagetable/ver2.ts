@@ -41,6 +41,7 @@ import {
   u64,
   uintField,
 } from "../types.ts";
+import { bits, dualWords, type EntryCodec, vramFields, vramTarget } from "./codec.ts";
 
 /** Fields of an MMU v2 PTE (all optional; missing means false / 0 / `"video"`). */
 export interface V2PteFields {
@@ -131,10 +132,6 @@ export interface V2DualPde {
   small: V2DualHalf;
   /** Uncovered set bits of the 128-bit entry (bit 64 = bit 0 of the high word). */
   reserved: bigint;
-}
-
-function bits(hi: number, lo: number): bigint {
-  return ((1n << BigInt(hi - lo + 1)) - 1n) << BigInt(lo);
 }
 
 const ALL64 = (1n << 64n) - 1n;
@@ -381,15 +378,8 @@ function encodeDualPde(fields: V2DualPdeFields): [bigint, bigint] {
   return [lo, hi];
 }
 
-function words(raw: readonly [bigint | number, bigint | number], what: string): [bigint, bigint] {
-  if (!Array.isArray(raw) || raw.length !== 2) {
-    fail("EINVAL", `${what} must be [low, high] 64-bit words, got ${String(raw)}`);
-  }
-  return [u64(raw[0], `${what} low word`), u64(raw[1], `${what} high word`)];
-}
-
 function decodeDualPde(raw: readonly [bigint | number, bigint | number]): V2DualPde {
-  const [lo, hi] = words(raw, "v2 dual PDE");
+  const [lo, hi] = dualWords(raw, "v2 dual PDE");
   const l = Number(lo & 0xffn);
   const h = Number(hi & 0xffn);
   const bigAp = (l >> 1) & 3;
@@ -415,20 +405,10 @@ function decodeDualPde(raw: readonly [bigint | number, bigint | number]): V2Dual
 
 // Fast helpers for the mapper and walker: number arithmetic, one BigInt at the end.
 
-function vramTarget(address: number, alignBits: number, what: string): void {
-  if (
-    typeof address !== "number" || !Number.isSafeInteger(address) || address < 0 ||
-    address % 2 ** alignBits !== 0 || address >= 2 ** VID_LIMIT_BITS
-  ) {
-    const a = typeof address === "number" && Number.isSafeInteger(address) && address >= 0
-      ? BigInt(address)
-      : fail("EINVAL", `${what} ${String(address)} is not a non-negative safe integer`);
-    checkAddressFits(a, alignBits, VID_LIMIT_BITS, what, "ADDRESS_VID");
-  }
-}
+const TARGET = vramFields("v2", { limitBits: VID_LIMIT_BITS, field: "ADDRESS_VID" });
 
 function vramPte(address: number, options: { writable: boolean; kind?: number }): bigint {
-  vramTarget(address, 12, "v2 PTE address");
+  vramTarget(address, TARGET.pte);
   const kind = uintField(options.kind, 8, "v2 PTE kind");
   // VALID | APERTURE_VIDEO (0) | READ_ONLY when not writable | ADDRESS_VID = address >> 12 at bit 8.
   const low = address / 16 + 1 + (options.writable ? 0 : 0x40);
@@ -436,7 +416,7 @@ function vramPte(address: number, options: { writable: boolean; kind?: number })
 }
 
 function vramPde(address: number): bigint {
-  vramTarget(address, 12, "v2 PDE address");
+  vramTarget(address, TARGET.pde);
   return BigInt(address / 16 + 2); // APERTURE_VIDEO_MEMORY (1 << 1)
 }
 
@@ -444,11 +424,11 @@ function vramDualPde(tables: { big?: number; small?: number }): [bigint, bigint]
   let lo = 0n;
   let hi = 0n;
   if (tables.big !== undefined) {
-    vramTarget(tables.big, 8, "v2 dual PDE big address");
+    vramTarget(tables.big, TARGET.big);
     lo = BigInt(tables.big / 16 + 2); // ADDRESS_BIG = address >> 8 at bit 4
   }
   if (tables.small !== undefined) {
-    vramTarget(tables.small, 12, "v2 dual PDE small address");
+    vramTarget(tables.small, TARGET.small);
     hi = BigInt(tables.small / 16 + 2);
   }
   return [lo, hi];
@@ -472,38 +452,21 @@ function pteInfo(raw: bigint): PteInfo {
   };
 }
 
-/** The shape of {@linkcode v2}: the MMU v2 entry codec. */
-export interface V2Codec {
+/**
+ * The shape of {@linkcode v2}: the MMU v2 entry codec over the v2 field and
+ * decoded types. Version specifics:
+ * - `invalidPte` and `invalidPde` are all zero (nova's 0x1 would be a huge PTE
+ *   at PD0/PD1; facts D14).
+ * - `noSmallPte` (and `isNoSmallPte`) is VALID=0, PRIVILEGE=1 (as nouveau).
+ * - `vramPte` writes kind 0 (PITCH) unless given and READ_ONLY when not
+ *   writable; `vramPde` sets APERTURE_VIDEO_MEMORY and nothing else.
+ * - `pteInfo`: READ_ONLY (bit 6) clears `writable`, PRIVILEGE (bit 5) sets
+ *   `privileged`.
+ */
+export interface V2Codec
+  extends EntryCodec<V2PteFields, V2PdeFields, V2DualPdeFields, V2Pte, V2Pde, V2DualPde> {
   /** MMU format version. */
   readonly version: 2;
-  /** The invalid PTE: all zero. */
-  readonly invalidPte: bigint;
-  /** The invalid PDE: all zero (nova's 0x1 would be a huge PTE at PD0/PD1; facts D14). */
-  readonly invalidPde: bigint;
-  /** Big-page PTE meaning "no valid 4 KiB PTEs below": VALID=0, PRIVILEGE=1 (nouveau). */
-  readonly noSmallPte: bigint;
-  /** Encodes a PTE; throws EINVAL naming a field that is out of range or misplaced. */
-  encodePte(fields: V2PteFields): bigint;
-  /** Decodes any 64-bit value as a PTE; never throws for a valid u64. */
-  decodePte(raw: bigint | number): V2Pte;
-  /** Encodes a PDE (PD3/PD2/PD1). */
-  encodePde(fields: V2PdeFields): bigint;
-  /** Decodes any 64-bit value as a PDE. */
-  decodePde(raw: bigint | number): V2Pde;
-  /** Encodes the 128-bit PD0 entry as `[low, high]`. */
-  encodeDualPde(fields: V2DualPdeFields): [bigint, bigint];
-  /** Decodes a PD0 entry given as `[low, high]`. */
-  decodeDualPde(raw: readonly [bigint | number, bigint | number]): V2DualPde;
-  /** A valid VRAM PTE, kind 0 (PITCH) unless given; READ_ONLY when not writable. */
-  vramPte(address: number, options: { writable: boolean; kind?: number }): bigint;
-  /** A PDE pointing to a VRAM table (APERTURE_VIDEO_MEMORY, nothing else set). */
-  vramPde(address: number): bigint;
-  /** A dual PDE with VRAM big and/or small tables (`[0n, 0n]` for neither). */
-  vramDualPde(tables: { big?: number; small?: number }): [bigint, bigint];
-  /** valid / aperture / address / writable / privileged of a raw PTE. */
-  pteInfo(raw: bigint): PteInfo;
-  /** True for the big-page "no small pages" marker (VALID=0 and PRIVILEGE=1). */
-  isNoSmallPte(raw: bigint): boolean;
 }
 
 /**

@@ -40,6 +40,7 @@ import {
   u64,
   uintField,
 } from "../types.ts";
+import { bits, dualWords, type EntryCodec, vramFields, vramTarget } from "./codec.ts";
 
 /** Fields of an MMU v3 PTE (all optional; missing means false / 0 / `"video"`). */
 export interface V3PteFields {
@@ -114,10 +115,6 @@ export interface V3DualPde {
   small: V3DualHalf;
   /** Uncovered set bits of the 128-bit entry (bit 64 = bit 0 of the high word). */
   reserved: bigint;
-}
-
-function bits(hi: number, lo: number): bigint {
-  return ((1n << BigInt(hi - lo + 1)) - 1n) << BigInt(lo);
 }
 
 const ALL64 = (1n << 64n) - 1n;
@@ -272,11 +269,7 @@ function encodeDualPde(fields: V3DualPdeFields): [bigint, bigint] {
 }
 
 function decodeDualPde(raw: readonly [bigint | number, bigint | number]): V3DualPde {
-  if (!Array.isArray(raw) || raw.length !== 2) {
-    fail("EINVAL", `v3 dual PDE must be [low, high] 64-bit words, got ${String(raw)}`);
-  }
-  const lo = u64(raw[0], "v3 dual PDE low word");
-  const hi = u64(raw[1], "v3 dual PDE high word");
+  const [lo, hi] = dualWords(raw, "v3 dual PDE");
   const l = Number(lo & 0x3fn);
   const h = Number(hi & 0x3fn);
   return inspectable({
@@ -295,27 +288,17 @@ function decodeDualPde(raw: readonly [bigint | number, bigint | number]): V3Dual
   }, showDual);
 }
 
-function vramTarget(address: number, alignBits: number, limitBits: number, what: string): void {
-  if (
-    typeof address !== "number" || !Number.isSafeInteger(address) || address < 0 ||
-    address % 2 ** alignBits !== 0 || address >= 2 ** limitBits
-  ) {
-    const a = typeof address === "number" && Number.isSafeInteger(address) && address >= 0
-      ? BigInt(address)
-      : fail("EINVAL", `${what} ${String(address)} is not a non-negative safe integer`);
-    checkAddressFits(a, alignBits, limitBits, what, "VRAM address field");
-  }
-}
+const TARGET = vramFields("v3", { limitBits: VID_LIMIT_BITS, field: "VRAM address field" });
 
 function vramPte(address: number, options: { writable: boolean; kind?: number }): bigint {
-  vramTarget(address, 12, VID_LIMIT_BITS, "v3 PTE address");
+  vramTarget(address, TARGET.pte);
   const kind = uintField(options.kind, 4, "v3 PTE kind");
   // Below 2^40 everything fits a safe number: address in place, PCF at 7:3, KIND at 11:8.
   return BigInt(address + kind * 256 + (options.writable ? PCF_RW : PCF_RO) * 8 + 1);
 }
 
 function vramPde(address: number): bigint {
-  vramTarget(address, 12, VID_LIMIT_BITS, "v3 PDE address");
+  vramTarget(address, TARGET.pde);
   return BigInt(address + PDE_PCF_VRAM * 8 + 2);
 }
 
@@ -323,11 +306,11 @@ function vramDualPde(tables: { big?: number; small?: number }): [bigint, bigint]
   let lo = 0n;
   let hi = 0n;
   if (tables.big !== undefined) {
-    vramTarget(tables.big, 8, VID_LIMIT_BITS, "v3 dual PDE big address");
+    vramTarget(tables.big, TARGET.big);
     lo = BigInt(tables.big + PDE_PCF_VRAM * 8 + 2);
   }
   if (tables.small !== undefined) {
-    vramTarget(tables.small, 12, VID_LIMIT_BITS, "v3 dual PDE small address");
+    vramTarget(tables.small, TARGET.small);
     hi = BigInt(tables.small + PDE_PCF_VRAM * 8 + 2);
   }
   return [lo, hi];
@@ -351,38 +334,21 @@ function pteInfo(raw: bigint): PteInfo {
   };
 }
 
-/** The shape of {@linkcode v3}: the MMU v3 entry codec. */
-export interface V3Codec {
+/**
+ * The shape of {@linkcode v3}: the MMU v3 entry codec over the v3 field and
+ * decoded types. Version specifics:
+ * - `invalidPte` is all zero (PCF INVALID); `invalidPde` is all zero.
+ * - `noSmallPte` (and `isNoSmallPte`) is VALID=0, PCF=3 NO_VALID_4KB_PAGE.
+ * - `vramPte` writes PCF 0x10 (RW) or 0x14 (RO), kind 0 unless given (as
+ *   nouveau); `vramPde` and each used half of `vramDualPde` get APERTURE
+ *   video and PCF 2 VALID_CACHED_ATS_NOT_ALLOWED (as nouveau).
+ * - `pteInfo`: PCF bit 2 (read-only) clears `writable`, PCF bit 1 sets
+ *   `privileged`.
+ */
+export interface V3Codec
+  extends EntryCodec<V3PteFields, V3PdeFields, V3DualPdeFields, V3Pte, V3Pde, V3DualPde> {
   /** MMU format version. */
   readonly version: 3;
-  /** The invalid PTE: all zero (PCF INVALID). */
-  readonly invalidPte: bigint;
-  /** The invalid PDE: all zero. */
-  readonly invalidPde: bigint;
-  /** Big-page PTE meaning "no valid 4 KiB PTEs below": VALID=0, PCF=3 NO_VALID_4KB_PAGE. */
-  readonly noSmallPte: bigint;
-  /** Encodes a PTE; throws EINVAL naming a field that is out of range or misplaced. */
-  encodePte(fields: V3PteFields): bigint;
-  /** Decodes any 64-bit value as a PTE; never throws for a valid u64. */
-  decodePte(raw: bigint | number): V3Pte;
-  /** Encodes a PDE (PD4…PD1). */
-  encodePde(fields: V3PdeFields): bigint;
-  /** Decodes any 64-bit value as a PDE. */
-  decodePde(raw: bigint | number): V3Pde;
-  /** Encodes the 128-bit PD0 entry as `[low, high]`. */
-  encodeDualPde(fields: V3DualPdeFields): [bigint, bigint];
-  /** Decodes a PD0 entry given as `[low, high]`. */
-  decodeDualPde(raw: readonly [bigint | number, bigint | number]): V3DualPde;
-  /** A valid VRAM PTE: PCF 0x10 (RW) or 0x14 (RO), kind 0 unless given (as nouveau). */
-  vramPte(address: number, options: { writable: boolean; kind?: number }): bigint;
-  /** A PDE to a VRAM table: APERTURE video, PCF 2 VALID_CACHED_ATS_NOT_ALLOWED (as nouveau). */
-  vramPde(address: number): bigint;
-  /** A dual PDE with VRAM big and/or small tables, PCF 2 on each half used. */
-  vramDualPde(tables: { big?: number; small?: number }): [bigint, bigint];
-  /** valid / aperture / address / writable / privileged of a raw PTE (PCF bit 2 RO, bit 1 priv). */
-  pteInfo(raw: bigint): PteInfo;
-  /** True for the big-page "no small pages" marker (VALID=0, PCF=3). */
-  isNoSmallPte(raw: bigint): boolean;
 }
 
 /**
