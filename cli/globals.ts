@@ -167,13 +167,6 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
     }
     if (typeof source === "number" || typeof source === "bigint") {
       const addr = Number(source);
-      if (gpu.pramin.busy) {
-        fail(
-          "EBUSY",
-          "a PRAMIN window is open at the prompt, so hexdump cannot open its own",
-          "dump through it: hexdump(w.readBytes(addr, len), len, addr), or close it: w.close()",
-        );
-      }
       return new Text(hexdumpText(gpu.pramin.readBytes(addr, len), addr));
     }
     if (source instanceof Uint8Array) {

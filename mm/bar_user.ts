@@ -66,7 +66,7 @@ export function readBar1Binding(
     );
     inst = getField(lo, BAR1_BLOCK_LOW.PTR) * 4096 + hi * 2 ** 32;
   }
-  using w = pramin.window();
+  using w = pramin.borrow();
   const word = w.read32(inst + NV_RAMIN_PAGE_DIR_BASE_LO);
   if (getField(word, RAMIN_PDB.TARGET) !== 0) return null;
   const pdb = getField(word, RAMIN_PDB.LO) * 4096 +

@@ -153,7 +153,7 @@ export class Gpu {
   walk(va: bigint | number, options: { pdb?: number } = {}): WalkResult {
     const pdb = options.pdb ?? this.bar1Binding?.pdb;
     if (pdb === undefined) fail("EINVAL", "no PDB given and BAR1 has none");
-    using w = this.pramin.window();
+    using w = this.pramin.borrow();
     return walk(w, { format: this.format, pdb, va, vramSize: this.vram.size });
   }
 

@@ -86,7 +86,7 @@ export class GpuMm {
     }
     const root = this.buddy.alloc(4096);
     try {
-      using w = this.pramin.window();
+      using w = this.pramin.borrow();
       w.fill(root.start, this.format.directories[0].tableBytes, 0);
     } catch (e) {
       root.free();

@@ -188,6 +188,7 @@ export class Pramin {
   /** Highest address + 1 the window register can reach. */
   readonly reach: number;
   #cached: number | null = null; // last value written to / read from the register
+  #base = -1; // the VRAM base #cached selects; -1 until known
   #active: PraminWindow | null = null;
 
   constructor(bar0: Mmio, options: PraminOptions) {
@@ -199,15 +200,18 @@ export class Pramin {
 
   /** Reads the window register (one MMIO read) and returns the VRAM base it selects. */
   readBase(): number {
-    const raw = this.bar0.read32(this.register.offset);
+    this.#remember(this.bar0.read32(this.register.offset));
+    return this.#base;
+  }
+
+  #remember(raw: number): void {
     this.#cached = raw;
-    return getField(raw, this.register.base) * BLOCK;
+    this.#base = getField(raw, this.register.base) * BLOCK;
   }
 
   /** The base of the window as last seen or set (no MMIO once known). */
   get base(): number {
-    if (this.#cached === null) return this.readBase();
-    return getField(this.#cached, this.register.base) * BLOCK;
+    return this.#base < 0 ? this.readBase() : this.#base;
   }
 
   /** True while a window guard is open. */
@@ -228,10 +232,22 @@ export class Pramin {
       );
     }
     const saved = this.bar0.read32(this.register.offset);
-    this.#cached = saved;
+    this.#remember(saved);
     const w = new PraminWindow(this, saved, (raw) => this.#release(w, raw));
     this.#active = w;
     return w;
+  }
+
+  /**
+   * A window for library code: the open window's aperture when one is open
+   * (say, a user's `using w = pramin.window()` at the prompt), else a new
+   * window. A borrowed window shares the one aperture — whoever uses it next
+   * repositions it — and its dispose neither restores nor releases anything;
+   * the owner's dispose restores the saved base as usual.
+   */
+  borrow(): PraminWindow {
+    if (this.#active === null) return this.window();
+    return new PraminWindow(this, this.#cached ?? 0, () => {});
   }
 
   /** Points the aperture at `base` (64 KiB aligned) and returns the view; writes only if it moves. */
@@ -243,9 +259,7 @@ export class Pramin {
         `PRAMIN base ${hex(base)} is beyond the ${this.register.name} reach ${hex(this.reach)}`,
       );
     }
-    if (this.#cached === null) this.readBase();
-    const current = getField(this.#cached!, this.register.base) * BLOCK;
-    if (current !== base) {
+    if (this.base !== base) {
       let raw = setField(this.#cached!, this.register.base, base / BLOCK);
       if (this.register.target !== null) raw = setField(raw, this.register.target, 0);
       this.#writeRegister(raw);
@@ -256,7 +270,7 @@ export class Pramin {
   #writeRegister(raw: number): void {
     this.bar0.write32(this.register.offset, raw);
     this.bar0.counters.windowMoves++;
-    this.#cached = raw;
+    this.#remember(raw);
   }
 
   #release(w: PraminWindow, saved: number): void {
@@ -270,39 +284,39 @@ export class Pramin {
     this.#active?.close();
   }
 
-  /** One-shot 32-bit read (opens and closes a window). */
+  /** One-shot 32-bit read (through the open window, or one opened and closed for it). */
   read32(addr: number): number {
-    using w = this.window();
+    using w = this.borrow();
     return w.read32(addr);
   }
 
   /** One-shot 32-bit write (opens and closes a window). */
   write32(addr: number, value: number): void {
-    using w = this.window();
+    using w = this.borrow();
     w.write32(addr, value);
   }
 
   /** One-shot 64-bit read. */
   read64(addr: number): bigint {
-    using w = this.window();
+    using w = this.borrow();
     return w.read64(addr);
   }
 
   /** One-shot 64-bit write. */
   write64(addr: number, value: bigint | number): void {
-    using w = this.window();
+    using w = this.borrow();
     w.write64(addr, value);
   }
 
   /** One-shot bulk read. */
   readBytes(addr: number, len: number): Uint8Array {
-    using w = this.window();
+    using w = this.borrow();
     return w.readBytes(addr, len);
   }
 
   /** One-shot bulk write. */
   writeBytes(addr: number, bytes: Uint8Array): void {
-    using w = this.window();
+    using w = this.borrow();
     w.writeBytes(addr, bytes);
   }
 }
@@ -357,7 +371,8 @@ export class PraminWindow {
   /** Returns a view containing [addr, addr + len), moving the window only if it must. */
   #position(addr: number, len: number): PraminView {
     let v = this.#view;
-    if (v !== null && v.contains(addr, len)) return v;
+    // The aperture may have been moved by a borrowed window since: compare bases.
+    if (v !== null && v.base === this.#pramin.base && v.contains(addr, len)) return v;
     const current = this.#pramin.base;
     let base: number;
     if (addr >= current && addr + len <= current + PRAMIN_SIZE) {

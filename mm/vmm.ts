@@ -360,7 +360,7 @@ export class Vmm {
 
   /** Reads the existing tables (through PRAMIN) into the shadow and marks mapped VA as taken. */
   #scan(): void {
-    using w = this.#deps.pramin.window();
+    using w = this.#deps.pramin.borrow();
     const codec = this.format.codec;
     const dirs = this.format.directories;
     const pd0 = dirs.length - 1;
@@ -612,7 +612,7 @@ export class Vmm {
     // Its own new tables, and any table an unmap emptied while this prepare pinned it.
     this.#reclaim([...newTables, ...pinned].filter((t) => t.live === 0), writes, freed);
     if (writes.length > 0) {
-      using w = this.#deps.pramin.window();
+      using w = this.#deps.pramin.borrow();
       for (const [t, word] of writes) w.write64(t.addr + word * 8, t.raw[word]);
     }
     for (const t of freed) t.alloc!.free();
@@ -730,7 +730,7 @@ export class Vmm {
       }
     }
     {
-      using w = this.#deps.pramin.window();
+      using w = this.#deps.pramin.borrow();
       // Deepest first, so every table is complete before the PDE pointing to it.
       const order = [...fresh].sort((a, b) => b.depth - a.depth);
       for (const t of order) {
@@ -839,7 +839,7 @@ export class Vmm {
     this.#reclaim(emptied, writes, freed);
     const dead = new Set(freed);
     {
-      using w = this.#deps.pramin.window();
+      using w = this.#deps.pramin.borrow();
       for (const [t, word] of writes) if (!dead.has(t)) w.write64(t.addr + word * 8, t.raw[word]);
     }
     this.#deps.tlb.flush(this.pdb);
@@ -876,7 +876,7 @@ export class Vmm {
 
   /** The full walk of a VA (every level visited) through PRAMIN. */
   walk(va: bigint | number): WalkResult {
-    using w = this.#deps.pramin.window();
+    using w = this.#deps.pramin.borrow();
     return walk(w, { format: this.format, pdb: this.pdb, va, vramSize: this.#deps.vramSize });
   }
 

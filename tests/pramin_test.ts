@@ -114,3 +114,27 @@ Deno.test("pramin: bulk transfers of every small length at every alignment round
   }
   gpu.close();
 });
+
+Deno.test("pramin: library code borrows an open window; the owner still restores the base", async () => {
+  const gpu = await openGpu();
+  const original = gpu.pramin.readBase();
+  {
+    using w = gpu.pramin.window();
+    w.write32(9 * MiB, 0x99);
+    assert.equal(w.base, 9 * MiB);
+    {
+      using b = gpu.pramin.borrow(); // what vmm/bar1/walk/one-shot helpers do
+      b.write32(20 * MiB, 0x20);
+      assert.equal(gpu.pramin.base, 20 * MiB);
+    }
+    assert.equal(gpu.pramin.busy, true, "the borrow did not release the owner's window");
+    assert.equal(gpu.pramin.read32(9 * MiB), 0x99, "one-shot helpers borrow too");
+    assert.equal(w.read32(20 * MiB), 0x20);
+    const m = gpu.bar1.map([20 * MiB / 4096], { writable: true }); // the VMM writes through the borrow
+    assert.equal(m.read32(0), 0x20);
+    m.unmap();
+  }
+  assert.equal(gpu.pramin.readBase(), original);
+  assert.equal(gpu.pramin.busy, false);
+  gpu.close();
+});

@@ -287,12 +287,15 @@ Deno.test("repl globals: every preloaded name has help; lazy ones are made on us
   assert.match(String(g.hexdump(new Uint8Array([1, 2]), 2, 0x40)), /^0x00000040 {2}01 02/);
   assert.throws(() => g.hexdump({} as never), /hexdump takes/);
   {
-    using _w = gpu.pramin.window();
-    throwsNova(
-      () => g.hexdump(0x100000, 16),
-      "EBUSY",
-    );
+    // A window held at the prompt is shared by the helpers, and restored when it closes.
+    using w = gpu.pramin.window();
+    w.write32(0x100000, 0x04030201);
+    w.read32(0x5000000); // the user's window sits at 80 MiB
+    assert.match(String(g.hexdump(0x100000, 16)), /^0x00100000 {2}01 02 03 04/);
+    assert.equal(w.read32(0x5000000), 0, "the user's window repositions after the helper moved it");
+    throwsNova(() => gpu.pramin.window(), "EBUSY");
   }
+  assert.equal(gpu.pramin.readBase(), 0, "restored when the user's window closed");
   const quiet = gpu.stats().mmioReads;
   const vmm = g.vmm; // made now: BAR1's tables are scanned on first use
   assert.ok(gpu.stats().mmioReads > quiet);
