@@ -176,11 +176,23 @@ export class Gpu {
     c.windowMoves = 0;
   }
 
-  /** Restores the PRAMIN window if one is open, then unmaps the BARs. */
+  /**
+   * Unmaps what this session mapped (BAR1 mappings, address spaces it made),
+   * restores the PRAMIN window if one is open, then unmaps the BARs.
+   */
   close(): void {
     if (this.device.bar0.closed) return;
-    if (!this.device.readOnly) this.pramin.close();
-    this.device.close();
+    try {
+      if (!this.device.readOnly) {
+        try {
+          for (const v of this.#mm?.vmms() ?? []) this.#mm!.destroyVmm(v);
+        } finally {
+          this.pramin.close();
+        }
+      }
+    } finally {
+      this.device.close();
+    }
   }
 
   [Symbol.dispose](): void {

@@ -281,3 +281,21 @@ Deno.test("bar1: one-line map/write/read-back through PRAMIN (the issue's REPL l
   assert.equal(gpu.bar1.vmm.mappings().length, 0);
   gpu.close();
 });
+
+Deno.test("gpu.close() unmaps this session's BAR1 mappings and address spaces, then closes", async () => {
+  const gpu = await openGpu({ device: "sim:gh100" });
+  const sim = gpu.sim!;
+  const a = gpu.mm.buddy.alloc(64 * 1024);
+  const m = gpu.bar1.map(a, { writable: true });
+  const ch = gpu.mm.createVmm({ vaSize: 1n << 40n });
+  const cm = ch.mapPages([a.start / PAGE], { writable: true });
+  assert.equal(simPa(gpu, gpu.bar1.pdb, m.va), a.start);
+  gpu.close();
+  assert.equal(simPa(gpu, gpu.bar1.pdb, m.va), null, "the BAR1 PTE is gone from firmware's tables");
+  assert.equal(m.mapping.live, false);
+  assert.equal(cm.live, false);
+  m.unmap(); // disposing afterwards is harmless
+  for (const f of sim.firmware.mappings) {
+    assert.equal(simPa(gpu, sim.firmware.bar1Pdb, f.va), f.pa, "firmware's own mappings stay");
+  }
+});
