@@ -15,23 +15,106 @@
 
 export { type ErrorCode, hex, NovaError } from "./hw/errors.ts";
 export { type Architecture, type ChipInfo, decodeChip } from "./hw/chip.ts";
-export { Mmio, type MmioAccess, type MmioBackend, type MmioCounters } from "./hw/mmio.ts";
+export {
+  Mmio,
+  type MmioAccess,
+  type MmioBackend,
+  type MmioCounters,
+  type MmioTracer,
+  type Width,
+} from "./hw/mmio.ts";
+export type { Field, WindowRegister } from "./hw/regs.ts";
 export {
   parseTrace,
   type ReplayResult,
   replayTrace,
   type Trace,
+  type TraceDivergence,
   type TraceEntry,
+  type TraceHeader,
   TraceWriter,
 } from "./hw/trace.ts";
 export { type Device, openDevice, type OpenDeviceOptions } from "./hw/device.ts";
-export { listGpus, type PciFunction } from "./hw/pci.ts";
-export { SIM_PROFILES } from "./hw/sim/profiles.ts";
+export { listGpus, type PciBar, type PciFunction, type SysfsOptions } from "./hw/pci.ts";
+export type { SimEvent, SimFlush, SimGpu, SimKnobs } from "./hw/sim/gpu.ts";
+export type { SimFirmwareInfo } from "./hw/sim/firmware.ts";
+export type {
+  SimAccess,
+  SimAperture,
+  SimArchitecture,
+  SimFault,
+  SimMmu,
+  SimTlbStats,
+  SimTranslation,
+  SimWalkFault,
+} from "./hw/sim/mmu.ts";
+export type { SparseMemory } from "./hw/sim/vram.ts";
+export { SIM_PROFILES, type SimProfile } from "./hw/sim/profiles.ts";
 export { Gpu, type GpuStats, openGpu, type OpenGpuOptions, type VramInfo } from "./mm/gpu.ts";
 export { Pramin, PraminView, PraminWindow } from "./mm/pramin.ts";
 export { type FlushResult, Tlb } from "./mm/tlb.ts";
-export { type Allocation, BuddyAllocator, type BuddyStats } from "./mm/buddy.ts";
+export {
+  Allocation,
+  type AllocOptions,
+  type Block,
+  BuddyAllocator,
+  type BuddyStats,
+} from "./mm/buddy.ts";
 export { GpuMm } from "./mm/gpu_mm.ts";
-export { type MapOptions, Mapping, PreparedMapping, type Translation, Vmm } from "./mm/vmm.ts";
-export { BarMapping, BarUser } from "./mm/bar_user.ts";
-export { mmu, mmuFormat, walk } from "./mm/pagetable/mod.ts";
+export {
+  type DumpNode,
+  type DumpOptions,
+  type MapOptions,
+  Mapping,
+  PreparedMapping,
+  type Translation,
+  Vmm,
+} from "./mm/vmm.ts";
+export { type VaRange, VaRanges } from "./mm/va_ranges.ts";
+export { type Bar1Binding, BarMapping, type BarTarget, BarUser } from "./mm/bar_user.ts";
+export type {
+  DecodedDualHalf,
+  DecodedDualPde,
+  DecodedPde,
+  DecodedPte,
+  EntryCodec as EntryCodecOf,
+} from "./mm/pagetable/codec.ts";
+export type {
+  EntryCodec,
+  LevelFormat,
+  PdeAperture,
+  PteAperture,
+  PteInfo,
+  V2DualHalf,
+  V2DualHalfFields,
+  V2DualPde,
+  V2DualPdeFields,
+  V2Pde,
+  V2PdeFields,
+  V2Pte,
+  V2PteFields,
+  V3DualHalf,
+  V3DualHalfFields,
+  V3DualPde,
+  V3DualPdeFields,
+  V3Pde,
+  V3PdeFields,
+  V3Pte,
+  V3PteFields,
+  WalkMapped,
+  WalkStep,
+  WalkStopReason,
+  WalkUnmapped,
+} from "./mm/pagetable/mod.ts";
+export {
+  type EntryReader,
+  mmu,
+  type MmuFormat,
+  mmuFormat,
+  type MmuVersion,
+  type V2Codec,
+  type V3Codec,
+  walk,
+  type WalkOptions,
+  type WalkResult,
+} from "./mm/pagetable/mod.ts";

@@ -39,6 +39,7 @@ export class NovaError extends Error {
   /** What the user can do about it, if anything. */
   readonly hint?: string;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(code: ErrorCode, message: string, options?: { hint?: string; cause?: unknown }) {
     super(
       `${code}: ${message}`,

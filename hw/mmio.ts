@@ -99,6 +99,7 @@ export class Mmio {
   #backend: MmioBackend;
   #closed = false;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(name: string, backend: MmioBackend, options: MmioOptions = {}) {
     this.name = name;
     this.size = backend.size;
@@ -228,6 +229,7 @@ export class Mmio {
     return this.#closed;
   }
 
+  /** Releases it at the end of a `using` scope (same as closing it explicitly). */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -240,6 +240,7 @@ export class TraceWriter {
     this.#file = null;
   }
 
+  /** Releases it at the end of a `using` scope (same as closing it explicitly). */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -186,10 +186,12 @@ export class BarMapping {
     this.mapping.unmap();
   }
 
+  /** Releases it at the end of a `using` scope (same as closing it explicitly). */
   [Symbol.dispose](): void {
     this.unmap();
   }
 
+  /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     return `BarMapping BAR1 ${hex(this.va)} +${hex(this.size)} ${
       this.mapping.writable ? "rw" : "ro"
@@ -217,6 +219,7 @@ export class BarUser {
   readonly size: number;
   readonly #bar1: Mmio;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(mm: GpuMm, bar1: Mmio, binding: Bar1Binding) {
     this.#bar1 = bar1;
     this.binding = binding;
@@ -243,6 +246,7 @@ export class BarUser {
     return new BarMapping(m, this.#bar1);
   }
 
+  /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     return `BAR1 ${hex(this.size)} bytes, PDB ${hex(this.pdb)}, instance block ${
       hex(this.binding.instanceBlock)

@@ -69,6 +69,7 @@ export class Gpu {
   #bar1: BarUser | null = null;
   #binding: Bar1Binding | null | undefined = undefined;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(device: Device) {
     this.device = device;
     this.chip = device.chip;
@@ -195,10 +196,12 @@ export class Gpu {
     }
   }
 
+  /** Releases it at the end of a `using` scope (same as closing it explicitly). */
   [Symbol.dispose](): void {
     this.close();
   }
 
+  /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     return `Gpu ${this.device.spec} ${this.chip.name} (${this.chip.architecture}, MMU v${this.chip.mmuVersion}) VRAM ${
       hex(this.vram.size)

@@ -48,6 +48,7 @@ export class GpuMm {
   readonly vramSize: number;
   readonly #vmms = new Set<Vmm>();
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(options: GpuMmOptions) {
     const { start, end } = options.usable;
     this.buddy = new BuddyAllocator({ start, size: end - start });
@@ -128,6 +129,7 @@ export class GpuMm {
     this.#vmms.delete(vmm);
   }
 
+  /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     const s = this.buddy.stats();
     return `GpuMm MMU v${this.format.version}: VRAM ${hex(s.total)} usable, ${

@@ -54,6 +54,7 @@ export class PraminView {
   readonly base: number;
   readonly #bar0: Mmio;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(bar0: Mmio, base: number) {
     if (!Number.isSafeInteger(base) || base < 0 || base % BLOCK !== 0) {
       fail("EINVAL", `PRAMIN base ${describe(base)} is not a 64 KiB-aligned VRAM address`);
@@ -191,6 +192,7 @@ export class Pramin {
   #base = -1; // the VRAM base #cached selects; -1 until known
   #active: PraminWindow | null = null;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(bar0: Mmio, options: PraminOptions) {
     this.bar0 = bar0;
     this.register = options.register;
@@ -332,6 +334,7 @@ export class PraminWindow {
   #view: PraminView | null = null;
   #open = true;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(pramin: Pramin, saved: number, release: (saved: number) => void) {
     this.#pramin = pramin;
     this.#saved = saved;
@@ -501,6 +504,7 @@ export class PraminWindow {
     this.#release(this.#saved);
   }
 
+  /** Releases it at the end of a `using` scope (same as closing it explicitly). */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -57,6 +57,7 @@ export class Tlb {
   /** Flushes completed since open. */
   flushes = 0;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(bar0: Mmio, options: TlbOptions = {}) {
     this.#bar0 = bar0;
     this.#timeoutMs = options.timeoutMs ?? 2000;

@@ -32,6 +32,7 @@ export class VaRanges {
   readonly size: bigint;
   #ranges: VaRange[] = [];
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(size: bigint) {
     this.size = size;
   }

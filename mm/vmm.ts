@@ -145,6 +145,7 @@ export class PreparedMapping {
     this.#vmm.cancelMap(this);
   }
 
+  /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     return `PreparedMapping ${hex(this.va)} +${
       hex(this.size)
@@ -213,10 +214,12 @@ export class Mapping {
     if (this.#live) this.vmm.unmap(this);
   }
 
+  /** Releases it at the end of a `using` scope (same as closing it explicitly). */
   [Symbol.dispose](): void {
     this.unmap();
   }
 
+  /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     const pages = Object.entries(this.pages).map(([k, v]) => `${v}×${k}`).join(" ");
     return `Mapping ${hex(this.va)} +${hex(this.size)} ${this.writable ? "rw" : "ro"} ${pages}${
@@ -286,6 +289,7 @@ export class Vmm {
   readonly #sizes: number[];
   #destroyed = false;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(deps: VmmDeps, options: VmmOptions) {
     const { format } = deps;
     if (!Number.isSafeInteger(options.pdb) || options.pdb < 0 || options.pdb % PAGE !== 0) {
@@ -975,6 +979,7 @@ export class Vmm {
     if (this.#destroyed) fail("ENODEV", `${this.name} has been destroyed`);
   }
 
+  /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     return `Vmm ${this.name} MMU v${this.format.version} PDB ${hex(this.pdb)} VA ${
       hex(this.vaSize)

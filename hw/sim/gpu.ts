@@ -123,6 +123,7 @@ export class SimGpu {
   #bar1Pdb: number | null = null;
   #pendingReads = 0;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(profile: SimProfile) {
     this.profile = profile;
     this.vram = new SparseMemory(profile.vramSize);

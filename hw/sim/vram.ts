@@ -28,6 +28,7 @@ export class SparseMemory {
   #lastIndex = -1;
   #last: Chunk | undefined = undefined;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(size: number) {
     this.size = size;
   }
