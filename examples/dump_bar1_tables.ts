@@ -1,5 +1,5 @@
 /**
- * Dumps the BAR1 page tables as an indented tree, then checks every mapped
+ * Dumps the BAR1 page tables (read from VRAM) as an indented tree, then checks every mapped
  * page: the first word read through the BAR1 aperture must equal the word
  * PRAMIN reads at the physical address the tables give.
  *
@@ -26,7 +26,8 @@ const { values } = parseArgs({
 });
 
 console.log(bar1);
-const tree = vmm.dump({ maxPtes: Number(values["max-ptes"]) });
+// Read from VRAM, not the Vmm's shadow: what the hardware walks.
+const tree = vmm.dump({ maxPtes: Number(values["max-ptes"]), fromHardware: true });
 console.log(tree);
 
 /** Every leaf PTE of the dump: first VA of each mapped page. */

@@ -250,6 +250,8 @@ export interface DumpNode {
 export interface DumpOptions {
   /** Stop after this many PTEs (default 256). */
   maxPtes?: number;
+  /** Read the tables from VRAM through PRAMIN instead of printing the shadow. */
+  fromHardware?: boolean;
 }
 
 function sizeName(n: number): string {
@@ -885,11 +887,21 @@ export class Vmm {
   }
 
   /**
-   * The page-table tree as the shadow knows it: every non-zero entry with its
-   * level, index, VRAM address, first VA and decoded value, children nested.
-   * Prints as an indented tree.
+   * The page-table tree as the shadow knows it (or, with `fromHardware`, as
+   * VRAM holds it): every non-zero entry with its level, index, VRAM address,
+   * first VA and decoded value, children nested. Prints as an indented tree.
    */
   dump(options: DumpOptions = {}): DumpNode {
+    if (options.fromHardware) {
+      // A throw-away Vmm whose shadow is a fresh scan of VRAM: what the hardware holds.
+      const scanned = new Vmm(this.#deps, {
+        pdb: this.pdb,
+        vaSize: this.vaSize,
+        scan: true,
+        name: `${this.name} (read from VRAM)`,
+      });
+      return scanned.dump({ maxPtes: options.maxPtes });
+    }
     let budget = options.maxPtes ?? 256;
     const codec = this.format.codec;
     const dirs = this.format.directories.length;

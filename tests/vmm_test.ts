@@ -299,3 +299,26 @@ Deno.test("gpu.close() unmaps this session's BAR1 mappings and address spaces, t
     assert.equal(simPa(gpu, sim.firmware.bar1Pdb, f.va), f.pa, "firmware's own mappings stay");
   }
 });
+
+Deno.test("vmm.dump({ fromHardware }) reads VRAM and matches the shadow; a stray write shows only there", async () => {
+  const gpu = await openGpu({ device: "sim:gh100" });
+  const a = gpu.mm.buddy.alloc(4 * MiB, { align: 2 * MiB });
+  const m = gpu.bar1.map([a.start / PAGE, a.start / PAGE + 7], { writable: true });
+  const big = gpu.bar1.map(a, { writable: true });
+  const lines = (n: unknown) =>
+    Deno.inspect(n).split("\n").slice(1).map((l) => l.replace("  (firmware)", ""));
+  const shadow = lines(gpu.bar1.vmm.dump());
+  const hw = lines(gpu.bar1.vmm.dump({ fromHardware: true }));
+  assert.deepEqual(hw, shadow);
+  assert.ok(
+    shadow.some((l) => l.includes("PT[")) && shadow.some((l) => /PD0\[\d+\].*PTE v3 valid/.test(l)),
+  );
+  // Someone scribbles a PTE behind the Vmm's back: only the hardware dump shows it.
+  const pte = gpu.bar1.vmm.walk(m.va).steps.at(-1)!.entryAddress;
+  gpu.pramin.write64(pte + 8 * 100, gpu.format.codec.vramPte(a.start, { writable: false }));
+  assert.equal(lines(gpu.bar1.vmm.dump()).length, shadow.length);
+  assert.equal(lines(gpu.bar1.vmm.dump({ fromHardware: true })).length, shadow.length + 1);
+  m.unmap();
+  big.unmap();
+  gpu.close();
+});
