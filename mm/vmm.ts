@@ -900,15 +900,48 @@ export class Vmm {
         scan: true,
         name: `${this.name} (read from VRAM)`,
       });
-      return scanned.dump({ maxPtes: options.maxPtes });
+      // Ownership comes from this Vmm: a table it allocated is not firmware's.
+      const ours = new Set<number>();
+      const collect = (t: Table) => {
+        if (t.alloc !== null) ours.add(t.addr);
+        for (const c of t.children) if (c !== null) collect(c);
+      };
+      collect(this.#root);
+      return scanned.#dumpTree(
+        options.maxPtes ?? 256,
+        (t) => !ours.has(t.addr),
+        (va) => this.#firmwareVa(va),
+      );
     }
-    let budget = options.maxPtes ?? 256;
+    return this.#dumpTree(
+      options.maxPtes ?? 256,
+      (t) => t.alloc === null,
+      (va) => this.#firmwareVa(va),
+    );
+  }
+
+  /** True when `va` is in a range this Vmm found taken (firmware's), not one it mapped. */
+  #firmwareVa(va: bigint): boolean {
+    const r = this.ranges.find(va);
+    return r === undefined || r.owner === "firmware";
+  }
+
+  /**
+   * The tree behind {@linkcode Vmm.dump}. An entry is marked foreign when the
+   * table it points to is (`tableForeign`) or, for a PTE, when its VA is
+   * (`pteForeign`): a page mapped by this Vmm into firmware's table is ours.
+   */
+  #dumpTree(
+    maxPtes: number,
+    tableForeign: (t: Table) => boolean,
+    pteForeign: (va: bigint) => boolean,
+  ): DumpNode {
+    let budget = maxPtes;
     const codec = this.format.codec;
     const dirs = this.format.directories.length;
     const visit = (t: Table, base: bigint): DumpNode[] => {
       const out: DumpNode[] = [];
       const span = 1n << BigInt(t.level.vaLo);
-      const foreign = t.alloc === null;
       for (let i = 0; i < t.level.entries && budget > 0; i++) {
         const va = base + BigInt(i) * span;
         if (t.level.dual) {
@@ -929,7 +962,9 @@ export class Vmm {
             va,
             entry: d.isPte ? codec.decodePte(lo) : d,
             children,
-            foreign,
+            foreign: d.isPte
+              ? pteForeign(va)
+              : [big, small].every((c) => c === null || tableForeign(c)),
           });
           continue;
         }
@@ -945,7 +980,7 @@ export class Vmm {
           va,
           entry: isPte ? codec.decodePte(raw) : codec.decodePde(raw),
           children: child === null ? [] : visit(child, va),
-          foreign,
+          foreign: child === null ? pteForeign(va) : tableForeign(child),
         });
       }
       return out;
@@ -957,7 +992,7 @@ export class Vmm {
       va: 0n,
       entry: null,
       children: visit(this.#root, 0n),
-      foreign: this.#root.alloc === null,
+      foreign: tableForeign(this.#root),
     };
     const truncated = budget <= 0;
     Object.defineProperty(root, Symbol.for("Deno.customInspect"), {
