@@ -26,10 +26,11 @@ import {
   RAMIN_PDB,
 } from "../hw/regs.ts";
 import { readRegister } from "../hw/device.ts";
-import type { Allocation } from "./buddy.ts";
+import { Allocation } from "./buddy.ts";
 import type { GpuMm } from "./gpu_mm.ts";
 import type { Pramin } from "./pramin.ts";
 import type { Mapping, Vmm } from "./vmm.ts";
+import { u64 } from "./types.ts";
 
 /** Where BAR1's tables are. */
 export interface Bar1Binding {
@@ -148,10 +149,7 @@ export class BarMapping {
   /** 64-bit write as two 32-bit writes, low half first. */
   write64(offset: number, value: bigint | number): void {
     this.#writable();
-    const v = BigInt(value);
-    if (v < 0n || v >= 1n << 64n) {
-      fail("EINVAL", `value ${describe(value)} is not an unsigned 64-bit integer`);
-    }
+    const v = u64(value, "value");
     const at = this.#at(offset, 8);
     this.#bar1.write32(at, Number(v & 0xffffffffn));
     this.#bar1.write32(at + 4, Number(v >> 32n));
@@ -243,6 +241,10 @@ export class BarUser {
       fail("ENOSPC", `cannot map ${hex(size)} bytes into the ${hex(this.size)}-byte BAR1 aperture`);
     }
     const m = this.vmm.mapPages(pfns, { ...options, label: "bar1" });
+    if (target instanceof Allocation) {
+      // The pages must not go back to the allocator while BAR1 still points at them.
+      m.whenUnmapped(target.pin(`the BAR1 mapping at ${hex(m.va)}`));
+    }
     return new BarMapping(m, this.#bar1);
   }
 
@@ -268,8 +270,8 @@ function toPfns(target: BarTarget): number[] {
     for (let a = start; a < start + size; a += 4096) out.push(a / 4096);
   };
   const out: number[] = [];
-  if (target !== null && typeof target === "object" && "blocks" in target) {
-    const a = target as Allocation;
+  if (target instanceof Allocation) {
+    const a = target;
     if (!a.live) fail("EINVAL", `${String(a)} has been freed`);
     if (a.contiguous) pages(a.start, a.size, out);
     else for (const b of a.blocks) pages(b.start, b.size, out);

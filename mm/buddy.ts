@@ -490,6 +490,7 @@ export class Allocation {
   #runs: readonly number[];
   #blocks: readonly Block[] | undefined;
   #live = true;
+  #users: string[] = [];
 
   /** Allocations come from {@linkcode BuddyAllocator.alloc}; this constructor is not public API. */
   constructor(
@@ -506,6 +507,26 @@ export class Allocation {
     let size = 0;
     for (let i = 0; i < runs.length; i += 2) size += runs[i + 1] - runs[i];
     this.size = size;
+  }
+
+  /**
+   * Marks the allocation as in use by `what` (a BAR1 mapping of it, say):
+   * `free()` refuses with EBUSY naming the users until every returned
+   * release function has run.
+   */
+  pin(what: string): () => void {
+    this.#users.push(what);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#users.splice(this.#users.indexOf(what), 1);
+    };
+  }
+
+  /** What pinned it and has not released it. */
+  get users(): readonly string[] {
+    return this.#users;
   }
 
   static {
@@ -971,6 +992,14 @@ export class BuddyAllocator {
       fail(
         "EINVAL",
         `buddy free: double free of allocation ${hex(allocation.start)} +${hex(allocation.size)}`,
+      );
+    }
+    if (allocation.users.length > 0) {
+      fail(
+        "EBUSY",
+        `buddy free: allocation ${hex(allocation.start)} +${hex(allocation.size)} is in use by ${
+          allocation.users.join(", ")
+        }; release that first`,
       );
     }
     retire(allocation);

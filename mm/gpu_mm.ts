@@ -73,18 +73,7 @@ export class GpuMm {
    * directory from the buddy allocator.
    */
   createVmm(options: { vaSize?: bigint | number; name?: string } = {}): Vmm {
-    const maxVa = 1n << BigInt(this.format.vaBits);
-    const raw = options.vaSize ?? maxVa;
-    if (typeof raw === "number" && !Number.isSafeInteger(raw)) {
-      fail("EINVAL", `VA size ${describe(raw)} is not an integer`);
-    }
-    const vaSize = BigInt(raw);
-    if (vaSize <= 0n || vaSize > maxVa) {
-      fail(
-        "EINVAL",
-        `VA size ${hex(vaSize)} must be in 1..${hex(maxVa)} (${this.format.vaBits}-bit VA)`,
-      );
-    }
+    const vaSize = this.#vaSize(options.vaSize ?? 1n << BigInt(this.format.vaBits));
     const root = this.buddy.alloc(4096);
     try {
       using w = this.pramin.borrow();
@@ -108,9 +97,15 @@ export class GpuMm {
    * entries already there are scanned and their VA marked taken.
    */
   openVmm(options: { pdb: number; vaSize: bigint | number; name?: string }): Vmm {
+    const vaSize = this.#vaSize(options.vaSize);
+    const other = this.vmms().find((v) => v.pdb === options.pdb);
+    if (other !== undefined) {
+      // Two shadows of one tree would each free tables the other still writes.
+      fail("EBUSY", `PDB ${hex(options.pdb)} is already managed by ${other.name}; use that Vmm`);
+    }
     const vmm = new Vmm(this.#deps(), {
       pdb: options.pdb,
-      vaSize: BigInt(options.vaSize),
+      vaSize,
       scan: true,
       name: options.name,
     });
@@ -120,7 +115,26 @@ export class GpuMm {
 
   /** Address spaces made here and not destroyed. */
   vmms(): Vmm[] {
+    for (const v of this.#vmms) if (v.destroyed) this.#vmms.delete(v);
     return [...this.#vmms];
+  }
+
+  /** Checks a VA size: an integer in 4 KiB..2^vaBits, a multiple of 4 KiB. */
+  #vaSize(raw: bigint | number): bigint {
+    const maxVa = 1n << BigInt(this.format.vaBits);
+    if (typeof raw !== "bigint" && !Number.isSafeInteger(raw)) {
+      fail("EINVAL", `VA size ${describe(raw)} is not an integer`);
+    }
+    const vaSize = BigInt(raw);
+    if (vaSize <= 0n || vaSize > maxVa || vaSize % 4096n !== 0n) {
+      fail(
+        "EINVAL",
+        `VA size ${hex(vaSize)} must be a multiple of 4 KiB in 0x1000..${
+          hex(maxVa)
+        } (${this.format.vaBits}-bit VA)`,
+      );
+    }
+    return vaSize;
   }
 
   /** Destroys an address space (unmaps everything, frees its root). */
@@ -134,6 +148,6 @@ export class GpuMm {
     const s = this.buddy.stats();
     return `GpuMm MMU v${this.format.version}: VRAM ${hex(s.total)} usable, ${
       hex(s.free)
-    } free, ${this.#vmms.size} address spaces`;
+    } free, ${this.vmms().length} address spaces`;
   }
 }

@@ -18,6 +18,7 @@
  */
 
 import { describe, fail, hex } from "../hw/errors.ts";
+import { u64 } from "./types.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import {
   getField,
@@ -449,14 +450,7 @@ export class PraminWindow {
 
   /** 64-bit write as two 32-bit writes, low half first. Accepts a bigint or a safe number. */
   write64(addr: number, value: bigint | number): void {
-    const big = typeof value === "bigint"
-      ? value
-      : Number.isSafeInteger(value)
-      ? BigInt(value)
-      : -1n;
-    if (big < 0n || big >= 1n << 64n) {
-      fail("EINVAL", `value ${describe(value)} is not an unsigned 64-bit integer`);
-    }
+    const big = u64(value, "value");
     const v = this.#locate(addr, 8, 8);
     v.write32(addr, Number(big & 0xffffffffn));
     v.write32(addr + 4, Number(big >> 32n));

@@ -81,9 +81,12 @@ export class VaRanges {
     return r;
   }
 
-  /** Finds the lowest free `align`-aligned range of `size` bytes in [lo, hi); null if none. */
-  findFree(size: bigint, align: bigint, lo = 0n, hi = this.size): bigint | null {
-    const up = (x: bigint) => (x + align - 1n) / align * align;
+  /**
+   * Finds the lowest free range of `size` bytes in [lo, hi) whose start is
+   * `phase` modulo `align` (0: aligned); null if none.
+   */
+  findFree(size: bigint, align: bigint, lo = 0n, hi = this.size, phase = 0n): bigint | null {
+    const up = (x: bigint) => x + ((phase - (x % align)) % align + align) % align;
     let cursor = up(lo);
     for (let i = this.#firstEndingAfter(cursor); i <= this.#ranges.length; i++) {
       const next = this.#ranges[i];
@@ -95,9 +98,12 @@ export class VaRanges {
     return null;
   }
 
-  /** Allocates the lowest free aligned range (ENOSPC naming the size when none fits). */
-  allocate(size: bigint, align: bigint, owner: string): VaRange {
-    const start = this.findFree(size, align);
+  /**
+   * Allocates the lowest free range starting at `phase` modulo `align` (ENOSPC
+   * naming the size when none fits).
+   */
+  allocate(size: bigint, align: bigint, owner: string, phase = 0n): VaRange {
+    const start = this.findFree(size, align, 0n, this.size, phase);
     if (start === null) {
       const free = this.size - this.#ranges.reduce((n, r) => n + (r.end - r.start), 0n);
       fail(

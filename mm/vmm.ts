@@ -27,6 +27,7 @@ import type { Pramin, PraminWindow } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
 import { type LevelFormat, levelIndex, type MmuFormat } from "./pagetable/format.ts";
 import { walk, type WalkResult } from "./pagetable/walk.ts";
+import { virtualAddress } from "./types.ts";
 import { type VaRange, VaRanges } from "./va_ranges.ts";
 
 const PAGE = 4096;
@@ -135,6 +136,11 @@ export class PreparedMapping {
     this.pinned = init.pinned;
   }
 
+  /** The address space it was prepared in. */
+  get vmm(): Vmm {
+    return this.#vmm;
+  }
+
   /** The VA the mapping will have. */
   get va(): bigint {
     return this.range.start;
@@ -168,6 +174,7 @@ export class Mapping {
   /** @internal */ readonly runs: readonly Run[];
   /** @internal */ readonly pfns: ArrayLike<number>;
   #live = true;
+  #onRetire: (() => void)[] = [];
 
   /** Created by {@linkcode Vmm.executeMap}. */
   constructor(vmm: Vmm, prepared: PreparedMapping) {
@@ -202,10 +209,17 @@ export class Mapping {
     return this.pfns[Math.floor(offset / PAGE)] * PAGE + (offset % PAGE);
   }
 
+  /** Runs `fn` once when the mapping goes away (unmap, destroy, GPU close). */
+  whenUnmapped(fn: () => void): void {
+    if (this.#live) this.#onRetire.push(fn);
+    else fn();
+  }
+
   /** @internal */
   retire(): boolean {
     const was = this.#live;
     this.#live = false;
+    if (was) { for (const fn of this.#onRetire.splice(0)) fn(); }
     return was;
   }
 
@@ -372,10 +386,7 @@ export class Vmm {
     const pd0 = dirs.length - 1;
     const taken: [bigint, bigint][] = [];
     const take = (va: bigint, size: bigint) => {
-      const end = va + size > this.vaSize ? this.vaSize : va + size;
-      const last = taken.at(-1);
-      if (last !== undefined && last[1] === va) last[1] = end;
-      else taken.push([va, end]);
+      taken.push([va, va + size > this.vaSize ? this.vaSize : va + size]);
     };
     const entryVa = (base: bigint, level: LevelFormat, i: number) =>
       base + (BigInt(i) << BigInt(level.vaLo));
@@ -407,11 +418,16 @@ export class Vmm {
           const ok = (h: { aperture: string; address: number | bigint }, size: number) =>
             h.aperture === "video" && typeof h.address === "number" &&
             h.address + size <= this.#deps.vramSize;
-          if (
-            d.isPte || (!ok(d.big, 256) && d.big.aperture !== "invalid") ||
-            (!ok(d.small, PAGE) && d.small.aperture !== "invalid")
-          ) {
-            take(va, span); // a huge page or something we cannot follow: all of it is taken
+          // A half that is not a table we can follow (sysmem, out of range, or an
+          // invalid but non-zero word such as a sparse marker) makes the whole
+          // 2 MiB firmware's, so its word is never rewritten.
+          const odd = (
+            h: { aperture: string; address: number | bigint },
+            word: bigint,
+            size: number,
+          ) => h.aperture === "invalid" ? word !== 0n : !ok(h, size);
+          if (d.isPte || odd(d.big, lo, 256) || odd(d.small, hi, PAGE)) {
+            take(va, span);
             continue;
           }
           if (d.big.aperture === "video") {
@@ -450,7 +466,15 @@ export class Vmm {
       }
     };
     visit(this.#root, 0n);
-    for (const [start, end] of taken) this.ranges.claim(start, end - start, "firmware");
+    // Big and small pages may cover the same VA (the hardware allows it): merge first.
+    taken.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const merged: [bigint, bigint][] = [];
+    for (const [start, end] of taken) {
+      const last = merged.at(-1);
+      if (last !== undefined && start <= last[1]) last[1] = end > last[1] ? end : last[1];
+      else merged.push([start, end]);
+    }
+    for (const [start, end] of merged) this.ranges.claim(start, end - start, "firmware");
   }
 
   // --- mapping ----------------------------------------------------------------
@@ -533,13 +557,25 @@ export class Vmm {
     return true; // the path does not exist yet
   }
 
-  /** VA alignment for a new mapping: the largest usable page that fits. */
-  #alignFor(size: number, firstPa: number, forced: number | undefined): bigint {
-    if (forced !== undefined) return BigInt(forced);
+  /**
+   * Where a new mapping's VA may go, best first: for each page size larger
+   * than 4 KiB whose aligned block fits inside the first physically
+   * contiguous run, a VA with the same offset modulo that size as the
+   * physical address (so that block maps as one big page); 4 KiB last.
+   */
+  #vaPlacements(pfns: ArrayLike<number>, forced: number | undefined): [bigint, bigint][] {
+    if (forced !== undefined) return [[BigInt(forced), 0n]];
+    let run = 1;
+    while (run < pfns.length && pfns[run] === pfns[0] + run) run++;
+    const pa = pfns[0] * PAGE;
+    const out: [bigint, bigint][] = [];
     for (const s of this.#sizes) {
-      if (s <= size && firstPa % s === 0) return BigInt(s);
+      if (s === PAGE) continue;
+      const aligned = Math.ceil(pa / s) * s;
+      if (aligned + s <= pa + run * PAGE) out.push([BigInt(s), BigInt(pa % s)]);
     }
-    return BigInt(PAGE);
+    out.push([BigInt(PAGE), 0n]);
+    return out;
   }
 
   /**
@@ -562,11 +598,10 @@ export class Vmm {
     const label = options.label ?? "mapping";
     let range: VaRange;
     if (options.va !== undefined) {
-      const va = typeof options.va === "bigint" ? options.va : BigInt(options.va);
+      const va = virtualAddress(options.va, this.format.vaBits);
       if (va % BigInt(PAGE) !== 0n) fail("EINVAL", `VA ${hex(va)} is not 4 KiB aligned`);
       range = this.ranges.claim(va, BigInt(size), label);
     } else {
-      const align = this.#alignFor(size, pfns[0] * PAGE, forced);
       if (BigInt(size) > this.vaSize) {
         fail(
           "ENOSPC",
@@ -575,7 +610,18 @@ export class Vmm {
           }-byte address space of ${this.name}`,
         );
       }
-      range = this.ranges.allocate(BigInt(size), align, label);
+      // Prefer a VA that lets big pages be used; fall back to any 4 KiB-aligned hole.
+      const places = this.#vaPlacements(pfns, forced);
+      let found: VaRange | null = null;
+      for (const [align, phase] of places.slice(0, -1)) {
+        const start = this.ranges.findFree(BigInt(size), align, 0n, this.vaSize, phase);
+        if (start !== null) {
+          found = this.ranges.claim(start, BigInt(size), label);
+          break;
+        }
+      }
+      const [align, phase] = places[places.length - 1];
+      range = found ?? this.ranges.allocate(BigInt(size), align, label, phase);
     }
     const newTables: Table[] = [];
     const pinned: Table[] = [];
@@ -617,12 +663,16 @@ export class Vmm {
     const freed: Table[] = [];
     // Its own new tables, and any table an unmap emptied while this prepare pinned it.
     this.#reclaim([...newTables, ...pinned].filter((t) => t.live === 0), writes, freed);
+    this.ranges.release(range);
     if (writes.length > 0) {
-      using w = this.#deps.pramin.borrow();
-      for (const [t, word] of writes) w.write64(t.addr + word * 8, t.raw[word]);
+      // Links in VRAM were cleared (tables an unmap emptied): flush before the pages go back.
+      {
+        using w = this.#deps.pramin.borrow();
+        for (const [t, word] of writes) w.write64(t.addr + word * 8, t.raw[word]);
+      }
+      this.#deps.tlb.flush(this.pdb);
     }
     for (const t of freed) t.alloc!.free();
-    this.ranges.release(range);
   }
 
   /** Makes sure the tables above the PTE for (va, pageSize) exist in the shadow; pins them. */
@@ -704,6 +754,7 @@ export class Vmm {
    */
   executeMap(prepared: PreparedMapping): Mapping {
     this.#alive();
+    this.#own(prepared);
     if (prepared.state !== "prepared") {
       fail("EINVAL", `this prepared mapping was already ${prepared.state}`);
     }
@@ -752,12 +803,14 @@ export class Vmm {
       }
       for (const [t, word] of touched) w.write64(t.addr + word * 8, t.raw[word]);
     }
-    this.#deps.tlb.flush(this.pdb);
+    // The PTEs are in VRAM: the mapping exists from here on, even if the flush
+    // fails (the caller can still unmap it).
     for (const t of prepared.pinned) t.pins--;
     prepared.state = "executed";
     this.#pending.delete(prepared);
     const m = new Mapping(this, prepared);
     this.#mappings.add(m);
+    this.#deps.tlb.flush(this.pdb);
     return m;
   }
 
@@ -796,6 +849,7 @@ export class Vmm {
 
   /** Releases a prepared mapping's VA range and tables (before execute). */
   cancelMap(prepared: PreparedMapping): void {
+    this.#own(prepared);
     if (prepared.state !== "prepared") return;
     prepared.state = "cancelled";
     this.#pending.delete(prepared);
@@ -826,8 +880,9 @@ export class Vmm {
   /** Invalidates a mapping's PTEs, flushes once, frees its VA and any table left empty. */
   unmap(mapping: Mapping): void {
     this.#alive();
-    if (!(mapping instanceof Mapping) || mapping.vmm !== this) {
-      fail("EINVAL", `${String(mapping)} is not a mapping of ${this.name}`);
+    if (!(mapping instanceof Mapping)) fail("EINVAL", `${describe(mapping)} is not a Mapping`);
+    if (mapping.vmm !== this) {
+      fail("EINVAL", `mapping ${hex(mapping.va)} belongs to ${mapping.vmm.name}, not ${this.name}`);
     }
     if (!mapping.live) fail("EINVAL", `mapping ${hex(mapping.va)} is already unmapped`);
     const emptied: Table[] = [];
@@ -848,11 +903,13 @@ export class Vmm {
       using w = this.#deps.pramin.borrow();
       for (const [t, word] of writes) if (!dead.has(t)) w.write64(t.addr + word * 8, t.raw[word]);
     }
-    this.#deps.tlb.flush(this.pdb);
-    for (const t of freed) t.alloc!.free();
+    // The entries are cleared in VRAM: the mapping is gone whatever the flush does.
     mapping.retire();
     this.#mappings.delete(mapping);
     this.ranges.release(mapping.range);
+    this.#deps.tlb.flush(this.pdb);
+    // Only after a completed flush can no walker reach the tables: then free them.
+    for (const t of freed) t.alloc!.free();
   }
 
   // --- inspection -------------------------------------------------------------
@@ -1020,6 +1077,17 @@ export class Vmm {
     for (const m of [...this.#mappings]) this.unmap(m);
     this.#destroyed = true;
     this.#rootAllocation?.free();
+  }
+
+  #own(prepared: PreparedMapping): void {
+    if (!(prepared instanceof PreparedMapping) || prepared.vmm !== this) {
+      fail("EINVAL", `${describe(prepared)} is not a mapping prepared by ${this.name}`);
+    }
+  }
+
+  /** True once {@linkcode Vmm.destroy} ran. */
+  get destroyed(): boolean {
+    return this.#destroyed;
   }
 
   #alive(): void {

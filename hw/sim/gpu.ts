@@ -355,6 +355,20 @@ export class SimGpu {
       return;
     }
     this.#regs.set(offset, value >>> 0);
+    if (
+      offset === NV_PBUS_BAR1_BLOCK ||
+      offset === NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR ||
+      offset === NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR
+    ) {
+      // Binding BAR1 fetches the instance block now; its PDB is latched until the next bind.
+      this.#bar1Pdb = this.bar1Pdb();
+      this.mmu.invalidate("all");
+      this.#note(
+        "info",
+        "bar1-bind",
+        `BAR1 bound to PDB ${this.#bar1Pdb === null ? "none" : hex(this.#bar1Pdb)}`,
+      );
+    }
   }
 
   #flush(value: number): void {
@@ -373,7 +387,23 @@ export class SimGpu {
       );
       return;
     }
-    this.mmu.invalidate(all ? "all" : pdb);
+    if (getField(value, MMU_INVALIDATE.ALL_VA) !== 1) {
+      // A targeted invalidate needs the VA registers, which are not simulated: nothing is dropped.
+      this.#note(
+        "error",
+        "tlb-targeted",
+        `TLB invalidate ${hex(value)} without ALL_VA is not simulated`,
+      );
+    } else if (!all && aperture !== 0) {
+      // A system-memory PDB is another address space than the VRAM PDB of the same number.
+      this.#note(
+        "error",
+        "tlb-sysmem-pdb",
+        `TLB invalidate of a SYS_MEM PDB ${hex(pdb)}: not simulated`,
+      );
+    } else {
+      this.mmu.invalidate(all ? "all" : pdb);
+    }
     this.flushes.push({ pdb: all ? "all" : pdb, aperture, value: value >>> 0 });
     this.#note("info", "tlb-flush", `TLB invalidate ${all ? "all PDBs" : `PDB ${hex(pdb)}`}`);
   }

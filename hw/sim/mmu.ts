@@ -181,6 +181,8 @@ export class SimMmu {
   #levels: Level[];
   #vaLimit: bigint;
   #tlb = new Map<number, Map<number, number>>();
+  /** Directory entries (32-bit words by VRAM address) each PDB's walks have read: a PDE cache. */
+  #pdes = new Map<number, Map<number, number>>();
   #lastPdb = -1;
   #lastMap: Map<number, number> | undefined = undefined;
   #entries = 0;
@@ -237,8 +239,18 @@ export class SimMmu {
     return this.#walk(pdb, v);
   }
 
-  #walk(pdb: number, va: bigint): SimTranslation | SimWalkFault {
+  #walk(pdb: number, va: bigint, pdes?: Map<number, number>): SimTranslation | SimWalkFault {
     const mem = this.vram;
+    // Directory words come from the PDE cache when given (as a real MMU's do):
+    // a PDE changed without a flush keeps its old value for later walks.
+    const dir = pdes === undefined ? (a: number) => mem.read32(a) : (a: number) => {
+      let w = pdes.get(a);
+      if (w === undefined) {
+        w = mem.read32(a);
+        pdes.set(a, w);
+      }
+      return w;
+    };
     const v2 = this.version === 2;
     const levels = this.#levels;
     const last = levels.length - 1;
@@ -246,8 +258,8 @@ export class SimMmu {
     for (let i = 0; i < last; i++) {
       const level = levels[i];
       const slot = table + this.#index(va, level) * 8;
-      const lo = mem.read32(slot);
-      const hi = mem.read32(slot + 4);
+      const lo = dir(slot);
+      const hi = dir(slot + 4);
       if (lo & 1) {
         if (!level.leaf) return { fault: "pte-at-non-leaf", level: level.name };
         return this.#pte(lo, hi, va, 2 ** level.shift, level.name);
@@ -268,8 +280,8 @@ export class SimMmu {
     // PD0: dual entry, big half in the low word, small half in the high word.
     const pd0 = levels[last];
     const slot = table + this.#index(va, pd0) * 16;
-    const lo = mem.read32(slot);
-    const hi = mem.read32(slot + 4);
+    const lo = dir(slot);
+    const hi = dir(slot + 4);
     if (lo & 1) return this.#pte(lo, hi, va, 2 ** 21, pd0.name);
     const sub = Number(va & 0x1fffffn);
     const bigAperture = (lo >>> 1) & 3;
@@ -288,8 +300,8 @@ export class SimMmu {
       const noSmall = v2 ? (plo & 0x20) !== 0 : ((plo >>> 3) & 0x1f) === 3;
       if (noSmall) return { fault: "invalid-pte", level: "PT64K" };
     }
-    const slo = mem.read32(slot + 8);
-    const shi = mem.read32(slot + 12);
+    const slo = dir(slot + 8);
+    const shi = dir(slot + 12);
     const smallAperture = (slo >>> 1) & 3;
     if (smallAperture === 0) {
       return bigAperture === 1
@@ -433,7 +445,7 @@ export class SimMmu {
         ? { fault: "va-out-of-range", level: root.name }
         : pdb + root.bytes > this.vramSize
         ? { fault: "table-out-of-range", level: root.name }
-        : this.#walk(pdb, va);
+        : this.#walk(pdb, va, this.#pdeCache(pdb));
       if ("fault" in t) {
         this.#record(pdb, va + BigInt(offset), write, width, t.fault);
         return -1;
@@ -476,14 +488,24 @@ export class SimMmu {
 
   #drop(): void {
     this.#tlb.clear();
+    this.#pdes.clear();
     this.#lastPdb = -1;
     this.#lastMap = undefined;
     this.#entries = 0;
   }
 
+  #pdeCache(pdb: number): Map<number, number> {
+    let m = this.#pdes.get(pdb);
+    if (m === undefined) {
+      m = new Map();
+      this.#pdes.set(pdb, m);
+    }
+    return m;
+  }
+
   /**
-   * Drops the cached translations of one PDB, or of all PDBs: what a TLB
-   * invalidate naming that PDB (or ALL_PDB) does.
+   * Drops the cached translations and directory entries of one PDB, or of
+   * all PDBs: what a TLB invalidate naming that PDB (or ALL_PDB) does.
    */
   invalidate(pdb: number | "all"): void {
     // Any number is accepted: a flush naming a PDB nothing is cached for is a no-op.
@@ -495,6 +517,7 @@ export class SimMmu {
       this.#drop();
       return;
     }
+    this.#pdes.delete(pdb);
     const map = this.#tlb.get(pdb);
     if (map !== undefined) {
       this.#entries -= map.size;
