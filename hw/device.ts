@@ -9,7 +9,7 @@
  */
 
 import { type ChipInfo, decodeChip } from "./chip.ts";
-import { fail, hex } from "./errors.ts";
+import { fail, hex, NovaError } from "./errors.ts";
 import { Mmio, type MmioBackend, type MmioCounters, type MmioTracer, newCounters } from "./mmio.ts";
 import {
   getField,
@@ -19,9 +19,10 @@ import {
   NV_PMC_BOOT_0,
   NV_PMC_BOOT_42,
   NV_USABLE_FB_SIZE_IN_MB,
+  windowRegister,
 } from "./regs.ts";
 import { createSimGpu, type SimGpu } from "./sim/gpu.ts";
-import { findGpu, type PciFunction } from "./pci.ts";
+import { enableDevice, findGpu, type PciFunction } from "./pci.ts";
 import { openBar } from "./mapped.ts";
 
 /** Options for {@linkcode openDevice}. */
@@ -79,18 +80,26 @@ export function readRegister(bar0: Mmio, offset: number, name: string): number {
 
 /** Reads the VRAM size the way nova-core does for this chip (facts §1.4). */
 export function readVramSize(bar0: Mmio, chip: ChipInfo): number {
+  let size: number;
+  let name: string;
   if (chip.architecture === "Turing") {
-    const v = readRegister(
-      bar0,
-      NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE,
-      "NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE",
-    );
+    name = "NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE";
+    const v = readRegister(bar0, NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE, name);
     const mib = getField(v, LOCAL_MEMORY_RANGE.LOWER_MAG) *
       2 ** getField(v, LOCAL_MEMORY_RANGE.LOWER_SCALE);
-    const size = mib * 2 ** 20;
-    return getField(v, LOCAL_MEMORY_RANGE.ECC_MODE) ? size / 16 * 15 : size;
+    size = getField(v, LOCAL_MEMORY_RANGE.ECC_MODE) ? mib * 2 ** 20 / 16 * 15 : mib * 2 ** 20;
+  } else {
+    name = "NV_USABLE_FB_SIZE_IN_MB";
+    size = readRegister(bar0, NV_USABLE_FB_SIZE_IN_MB, name) * 2 ** 20;
   }
-  return readRegister(bar0, NV_USABLE_FB_SIZE_IN_MB, "NV_USABLE_FB_SIZE_IN_MB") * 2 ** 20;
+  if (size === 0 || size > 2 ** 40) {
+    fail(
+      "EIO",
+      `${name} reports ${hex(size)} bytes of VRAM (limit 0x10000000000)`,
+      "the firmware has not reported the VRAM size yet: is the GPU booted (GSP up)?",
+    );
+  }
+  return size;
 }
 
 function identify(bar0: Mmio): ChipInfo {
@@ -175,6 +184,15 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
   const release = readOnly
     ? () => {}
     : lockCard(fn.bdf, options.lockDir === undefined ? {} : { dir: options.lockDir });
+  if (!readOnly && fn.driver === null) {
+    // An unbound card may have memory decoding off (every read all ones): turn it on,
+    // as tinygrad does. A failure here shows up as the all-ones error below.
+    try {
+      enableDevice(fn);
+    } catch {
+      // reported through the BOOT read, with the hint
+    }
+  }
   const open = (): [MmioBackend, MmioBackend] => {
     const bar0 = openBar(fn, 0, { readOnly, force });
     try {
@@ -184,13 +202,41 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       throw e;
     }
   };
-  return assemble(open, options, {
-    spec: fn.bdf,
-    kind: "pci",
-    firmwareUsable: null,
-    sim: null,
-    pci: fn,
-    release,
+  try {
+    return assemble(open, options, {
+      spec: fn.bdf,
+      kind: "pci",
+      firmwareUsable: null,
+      sim: null,
+      pci: fn,
+      release,
+    });
+  } catch (e) {
+    if (e instanceof NovaError && e.code === "ENODEV" && e.message.includes("does not answer")) {
+      throw new NovaError("ENODEV", e.message.replace(/^ENODEV: /, ""), {
+        hint:
+          `check that memory decoding is on: ${fn.path}/enable must read 1 (echo 1 > ${fn.path}/enable)`,
+        cause: e,
+      });
+    }
+    throw e;
+  }
+}
+
+/**
+ * Counts writes of the PRAMIN window register that change where it points
+ * (its BASE and TARGET fields), whoever makes them, in `counters.windowMoves`.
+ * Reads the register once to know where it starts.
+ */
+function countWindowMoves(bar0: Mmio, chip: ChipInfo): void {
+  const reg = windowRegister(chip.architecture);
+  const where = (raw: number) =>
+    `${getField(raw, reg.base)}:${reg.target === null ? 0 : getField(raw, reg.target)}`;
+  let last = where(bar0.read32(reg.offset));
+  bar0.watch(reg.offset, (raw) => {
+    const now = where(raw);
+    if (now !== last) bar0.counters.windowMoves++;
+    last = now;
   });
 }
 
@@ -223,6 +269,7 @@ function assemble(
   };
   try {
     const chip = identify(bar0);
+    countWindowMoves(bar0, chip);
     const { release: _, ...rest } = info;
     return {
       ...rest,

@@ -84,7 +84,7 @@ export class MappedBar implements MmioBackend {
     this.#fd = fd;
     const buffer = Deno.UnsafePointerView.getArrayBuffer(mapping.pointer, mapping.length);
     this.#u8 = new Uint8Array(buffer);
-    this.#u16 = new Uint16Array(buffer, 0, mapping.length >>> 1);
+    this.#u16 = new Uint16Array(buffer, 0, Math.floor(mapping.length / 2));
     this.#u32 = new Uint32Array(buffer, 0, Math.floor(mapping.length / 4));
   }
 
@@ -111,13 +111,13 @@ export class MappedBar implements MmioBackend {
   /** One aligned 16-bit load. */
   read16(offset: number): number {
     if (this.#closed) this.#gone();
-    return Atomics.load(this.#u16, offset >>> 1);
+    return Atomics.load(this.#u16, offset / 2);
   }
 
   /** One aligned 32-bit load (unsigned). */
   read32(offset: number): number {
     if (this.#closed) this.#gone();
-    return Atomics.load(this.#u32, offset >>> 2);
+    return Atomics.load(this.#u32, offset / 4);
   }
 
   /** One 8-bit store. */
@@ -131,14 +131,14 @@ export class MappedBar implements MmioBackend {
   write16(offset: number, value: number): void {
     if (this.#closed) this.#gone();
     if (this.readOnly) this.#refuse(2, offset, value);
-    this.#u16[offset >>> 1] = value;
+    this.#u16[offset / 2] = value;
   }
 
   /** One aligned 32-bit store. */
   write32(offset: number, value: number): void {
     if (this.#closed) this.#gone();
     if (this.readOnly) this.#refuse(4, offset, value);
-    this.#u32[offset >>> 2] = value;
+    this.#u32[offset / 4] = value;
   }
 
   /** Unmaps and closes the file; idempotent. */

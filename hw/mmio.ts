@@ -96,6 +96,8 @@ export class Mmio {
   readonly counters: MmioCounters;
   /** Set to record every access; `undefined` for none. */
   tracer: MmioTracer | undefined = undefined;
+  #watchOffset = -1;
+  #watchers: ((value: number) => void)[] = [];
   #backend: MmioBackend;
   #closed = false;
 
@@ -214,7 +216,22 @@ export class Mmio {
       : this.#checkWrite(offset, 4, value);
     this.counters.mmioWrites++;
     this.#backend.write32(offset, v);
+    if (offset === this.#watchOffset) { for (const fn of this.#watchers) fn(v); }
     if (this.tracer) this.#trace("w", 4, offset, v);
+  }
+
+  /**
+   * Calls `fn` after every 32-bit write of the register at `offset`, whoever
+   * makes it: the device counts PRAMIN window moves this way and the PRAMIN
+   * owner keeps its idea of the window current, also when a REPL user pokes
+   * the register. One register per aperture (the window register).
+   */
+  watch(offset: number, fn: (value: number) => void): void {
+    if (this.#watchOffset !== -1 && this.#watchOffset !== offset) {
+      fail("EBUSY", `${this.name} already watches ${hex(this.#watchOffset)}, not ${hex(offset)}`);
+    }
+    this.#watchOffset = offset;
+    this.#watchers.push(fn);
   }
 
   /** Unmaps the BAR; later accesses fail with ENODEV. */

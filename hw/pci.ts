@@ -37,10 +37,18 @@ export const IORESOURCE_MEM_64 = 0x100000;
 export const KERNEL_GPU_DRIVERS: readonly string[] = [
   "nvidia",
   "nouveau",
+  "NovaCore", // nova-core's PCI driver name, as the sysfs `driver` link shows it
   "nova-core",
   "nova_core",
   "nova",
 ];
+
+/** Driver names compared without case, `-` or `_` ("NovaCore" = "nova-core"). */
+function driverKey(name: string): string {
+  return name.toLowerCase().replace(/[-_]/g, "");
+}
+
+const KERNEL_DRIVER_KEYS = new Set(KERNEL_GPU_DRIVERS.map(driverKey));
 
 // The standard BARs; the lines after them in `resource` are the ROM, SR-IOV
 // and bridge windows, which have no `resourceN` file to map.
@@ -342,7 +350,7 @@ export function findGpu(bdf: string, options: SysfsOptions = {}): PciFunction {
  * ```
  */
 export function checkDriver(fn: PciFunction, options: CheckDriverOptions = {}): void {
-  if (fn.driver === null || options.force || !KERNEL_GPU_DRIVERS.includes(fn.driver)) return;
+  if (fn.driver === null || options.force || !KERNEL_DRIVER_KEYS.has(driverKey(fn.driver))) return;
   fail(
     "EBUSY",
     `${fn.bdf} is bound to the ${fn.driver} kernel driver; unbind it first: echo ${fn.bdf} > ` +

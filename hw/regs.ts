@@ -172,7 +172,7 @@ export const RAMIN_PDB = {
 
 /** True when a read value looks like a PRI error (0xBADFxxxx). */
 export function isPriError(value: number): boolean {
-  return ((value >>> 0) & 0xffff0000) === 0xbadf0000;
+  return value >>> 16 === 0xbadf; // unsigned: `&` would give a negative int32
 }
 
 /** Where the PRAMIN window register lives on one architecture and how its fields sit. */

@@ -199,6 +199,9 @@ export class Pramin {
     this.register = options.register;
     this.vramSize = options.vramSize;
     this.reach = 2 ** (options.register.base.hi - options.register.base.lo + 1 + PRAMIN_BASE_SHIFT);
+    // Every write of the window register (ours, or a raw poke) updates what we
+    // know (the device layer counts the moves).
+    bar0.watch(options.register.offset, (raw) => this.#remember(raw));
   }
 
   /** Reads the window register (one MMIO read) and returns the VRAM base it selects. */
@@ -209,12 +212,19 @@ export class Pramin {
 
   #remember(raw: number): void {
     this.#cached = raw;
-    this.#base = getField(raw, this.register.base) * BLOCK;
+    const t = this.register.target;
+    // A window aimed at system memory (TARGET != VID_MEM) is no VRAM window: base -1.
+    this.#base = t === null || getField(raw, t) === 0
+      ? getField(raw, this.register.base) * BLOCK
+      : -1;
   }
 
-  /** The base of the window as last seen or set (no MMIO once known). */
+  /**
+   * The VRAM base of the window as last seen or set (no MMIO once known); -1
+   * when the register aims the aperture at system memory.
+   */
   get base(): number {
-    return this.#base < 0 ? this.readBase() : this.#base;
+    return this.#cached === null ? this.readBase() : this.#base;
   }
 
   /** True while a window guard is open. */
@@ -250,7 +260,7 @@ export class Pramin {
    */
   borrow(): PraminWindow {
     if (this.#active === null) return this.window();
-    return new PraminWindow(this, this.#cached ?? 0, () => {});
+    return new PraminWindow(this, this.#cached ?? 0, () => {}, this.#active);
   }
 
   /** Points the aperture at `base` (64 KiB aligned) and returns the view; writes only if it moves. */
@@ -262,7 +272,18 @@ export class Pramin {
         `PRAMIN base ${hex(base)} is beyond the ${this.register.name} reach ${hex(this.reach)}`,
       );
     }
-    if (this.base !== base) {
+    const current = this.base;
+    if (current !== base) {
+      if (this.bar0.readOnly) {
+        const at = current < 0 ? "system memory" : `${hex(current)}..${hex(current + PRAMIN_SIZE)}`;
+        fail(
+          "EPERM",
+          `VRAM ${
+            hex(base)
+          }.. is outside the PRAMIN window (now at ${at}); moving it is a write of ${this.register.name}, which a read-only session refuses`,
+          "reopen without --read-only to move it (read-only, only VRAM inside the current window can be read)",
+        );
+      }
       let raw = setField(this.#cached!, this.register.base, base / BLOCK);
       if (this.register.target !== null) raw = setField(raw, this.register.target, 0);
       this.#writeRegister(raw);
@@ -271,9 +292,7 @@ export class Pramin {
   }
 
   #writeRegister(raw: number): void {
-    this.bar0.write32(this.register.offset, raw);
-    this.bar0.counters.windowMoves++;
-    this.#remember(raw);
+    this.bar0.write32(this.register.offset, raw); // the watcher remembers and counts it
   }
 
   #release(w: PraminWindow, saved: number): void {
@@ -334,12 +353,23 @@ export class PraminWindow {
   readonly #release: (saved: number) => void;
   #view: PraminView | null = null;
   #open = true;
+  readonly #owner: PraminWindow | null;
 
-  /** Constructs it (see the class documentation for who does and how). */
-  constructor(pramin: Pramin, saved: number, release: (saved: number) => void) {
+  /**
+   * Made by {@linkcode Pramin.window} (an owner: restores `saved` through
+   * `release`) or {@linkcode Pramin.borrow} (borrowing from `owner`: usable
+   * while the owner is open).
+   */
+  constructor(
+    pramin: Pramin,
+    saved: number,
+    release: (saved: number) => void,
+    owner: PraminWindow | null = null,
+  ) {
     this.#pramin = pramin;
     this.#saved = saved;
     this.#release = release;
+    this.#owner = owner;
   }
 
   /** The VRAM base the window register held when this guard opened. */
@@ -355,6 +385,9 @@ export class PraminWindow {
   /** Checks [addr, addr + len): integer, aligned, inside VRAM and the register's reach. */
   #check(addr: number, len: number, align: number): void {
     if (!this.#open) fail("ENODEV", "this PRAMIN window has been closed");
+    if (this.#owner !== null && !this.#owner.#open) {
+      fail("ENODEV", "the PRAMIN window this one borrowed from has been closed");
+    }
     if (!Number.isSafeInteger(addr) || addr < 0) {
       fail("EINVAL", `VRAM address ${describe(addr)} is not a non-negative integer`);
     }
