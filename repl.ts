@@ -12,7 +12,7 @@
  * @module
  */
 
-import { DEVICE_HELP, reportError } from "./cli/common.ts";
+import { DEVICE_HELP, formatError, reportError } from "./cli/common.ts";
 import { parseReplArgs, type ReplArgs } from "./cli/repl_args.ts";
 
 const HELP = `deno task repl [options] [--eval EXPR | SCRIPT.ts [script args] | list [list options]]
@@ -58,6 +58,16 @@ async function run(args: ReplArgs): Promise<number> {
     return reportError(e);
   }
   let code = 1;
+  // An un-awaited rejection must not kill the session (the GPU would not be
+  // closed and the PRAMIN window not restored): report it as one line, and
+  // make --eval and scripts fail.
+  let rejected = 0;
+  const onRejection = (ev: PromiseRejectionEvent) => {
+    ev.preventDefault();
+    rejected++;
+    console.error(formatError(ev.reason).replace(/^error: /, "error: (unhandled rejection) "));
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
   try {
     if (args.eval !== undefined) {
       session.install();
@@ -71,7 +81,12 @@ async function run(args: ReplArgs): Promise<number> {
     } else {
       code = await interactive(session, { noHistory: args.noHistory });
     }
+    if (args.eval !== undefined || args.script !== undefined) {
+      await new Promise((r) => setTimeout(r, 0)); // let pending rejections surface
+      if (rejected > 0) code = 1;
+    }
   } finally {
+    globalThis.removeEventListener("unhandledrejection", onRejection);
     for (const e of await session.close()) {
       reportError(e);
       code = 1;

@@ -361,7 +361,29 @@ export async function scriptGlobals(): Promise<ReplGlobals & { args: string[] }>
   if (ctx !== undefined) return Object.assign(Object.create(ctx.globals), { args: ctx.args });
   // As after a script path in repl.ts: device flags are taken, the rest is the script's.
   const own = parseReplArgs(["script", ...Deno.args]);
+  if (own.args.includes("--help") || own.args.includes("-h")) {
+    console.log(scriptUsage(new URL(Deno.mainModule)));
+    Deno.exit(0);
+  }
   const gpu = await openGpu({ device: own.device, readOnly: own.readOnly, force: own.force });
   globalThis.addEventListener("unload", () => gpu.close());
   return Object.assign(Object.create(buildGlobals(gpu)), { args: own.args });
+}
+
+/**
+ * A script's `--help`: its leading doc comment (up to `@module`) after a
+ * usage line, so a script documents its options once, at its top.
+ */
+export function scriptUsage(url: URL): string {
+  const text = Deno.readTextFileSync(url);
+  const m = /^\s*\/\*\*([\s\S]*?)\*\//.exec(text);
+  const doc = (m?.[1] ?? "").split("\n")
+    .map((l) => l.replace(/^\s*\* ?/, ""))
+    .join("\n")
+    .split("@module")[0]
+    .replace(/```sh\n|```\n?/g, "")
+    .trim();
+  const cwd = `${Deno.cwd()}/`;
+  const name = url.pathname.startsWith(cwd) ? url.pathname.slice(cwd.length) : url.pathname;
+  return `usage: deno task repl ${name} [--device D] [--read-only] [--force] [options]\n\n${doc}\n`;
 }

@@ -13,7 +13,7 @@ import { fail, hex } from "../hw/errors.ts";
 import type { MmioAccess } from "../hw/mmio.ts";
 import { TraceWriter } from "../hw/trace.ts";
 import type { Gpu } from "../mm/gpu.ts";
-import { formatError, openFromFlags } from "./common.ts";
+import { formatError, isTty, openFromFlags, Progress } from "./common.ts";
 import {
   bar1Pdb,
   buildGlobals,
@@ -22,6 +22,7 @@ import {
   installGlobals,
   memberNames,
   type ReplGlobals,
+  scriptUsage,
   setScriptContext,
 } from "./globals.ts";
 import { checkInput, Evaluator } from "./repl_eval.ts";
@@ -51,10 +52,23 @@ export class Session {
   readonly trace: TraceWriter | null;
   #closed = false;
 
+  /** Constructs it (see the class documentation for who does and how). */
   constructor(gpu: Gpu, trace: TraceWriter | null) {
     this.gpu = gpu;
     this.trace = trace;
     this.globals = buildGlobals(gpu);
+    if (isTty()) {
+      // Long PRAMIN transfers typed at the prompt draw a progress line.
+      let bar: Progress | null = null;
+      gpu.pramin.progress = (done, total, what) => {
+        bar ??= new Progress(`PRAMIN ${what} ${formatSize(total)}`, total);
+        bar.update(done);
+        if (done >= total) {
+          bar.done();
+          bar = null;
+        }
+      };
+    }
   }
 
   /** Defines the preloaded names on globalThis (where inputs and scripts find them). */
@@ -329,6 +343,10 @@ export async function runScript(session: Session, path: string, args: string[]):
         fail("ENOENT", `script ${path} not found`, "run `deno task repl --help` for the usage");
       }
       throw e;
+    }
+    if (args.includes("--help") || args.includes("-h")) {
+      console.log(scriptUsage(url));
+      return 0;
     }
     session.install();
     setScriptContext({ globals: session.globals, args });

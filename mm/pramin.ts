@@ -189,6 +189,11 @@ export class Pramin {
   readonly vramSize: number;
   /** Highest address + 1 the window register can reach. */
   readonly reach: number;
+  /**
+   * Called during bulk transfers of 8 MiB or more, after each window's worth
+   * (the REPL draws a progress line with it on a terminal); null for none.
+   */
+  progress: ((done: number, total: number, what: string) => void) | null = null;
   #cached: number | null = null; // last value written to / read from the register
   #base = -1; // the VRAM base #cached selects; -1 until known
   #active: PraminWindow | null = null;
@@ -489,14 +494,21 @@ export class PraminWindow {
     v.write32(addr + 4, Number(big >> 32n));
   }
 
-  #bulk(addr: number, len: number, each: (v: PraminView, at: number, n: number) => void): void {
+  #bulk(
+    what: string,
+    addr: number,
+    len: number,
+    each: (v: PraminView, at: number, n: number) => void,
+  ): void {
     this.#check(addr, len, 1);
     const end = addr + len;
+    const report = len >= 8 * 2 ** 20 ? this.#pramin.progress : null;
     for (let pos = addr; pos < end;) {
       const v = this.#position(pos, 1);
       const n = Math.min(end, v.base + PRAMIN_SIZE) - pos;
       each(v, pos, n);
       pos += n;
+      report?.(pos - addr, len, what);
     }
   }
 
@@ -504,14 +516,19 @@ export class PraminWindow {
   readBytes(addr: number, len: number): Uint8Array {
     this.#checkLength(len, "read");
     const out = new Uint8Array(len);
-    this.#bulk(addr, len, (v, at, n) => v.transfer(at, out, at - addr, n, false));
+    this.#bulk("read", addr, len, (v, at, n) => v.transfer(at, out, at - addr, n, false));
     return out;
   }
 
   /** Writes `bytes` starting at `addr`, crossing windows as needed. */
   writeBytes(addr: number, bytes: Uint8Array): void {
     if (!(bytes instanceof Uint8Array)) fail("EINVAL", "writeBytes takes a Uint8Array");
-    this.#bulk(addr, bytes.length, (v, at, n) => v.transfer(at, bytes, at - addr, n, true));
+    this.#bulk(
+      "write",
+      addr,
+      bytes.length,
+      (v, at, n) => v.transfer(at, bytes, at - addr, n, true),
+    );
   }
 
   /** Fills `len` bytes at `addr` with `byte` (0..255). */
@@ -520,7 +537,7 @@ export class PraminWindow {
     if (!Number.isInteger(byte) || byte < 0 || byte > 0xff) {
       fail("EINVAL", `fill byte ${describe(byte)} is not in 0..0xff`);
     }
-    this.#bulk(addr, len, (v, at, n) => v.fill(at, n, byte));
+    this.#bulk("fill", addr, len, (v, at, n) => v.fill(at, n, byte));
   }
 
   /** Restores the saved window base (if it moved) and releases PRAMIN. */

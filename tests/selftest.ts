@@ -16,7 +16,10 @@ export interface SelfTest {
   name: string;
   /** Throws (via {@linkcode expect} or any error) on failure. */
   run(gpu: Gpu): void | Promise<void>;
-  /** Set when the test writes; it is skipped on a read-only session. */
+  /**
+   * Set when the test writes VRAM or registers (moving the PRAMIN window is a
+   * register write); it is skipped on a read-only session.
+   */
   writes?: boolean;
 }
 

@@ -1,7 +1,7 @@
 /**
  * Review of the memory-management code (vmm, va_ranges, bar_user, gpu_mm,
- * gpu, pramin, tlb): each test pins one defect found in review and fails
- * until it is fixed. The simulator (`gpu.sim`) is the oracle.
+ * gpu, pramin, tlb): each test pins one defect found in review (all fixed) so
+ * it stays fixed. The simulator (`gpu.sim`) is the oracle.
  *
  * @module
  */
@@ -66,7 +66,7 @@ function buildTables(gpu: Gpu): { t: (i: number) => number; n: number; pdb: numb
 
 // --- gpu_mm.ts ----------------------------------------------------------------
 
-Deno.test("review: createVmm leaks its root page when the Vmm rejects vaSize", async () => {
+Deno.test("regression: createVmm leaks its root page when the Vmm rejects vaSize", async () => {
   // Expected: a refused createVmm leaves the buddy allocator as it was.
   const gpu = await openGpu();
   const before = gpu.mm.buddy.stats().free;
@@ -75,7 +75,7 @@ Deno.test("review: createVmm leaks its root page when the Vmm rejects vaSize", a
   gpu.close();
 });
 
-Deno.test("review: openVmm on a PDB a live Vmm manages writes PTEs into freed page tables", async () => {
+Deno.test("regression: openVmm on a PDB a live Vmm manages writes PTEs into freed page tables", async () => {
   // Expected: openVmm refuses (EBUSY) a PDB another live Vmm owns, or its mappings stay correct.
   const gpu = await openGpu();
   const a = gpu.mm.buddy.alloc(2 * PAGE);
@@ -101,7 +101,7 @@ Deno.test("review: openVmm on a PDB a live Vmm manages writes PTEs into freed pa
   gpu.close();
 });
 
-Deno.test("review: openVmm({ vaSize: 1.5 }) throws a RangeError, not NovaError EINVAL", async () => {
+Deno.test("regression: openVmm({ vaSize: 1.5 }) throws a RangeError, not NovaError EINVAL", async () => {
   // Expected: a non-integer vaSize is refused with EINVAL naming the value.
   const gpu = await openGpu();
   let caught: unknown;
@@ -115,7 +115,7 @@ Deno.test("review: openVmm({ vaSize: 1.5 }) throws a RangeError, not NovaError E
   gpu.close();
 });
 
-Deno.test("review: vmm.destroy() leaves the address space listed in gpu.mm.vmms()", async () => {
+Deno.test("regression: vmm.destroy() leaves the address space listed in gpu.mm.vmms()", async () => {
   // Expected: vmms() lists only address spaces that are not destroyed, however destroyed.
   const gpu = await openGpu();
   const vmm = gpu.mm.createVmm({ vaSize: 1n << 40n });
@@ -126,7 +126,7 @@ Deno.test("review: vmm.destroy() leaves the address space listed in gpu.mm.vmms(
 
 // --- vmm.ts: VA choice and page sizes ---------------------------------------------
 
-Deno.test("review: huge-page VA alignment makes a map fail with ENOSPC though an unaligned range fits", async () => {
+Deno.test("regression: huge-page VA alignment makes a map fail with ENOSPC though an unaligned range fits", async () => {
   // Expected: when no huge-page-aligned range is free, a smaller alignment is used.
   const gpu = await openGpu();
   const vmm = gpu.mm.createVmm({ vaSize: 3n * BigInt(MiB) });
@@ -137,7 +137,7 @@ Deno.test("review: huge-page VA alignment makes a map fail with ENOSPC though an
   gpu.close();
 });
 
-Deno.test("review: the VA of a contiguous mapping ignores the PA offset, so no 2 MiB page is used", async () => {
+Deno.test("regression: the VA of a contiguous mapping ignores the PA offset, so no 2 MiB page is used", async () => {
   // Expected: VA ≡ PA (mod 2 MiB), giving one 4 KiB page and one 2 MiB page, not 513 × 4 KiB.
   const gpu = await openGpu();
   const vmm = gpu.mm.createVmm({ vaSize: 1n << 40n });
@@ -147,7 +147,7 @@ Deno.test("review: the VA of a contiguous mapping ignores the PA offset, so no 2
   gpu.close();
 });
 
-Deno.test("review: mapPages({ va }) converts numbers with BigInt() unchecked", async () => {
+Deno.test("regression: mapPages({ va }) converts numbers with BigInt() unchecked", async () => {
   // Expected: a non-integer or unsafe-number VA is refused with a NovaError naming it.
   const gpu = await openGpu({ device: "sim:gh100" });
   const vmm = gpu.mm.createVmm({});
@@ -167,7 +167,7 @@ Deno.test("review: mapPages({ va }) converts numbers with BigInt() unchecked", a
 
 // --- vmm.ts: ownership checks and messages ---------------------------------------
 
-Deno.test("review: executeMap accepts another Vmm's PreparedMapping and overwrites its own PTE", async () => {
+Deno.test("regression: executeMap accepts another Vmm's PreparedMapping and overwrites its own PTE", async () => {
   // Expected: EINVAL (not this Vmm's prepared mapping), and nothing written.
   const gpu = await openGpu();
   const a = gpu.mm.createVmm({ vaSize: 1n << 40n });
@@ -181,7 +181,7 @@ Deno.test("review: executeMap accepts another Vmm's PreparedMapping and overwrit
   gpu.close();
 });
 
-Deno.test("review: unmap of a foreign mapping says [object Object] instead of its VA", async () => {
+Deno.test("regression: unmap of a foreign mapping says [object Object] instead of its VA", async () => {
   // Expected: the EINVAL message names the mapping by its VA (hex).
   const gpu = await openGpu();
   const a = gpu.mm.createVmm({ vaSize: 1n << 40n });
@@ -196,7 +196,7 @@ Deno.test("review: unmap of a foreign mapping says [object Object] instead of it
 
 // --- vmm.ts: TLB and error paths ---------------------------------------------------
 
-Deno.test("review: cancel() frees page tables that were live in VRAM without a TLB flush", async () => {
+Deno.test("regression: cancel() frees page tables that were live in VRAM without a TLB flush", async () => {
   // Expected: tables unlinked from written parents are freed only after a TLB flush (as unmap does).
   const gpu = await openGpu();
   const vmm = gpu.mm.createVmm({ vaSize: 1n << 40n });
@@ -212,7 +212,7 @@ Deno.test("review: cancel() frees page tables that were live in VRAM without a T
   gpu.close();
 });
 
-Deno.test("review: executeMap failing at the TLB flush leaves valid PTEs that cancel() keeps", async () => {
+Deno.test("regression: executeMap failing at the TLB flush leaves valid PTEs that cancel() keeps", async () => {
   // Expected: after the failure the mapping is either live (and unmappable) or cancel() removes its PTEs.
   const gpu = await openGpu();
   const vmm = vmmWithShortTlb(gpu);
@@ -231,7 +231,7 @@ Deno.test("review: executeMap failing at the TLB flush leaves valid PTEs that ca
   gpu.close();
 });
 
-Deno.test("review: unmap failing at the TLB flush cannot be retried (TypeError)", async () => {
+Deno.test("regression: unmap failing at the TLB flush cannot be retried (TypeError)", async () => {
   // Expected: a retry of unmap after the failure completes (or fails with a NovaError), and the VA faults.
   const gpu = await openGpu();
   const vmm = vmmWithShortTlb(gpu);
@@ -248,7 +248,7 @@ Deno.test("review: unmap failing at the TLB flush cannot be retried (TypeError)"
 
 // --- vmm.ts: scanning existing (firmware) tables -----------------------------------
 
-Deno.test("review: scan ignores a non-zero invalid dual-PDE half (sparse marker) and rewrites it", async () => {
+Deno.test("regression: scan ignores a non-zero invalid dual-PDE half (sparse marker) and rewrites it", async () => {
   // Expected: like a non-zero PTE or PDE, a non-zero dual-PDE half is firmware's: never rewritten.
   for (const device of ["sim:ga102", "sim:gh100"]) {
     const gpu = await openGpu({ device });
@@ -263,7 +263,7 @@ Deno.test("review: scan ignores a non-zero invalid dual-PDE half (sparse marker)
   }
 });
 
-Deno.test("review: scan throws EBUSY when a 64 KiB PTE and 4 KiB PTEs cover the same VA", async () => {
+Deno.test("regression: scan throws EBUSY when a 64 KiB PTE and 4 KiB PTEs cover the same VA", async () => {
   // Expected: overlapping firmware entries are merged into one taken range; openVmm succeeds.
   for (const device of ["sim:ga102", "sim:gh100"]) {
     const gpu = await openGpu({ device });
@@ -289,7 +289,7 @@ Deno.test("review: scan throws EBUSY when a 64 KiB PTE and 4 KiB PTEs cover the 
 
 // --- pramin.ts ---------------------------------------------------------------------
 
-Deno.test("review: PRAMIN accesses VRAM through a window whose TARGET is system memory", async () => {
+Deno.test("regression: PRAMIN accesses VRAM through a window whose TARGET is system memory", async () => {
   // Expected: before a VRAM access the window register holds TARGET = VID_MEM (0), whatever was left there.
   const gpu = await openGpu(); // GA102: NV_PBUS_BAR0_WINDOW has a TARGET field
   const a = gpu.mm.buddy.alloc(PAGE);
@@ -304,7 +304,7 @@ Deno.test("review: PRAMIN accesses VRAM through a window whose TARGET is system 
   gpu.close();
 });
 
-Deno.test("review: a borrowed PRAMIN window outlives its owner and moves the window for good", async () => {
+Deno.test("regression: a borrowed PRAMIN window outlives its owner and moves the window for good", async () => {
   // Expected: once the owner closes, the borrowed window is dead (ENODEV) or the base is restored.
   const gpu = await openGpu();
   const saved = gpu.bar0.read32(NV_PBUS_BAR0_WINDOW);
@@ -322,7 +322,7 @@ Deno.test("review: a borrowed PRAMIN window outlives its owner and moves the win
 
 // --- bar_user.ts -------------------------------------------------------------------
 
-Deno.test("review: BarMapping.write64 with a non-integer number throws a RangeError", async () => {
+Deno.test("regression: BarMapping.write64 with a non-integer number throws a RangeError", async () => {
   // Expected: EINVAL naming the value, as PraminWindow.write64 does.
   const gpu = await openGpu();
   const a = gpu.mm.buddy.alloc(PAGE);
@@ -339,7 +339,7 @@ Deno.test("review: BarMapping.write64 with a non-integer number throws a RangeEr
   gpu.close();
 });
 
-Deno.test("review: freeing an allocation under a live BAR1 mapping leaves BAR1 pointing at freed VRAM", async () => {
+Deno.test("regression: freeing an allocation under a live BAR1 mapping leaves BAR1 pointing at freed VRAM", async () => {
   // Expected: free() is refused (EBUSY) while a BAR1 mapping of it is live, or the mapping goes too.
   const gpu = await openGpu();
   const a = gpu.mm.buddy.alloc(PAGE);

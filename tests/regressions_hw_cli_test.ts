@@ -60,14 +60,14 @@ function bigBar1(dir: string): { root: string; file: string } {
 
 // ---------------------------------------------------------------- hw layer --
 
-Deno.test("review: isPriError never matches a 0xBADFxxxx value (signed & vs unsigned compare)", () => {
+Deno.test("regression: isPriError never matches a 0xBADFxxxx value (signed & vs unsigned compare)", () => {
   // Expected: 0xBADF1100 (the simulator's PRI_ERROR) and any 0xBADFxxxx read is a PRI error.
   assert.equal(isPriError(0xbadf1100), true);
   assert.equal(isPriError(0xbadf0000), true);
   assert.equal(isPriError(0x172a1000), false);
 });
 
-Deno.test("review: a PRI-error FB-size register opens a card with petabytes of VRAM", async () => {
+Deno.test("regression: a PRI-error FB-size register opens a card with petabytes of VRAM", async () => {
   // Expected: openDevice refuses (EIO) and names NV_USABLE_FB_SIZE_IN_MB and the 0xbadf value.
   const dir = await Deno.makeTempDir();
   try {
@@ -86,7 +86,7 @@ Deno.test("review: a PRI-error FB-size register opens a card with petabytes of V
   }
 });
 
-Deno.test("review: a VRAM-size register reading 0 opens a 0-byte card", async () => {
+Deno.test("regression: a VRAM-size register reading 0 opens a 0-byte card", async () => {
   // Expected: a zero FB size (firmware has not reported it) fails at open, naming the register.
   const dir = await Deno.makeTempDir();
   try {
@@ -104,7 +104,7 @@ Deno.test("review: a VRAM-size register reading 0 opens a 0-byte card", async ()
   }
 });
 
-Deno.test("review: MappedBar wraps BAR offsets at 4 GiB (offset >>> 2), writing the wrong place", async () => {
+Deno.test("regression: MappedBar wraps BAR offsets at 4 GiB (offset >>> 2), writing the wrong place", async () => {
   // Expected: a 32-bit write at BAR1 offset 4 GiB + 0x10 lands there, not at offset 0x10.
   const dir = await Deno.makeTempDir();
   try {
@@ -122,7 +122,7 @@ Deno.test("review: MappedBar wraps BAR offsets at 4 GiB (offset >>> 2), writing 
   }
 });
 
-Deno.test("review: MappedBar's 16-bit view is empty on an 8 GiB BAR (length >>> 1 wraps)", async () => {
+Deno.test("regression: MappedBar's 16-bit view is empty on an 8 GiB BAR (length >>> 1 wraps)", async () => {
   // Expected: read16 at a low, in-bounds offset of a big BAR returns the data (no RangeError).
   const dir = await Deno.makeTempDir();
   try {
@@ -139,7 +139,7 @@ Deno.test("review: MappedBar's 16-bit view is empty on an 8 GiB BAR (length >>> 
   }
 });
 
-Deno.test("review: a card bound to nova-core (sysfs driver name NovaCore) is not refused", () => {
+Deno.test("regression: a card bound to nova-core (sysfs driver name NovaCore) is not refused", () => {
   // Expected: EBUSY. nova-core registers its PCI driver as "NovaCore" (module_pci_driver! name
   // in drivers/gpu/nova-core/nova_core.rs), which is the basename of the `driver` link.
   const fn: PciFunction = {
@@ -160,7 +160,7 @@ Deno.test("review: a card bound to nova-core (sysfs driver name NovaCore) is not
   assert.ok(caught instanceof NovaError && caught.code === "EBUSY", "NovaCore-bound card accepted");
 });
 
-Deno.test("review: a card with memory decoding off fails with no word about the enable file", async () => {
+Deno.test("regression: a card with memory decoding off fails with no word about the enable file", async () => {
   // Expected: all-ones BOOT reads on a card whose sysfs `enable` is 0 are either fixed by
   // enabling it (pci.ts enableDevice, never called) or the error/hint says to enable it.
   const dir = await Deno.makeTempDir();
@@ -184,7 +184,7 @@ Deno.test("review: a card with memory decoding off fails with no word about the 
   }
 });
 
-Deno.test("review: raw BAR0 pokes of the window register are not counted as window moves", () => {
+Deno.test("regression: raw BAR0 pokes of the window register are not counted as window moves", () => {
   // Expected: MmioCounters.windowMoves counts every write that changes the window base,
   // in the shared Mmio layer (issue 2), also a REPL user's `bar0.write32(0x1700, ...)`.
   const dev = openDevice({ device: "sim" });
@@ -244,7 +244,7 @@ function stalePage(page: number): SimBars & { pdb: number; va: number } {
   return { ...s, pdb, va };
 }
 
-Deno.test("review: sim keeps translating BAR1 through the boot PDB after BAR1_BLOCK is rewritten", () => {
+Deno.test("regression: sim keeps translating BAR1 through the boot PDB after BAR1_BLOCK is rewritten", () => {
   // Expected: writing NV_PBUS_BAR1_BLOCK rebinds BAR1 (the comment says the binding is latched
   // on that write); BAR1 VA 0 then follows the new instance block's tables.
   const { sim, bar0, bar1 } = simBars();
@@ -267,7 +267,7 @@ Deno.test("review: sim keeps translating BAR1 through the boot PDB after BAR1_BL
   assert.equal(bar1.read32(0), 0x5a5a5a5a, "BAR1 still walks the firmware's tables");
 });
 
-Deno.test("review: sim TLB flush naming a SYS_MEM PDB drops the VRAM PDB's translations", () => {
+Deno.test("regression: sim TLB flush naming a SYS_MEM PDB drops the VRAM PDB's translations", () => {
   // Expected: INVALIDATE_PDB APERTURE=1 (SYS_MEM) names a sysmem directory; the VRAM PDB at
   // the same number stays cached (stale) until a video-memory flush names it.
   const { sim, bar0, bar1, pdb, va } = stalePage(0);
@@ -278,7 +278,7 @@ Deno.test("review: sim TLB flush naming a SYS_MEM PDB drops the VRAM PDB's trans
   assert.equal(sim.flushes.length, 2);
 });
 
-Deno.test("review: sim TLB flush without ALL_VA (a targeted VA flush) silently drops everything", () => {
+Deno.test("regression: sim TLB flush without ALL_VA (a targeted VA flush) silently drops everything", () => {
   // Expected: with ALL_VA=0 the hardware invalidates only the VA in the (unsimulated) VADDR
   // registers; the simulator should log it as an error or leave unrelated VAs stale.
   // VA 0x2000, not 0: an unprogrammed VADDR register would name VA 0.
@@ -288,7 +288,7 @@ Deno.test("review: sim TLB flush without ALL_VA (a targeted VA flush) silently d
   assert.ok(stale || sim.errors().length > 0, "ALL_VA=0 flushed the whole PDB, nothing logged");
 });
 
-Deno.test("review: sim TLB caches only leaf translations: a changed valid PD0 entry needs no flush", () => {
+Deno.test("regression: sim TLB caches only leaf translations: a changed valid PD0 entry needs no flush", () => {
   // Expected: like silicon's PDE caches (CACHE_LEVEL exists for them), a walk caches the
   // directory entries it used; repointing PD0 is not seen until a flush names the PDB.
   const { sim, bar0, bar1 } = simBars();
@@ -307,7 +307,7 @@ Deno.test("review: sim TLB caches only leaf translations: a changed valid PD0 en
 
 // ------------------------------------------------------------ command line --
 
-Deno.test("review: the REPL dies on an unhandled promise rejection (GPU never closed)", async () => {
+Deno.test("regression: the REPL dies on an unhandled promise rejection (GPU never closed)", async () => {
   // Expected: like Deno's and Node's REPLs, an un-awaited rejection is reported and the
   // session goes on; it must not kill the process with a stack trace.
   const r = await runDeno("repl.ts", [], {
@@ -319,21 +319,21 @@ Deno.test("review: the REPL dies on an unhandled promise rejection (GPU never cl
   assert.equal(r.code, 0, r.stderr);
 });
 
-Deno.test("review: --eval exits 0 and says nothing when a promise rejects unhandled", async () => {
+Deno.test("regression: --eval exits 0 and says nothing when a promise rejects unhandled", async () => {
   // Expected: an error in --eval, also an un-awaited rejection, exits 1 with a one-line message.
   const r = await runDeno("repl.ts", ["--eval", 'Promise.reject(new Error("lost")); 1']);
   assert.equal(r.code, 1, r.stdout);
   assert.match(r.stderr, /lost/);
 });
 
-Deno.test("review: selftest --read-only fails: the firmware test moves the PRAMIN window", async () => {
+Deno.test("regression: selftest --read-only fails: the firmware test moves the PRAMIN window", async () => {
   // Expected: a read-only self-test run passes or skips every test (exit 0), never FAILs on EPERM.
   const r = await runDeno("selftest.ts", ["--read-only"]);
   assert.doesNotMatch(r.stdout, /FAIL/);
   assert.equal(r.code, 0, r.stdout);
 });
 
-Deno.test("review: examples reject --help although the error's hint says to run --help", async () => {
+Deno.test("regression: examples reject --help although the error's hint says to run --help", async () => {
   // Expected: every example (a command users run) prints its usage for --help and exits 0.
   for (const e of ["fill_verify", "dump_bar1_tables", "pramin_throughput"]) {
     const r = await runDeno("repl.ts", [`examples/${e}.ts`, "--help"]);
@@ -342,7 +342,7 @@ Deno.test("review: examples reject --help although the error's hint says to run 
   }
 });
 
-Deno.test("review: a read-only VRAM read outside the window says 'refused write ... to write'", async () => {
+Deno.test("regression: a read-only VRAM read outside the window says 'refused write ... to write'", async () => {
   // Expected: the error explains that reading there needs a PRAMIN window move (a register
   // write), not a bare write refusal whose hint is "reopen without --read-only to write".
   const r = await runDeno("repl.ts", ["--read-only", "--eval", "hexdump(0x5f0001000, 16)"]);
@@ -362,7 +362,7 @@ function haveScript(): boolean {
 }
 
 Deno.test({
-  name: "review: no progress on a long bulk fill typed at the REPL on a terminal",
+  name: "regression: no progress on a long bulk fill typed at the REPL on a terminal",
   ignore: !haveScript(),
   async fn() {
     // Expected (issue 5 item 5): a 256 MiB fill (seconds on the simulator, a minute on a card)
