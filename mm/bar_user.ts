@@ -70,6 +70,22 @@ export function readBar1Binding(
   using w = pramin.borrow();
   const word = w.read32(inst + NV_RAMIN_PAGE_DIR_BASE_LO);
   if (getField(word, RAMIN_PDB.TARGET) !== 0) return null;
+  // novamm's formats are the v2/v3 page tables with 64 KiB big pages: refuse
+  // anything else rather than map with the wrong layout.
+  if (getField(word, RAMIN_PDB.BIG_PAGE_SIZE) !== 1) {
+    fail(
+      "ENOTSUP",
+      `the BAR1 instance block at ${hex(inst)} selects 128 KiB big pages (PAGE_DIR_BASE ${
+        hex(word, 8)
+      }); only 64 KiB is supported`,
+    );
+  }
+  if (options.mmuVersion === 2 && getField(word, RAMIN_PDB.USE_VER2_PT_FORMAT) !== 1) {
+    fail(
+      "ENOTSUP",
+      `the BAR1 instance block at ${hex(inst)} does not use the version 2 page-table format`,
+    );
+  }
   const pdb = getField(word, RAMIN_PDB.LO) * 4096 +
     w.read32(inst + NV_RAMIN_PAGE_DIR_BASE_HI) * 2 ** 32;
   return { instanceBlock: inst, pdb };

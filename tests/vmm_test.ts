@@ -322,3 +322,15 @@ Deno.test("vmm.dump({ fromHardware }) reads VRAM and matches the shadow; a stray
   big.unmap();
   gpu.close();
 });
+
+Deno.test("bar1: an instance block with 128 KiB big pages is refused, not mapped with 64 KiB layouts", async () => {
+  const gpu = await openGpu();
+  const inst = gpu.sim!.firmware.instanceBlock;
+  const word = gpu.pramin.read32(inst + 0x200);
+  gpu.pramin.write32(inst + 0x200, word & ~(1 << 11)); // BIG_PAGE_SIZE = 128 KiB
+  assert.throws(
+    () => gpu.bar1,
+    /ENOTSUP: the BAR1 instance block at 0x5f0000000 selects 128 KiB big pages/,
+  );
+  gpu.close();
+});
