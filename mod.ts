@@ -25,6 +25,12 @@ export {
 } from "./hw/mmio.ts";
 export type { Field, WindowRegister } from "./hw/regs.ts";
 export {
+  type KnownRegister,
+  knownRegisters,
+  readRegisters,
+  type RegisterReading,
+} from "./hw/reg_dump.ts";
+export {
   parseTrace,
   type ReplayResult,
   replayTrace,

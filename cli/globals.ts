@@ -7,6 +7,7 @@
  * @module
  */
 
+import { readRegisters } from "../hw/reg_dump.ts";
 import { fail, hex } from "../hw/errors.ts";
 import type { BarUser } from "../mm/bar_user.ts";
 import { type Gpu, openGpu } from "../mm/gpu.ts";
@@ -242,6 +243,12 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   add("pde", pde, `decode an MMU ${v} PDE; [low, high] for PD0`, "pde(0x20002n)");
   add("walk", walk, "a GPU VA level by level (BAR1, or walk(va, pdb))", "walk(0x10000n)");
   add("stats", stats, "MMIO reads/writes/window moves; stats.reset()", "stats()");
+  add(
+    "regs",
+    () => readRegisters(gpu.bar0, gpu.chip.architecture),
+    "the registers novamm uses, read once each and decoded",
+    "regs()",
+  );
 
   const help = (topic?: unknown): Text => helpText(list, gpu, topic);
   add("help", help, "this list; help(obj) lists obj's members", "help(pramin)");

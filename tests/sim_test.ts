@@ -114,3 +114,25 @@ Deno.test("device: counters count every BAR access, for both BARs", async () => 
   gpu.close();
   assert.throws(() => gpu.bar0.read32(0), /ENODEV: bar0 is closed/);
 });
+
+Deno.test("regs(): every register novamm uses, one read each, decoded; PRI errors flagged", async () => {
+  const { readRegisters } = await import("../hw/reg_dump.ts");
+  for (const device of ["sim:ga102", "sim:gh100", "sim:tu102"]) {
+    const gpu = await openGpu({ device });
+    gpu.resetStats();
+    const rs = readRegisters(gpu.bar0, gpu.chip.architecture);
+    assert.equal(gpu.stats().mmioReads, rs.length, "one read per register");
+    assert.deepEqual(gpu.sim!.errors(), [], `${device}: every register exists on this chip`);
+    const boot42 = rs.find((r) => r.name === "NV_PMC_BOOT_42")!;
+    assert.equal(boot42.decoded!.CHIP_ID, gpu.chip.chipId);
+    assert.match(Deno.inspect(rs), /NV_PMC_BOOT_0 +0x/);
+    gpu.close();
+  }
+  const gpu = await openGpu();
+  const { knownRegisters } = await import("../hw/reg_dump.ts");
+  const wrongChip = knownRegisters("Hopper"); // Hopper's registers read on an Ampere board
+  gpu.bar0.read32(0); // (the sim logs each unknown one)
+  assert.ok(wrongChip.some((r) => r.offset === 0x10fd40));
+  assert.match(Deno.inspect(readRegisters(gpu.bar0, "Hopper")), /PRI error/);
+  gpu.close();
+});
