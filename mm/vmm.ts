@@ -885,15 +885,22 @@ export class Vmm {
       fail("EINVAL", `mapping ${hex(mapping.va)} belongs to ${mapping.vmm.name}, not ${this.name}`);
     }
     if (!mapping.live) fail("EINVAL", `mapping ${hex(mapping.va)} is already unmapped`);
+    this.#unmapAll([mapping]);
+  }
+
+  /** Unmaps live mappings of this Vmm with one TLB flush for all of them. */
+  #unmapAll(mappings: Mapping[]): void {
     const emptied: Table[] = [];
     const writes: [Table, number][] = [];
-    for (const run of mapping.runs) {
-      for (let k = 0; k < run.count; k++) {
-        const va = mapping.va + BigInt(run.offset + k * run.pageSize);
-        const [t, word] = this.#pteSlot(va, run.pageSize);
-        t.raw[word] = 0n;
-        writes.push([t, word]);
-        if (--t.live === 0) emptied.push(t);
+    for (const mapping of mappings) {
+      for (const run of mapping.runs) {
+        for (let k = 0; k < run.count; k++) {
+          const va = mapping.va + BigInt(run.offset + k * run.pageSize);
+          const [t, word] = this.#pteSlot(va, run.pageSize);
+          t.raw[word] = 0n;
+          writes.push([t, word]);
+          if (--t.live === 0) emptied.push(t);
+        }
       }
     }
     const freed: Table[] = [];
@@ -903,10 +910,12 @@ export class Vmm {
       using w = this.#deps.pramin.borrow();
       for (const [t, word] of writes) if (!dead.has(t)) w.write64(t.addr + word * 8, t.raw[word]);
     }
-    // The entries are cleared in VRAM: the mapping is gone whatever the flush does.
-    mapping.retire();
-    this.#mappings.delete(mapping);
-    this.ranges.release(mapping.range);
+    // The entries are cleared in VRAM: the mappings are gone whatever the flush does.
+    for (const mapping of mappings) {
+      mapping.retire();
+      this.#mappings.delete(mapping);
+      this.ranges.release(mapping.range);
+    }
     this.#deps.tlb.flush(this.pdb);
     // Only after a completed flush can no walker reach the tables: then free them.
     for (const t of freed) t.alloc!.free();
@@ -1074,7 +1083,7 @@ export class Vmm {
   destroy(): void {
     if (this.#destroyed) return;
     for (const p of [...this.#pending]) this.cancelMap(p);
-    for (const m of [...this.#mappings]) this.unmap(m);
+    if (this.#mappings.size > 0) this.#unmapAll([...this.#mappings]);
     this.#destroyed = true;
     this.#rootAllocation?.free();
   }

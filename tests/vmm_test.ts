@@ -334,3 +334,20 @@ Deno.test("bar1: an instance block with 128 KiB big pages is refused, not mapped
   );
   gpu.close();
 });
+
+Deno.test("vmm.destroy() unmaps every mapping with one TLB flush and reclaims every table", async () => {
+  const gpu = await openGpu();
+  const before = gpu.mm.buddy.stats().free;
+  const vmm = gpu.mm.createVmm({ vaSize: 1n << 40n });
+  const a = gpu.mm.buddy.alloc(64 * PAGE);
+  const maps = [0, 9, 17, 40].map((i) =>
+    vmm.mapPages([a.start / PAGE + i], { va: BigInt(i) << 30n, writable: true })
+  );
+  const flushes = gpu.sim!.flushes.length;
+  gpu.mm.destroyVmm(vmm);
+  assert.equal(gpu.sim!.flushes.length, flushes + 1, "one flush for all four mappings");
+  assert.ok(maps.every((m) => !m.live));
+  a.free();
+  assert.equal(gpu.mm.buddy.stats().free, before, "root and every table back in the allocator");
+  gpu.close();
+});
