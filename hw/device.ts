@@ -1,9 +1,10 @@
 /**
- * Opening a device by spec: `"sim"`, `"sim:ga102"`, `"sim:gh100"`, ... or a
- * PCI address (`"0000:65:00.0"`, `"65:00.0"`). Either way the result is two
+ * Opening a device by spec: `"sim"`, `"sim:ga102"`, `"sim:gh100:gsp"`, ... or
+ * a PCI address (`"0000:65:00.0"`, `"65:00.0"`). Either way the result is two
  * {@linkcode Mmio} apertures (BAR0, BAR1) sharing one counter set, the chip
- * decoded from BOOT_0/BOOT_42 and the VRAM size read from the registers — the
- * same code for a card and for the simulator.
+ * decoded from BOOT_0/BOOT_42, GFW boot waited for, and the VRAM size read
+ * from the register VBIOS devinit fills on that chip — the same code for a
+ * card and for the simulator.
  *
  * @module
  */
@@ -12,16 +13,22 @@ import { type ChipInfo, decodeChip } from "./chip.ts";
 import { fail, hex, NovaError } from "./errors.ts";
 import { Mmio, type MmioBackend, type MmioCounters, type MmioTracer, newCounters } from "./mmio.ts";
 import {
+  FSP_BOOT_COMPLETE_SUCCESS,
+  GFW_BOOT_PROGRESS_COMPLETED,
+  gfwBootRegisters,
   getField,
+  isGpuGone,
   isPriError,
   LOCAL_MEMORY_RANGE,
   NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE,
   NV_PMC_BOOT_0,
   NV_PMC_BOOT_42,
   NV_USABLE_FB_SIZE_IN_MB,
+  SCRATCH_GROUP_05_PLM,
   windowRegister,
 } from "./regs.ts";
 import { createSimGpu, type SimGpu } from "./sim/gpu.ts";
+import { DEFAULT_SIM_STATE, SIM_STATES, type SimCardState } from "./sim/profiles.ts";
 import { enableDevice, findGpu, type PciFunction } from "./pci.ts";
 import { openBar } from "./mapped.ts";
 
@@ -39,6 +46,20 @@ export interface OpenDeviceOptions {
   lockDir?: string;
   /** Called for every MMIO access from the first BOOT_0 read on (see hw/trace.ts). */
   tracer?: MmioTracer;
+  /** How long to wait for GFW boot (devinit) to finish; default 4000 ms as nova-core. */
+  gfwTimeoutMs?: number;
+}
+
+/** What the GFW-boot wait at open saw. */
+export interface GfwStatus {
+  /** The register that reported completion. */
+  register: string;
+  /** Its last value. */
+  value: number;
+  /** Milliseconds spent waiting (0 when boot had already finished). */
+  waitedMs: number;
+  /** Status polls made. */
+  polls: number;
 }
 
 /** An open GPU at the byte level: BARs, chip, VRAM size. Knows nothing about page tables. */
@@ -59,8 +80,12 @@ export interface Device {
   readonly vramSize: number;
   /** True when opened read-only. */
   readonly readOnly: boolean;
-  /** The usable VRAM region as firmware reported it, when the device can say (the simulator can). */
+  /** The usable VRAM region as firmware reported it, when the device can say (a `gsp` simulator). */
   readonly firmwareUsable: { start: number; end: number } | null;
+  /** The boot VGA device (sysfs `boot_vga` = 1): a console scans out through physical BAR1. */
+  readonly bootVga: boolean;
+  /** GFW boot as the open saw it. */
+  readonly gfw: GfwStatus;
   /** The simulator behind a `sim` device; null for a card. */
   readonly sim: SimGpu | null;
   /** The PCI function behind a card; null for the simulator. */
@@ -69,20 +94,36 @@ export interface Device {
   close(): void;
 }
 
-/** Reads a register and refuses a PRI-error value (0xBADFxxxx) instead of returning it as data. */
+/**
+ * Reads a register and refuses a PRI-error value (`(v & 0xFFF00000) ==
+ * 0xBAD00000`, EIO) or all ones (the GPU fell off the bus, ENODEV) instead of
+ * returning it as data.
+ */
 export function readRegister(bar0: Mmio, offset: number, name: string): number {
   const v = bar0.read32(offset);
+  if (isGpuGone(v)) {
+    fail(
+      "ENODEV",
+      `${name} (${hex(offset)}) read 0xffffffff: the GPU is gone (fell off the bus, in reset, or lost after a BAR fault)`,
+      "reopen the device; on a card, check dmesg and `lspci -vs` for the function",
+    );
+  }
   if (isPriError(v)) {
     fail("EIO", `${name} (${hex(offset)}) read a PRI error value ${hex(v, 8)}`);
   }
   return v;
 }
 
-/** Reads the VRAM size the way nova-core does for this chip (facts §1.4). */
+/** True for chips whose VBIOS reports VRAM in NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE (Turing, GA100). */
+function vramInLocalMemoryRange(chip: ChipInfo): boolean {
+  return chip.architecture === "Turing" || chip.chipId === 0x170;
+}
+
+/** Reads the VRAM size the way nova-core does for this chip (facts §1.4, §13.1). */
 export function readVramSize(bar0: Mmio, chip: ChipInfo): number {
   let size: number;
   let name: string;
-  if (chip.architecture === "Turing") {
+  if (vramInLocalMemoryRange(chip)) {
     name = "NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE";
     const v = readRegister(bar0, NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE, name);
     const mib = getField(v, LOCAL_MEMORY_RANGE.LOWER_MAG) *
@@ -96,7 +137,7 @@ export function readVramSize(bar0: Mmio, chip: ChipInfo): number {
     fail(
       "EIO",
       `${name} reports ${hex(size)} bytes of VRAM (limit 0x10000000000)`,
-      "the firmware has not reported the VRAM size yet: is the GPU booted (GSP up)?",
+      "VBIOS devinit has not reported the VRAM size: did GFW boot complete? (regs() shows it)",
     );
   }
   return size;
@@ -106,7 +147,65 @@ function identify(bar0: Mmio): ChipInfo {
   return decodeChip(bar0.read32(NV_PMC_BOOT_0), bar0.read32(NV_PMC_BOOT_42));
 }
 
-const SIM_SPEC = /^sim(?::([a-z0-9]+))?$/;
+const SIM_SPEC = /^sim(?::([a-z0-9]+))?(?::([a-z]+))?$/;
+
+/** Sleeps the thread for `ms` (the open is synchronous; polls must not spin on a card). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Waits until GFW boot (VBIOS devinit, memory training) has finished, as
+ * nova-core's `gfw::wait_gfw_boot_completion` does (facts §13.2 item 1):
+ * Turing..Ada poll the scratch's privilege mask, then its progress byte for
+ * 0xFF; Hopper on poll FSP_BOOT_COMPLETE for 0xFF. 1 ms between polls.
+ */
+export function waitGfwBoot(
+  bar0: Mmio,
+  chip: ChipInfo,
+  options: { timeoutMs?: number } = {},
+): GfwStatus {
+  const timeoutMs = options.timeoutMs ?? 4000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs < 0 || timeoutMs > 60_000) {
+    fail("EINVAL", `GFW boot timeout ${timeoutMs} ms is not in 0..60000`);
+  }
+  const regs = gfwBootRegisters(chip.chipId);
+  const start = performance.now();
+  let polls = 0;
+  let value = 0;
+  let what = regs.name;
+  for (;;) {
+    polls++;
+    let done = false;
+    if (regs.plm !== null) {
+      what = "NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_PRIV_LEVEL_MASK";
+      value = bar0.read32(regs.plm);
+      if (isGpuGone(value)) readRegister(bar0, regs.plm, what);
+      if (!isPriError(value) && getField(value, SCRATCH_GROUP_05_PLM.READ_PROTECTION_LEVEL0)) {
+        what = regs.name;
+        value = bar0.read32(regs.progress);
+        done = !isPriError(value) && getField(value, regs.field) === GFW_BOOT_PROGRESS_COMPLETED;
+      }
+    } else {
+      value = bar0.read32(regs.progress);
+      if (isGpuGone(value)) readRegister(bar0, regs.progress, what);
+      done = getField(value, regs.field) === FSP_BOOT_COMPLETE_SUCCESS;
+    }
+    const waited = performance.now() - start;
+    if (done) return { register: regs.name, value, waitedMs: Math.round(waited), polls };
+    if (waited > timeoutMs) {
+      const reg = what === regs.name ? regs.progress : regs.plm!;
+      fail(
+        "ETIMEDOUT",
+        `GFW boot did not complete in ${timeoutMs} ms: ${what} (${hex(reg)}) reads ${
+          hex(value, 8)
+        } after ${polls} polls (want ${what === regs.name ? "0xff" : "bit 0 set"})`,
+        "devinit is still running or failed: wait and reopen, or reset the function (sysfs reset)",
+      );
+    }
+    sleepSync(1);
+  }
+}
 
 /**
  * Takes the per-card lock file that keeps two writing sessions off one card
@@ -162,11 +261,17 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
   const spec = options.device ?? "sim";
   const m = SIM_SPEC.exec(spec);
   if (m !== null) {
-    const sim = createSimGpu(m[1] === undefined ? {} : { profile: m[1] });
+    const sim = createSimGpu({
+      ...(m[1] === undefined ? {} : { profile: m[1] }),
+      ...(m[2] === undefined ? {} : { state: m[2] as SimCardState }),
+    });
+    const state = sim.boot.state;
     return assemble(() => [sim.bar0, sim.bar1], options, {
-      spec: `sim:${sim.profile.name}`,
+      spec: `sim:${sim.profile.name}${state === DEFAULT_SIM_STATE ? "" : `:${state}`}`,
       kind: "sim",
-      firmwareUsable: { ...sim.firmware.usable },
+      // Only GSP reports a usable region; a card without it has none to give.
+      firmwareUsable: state === "gsp" && sim.firmware !== null ? { ...sim.firmware.usable } : null,
+      bootVga: sim.boot.bootVga,
       sim,
       pci: null,
       release: () => {},
@@ -175,7 +280,9 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
   if (spec.startsWith("sim")) {
     fail(
       "ENODEV",
-      `bad simulator spec ${JSON.stringify(spec)}: use sim or sim:PROFILE (e.g. sim:gh100)`,
+      `bad simulator spec ${JSON.stringify(spec)}: use sim, sim:PROFILE or sim:PROFILE:STATE (e.g. sim:gh100, sim:ga102:gsp; states ${
+        SIM_STATES.join(", ")
+      })`,
     );
   }
   const fn = findGpu(spec, options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot });
@@ -196,7 +303,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
   const open = (): [MmioBackend, MmioBackend] => {
     const bar0 = openBar(fn, 0, { readOnly, force });
     try {
-      return [bar0, openBar(fn, 1, { readOnly, force })];
+      return [bar0, openBar(fn, 1, { readOnly, force, writeCombining: true })];
     } catch (e) {
       bar0.close();
       throw e;
@@ -207,6 +314,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       spec: fn.bdf,
       kind: "pci",
       firmwareUsable: null,
+      bootVga: fn.bootVga,
       sim: null,
       pci: fn,
       release,
@@ -248,7 +356,9 @@ function countWindowMoves(bar0: Mmio, chip: ChipInfo): void {
 function assemble(
   open: () => [MmioBackend, MmioBackend],
   options: OpenDeviceOptions,
-  info: Pick<Device, "spec" | "kind" | "firmwareUsable" | "sim" | "pci"> & { release: () => void },
+  info: Pick<Device, "spec" | "kind" | "firmwareUsable" | "bootVga" | "sim" | "pci"> & {
+    release: () => void;
+  },
 ): Device {
   const readOnly = options.readOnly ?? false;
   const counters = newCounters();
@@ -270,6 +380,8 @@ function assemble(
   try {
     const chip = identify(bar0);
     countWindowMoves(bar0, chip);
+    // VRAM and the FB registers are not to be used before devinit is done (facts §13.2).
+    const gfw = waitGfwBoot(bar0, chip, { timeoutMs: options.gfwTimeoutMs });
     const { release: _, ...rest } = info;
     return {
       ...rest,
@@ -277,6 +389,7 @@ function assemble(
       bar1,
       counters,
       chip,
+      gfw,
       vramSize: readVramSize(bar0, chip),
       readOnly,
       close,

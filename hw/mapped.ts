@@ -35,6 +35,11 @@ export interface OpenBarOptions {
   force?: boolean;
   /** Map at most this many bytes from the start of the BAR. */
   length?: number;
+  /**
+   * Also map `resourceN_wc` (when sysfs has it) and move bulk data through it
+   * with wide copies. Only for framebuffer apertures (BAR1), never BAR0.
+   */
+  writeCombining?: boolean;
 }
 
 /** Options for {@linkcode openBarMmio}: those of {@linkcode openBar} plus the wrapper's. */
@@ -68,12 +73,25 @@ export class MappedBar implements MmioBackend {
   #mapping: Mapping;
   #fd: number;
   #closed = false;
+  #wc: { mapping: Mapping; fd: number; u8: Uint8Array } | null = null;
+  /** The `resourceN_wc` file bulk copies go through, or null. */
+  readonly wcPath: string | null;
+  /** Wide copy out (present only with a write-combining mapping). */
+  readonly readBlock?: (offset: number, out: Uint8Array) => void;
+  /** Wide copy in, fenced (present only with a write-combining mapping). */
+  readonly writeBlock?: (offset: number, data: Uint8Array) => void;
 
   /** Wraps an existing mapping; use {@linkcode openBar} to make one. */
   constructor(
     mapping: Mapping,
     fd: number,
-    info: { bdf: string; index: number; path: string; readOnly: boolean },
+    info: {
+      bdf: string;
+      index: number;
+      path: string;
+      readOnly: boolean;
+      wc?: { mapping: Mapping; fd: number; path: string };
+    },
   ) {
     this.size = mapping.length;
     this.bdf = info.bdf;
@@ -86,6 +104,29 @@ export class MappedBar implements MmioBackend {
     this.#u8 = new Uint8Array(buffer);
     this.#u16 = new Uint16Array(buffer, 0, Math.floor(mapping.length / 2));
     this.#u32 = new Uint32Array(buffer, 0, Math.floor(mapping.length / 4));
+    this.wcPath = info.wc?.path ?? null;
+    if (info.wc !== undefined) {
+      const wc = info.wc;
+      const length = Math.min(wc.mapping.length, mapping.length);
+      this.#wc = {
+        mapping: wc.mapping,
+        fd: wc.fd,
+        u8: new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(wc.mapping.pointer, length)),
+      };
+      this.readBlock = (offset, out) => {
+        if (this.#closed) this.#gone();
+        // A wide copy from the write-combining mapping (memcpy): legal on the framebuffer.
+        out.set(this.#wc!.u8.subarray(offset, offset + out.length));
+      };
+      this.writeBlock = (offset, data) => {
+        if (this.#closed) this.#gone();
+        if (this.readOnly) this.#refuse(data.length, offset, 0);
+        this.#wc!.u8.set(data, offset);
+        // A locked instruction drains this core's write-combining buffers, so the
+        // copy lands before any later access (Atomics.store is a locked xchg on x86).
+        Atomics.store(FENCE, 0, 0);
+      };
+    }
   }
 
   #gone(): never {
@@ -149,10 +190,19 @@ export class MappedBar implements MmioBackend {
     this.#u8 = new Uint8Array(0);
     this.#u16 = new Uint16Array(0);
     this.#u32 = new Uint32Array(0);
+    const wc = this.#wc;
+    this.#wc = null;
     try {
       munmap(this.#mapping);
     } finally {
       closeFd(this.#fd);
+      if (wc !== null) {
+        try {
+          munmap(wc.mapping);
+        } finally {
+          closeFd(wc.fd);
+        }
+      }
     }
   }
 
@@ -166,6 +216,9 @@ export class MappedBar implements MmioBackend {
     this.close();
   }
 }
+
+/** A private word for the store that fences write-combining copies. */
+const FENCE = new Int32Array(new SharedArrayBuffer(4));
 
 function fileSize(path: string, bar: string): number {
   try {
@@ -225,7 +278,22 @@ export function openBar(
     closeFd(fd);
     throw error;
   }
-  return new MappedBar(mapping, fd, { bdf: fn.bdf, index: barIndex, path, readOnly });
+  let wc: { mapping: Mapping; fd: number; path: string } | undefined;
+  if (options.writeCombining && fn.wc.includes(barIndex)) {
+    const wcPath = `${path}_wc`;
+    const wcOnDisk = fileSize(wcPath, name);
+    const wcBytes = wcOnDisk > 0 ? Math.min(bytes, wcOnDisk) : bytes;
+    const wcFd = openFile(wcPath, { readOnly });
+    try {
+      wc = { mapping: mmapFile(wcFd, wcBytes, { readOnly }), fd: wcFd, path: wcPath };
+    } catch (error) {
+      closeFd(wcFd);
+      munmap(mapping);
+      closeFd(fd);
+      throw error;
+    }
+  }
+  return new MappedBar(mapping, fd, { bdf: fn.bdf, index: barIndex, path, readOnly, wc });
 }
 
 /**

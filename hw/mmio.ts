@@ -4,8 +4,12 @@
  * wraps either with the checks, the access counters and the trace hook, so
  * counting and tracing behave the same on a card and on the simulator.
  *
- * Every access is a single naturally aligned 8/16/32-bit access (principle 2
- * of the design guide): there is no 64-bit or bulk MMIO here on purpose.
+ * Every register access is a single naturally aligned 8/16/32-bit access
+ * (principle 2 of the design guide). The one exception is
+ * {@linkcode Mmio.readBytes}/{@linkcode Mmio.writeBytes} on an aperture
+ * whose backend offers block copies: a card's framebuffer BAR mapped
+ * write-combining (`resource1_wc`), where wide copies are legal. BAR0 never
+ * has them. Counters and traces still see one 32-bit access per word.
  *
  * @module
  */
@@ -30,7 +34,21 @@ export interface MmioBackend {
   write32(offset: number, value: number): void;
   /** Releases the mapping (munmap/close on a card). */
   close?(): void;
+  /**
+   * Optional wide copy out of the aperture (framebuffer apertures only):
+   * `offset` and `out.length` are multiples of 4 and arrive checked.
+   */
+  readBlock?(offset: number, out: Uint8Array): void;
+  /** Optional wide copy into the aperture, ordered before any later access. */
+  writeBlock?(offset: number, data: Uint8Array): void;
 }
+
+/**
+ * Decides whether an access may reach the aperture; throws (a NovaError) to
+ * refuse it before it does. BAR1 uses one so that the CPU never touches a
+ * page outside a live mapping while BAR1 is virtual.
+ */
+export type MmioGuard = (offset: number, length: number, op: "r" | "w") => void;
 
 /** Access counters shared by all BARs of one GPU (`gpu.stats()`). */
 export interface MmioCounters {
@@ -96,6 +114,7 @@ export class Mmio {
   readonly counters: MmioCounters;
   /** Set to record every access; `undefined` for none. */
   tracer: MmioTracer | undefined = undefined;
+  #guard: MmioGuard | null = null;
   #watchOffset = -1;
   #watchers: ((value: number) => void)[] = [];
   #backend: MmioBackend;
@@ -158,6 +177,7 @@ export class Mmio {
     if (this.#closed || !(offset >= 0 && offset + 1 <= this.size && offset % 1 === 0)) {
       this.#check(offset, 1);
     }
+    if (this.#guard !== null) this.#guard(offset, 1, "r");
     this.counters.mmioReads++;
     const v = this.#backend.read8(offset);
     if (this.tracer) this.#trace("r", 1, offset, v);
@@ -169,6 +189,7 @@ export class Mmio {
     if (this.#closed || !(offset >= 0 && offset + 2 <= this.size && offset % 2 === 0)) {
       this.#check(offset, 2);
     }
+    if (this.#guard !== null) this.#guard(offset, 2, "r");
     this.counters.mmioReads++;
     const v = this.#backend.read16(offset);
     if (this.tracer) this.#trace("r", 2, offset, v);
@@ -180,6 +201,7 @@ export class Mmio {
     if (this.#closed || !(offset >= 0 && offset + 4 <= this.size && offset % 4 === 0)) {
       this.#check(offset, 4);
     }
+    if (this.#guard !== null) this.#guard(offset, 4, "r");
     this.counters.mmioReads++;
     const v = this.#backend.read32(offset);
     if (this.tracer) this.#trace("r", 4, offset, v);
@@ -192,6 +214,7 @@ export class Mmio {
         offset % 1 === 0 && value >= 0 && value <= 0xff && Number.isInteger(value)
       ? value
       : this.#checkWrite(offset, 1, value);
+    if (this.#guard !== null) this.#guard(offset, 1, "w");
     this.counters.mmioWrites++;
     this.#backend.write8(offset, v);
     if (this.tracer) this.#trace("w", 1, offset, v);
@@ -203,6 +226,7 @@ export class Mmio {
         offset % 2 === 0 && value >= 0 && value <= 0xffff && Number.isInteger(value)
       ? value
       : this.#checkWrite(offset, 2, value);
+    if (this.#guard !== null) this.#guard(offset, 2, "w");
     this.counters.mmioWrites++;
     this.#backend.write16(offset, v);
     if (this.tracer) this.#trace("w", 2, offset, v);
@@ -214,10 +238,94 @@ export class Mmio {
         offset % 4 === 0 && value >= 0 && value <= 0xffffffff && Number.isInteger(value)
       ? value
       : this.#checkWrite(offset, 4, value);
+    if (this.#guard !== null) this.#guard(offset, 4, "w");
     this.counters.mmioWrites++;
     this.#backend.write32(offset, v);
     if (offset === this.#watchOffset) { for (const fn of this.#watchers) fn(v); }
     if (this.tracer) this.#trace("w", 4, offset, v);
+  }
+
+  /**
+   * Reads `len` bytes at `offset`: 8-bit accesses at unaligned edges, 32-bit
+   * words between them — or one wide copy where the backend has block copies
+   * and no tracer is set. Counted as the word accesses either way.
+   */
+  readBytes(offset: number, len: number): Uint8Array {
+    this.#range(offset, len);
+    if (this.#guard !== null && len > 0) this.#guard(offset, len, "r");
+    const out = new Uint8Array(len);
+    let i = 0;
+    for (; i < len && (offset + i) % 4 !== 0; i++) out[i] = this.read8(offset + i);
+    const words = Math.floor((len - i) / 4);
+    if (words > 0) {
+      const block = this.#backend.readBlock;
+      if (block !== undefined && this.tracer === undefined) {
+        block.call(this.#backend, offset + i, out.subarray(i, i + words * 4));
+        this.counters.mmioReads += words;
+        i += words * 4;
+      } else {
+        const dv = new DataView(out.buffer);
+        for (const end = i + words * 4; i < end; i += 4) dv.setUint32(i, this.read32(offset + i), true);
+      }
+    }
+    for (; i < len; i++) out[i] = this.read8(offset + i);
+    return out;
+  }
+
+  /** Writes `bytes` at `offset`, the same way {@linkcode Mmio.readBytes} reads. */
+  writeBytes(offset: number, bytes: Uint8Array): void {
+    const len = bytes.length;
+    if (this.readOnly) this.#checkWrite(offset, 1, 0);
+    this.#range(offset, len);
+    if (this.#guard !== null && len > 0) this.#guard(offset, len, "w");
+    let i = 0;
+    for (; i < len && (offset + i) % 4 !== 0; i++) this.write8(offset + i, bytes[i]);
+    const words = Math.floor((len - i) / 4);
+    if (words > 0) {
+      const block = this.#backend.writeBlock;
+      if (block !== undefined && this.tracer === undefined) {
+        block.call(this.#backend, offset + i, bytes.subarray(i, i + words * 4));
+        this.counters.mmioWrites += words;
+        i += words * 4;
+      } else {
+        const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        for (const end = i + words * 4; i < end; i += 4) {
+          this.write32(offset + i, dv.getUint32(i, true));
+        }
+      }
+    }
+    for (; i < len; i++) this.write8(offset + i, bytes[i]);
+  }
+
+  #range(offset: number, len: number): void {
+    if (this.#closed) fail("ENODEV", `${this.name} is closed`);
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(len) || len < 0) {
+      fail(
+        "EINVAL",
+        `${this.name} range ${describe(offset)} +${describe(len)} must be non-negative integers`,
+      );
+    }
+    if (offset + len > this.size) {
+      fail(
+        "EINVAL",
+        `${this.name} range ${hex(offset)} +${hex(len)} is past the end of the ${
+          hex(this.size)
+        }-byte aperture`,
+      );
+    }
+  }
+
+  /** True when the backend moves bulk data with wide copies (a write-combining mapping). */
+  get hasBlockCopies(): boolean {
+    return this.#backend.readBlock !== undefined;
+  }
+
+  /**
+   * Sets (or with null removes) the guard every access must pass before it
+   * reaches the backend. One guard per aperture: its owner (BAR1) replaces it.
+   */
+  setGuard(guard: MmioGuard | null): void {
+    this.#guard = guard;
   }
 
   /**

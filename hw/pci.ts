@@ -90,6 +90,10 @@ export interface PciFunction {
   driver: string | null;
   /** The non-empty standard BARs, by index. */
   bars: PciBar[];
+  /** sysfs `boot_vga` reads 1: the firmware console scans out through this card's BAR1. */
+  bootVga: boolean;
+  /** BAR indices whose write-combining mapping `resourceN_wc` exists (prefetchable BARs). */
+  wc: number[];
 }
 
 /** Options naming the sysfs tree to look in. */
@@ -251,7 +255,18 @@ function readFunction(root: string, bdf: string): PciFunction | null {
     class: cls,
     driver: readDriver(path),
     bars: parseResource(resource, { path: `${path}/resource` }),
+    bootVga: readText(`${path}/boot_vga`)?.trim() === "1",
+    wc: [0, 1, 2, 3, 4, 5].filter((i) => exists(`${path}/resource${i}_wc`)),
   };
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function listBdfs(root: string): string[] | null {

@@ -168,12 +168,126 @@ export const RAMIN_PDB = {
   LO: field(31, 12),
 } as const;
 
-// --- PRI errors (OGKM dev_pri_ringstation_sys.h, kernel_falcon_ga102.c) -------
+// --- PRI errors (OGKM g_gpu_nvoc.h / gpu_access.c; facts §13.1) --------------
 
-/** True when a read value looks like a PRI error (0xBADFxxxx). */
+/**
+ * True when a read value is a PRI error: `(v & 0xFFF00000) == 0xBAD00000`, as
+ * NVIDIA's RM tests it (facts §13.1; the 0xBADFxxxx codes are a subset).
+ */
 export function isPriError(value: number): boolean {
-  return value >>> 16 === 0xbadf; // unsigned: `&` would give a negative int32
+  return (value >>> 20) === 0xbad; // unsigned: `&` would give a negative int32
 }
+
+/** True when a read returned all ones: the GPU fell off the bus (facts §13.1). */
+export function isGpuGone(value: number): boolean {
+  return value >>> 0 === 0xffffffff;
+}
+
+// --- GFW boot (devinit) status (nova-core gfw.rs, regs.rs; facts §13.2) ------
+
+/** NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_PRIV_LEVEL_MASK (Turing, Ampere, Ada). */
+export const NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_PRIV_LEVEL_MASK = 0x118128;
+/** Its READ_PROTECTION_LEVEL0 bit: set once the boot-progress scratch may be read. */
+export const SCRATCH_GROUP_05_PLM = { READ_PROTECTION_LEVEL0: field(0, 0) } as const;
+/** NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_0_GFW_BOOT (Turing, Ampere, Ada): PROGRESS 7:0. */
+export const NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_0_GFW_BOOT = 0x118234;
+/** GFW_BOOT fields. */
+export const GFW_BOOT = { PROGRESS: field(7, 0) } as const;
+/** PROGRESS value when devinit has completed. */
+export const GFW_BOOT_PROGRESS_COMPLETED = 0xff;
+/** NV_THERM_I2CS_SCRATCH_FSP_BOOT_COMPLETE (GH100, GB100, GB102): 0xFF when done. */
+export const NV_THERM_I2CS_SCRATCH_FSP_BOOT_COMPLETE = 0x0200bc;
+/** The same register on GB20x. */
+export const NV_THERM_I2CS_SCRATCH_FSP_BOOT_COMPLETE_GB20X = 0xad00bc;
+/** FSP_BOOT_COMPLETE value when boot has completed. */
+export const FSP_BOOT_COMPLETE_SUCCESS = 0xff;
+
+/** How one chip reports that GFW boot finished. */
+export interface GfwBootRegisters {
+  /** Register that must show `plmField` set before `progress` may be read; null from Hopper on. */
+  plm: number | null;
+  /** The progress / boot-complete register. */
+  progress: number;
+  /** Its name, for messages. */
+  name: string;
+  /** Bits compared with 0xFF. */
+  field: Field;
+}
+
+/** The GFW-boot status registers of a chip (by BOOT_42 chip id; facts §13.2 item 1). */
+export function gfwBootRegisters(chipId: number): GfwBootRegisters {
+  const arch = chipId >> 4;
+  if (arch === 0x16 || arch === 0x17 || arch === 0x19) {
+    return {
+      plm: NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_PRIV_LEVEL_MASK,
+      progress: NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_0_GFW_BOOT,
+      name: "NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_0_GFW_BOOT",
+      field: GFW_BOOT.PROGRESS,
+    };
+  }
+  return {
+    plm: null,
+    progress: arch === 0x1b
+      ? NV_THERM_I2CS_SCRATCH_FSP_BOOT_COMPLETE_GB20X
+      : NV_THERM_I2CS_SCRATCH_FSP_BOOT_COMPLETE,
+    name: "NV_THERM_I2CS_SCRATCH_FSP_BOOT_COMPLETE",
+    field: field(31, 0),
+  };
+}
+
+// --- firmware-owned VRAM (nova-core fb.rs, OGKM dev_fb.h, mem_mgr_ga100.c) ---
+
+/** NV_PDISP_VGA_WORKSPACE_BASE: STATUS_VALID bit 3, ADDR 31:8 = VRAM address >> 16. */
+export const NV_PDISP_VGA_WORKSPACE_BASE = 0x625f04;
+/** VGA_WORKSPACE_BASE fields. */
+export const VGA_WORKSPACE_BASE = { STATUS_VALID: field(3, 3), ADDR: field(31, 8) } as const;
+/** NV_PFB_PRI_MMU_WPR2_ADDR_LO: VAL 31:4 = address >> 12. */
+export const NV_PFB_PRI_MMU_WPR2_ADDR_LO = 0x1fa824;
+/** NV_PFB_PRI_MMU_WPR2_ADDR_HI: VAL 31:4 = address >> 12 (non-zero while WPR2 is up). */
+export const NV_PFB_PRI_MMU_WPR2_ADDR_HI = 0x1fa828;
+/** NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK: READ_PROTECTION_LEVEL0 bit 0 must be set to read the lock. */
+export const NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK = 0x1fa7c8;
+/** NV_PFB_PRI_MMU_LOCK_ADDR_LO (GA100 and later): VAL 31:4 = address >> 12. */
+export const NV_PFB_PRI_MMU_LOCK_ADDR_LO = 0x1fa82c;
+/** NV_PFB_PRI_MMU_LOCK_ADDR_HI: VAL 31:4 = address >> 12; valid when HI >= LO. */
+export const NV_PFB_PRI_MMU_LOCK_ADDR_HI = 0x1fa830;
+/** The VAL field shared by the WPR2 and MMU lock address registers (ALIGNMENT 12). */
+export const ADDR_VAL_4K = { VAL: field(31, 4) } as const;
+
+// --- BAR1 binding and the FB flush (OGKM tu102 dev_vm.h, dev_bus.h; facts §13.3)
+
+/** NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK (Turing, Ampere, Ada): the live BAR1 bind (BAR1_BLOCK fields). */
+export const NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK = 0xb80f40;
+/** NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS: BAR1 PENDING 0, OUTSTANDING 1 (BAR2: 2, 3). */
+export const NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS = 0xb80f50;
+/** NV_PBUS_BIND_STATUS: the legacy status register beside NV_PBUS_BAR1_BLOCK. */
+export const NV_PBUS_BIND_STATUS = 0x001710;
+/** BIND_STATUS fields. */
+export const BIND_STATUS = {
+  BAR1_PENDING: field(0, 0),
+  BAR1_OUTSTANDING: field(1, 1),
+  BAR2_PENDING: field(2, 2),
+  BAR2_OUTSTANDING: field(3, 3),
+} as const;
+/** NV_UFLUSH_FB_FLUSH: write 1 to flush posted FB writes; bit 1 reads 1 while pending. */
+export const NV_UFLUSH_FB_FLUSH = 0x070000;
+/** FB_FLUSH fields. */
+export const UFLUSH_FB_FLUSH = { FLUSH: field(0, 0), PENDING: field(1, 1) } as const;
+
+// --- instance block beyond the PDB (OGD tu104 dev_ram.ref.txt; nouveau gv100) ---
+
+/** NV_RAMIN_ADR_LIMIT_LO: (VA limit - 1) bits 31:12 with 0xFFF in the low bits. */
+export const NV_RAMIN_ADR_LIMIT_LO = 0x208;
+/** NV_RAMIN_ADR_LIMIT_HI: VA limit - 1, bits 63:32. */
+export const NV_RAMIN_ADR_LIMIT_HI = 0x20c;
+/** Word nouveau clears before the subcontext table (Volta and later). */
+export const NV_RAMIN_SC_CONFIG = 0x21c;
+/** Subcontext valid mask (two words). */
+export const NV_RAMIN_SC_PDB_VALID = 0x298;
+/** First subcontext PDB copy; subcontext i at + i × 0x10. */
+export const NV_RAMIN_SC_PAGE_DIR_BASE = 0x2a0;
+/** Subcontexts in the table. */
+export const RAMIN_SUBCONTEXTS = 64;
 
 /** Where the PRAMIN window register lives on one architecture and how its fields sit. */
 export interface WindowRegister {

@@ -28,6 +28,8 @@
 
 import { describe, fail, hex } from "../errors.ts";
 import {
+  NV_RAMIN_ADR_LIMIT_HI,
+  NV_RAMIN_ADR_LIMIT_LO,
   NV_RAMIN_PAGE_DIR_BASE_HI,
   NV_RAMIN_PAGE_DIR_BASE_LO,
   RAMIN_PDB,
@@ -48,6 +50,8 @@ export interface SimFirmwareInfo {
   bar1Pdb: number;
   /** The firmware's own BAR1 mappings; every 32-bit word of one holds its `pattern`. */
   mappings: { va: bigint; pa: number; size: number; pageSize: number; pattern: number }[];
+  /** GSP's write-protected region (WPR2) in the reserved area: [start, end). */
+  wpr2: { start: number; end: number };
 }
 
 /** Options for {@linkcode bootFirmware}. */
@@ -192,6 +196,10 @@ export function bootFirmware(vram: SparseMemory, options: BootFirmwareOptions): 
   pdbWord = setField(pdbWord, RAMIN_PDB.LO, Math.floor((bar1Pdb % 2 ** 32) / 4096));
   vram.write32(instanceBlock + NV_RAMIN_PAGE_DIR_BASE_LO, pdbWord);
   vram.write32(instanceBlock + NV_RAMIN_PAGE_DIR_BASE_HI, Math.floor(bar1Pdb / 2 ** 32));
+  // ADR_LIMIT: the last byte of the BAR1 VA space, low 12 bits all ones (facts §13.3 item 2).
+  const limit = bar1Size - 1;
+  vram.write32(instanceBlock + NV_RAMIN_ADR_LIMIT_LO, ((limit % 2 ** 32) | 0xfff) >>> 0);
+  vram.write32(instanceBlock + NV_RAMIN_ADR_LIMIT_HI, Math.floor(limit / 2 ** 32));
 
   // VA 0 uses index 0 at every directory level; the last table is PD0 (16-byte entries).
   for (let i = 0; i < directories; i++) vram.write64(tables[i], encodePde(version, tables[i + 1]));
@@ -218,11 +226,13 @@ export function bootFirmware(vram: SparseMemory, options: BootFirmwareOptions): 
     pattern: bigPattern,
   });
 
+  const reserved = vramSize - reservedStart;
   return {
     reservedStart,
     usable: { start: USABLE_START, end: reservedStart },
     instanceBlock,
     bar1Pdb,
     mappings,
+    wpr2: { start: reservedStart + reserved / 2, end: vramSize - reserved / 4 },
   };
 }

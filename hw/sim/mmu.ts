@@ -41,6 +41,11 @@ export interface SimMmuOptions {
   version: 2 | 3;
   /** Decides which directory levels may hold huge PTEs. */
   architecture: SimArchitecture;
+  /**
+   * How the MMU reads table words (default: `vram`). The simulated GPU passes
+   * its posted-write view, so tables written without an FB flush are not seen.
+   */
+  tables?: { read32(addr: number): number };
 }
 
 /** Direction of a CPU access. */
@@ -180,6 +185,7 @@ export class SimMmu {
 
   #levels: Level[];
   #vaLimit: bigint;
+  #tables: { read32(addr: number): number };
   #tlb = new Map<number, Map<number, number>>();
   /** Directory entries (32-bit words by VRAM address) each PDB's walks have read: a PDE cache. */
   #pdes = new Map<number, Map<number, number>>();
@@ -219,6 +225,7 @@ export class SimMmu {
     this.vaBits = version === 2 ? 49 : 57;
     this.#vaLimit = 1n << BigInt(this.vaBits);
     this.#levels = directoryLevels(version, architecture);
+    this.#tables = options.tables ?? vram;
   }
 
   /**
@@ -240,7 +247,7 @@ export class SimMmu {
   }
 
   #walk(pdb: number, va: bigint, pdes?: Map<number, number>): SimTranslation | SimWalkFault {
-    const mem = this.vram;
+    const mem = this.#tables;
     // Directory words come from the PDE cache when given (as a real MMU's do):
     // a PDE changed without a flush keeps its old value for later walks.
     const dir = pdes === undefined ? (a: number) => mem.read32(a) : (a: number) => {

@@ -102,10 +102,88 @@ export class SparseMemory {
     this.write32(addr + 4, Number((value >> 32n) & 0xffffffffn));
   }
 
+  /** True when the chunk holding `addr` has backing memory. */
+  hasChunk(addr: number): boolean {
+    return this.#chunks.has(Math.floor(addr / CHUNK));
+  }
+
+  /** A copy of the 64 KiB chunk holding `addr` (zeros when it has none). */
+  copyChunk(addr: number): Uint32Array {
+    const c = this.#chunks.get(Math.floor(addr / CHUNK));
+    return c === undefined ? new Uint32Array(CHUNK / 4) : c.u32.slice();
+  }
+
   /** Copies `len` bytes starting at `addr` out (for tests and the simulator's own use). */
   readBytes(addr: number, len: number): Uint8Array {
     const out = new Uint8Array(len);
     for (let i = 0; i < len; i++) out[i] = this.read8(addr + i);
     return out;
+  }
+}
+
+/** Chunks a {@linkcode PostedWrites} buffer holds before it drains its oldest. */
+export const POSTED_CHUNKS = 1024;
+
+/**
+ * Writes the CPU posted to the frame buffer (through PRAMIN or BAR1) that
+ * the GPU's own clients — the MMU walking page tables, the bind fetching an
+ * instance block — do not see until an FB flush completes (facts §13.3 items
+ * 3 and 5). CPU reads see the new data at once; only {@linkcode PostedWrites.read32}
+ * (the GPU's view) returns what VRAM held before.
+ *
+ * Kept per 64 KiB chunk: the first posted write to a chunk snapshots it.
+ * The buffer is bounded like a real write queue: past {@linkcode POSTED_CHUNKS}
+ * chunks the oldest drains (becomes visible) on its own.
+ */
+export class PostedWrites {
+  readonly #vram: SparseMemory;
+  /** Chunk index → its contents before the first unflushed write (null: it was all zeros). */
+  #before = new Map<number, Uint32Array | null>();
+  #lastChunk = -1;
+  /** Chunks drained because the buffer was full (the flush came too late for them). */
+  overflowed = 0;
+
+  /** Constructs it over the VRAM it shadows. */
+  constructor(vram: SparseMemory) {
+    this.#vram = vram;
+  }
+
+  /** Call before a CPU write of `addr` reaches VRAM. */
+  touch(addr: number): void {
+    const chunk = Math.floor(addr / CHUNK);
+    if (chunk === this.#lastChunk) return;
+    this.#lastChunk = chunk;
+    if (this.#before.has(chunk)) return;
+    const base = chunk * CHUNK;
+    // Sparse: an untouched chunk is remembered as all zeros.
+    const copy = this.#vram.hasChunk(base) ? this.#vram.copyChunk(base) : null;
+    this.#before.set(chunk, copy);
+    if (this.#before.size > POSTED_CHUNKS) {
+      const oldest = this.#before.keys().next().value!;
+      this.#before.delete(oldest);
+      this.overflowed++;
+    }
+  }
+
+  /** Chunks with writes not yet flushed. */
+  get pendingChunks(): number {
+    return this.#before.size;
+  }
+
+  /**
+   * The 32-bit word at `addr` as the GPU sees it: the pre-write value when
+   * the chunk has unflushed writes, else VRAM.
+   */
+  read32(addr: number): number {
+    if (this.#before.size === 0) return this.#vram.read32(addr);
+    const snap = this.#before.get(Math.floor(addr / CHUNK));
+    if (snap === undefined) return this.#vram.read32(addr);
+    return snap === null ? 0 : snap[(addr & CHUNK_MASK) >>> 2];
+  }
+
+  /** The FB flush completed: everything posted is visible. */
+  drain(): void {
+    this.#before.clear();
+    this.#lastChunk = -1;
   }
 }
