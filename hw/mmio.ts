@@ -115,8 +115,7 @@ export class Mmio {
   /** Set to record every access; `undefined` for none. */
   tracer: MmioTracer | undefined = undefined;
   #guard: MmioGuard | null = null;
-  #watchOffset = -1;
-  #watchers: ((value: number) => void)[] = [];
+  #watchers = new Map<number, ((value: number) => void)[]>();
   #backend: MmioBackend;
   #closed = false;
 
@@ -241,7 +240,10 @@ export class Mmio {
     if (this.#guard !== null) this.#guard(offset, 4, "w");
     this.counters.mmioWrites++;
     this.#backend.write32(offset, v);
-    if (offset === this.#watchOffset) { for (const fn of this.#watchers) fn(v); }
+    if (this.#watchers.size !== 0) {
+      const fns = this.#watchers.get(offset);
+      if (fns !== undefined) { for (const fn of fns) fn(v); }
+    }
     if (this.tracer) this.#trace("w", 4, offset, v);
   }
 
@@ -330,16 +332,14 @@ export class Mmio {
 
   /**
    * Calls `fn` after every 32-bit write of the register at `offset`, whoever
-   * makes it: the device counts PRAMIN window moves this way and the PRAMIN
-   * owner keeps its idea of the window current, also when a REPL user pokes
-   * the register. One register per aperture (the window register).
+   * makes it: the device counts PRAMIN window moves this way, the PRAMIN
+   * owner keeps its idea of the window current and BAR1 follows its bind
+   * registers, also when a REPL user pokes them.
    */
   watch(offset: number, fn: (value: number) => void): void {
-    if (this.#watchOffset !== -1 && this.#watchOffset !== offset) {
-      fail("EBUSY", `${this.name} already watches ${hex(this.#watchOffset)}, not ${hex(offset)}`);
-    }
-    this.#watchOffset = offset;
-    this.#watchers.push(fn);
+    const fns = this.#watchers.get(offset);
+    if (fns === undefined) this.#watchers.set(offset, [fn]);
+    else fns.push(fn);
   }
 
   /** Unmaps the BAR; later accesses fail with ENODEV. */

@@ -1,35 +1,73 @@
 /**
- * BAR1 (nova-core's BarUser): the BAR1 address space built by firmware,
- * mappings of VRAM into it, and CPU access to them through the BAR1 aperture
- * (the mmap of `resource1` on a card; the translating aperture on the
- * simulator).
+ * BAR1 (nova-core's BarUser, and what nouveau's non-GSP `bar` code does):
+ * the framebuffer aperture in both of its modes.
  *
- * The BAR1 page directory is found the way the hardware finds it (facts §7.4):
- * the BAR1 instance-block pointer register (NV_PBUS_BAR1_BLOCK before Hopper,
- * NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_{LOW,HIGH}_ADDR from Hopper on),
- * then PAGE_DIR_BASE at byte 0x200 of the instance block, read through PRAMIN.
+ * - **Physical** (the reset state of a card no driver booted; facts §13.2):
+ *   BAR1 byte offset X is VRAM address X. {@linkcode BarUser.physical} gives
+ *   CPU access by VRAM address, inside the usable region unless forced.
+ * - **Virtual**: BAR1 translates through the page tables of the address space
+ *   its instance block names. {@linkcode BarUser.bringUp} builds novamm's own
+ *   (instance block and root from the buddy allocator, PDB + ADR_LIMIT +
+ *   subcontext copies, FB flush, bind, poll the bind status; facts §13.3),
+ *   {@linkcode BarUser.bind} points BAR1 at any address space made with
+ *   `gpu.mm.createVmm`, {@linkcode BarUser.unbind} goes back to physical and
+ *   {@linkcode BarUser.restore} (run by `gpu.close()`) rewrites the bind
+ *   registers the session found. A card already bound when opened (GSP-RM's
+ *   tables: the `gsp` state) is adopted: its tables are scanned, never
+ *   rewritten.
+ *
+ * The bind registers (facts §7.4, §13.1): Turing/Ampere/Ada bind through
+ * NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK 0xB80F40 (status 0xB80F50), as RM and
+ * nouveau do; the legacy NV_PBUS_BAR1_BLOCK 0x1704 (status 0x1710) is a
+ * separate register that may read zero while BAR1 is bound, so both are read
+ * and the VF one is the one written. Hopper and later: LOW 0xB80F60 then
+ * HIGH 0xB80F64, whose write starts the bind; LOW's PENDING/OUTSTANDING
+ * bits are the status.
+ *
+ * While BAR1 is virtual, every access through the BAR1 aperture (mappings,
+ * REPL pokes of `gpu.device.bar1`) must lie inside a live mapping: anything
+ * else is refused with EFAULT before it reaches the card, because a CPU
+ * access to an unmapped BAR1 page is a BAR fault, fatal on hardware (§13.3
+ * item 7). Raw writes of the bind registers are watched, so the guard
+ * follows them.
  *
  * @module
  */
 
 import { describe, fail, hex } from "../hw/errors.ts";
 import type { Mmio } from "../hw/mmio.ts";
+import { pollRegister } from "../hw/poll.ts";
 import {
   BAR1_BLOCK,
   BAR1_BLOCK_LOW,
+  BIND_STATUS,
   getField,
+  isGpuGone,
+  isPriError,
   NV_PBUS_BAR1_BLOCK,
+  NV_RAMIN_ADR_LIMIT_HI,
+  NV_RAMIN_ADR_LIMIT_LO,
   NV_RAMIN_PAGE_DIR_BASE_HI,
   NV_RAMIN_PAGE_DIR_BASE_LO,
+  NV_RAMIN_SC_CONFIG,
+  NV_RAMIN_SC_PAGE_DIR_BASE,
+  NV_RAMIN_SC_PDB_VALID,
+  NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK,
+  NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS,
   NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR,
   NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR,
   RAMIN_PDB,
+  RAMIN_SUBCONTEXTS,
+  setField,
 } from "../hw/regs.ts";
-import { readRegister } from "../hw/device.ts";
+import { checkOptions } from "../hw/validate.ts";
 import { Allocation } from "./buddy.ts";
 import type { GpuMm } from "./gpu_mm.ts";
 import type { Pramin } from "./pramin.ts";
-import type { Mapping, Vmm } from "./vmm.ts";
+import type { Tlb } from "./tlb.ts";
+import type { Mapping } from "./vmm.ts";
+import { Vmm } from "./vmm.ts";
+import { BarPhysical } from "./bar_physical.ts";
 import { u64 } from "./types.ts";
 
 /** Where BAR1's tables are. */
@@ -40,33 +78,74 @@ export interface Bar1Binding {
   pdb: number;
 }
 
-/** Reads the BAR1 binding from the registers and the instance block; null if BAR1 is not virtual. */
-export function readBar1Binding(
-  bar0: Mmio,
+/** How BAR1 translates CPU accesses. */
+export type Bar1Mode = "physical" | "virtual";
+
+/** The BAR1 bind registers as read: what the live binding is and the raw values to restore. */
+export interface Bar1BindState {
+  /** Physical or virtual. */
+  mode: Bar1Mode;
+  /** The bound instance block (virtual mode), else null. */
+  instanceBlock: number | null;
+  /** The register the live binding came from, for messages. */
+  via: string;
+  /** Each bind register's offset and value (PRI-error reads are left out: never written back). */
+  registers: { offset: number; value: number }[];
+}
+
+const PAGE = 4096;
+
+function readOptional(bar0: Mmio, offset: number): number | null {
+  const v = bar0.read32(offset);
+  return isPriError(v) || isGpuGone(v) ? null : v;
+}
+
+/**
+ * Reads the BAR1 bind registers (single reads, nothing written): on MMU v2
+ * chips the VF register 0xB80F40 and the legacy 0x1704 (the VF one wins when
+ * both are virtual); from Hopper on LOW/HIGH.
+ */
+export function readBar1Bind(bar0: Mmio, options: { mmuVersion: 2 | 3 }): Bar1BindState {
+  if (options.mmuVersion === 2) {
+    const vf = readOptional(bar0, NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK);
+    const legacy = readOptional(bar0, NV_PBUS_BAR1_BLOCK);
+    const registers: Bar1BindState["registers"] = [];
+    if (vf !== null) registers.push({ offset: NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, value: vf });
+    if (legacy !== null) registers.push({ offset: NV_PBUS_BAR1_BLOCK, value: legacy });
+    for (const [v, via] of [[vf, "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK"], [legacy, "NV_PBUS_BAR1_BLOCK"]] as const) {
+      if (v !== null && getField(v, BAR1_BLOCK.MODE) === 1 && getField(v, BAR1_BLOCK.TARGET) === 0) {
+        return { mode: "virtual", instanceBlock: getField(v, BAR1_BLOCK.PTR) * PAGE, via, registers };
+      }
+    }
+    return { mode: "physical", instanceBlock: null, via: "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK", registers };
+  }
+  const lo = readOptional(bar0, NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR);
+  const hi = readOptional(bar0, NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR);
+  const registers: Bar1BindState["registers"] = [];
+  if (lo !== null && hi !== null) {
+    // PENDING/OUTSTANDING are status: never written back.
+    registers.push(
+      { offset: NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, value: (lo & ~3) >>> 0 },
+      { offset: NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR, value: hi },
+    );
+  }
+  const via = "NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR";
+  if (
+    lo !== null && hi !== null && getField(lo, BAR1_BLOCK_LOW.MODE) === 1 &&
+    getField(lo, BAR1_BLOCK_LOW.TARGET) === 0
+  ) {
+    const inst = getField(lo, BAR1_BLOCK_LOW.PTR) * PAGE + hi * 2 ** 32;
+    return { mode: "virtual", instanceBlock: inst, via, registers };
+  }
+  return { mode: "physical", instanceBlock: null, via, registers };
+}
+
+/** Reads the PDB an instance block names (through PRAMIN); refuses formats novamm cannot map. */
+export function readInstanceBlock(
   pramin: Pramin,
+  inst: number,
   options: { mmuVersion: 2 | 3 },
 ): Bar1Binding | null {
-  let inst: number;
-  if (options.mmuVersion === 2) {
-    const v = readRegister(bar0, NV_PBUS_BAR1_BLOCK, "NV_PBUS_BAR1_BLOCK");
-    if (getField(v, BAR1_BLOCK.MODE) !== 1 || getField(v, BAR1_BLOCK.TARGET) !== 0) return null;
-    inst = getField(v, BAR1_BLOCK.PTR) * 4096;
-  } else {
-    const lo = readRegister(
-      bar0,
-      NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR,
-      "BAR1_BLOCK_LOW_ADDR",
-    );
-    if (getField(lo, BAR1_BLOCK_LOW.MODE) !== 1 || getField(lo, BAR1_BLOCK_LOW.TARGET) !== 0) {
-      return null;
-    }
-    const hi = readRegister(
-      bar0,
-      NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR,
-      "BAR1_BLOCK_HIGH_ADDR",
-    );
-    inst = getField(lo, BAR1_BLOCK_LOW.PTR) * 4096 + hi * 2 ** 32;
-  }
   using w = pramin.borrow();
   const word = w.read32(inst + NV_RAMIN_PAGE_DIR_BASE_LO);
   if (getField(word, RAMIN_PDB.TARGET) !== 0) return null;
@@ -86,13 +165,36 @@ export function readBar1Binding(
       `the BAR1 instance block at ${hex(inst)} does not use the version 2 page-table format`,
     );
   }
-  const pdb = getField(word, RAMIN_PDB.LO) * 4096 +
+  const pdb = getField(word, RAMIN_PDB.LO) * PAGE +
     w.read32(inst + NV_RAMIN_PAGE_DIR_BASE_HI) * 2 ** 32;
   return { instanceBlock: inst, pdb };
 }
 
+/**
+ * Reads the BAR1 binding from the registers and the instance block; null if
+ * BAR1 is not virtual.
+ */
+export function readBar1Binding(
+  bar0: Mmio,
+  pramin: Pramin,
+  options: { mmuVersion: 2 | 3 },
+): Bar1Binding | null {
+  const s = readBar1Bind(bar0, options);
+  return s.instanceBlock === null ? null : readInstanceBlock(pramin, s.instanceBlock, options);
+}
+
 /** What {@linkcode BarUser.map} takes: an allocation, a VRAM range, or 4 KiB frame numbers. */
 export type BarTarget = Allocation | { start: number; size: number } | ArrayLike<number>;
+
+/** Options for {@linkcode BarUser.map}. */
+export interface BarMapOptions {
+  /** Let the CPU write through the mapping (default false). */
+  writable?: boolean;
+  /** A fixed BAR1 VA (must be free). */
+  va?: bigint | number;
+  /** Force one page size. */
+  pageSize?: number;
+}
 
 /**
  * A VRAM range mapped into BAR1, accessed by the CPU through the BAR1
@@ -102,11 +204,13 @@ export class BarMapping {
   /** The underlying address-space mapping. */
   readonly mapping: Mapping;
   readonly #bar1: Mmio;
+  readonly #user: BarUser;
 
   /** Made by {@linkcode BarUser.map}. */
-  constructor(mapping: Mapping, bar1: Mmio) {
+  constructor(mapping: Mapping, bar1: Mmio, user: BarUser) {
     this.mapping = mapping;
     this.#bar1 = bar1;
+    this.#user = user;
   }
 
   /** BAR1 virtual address = BAR1 byte offset of the first byte. */
@@ -133,6 +237,15 @@ export class BarMapping {
         `offset ${hex(offset)} + ${hex(len)} is past the end of the ${
           hex(this.size)
         }-byte BAR1 mapping`,
+      );
+    }
+    if (this.#user.boundVmm !== this.mapping.vmm) {
+      fail(
+        "EFAULT",
+        `BAR1 mapping ${hex(this.va)} is in ${this.mapping.vmm.name}, but BAR1 is ${
+          this.#user.mode === "physical" ? "in physical mode" : `bound to ${this.#user.boundName}`
+        } now`,
+        "bind its address space again (gpu.bar1.bind(vmm) or gpu.bar1.bringUp())",
       );
     }
     return Number(this.va) + offset;
@@ -171,28 +284,16 @@ export class BarMapping {
     this.#bar1.write32(at + 4, Number(v >> 32n));
   }
 
-  /** Reads bytes (32-bit accesses; 8-bit at unaligned edges). */
+  /** Reads bytes (32-bit accesses, 8-bit at unaligned edges; wide copies on a write-combining BAR1). */
   readBytes(offset: number, len: number): Uint8Array {
-    const at = this.#at(offset, len);
-    const out = new Uint8Array(len);
-    const dv = new DataView(out.buffer);
-    let i = 0;
-    for (; i < len && (at + i) % 4 !== 0; i++) out[i] = this.#bar1.read8(at + i);
-    for (; i + 4 <= len; i += 4) dv.setUint32(i, this.#bar1.read32(at + i), true);
-    for (; i < len; i++) out[i] = this.#bar1.read8(at + i);
-    return out;
+    return this.#bar1.readBytes(this.#at(offset, len), len);
   }
 
-  /** Writes bytes (32-bit accesses; 8-bit at unaligned edges). */
+  /** Writes bytes (as {@linkcode BarMapping.readBytes} reads). */
   writeBytes(offset: number, bytes: Uint8Array): void {
     this.#writable();
-    const at = this.#at(offset, bytes.length);
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const len = bytes.length;
-    let i = 0;
-    for (; i < len && (at + i) % 4 !== 0; i++) this.#bar1.write8(at + i, bytes[i]);
-    for (; i + 4 <= len; i += 4) this.#bar1.write32(at + i, dv.getUint32(i, true));
-    for (; i < len; i++) this.#bar1.write8(at + i, bytes[i]);
+    if (!(bytes instanceof Uint8Array)) fail("EINVAL", `bytes ${describe(bytes)} is not a Uint8Array`);
+    this.#bar1.writeBytes(this.#at(offset, bytes.length), bytes);
   }
 
   /** Unmaps from BAR1 (PTEs invalidated, TLB flushed, VA freed). */
@@ -213,62 +314,487 @@ export class BarMapping {
   }
 }
 
+/** What {@linkcode BarUser} is built from. */
+export interface BarUserOptions {
+  /** BAR0 (bind registers). */
+  bar0: Mmio;
+  /** The BAR1 aperture. */
+  bar1: Mmio;
+  /** PRAMIN (instance blocks). */
+  pramin: Pramin;
+  /** The TLB / FB flush. */
+  tlb: Tlb;
+  /** The GPU's memory manager (made on first use). */
+  mm: () => GpuMm;
+  /** Page-table format version. */
+  mmuVersion: 2 | 3;
+  /** The usable VRAM region (physical access is kept inside it unless forced). */
+  usable: { start: number; end: number };
+  /** VRAM bytes. */
+  vramSize: number;
+  /** The boot VGA device: the console scans out through physical BAR1. */
+  bootVga: boolean;
+  /** The session is read-only. */
+  readOnly: boolean;
+  /** The bind registers as the session found them. */
+  found: Bar1BindState;
+}
+
+/** The address space BAR1 is bound to now: a Vmm novamm manages, or a foreign instance block. */
+interface Bound {
+  vmm: Vmm | null;
+  instanceBlock: number;
+  pdb: number | null;
+}
+
 /**
  * BAR1 of one GPU.
  *
  * @example
  * ```ts
+ * gpu.bar1.mode; // "physical" on a card no driver booted
  * const a = gpu.mm.buddy.alloc(4 << 20);
- * using m = gpu.bar1.map(a, { writable: true });
+ * using m = gpu.bar1.map(a, { writable: true }); // brings BAR1 up first
  * m.write32(0, 0xcafebabe);
  * gpu.pramin.read32(a.start); // 0xcafebabe
  * ```
  */
 export class BarUser {
-  /** The BAR1 address space (firmware's tables, scanned). */
-  readonly vmm: Vmm;
-  /** BAR1 instance block and root directory. */
-  readonly binding: Bar1Binding;
-  /** BAR1 aperture bytes (= the VA size of the address space). */
+  /** BAR1 aperture bytes (= the VA size of novamm's BAR1 address space). */
   readonly size: number;
+  /** CPU access by VRAM address while BAR1 is physical (inside the usable region). */
+  readonly physical: BarPhysical;
+  readonly #o: BarUserOptions;
   readonly #bar1: Mmio;
+  #own: Vmm | null = null;
+  /** #own is firmware's address space, adopted at open (not ours to unbind from). */
+  #adopted = false;
+  #bound: Bound | null = null;
+  #release: (() => void) | null = null;
+  readonly #instanceBlocks = new Map<Vmm, Allocation>();
+  #writing = false;
+  #changed = false;
+  #hit: Mapping | null = null;
+  #hitStart = 0;
+  #hitEnd = 0;
 
-  /** Constructs it (see the class documentation for who does and how). */
-  constructor(mm: GpuMm, bar1: Mmio, binding: Bar1Binding) {
-    this.#bar1 = bar1;
-    this.binding = binding;
-    this.size = bar1.size;
-    this.vmm = mm.openVmm({ pdb: binding.pdb, vaSize: BigInt(bar1.size), name: "bar1" });
+  /** Constructs it; a BAR1 bound at open is adopted (its tables scanned, not rewritten). */
+  constructor(options: BarUserOptions) {
+    this.#o = options;
+    this.#bar1 = options.bar1;
+    this.size = options.bar1.size;
+    this.physical = new BarPhysical({
+      bar1: options.bar1,
+      usable: options.usable,
+      vramSize: options.vramSize,
+      mode: () => this.mode,
+    });
+    const found = options.found;
+    if (found.instanceBlock !== null) {
+      const b = readInstanceBlock(options.pramin, found.instanceBlock, options);
+      if (b === null) {
+        this.#bound = { vmm: null, instanceBlock: found.instanceBlock, pdb: null };
+      } else {
+        const vmm = options.mm().openVmm({
+          pdb: b.pdb,
+          vaSize: BigInt(this.size),
+          name: "bar1",
+          bar: true,
+        });
+        // Firmware's tree outlives this session: destroying the Vmm only takes novamm's pages out.
+        this.#own = vmm;
+        this.#adopted = true;
+        this.#bound = { vmm, instanceBlock: b.instanceBlock, pdb: b.pdb };
+      }
+    }
+    this.#bar1.setGuard((offset, length, op) => this.#guard(offset, length, op));
+    const bar0 = options.bar0;
+    const watched = options.mmuVersion === 2
+      ? [NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, NV_PBUS_BAR1_BLOCK]
+      : [NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR];
+    for (const offset of watched) bar0.watch(offset, () => this.#foreignWrite());
   }
 
-  /** BAR1 root page directory. */
+  /** `"physical"` (BAR1 offset = VRAM address) or `"virtual"` (translated through page tables). */
+  get mode(): Bar1Mode {
+    return this.#bound === null ? "physical" : "virtual";
+  }
+
+  /** The address space BAR1 translates through now (null: physical, or one novamm does not manage). */
+  get boundVmm(): Vmm | null {
+    return this.#bound?.vmm ?? null;
+  }
+
+  /** @internal A name for what BAR1 is bound to, for messages. */
+  get boundName(): string {
+    const b = this.#bound;
+    if (b === null) return "nothing (physical mode)";
+    return b.vmm?.name ?? `the instance block at ${hex(b.instanceBlock)} (not novamm's)`;
+  }
+
+  /** Instance block and root directory BAR1 is bound to, or null in physical mode. */
+  get binding(): Bar1Binding | null {
+    const b = this.#bound;
+    return b === null || b.pdb === null ? null : { instanceBlock: b.instanceBlock, pdb: b.pdb };
+  }
+
+  /** The bound root page directory (ENODEV in physical mode). */
   get pdb(): number {
-    return this.binding.pdb;
+    const b = this.binding;
+    if (b === null) {
+      fail(
+        "ENODEV",
+        "BAR1 is in physical mode: it has no page directory",
+        "gpu.bar1.bringUp() builds and binds one (gpu.bar1.map() does it too)",
+      );
+    }
+    return b.pdb;
   }
 
-  /** Maps VRAM into BAR1 and returns CPU access to it (use with `using`). */
-  map(
-    target: BarTarget,
-    options: { writable?: boolean; va?: bigint | number; pageSize?: number } = {},
-  ): BarMapping {
+  /**
+   * The BAR1 address space: the one BAR1 is bound to (novamm's own after
+   * {@linkcode BarUser.bringUp}, firmware's on a `gsp` card, or one given to
+   * {@linkcode BarUser.bind}). ENODEV in physical mode.
+   */
+  get vmm(): Vmm {
+    const b = this.#bound;
+    if (b === null) {
+      fail(
+        "ENODEV",
+        "BAR1 is in physical mode: no BAR1 address space is bound",
+        "gpu.bar1.bringUp() builds and binds novamm's (gpu.bar1.map() does it too); gpu.bar1.physical reaches VRAM by address meanwhile",
+      );
+    }
+    if (b.vmm === null) {
+      fail("EBUSY", `BAR1 is bound to ${this.boundName}`, "gpu.bar1.bringUp() rebinds novamm's");
+    }
+    return b.vmm;
+  }
+
+  /** The guard on the BAR1 aperture: while virtual, only live mappings may be touched. */
+  #guard(offset: number, length: number, op: "r" | "w"): void {
+    const b = this.#bound;
+    if (b === null) return;
+    const hit = this.#hit;
+    if (hit !== null && hit.live && offset >= this.#hitStart && offset + length <= this.#hitEnd) {
+      if (op === "w" && !hit.writable) this.#refuse(offset, length, op, "read-only mapping");
+      return;
+    }
+    if (b.vmm === null) this.#refuse(offset, length, op, `BAR1 is bound to ${this.boundName}`);
+    const m = b.vmm.liveAt(offset, length);
+    if (m === null) this.#refuse(offset, length, op, `no live mapping of ${b.vmm.name} there`);
+    if (m === "firmware") return;
+    if (op === "w" && !m.writable) this.#refuse(offset, length, op, "read-only mapping");
+    this.#hit = m;
+    this.#hitStart = Number(m.va);
+    this.#hitEnd = this.#hitStart + m.size;
+  }
+
+  #refuse(offset: number, length: number, op: "r" | "w", why: string): never {
+    fail(
+      "EFAULT",
+      `refused CPU ${op === "r" ? "read" : "write"} of BAR1 VA ${hex(offset)} (+${length}): ${why}; while BAR1 is virtual that access is a BAR fault, fatal on hardware`,
+      "map the page first (gpu.bar1.map(...)), or use gpu.bar1.physical after gpu.bar1.unbind()",
+    );
+  }
+
+  /** Someone else (a REPL poke) wrote a bind register: follow what the hardware now has. */
+  #foreignWrite(): void {
+    if (this.#writing) return;
+    this.#hit = null;
+    const s = readBar1Bind(this.#o.bar0, this.#o);
+    this.#release?.();
+    this.#release = null;
+    if (s.instanceBlock === null) {
+      this.#bound = null;
+      return;
+    }
+    for (const [vmm, a] of this.#instanceBlocks) {
+      if (a.start === s.instanceBlock) {
+        this.#bound = { vmm, instanceBlock: a.start, pdb: vmm.pdb };
+        this.#release = vmm.hold("BAR1 is bound to it");
+        return;
+      }
+    }
+    const own = this.#own;
+    if (own !== null && this.#o.found.instanceBlock === s.instanceBlock) {
+      this.#bound = { vmm: own, instanceBlock: s.instanceBlock, pdb: own.pdb };
+      return;
+    }
+    this.#bound = { vmm: null, instanceBlock: s.instanceBlock, pdb: null };
+  }
+
+  #writable(what: string): void {
+    if (this.#o.readOnly) {
+      fail("EPERM", `${what} writes BAR1 registers and VRAM: the session is read-only`, "reopen without --read-only");
+    }
+  }
+
+  /**
+   * Builds novamm's own BAR1 address space on a physical-mode card and binds
+   * it (or rebinds it after {@linkcode BarUser.unbind} / a `bind` of another
+   * space). On the boot VGA device this takes `{ force: true }`: binding
+   * BAR1 takes the firmware console's physical BAR1 away. Returns this.
+   */
+  bringUp(options: { force?: boolean } = {}): this {
+    checkOptions(options, { force: "boolean" }, "bar1.bringUp options");
+    this.#writable("bar1.bringUp()");
+    const b = this.#bound;
+    if (b !== null && b.vmm !== null && b.vmm === this.#own) return this;
+    if (b === null && this.#o.bootVga && !options.force) {
+      fail(
+        "EPERM",
+        "this card is the boot VGA device (sysfs boot_vga = 1): the console scans out through physical BAR1, and binding BAR1 takes that away",
+        "gpu.bar1.bringUp({ force: true }) if the console may go blank; gpu.bar1.physical works without it",
+      );
+    }
+    if (b !== null && b.vmm === null) {
+      fail("EBUSY", `BAR1 is bound to ${this.boundName}`, "write the bind register back, or reopen");
+    }
+    let own = this.#own;
+    if (this.#adopted && own !== null && !own.destroyed) {
+      // Back to firmware's own instance block, as found at open.
+      const inst = this.#o.found.instanceBlock!;
+      this.#o.tlb.fbFlush();
+      this.#writeBind(inst);
+      this.#setBound({ vmm: own, instanceBlock: inst, pdb: own.pdb });
+      this.#o.tlb.flush(own.pdb, { hubOnly: true });
+      return this;
+    }
+    if (own === null || own.destroyed) {
+      own = this.#o.mm().createVmm({ vaSize: BigInt(this.size), name: "bar1", bar: true });
+      this.#own = own;
+    }
+    this.#bindTo(own);
+    return this;
+  }
+
+  /**
+   * Points BAR1 at an address space made with `gpu.mm.createVmm` (it gets an
+   * instance block of its own), so the GPU's MMU translates CPU accesses
+   * through BAR1 with that space's tables. Only its live mappings may then
+   * be touched through BAR1.
+   */
+  bind(vmm: Vmm): void {
+    if (!(vmm instanceof Vmm)) fail("EINVAL", `${describe(vmm)} is not a Vmm`);
+    const mm = this.#o.mm();
+    if (!mm.vmms().includes(vmm)) {
+      fail("EINVAL", `${vmm.name} is not a live address space of this GPU (gpu.mm.createVmm)`);
+    }
+    this.#writable("bar1.bind()");
+    if (this.#bound?.vmm === vmm) return;
+    this.#bindTo(vmm);
+  }
+
+  /** Puts BAR1 back in physical mode (BAR1 offset = VRAM address). Address spaces stay. */
+  unbind(): void {
+    this.#writable("bar1.unbind()");
+    if (this.#bound === null) return;
+    this.#writeBind(null);
+    this.#setBound(null);
+  }
+
+  #setBound(bound: Bound | null): void {
+    this.#hit = null;
+    this.#release?.();
+    this.#release = null;
+    this.#bound = bound;
+    const vmm = bound?.vmm ?? null;
+    if (vmm !== null && !(this.#adopted && vmm === this.#own)) {
+      this.#release = vmm.hold("BAR1 is bound to it");
+    }
+  }
+
+  /** The instance block of `vmm`, written (not yet flushed) on first use. */
+  #instanceBlock(vmm: Vmm): Allocation {
+    let a = this.#instanceBlocks.get(vmm);
+    if (a !== undefined && a.live) return a;
+    const mm = this.#o.mm();
+    a = mm.buddy.alloc(PAGE);
+    try {
+      using w = this.#o.pramin.borrow();
+      const inst = a.start;
+      w.fill(inst, PAGE, 0);
+      let word = setField(0, RAMIN_PDB.TARGET, 0);
+      word = setField(word, RAMIN_PDB.USE_VER2_PT_FORMAT, 1);
+      word = setField(word, RAMIN_PDB.BIG_PAGE_SIZE, 1);
+      word = setField(word, RAMIN_PDB.LO, Math.floor((vmm.pdb % 2 ** 32) / PAGE));
+      const hi = Math.floor(vmm.pdb / 2 ** 32);
+      w.write32(inst + NV_RAMIN_PAGE_DIR_BASE_LO, word);
+      w.write32(inst + NV_RAMIN_PAGE_DIR_BASE_HI, hi);
+      const limit = Number(vmm.vaSize) - 1;
+      w.write32(inst + NV_RAMIN_ADR_LIMIT_LO, ((limit % 2 ** 32) | 0xfff) >>> 0);
+      w.write32(inst + NV_RAMIN_ADR_LIMIT_HI, Math.floor(limit / 2 ** 32));
+      // Volta+ subcontexts as nouveau's gv100_vmm_join: 0 valid with the same PDB, the rest invalid.
+      w.write32(inst + NV_RAMIN_SC_CONFIG, 0);
+      for (let i = 0; i < RAMIN_SUBCONTEXTS; i++) {
+        const at = inst + NV_RAMIN_SC_PAGE_DIR_BASE + i * 0x10;
+        w.write32(at, i === 0 ? word : 1);
+        w.write32(at + 4, i === 0 ? hi : 0);
+      }
+      w.write32(inst + NV_RAMIN_SC_PDB_VALID, 1);
+      w.write32(inst + NV_RAMIN_SC_PDB_VALID + 4, 0);
+    } catch (e) {
+      a.free();
+      throw e;
+    }
+    const unpin = a.pin(`the instance block of ${vmm.name}`);
+    const block = a;
+    this.#instanceBlocks.set(vmm, block);
+    vmm.whenDestroyed(() => {
+      if (this.#instanceBlocks.get(vmm) === block) this.#instanceBlocks.delete(vmm);
+      unpin();
+      block.free();
+    });
+    return block;
+  }
+
+  #bindTo(vmm: Vmm): void {
+    const inst = this.#instanceBlock(vmm);
+    // The instance block and the tables must be in VRAM before the GPU fetches them.
+    this.#o.tlb.fbFlush();
+    this.#writeBind(inst.start);
+    this.#setBound({ vmm, instanceBlock: inst.start, pdb: vmm.pdb });
+    this.#o.tlb.flush(vmm.pdb, { hubOnly: true });
+  }
+
+  /** Writes the bind registers for `inst` (null: physical) and polls the bind status. */
+  #writeBind(inst: number | null): void {
+    const bar0 = this.#o.bar0;
+    this.#changed = true;
+    this.#writing = true;
+    try {
+      if (this.#o.mmuVersion === 2) {
+        let v = 0;
+        if (inst !== null) {
+          v = setField(0, BAR1_BLOCK.PTR, inst / PAGE);
+          v = setField(v, BAR1_BLOCK.MODE, 1);
+        }
+        bar0.write32(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, v);
+        this.#pollBind(NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS, "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS");
+      } else {
+        let lo = 0;
+        if (inst !== null) {
+          lo = setField(0, BAR1_BLOCK_LOW.PTR, (inst % 2 ** 32) / PAGE);
+          lo = setField(lo, BAR1_BLOCK_LOW.MODE, 1);
+        }
+        bar0.write32(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, lo);
+        // The HIGH write starts the bind.
+        bar0.write32(
+          NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR,
+          inst === null ? 0 : Math.floor(inst / 2 ** 32),
+        );
+        this.#pollBind(
+          NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR,
+          "BAR1_BLOCK_LOW_ADDR",
+        );
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  #pollBind(offset: number, name: string): void {
+    pollRegister(
+      this.#o.bar0,
+      offset,
+      name,
+      (v) =>
+        getField(v, BIND_STATUS.BAR1_PENDING) === 0 && getField(v, BIND_STATUS.BAR1_OUTSTANDING) === 0,
+      { what: "BAR1 bind" },
+    );
+  }
+
+  /**
+   * Writes back the bind registers the session found (run by `gpu.close()`),
+   * then frees novamm's instance blocks. Nothing is written when the session
+   * never changed the binding, or when it is read-only.
+   */
+  restore(): void {
+    if (this.#o.readOnly || !this.#changed) return;
+    const found = this.#o.found;
+    const bar0 = this.#o.bar0;
+    this.#writing = true;
+    try {
+      // The register the live binding came from goes last: its write is the bind.
+      const regs = [...found.registers].sort((a, b) =>
+        Number(this.#isLive(a.offset)) - Number(this.#isLive(b.offset))
+      );
+      for (const r of regs) bar0.write32(r.offset, r.value);
+      if (this.#o.mmuVersion === 2) {
+        this.#pollBind(NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS, "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS");
+      } else {
+        this.#pollBind(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, "BAR1_BLOCK_LOW_ADDR");
+      }
+    } finally {
+      this.#writing = false;
+    }
+    this.#changed = false;
+    this.#foreignWrite();
+  }
+
+  #isLive(offset: number): boolean {
+    const via = this.#o.found.via;
+    if (this.#o.mmuVersion === 3) return offset === NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR;
+    return via === "NV_PBUS_BAR1_BLOCK" ? offset === NV_PBUS_BAR1_BLOCK : offset === NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK;
+  }
+
+  /**
+   * Maps VRAM into the bound BAR1 address space and returns CPU access to it
+   * (use with `using`). On a physical-mode card BAR1 is brought up first
+   * (refused on the boot VGA device: see {@linkcode BarUser.bringUp}).
+   */
+  map(target: BarTarget, options: BarMapOptions = {}): BarMapping {
+    checkOptions(
+      options,
+      { writable: "boolean", va: mapVa, pageSize: "number" },
+      "bar1.map options",
+    );
     const pfns = toPfns(target);
-    const size = pfns.length * 4096;
+    const size = pfns.length * PAGE;
     if (size > this.size) {
       fail("ENOSPC", `cannot map ${hex(size)} bytes into the ${hex(this.size)}-byte BAR1 aperture`);
     }
-    const m = this.vmm.mapPages(pfns, { ...options, label: "bar1" });
+    if (this.#bound === null) {
+      if (this.#o.bootVga) {
+        fail(
+          "EPERM",
+          "BAR1 is physical on the boot VGA device: mapping would bind BAR1 and take the console's physical BAR1 away",
+          "gpu.bar1.bringUp({ force: true }) first, or use gpu.bar1.physical",
+        );
+      }
+      this.bringUp();
+    }
+    const vmm = this.vmm;
+    const m = vmm.mapPages(pfns, { ...options, label: "bar1" });
+    if (Number(m.va) + m.size > this.size) {
+      m.unmap();
+      fail(
+        "ENOSPC",
+        `${vmm.name} placed the mapping at ${hex(m.va)}, past the ${hex(this.size)}-byte BAR1 aperture`,
+        "pass a va below the aperture size",
+      );
+    }
     if (target instanceof Allocation) {
       // The pages must not go back to the allocator while BAR1 still points at them.
       m.whenUnmapped(target.pin(`the BAR1 mapping at ${hex(m.va)}`));
     }
-    return new BarMapping(m, this.#bar1);
+    return new BarMapping(m, this.#bar1, this);
   }
 
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
-    return `BAR1 ${hex(this.size)} bytes, PDB ${hex(this.pdb)}, instance block ${
-      hex(this.binding.instanceBlock)
-    }, ${this.vmm.mappings().length} mappings`;
+    const b = this.#bound;
+    if (b === null) return `BAR1 ${hex(this.size)} bytes, physical mode (BAR1 offset = VRAM address)`;
+    return `BAR1 ${hex(this.size)} bytes, virtual: ${this.boundName}, instance block ${
+      hex(b.instanceBlock)
+    }${b.pdb === null ? "" : `, PDB ${hex(b.pdb)}`}${b.vmm === null ? "" : `, ${b.vmm.mappings().length} mappings`}`;
+  }
+}
+
+function mapVa(value: unknown, key: string): void {
+  if (typeof value !== "bigint" && typeof value !== "number") {
+    fail("EINVAL", `bar1.map options.${key} must be a bigint or number, not ${describe(value)}`);
   }
 }
 
@@ -293,7 +819,10 @@ function toPfns(target: BarTarget): number[] {
     else for (const b of a.blocks) pages(b.start, b.size, out);
     return out;
   }
-  if (target !== null && typeof target === "object" && "start" in target && "size" in target) {
+  if (target === null || typeof target !== "object") {
+    fail("EINVAL", `map target ${describe(target)} is not an allocation, a range or frame numbers`);
+  }
+  if ("start" in target && "size" in target) {
     const r = target as { start: number; size: number };
     pages(r.start, r.size, out);
     return out;

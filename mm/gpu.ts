@@ -7,6 +7,7 @@
  */
 
 import { fail, hex } from "../hw/errors.ts";
+import { checkOptions } from "../hw/validate.ts";
 import { type Device, openDevice, type OpenDeviceOptions } from "../hw/device.ts";
 import type { ChipInfo } from "../hw/chip.ts";
 import type { Mmio } from "../hw/mmio.ts";
@@ -15,7 +16,8 @@ import type { SimGpu } from "../hw/sim/gpu.ts";
 import { Pramin } from "./pramin.ts";
 import { Tlb } from "./tlb.ts";
 import { GpuMm } from "./gpu_mm.ts";
-import { type Bar1Binding, BarUser, readBar1Binding } from "./bar_user.ts";
+import { type Bar1Binding, type Bar1BindState, BarUser, readBar1Bind } from "./bar_user.ts";
+import { formatLayout, readVramLayout, usableFrom, type VramRegion } from "./layout.ts";
 import { type MmuFormat, mmuFormat } from "./pagetable/format.ts";
 import { walk, type WalkResult } from "./pagetable/walk.ts";
 
@@ -23,8 +25,12 @@ import { walk, type WalkResult } from "./pagetable/walk.ts";
 export interface VramInfo {
   /** Bytes of VRAM. */
   size: number;
-  /** The region firmware leaves to drivers: [start, end). */
+  /** The region left to novamm: [start, end). GSP's report on a `gsp` card, else the largest range no firmware region touches. */
   usable: { start: number; end: number };
+  /** Where `usable` comes from: `"GSP report"` or `"layout"`. */
+  usableSource: string;
+  /** The regions firmware owns (VGA workspace, MMU lock, WPR2, ...), each `{ name, start, end, source }`. */
+  layout: readonly VramRegion[];
 }
 
 /** MMIO counters since open (or since {@linkcode Gpu.resetStats}). */
@@ -65,9 +71,10 @@ export class Gpu {
   readonly tlb: Tlb;
   /** Page-table format of this chip. */
   readonly format: MmuFormat;
+  /** The BAR1 bind registers as this session found them (restored by {@linkcode Gpu.close}). */
+  readonly bar1AtOpen: Bar1BindState;
   #mm: GpuMm | null = null;
   #bar1: BarUser | null = null;
-  #binding: Bar1Binding | null | undefined = undefined;
 
   /** Constructs it (see the class documentation for who does and how). */
   constructor(device: Device) {
@@ -83,39 +90,29 @@ export class Gpu {
       version: device.chip.mmuVersion,
       architecture: device.chip.architecture,
     });
+    this.bar1AtOpen = readBar1Bind(device.bar0, { mmuVersion: device.chip.mmuVersion });
+    const layout = readVramLayout(device.bar0, device.chip, {
+      vramSize: device.vramSize,
+      bootVga: device.bootVga,
+      boundInstanceBlock: this.bar1AtOpen.instanceBlock,
+    });
+    Object.defineProperty(layout, Symbol.for("Deno.customInspect"), {
+      value: () => formatLayout(layout),
+      enumerable: false,
+    });
+    const reported = device.firmwareUsable;
     this.vram = {
       size: device.vramSize,
-      usable: device.firmwareUsable ?? this.#guessUsable(),
+      usable: reported ?? usableFrom(layout, device.vramSize),
+      usableSource: reported === null ? "layout" : "GSP report",
+      layout: Object.freeze(layout),
     };
   }
 
-  /**
-   * Without GSP's report (a card opened from user space), keep clear of
-   * firmware: the usable region ends below the BAR1 instance block and the
-   * top 256 MiB of VRAM, where GSP-RM keeps its reserved memory, and starts
-   * at 1 MiB.
-   */
-  #guessUsable(): { start: number; end: number } {
-    const MiB = 2 ** 20;
-    let end = this.device.vramSize - 256 * MiB;
-    let b: Bar1Binding | null = null;
-    try {
-      b = this.bar1Binding;
-    } catch {
-      // Read-only: the window cannot move to the instance block; the 256 MiB margin stands.
-      this.#binding = undefined;
-    }
-    if (b !== null) end = Math.min(end, b.instanceBlock, b.pdb);
-    end -= end % (2 * MiB);
-    return { start: MiB, end: Math.max(MiB, end) };
-  }
-
-  /** Where BAR1's instance block and root directory are (read from the hardware once), or null. */
+  /** Where BAR1's instance block and root directory are now, or null (physical mode). */
   get bar1Binding(): Bar1Binding | null {
-    if (this.#binding === undefined) {
-      this.#binding = readBar1Binding(this.bar0, this.pramin, { mmuVersion: this.chip.mmuVersion });
-    }
-    return this.#binding;
+    if (this.#bar1 === null && this.bar1AtOpen.instanceBlock === null) return null;
+    return this.bar1.binding;
   }
 
   /** VRAM allocator, address spaces (created on first use). */
@@ -132,17 +129,22 @@ export class Gpu {
     return this.#mm;
   }
 
-  /** BAR1: its address space and CPU mappings (created on first use). */
+  /** BAR1: physical access, bring-up, binding, its address space and CPU mappings (made on first use). */
   get bar1(): BarUser {
     if (this.#bar1 === null) {
-      const b = this.bar1Binding;
-      if (b === null) {
-        fail(
-          "ENODEV",
-          "BAR1 is not in virtual mode (no BAR1 instance block bound): nothing to map into",
-        );
-      }
-      this.#bar1 = new BarUser(this.mm, this.device.bar1, b);
+      this.#bar1 = new BarUser({
+        bar0: this.bar0,
+        bar1: this.device.bar1,
+        pramin: this.pramin,
+        tlb: this.tlb,
+        mm: () => this.mm,
+        mmuVersion: this.chip.mmuVersion,
+        usable: this.vram.usable,
+        vramSize: this.vram.size,
+        bootVga: this.device.bootVga,
+        readOnly: this.device.readOnly,
+        found: this.bar1AtOpen,
+      });
     }
     return this.#bar1;
   }
@@ -152,6 +154,7 @@ export class Gpu {
    * returns every level visited.
    */
   walk(va: bigint | number, options: { pdb?: number } = {}): WalkResult {
+    checkOptions(options, { pdb: "number" }, "walk options");
     const pdb = options.pdb ?? this.bar1Binding?.pdb;
     if (pdb === undefined) fail("EINVAL", "no PDB given and BAR1 has none");
     using w = this.pramin.borrow();
@@ -178,22 +181,37 @@ export class Gpu {
   }
 
   /**
-   * Unmaps what this session mapped (BAR1 mappings, address spaces it made),
-   * restores the PRAMIN window if one is open, then unmaps the BARs.
+   * Puts back what this session changed and unmaps the BARs: the BAR1 bind
+   * registers as found at open, then the mappings and address spaces it
+   * made (unmapped, tables freed), then the PRAMIN window base. Every step
+   * runs even when an earlier one fails; the first error is rethrown. A GPU
+   * that was lost (reads all ones) is only unmapped.
    */
   close(): void {
     if (this.device.bar0.closed) return;
+    let first: unknown = null;
+    const step = (fn: () => void) => {
+      try {
+        fn();
+      } catch (e) {
+        first ??= e;
+      }
+    };
     try {
-      if (!this.device.readOnly) {
-        try {
-          for (const v of this.#mm?.vmms() ?? []) this.#mm!.destroyVmm(v);
-        } finally {
-          this.pramin.close();
-        }
+      if (!this.device.readOnly && !this.#lost()) {
+        step(() => this.#bar1?.restore());
+        for (const v of this.#mm?.vmms() ?? []) step(() => this.#mm!.destroyVmm(v));
+        step(() => this.pramin.close());
       }
     } finally {
       this.device.close();
     }
+    if (first !== null) throw first;
+  }
+
+  /** True when the GPU reads all ones (fell off the bus, or lost after a BAR fault). */
+  #lost(): boolean {
+    return this.bar0.read32(0) === 0xffffffff;
   }
 
   /** Releases it at the end of a `using` scope (same as closing it explicitly). */
@@ -221,6 +239,15 @@ export class Gpu {
  */
 export function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
   try {
+    checkOptions(options, {
+      device: "string",
+      readOnly: "boolean",
+      force: "boolean",
+      sysfsRoot: "string",
+      lockDir: "string",
+      tracer: "function",
+      gfwTimeoutMs: "number",
+    }, "openGpu options");
     return Promise.resolve(new Gpu(openDevice(options)));
   } catch (e) {
     return Promise.reject(e);

@@ -11,6 +11,13 @@ import type { MmuFormat } from "./pagetable/format.ts";
 import type { Pramin } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
 import { Vmm } from "./vmm.ts";
+import { checkOptions } from "../hw/validate.ts";
+
+function vaSizeKind(value: unknown, key: string): void {
+  if (typeof value !== "bigint" && typeof value !== "number") {
+    fail("EINVAL", `options.${key} must be a bigint or number, not ${describe(value)}`);
+  }
+}
 
 /** What {@linkcode GpuMm} is built from. */
 export interface GpuMmOptions {
@@ -72,7 +79,12 @@ export class GpuMm {
    * A new address space (a channel's, say) with a fresh, zeroed root
    * directory from the buddy allocator.
    */
-  createVmm(options: { vaSize?: bigint | number; name?: string } = {}): Vmm {
+  createVmm(options: { vaSize?: bigint | number; name?: string; bar?: boolean } = {}): Vmm {
+    checkOptions(
+      options,
+      { vaSize: vaSizeKind, name: "string", bar: "boolean" },
+      "createVmm options",
+    );
     const vaSize = this.#vaSize(options.vaSize ?? 1n << BigInt(this.format.vaBits));
     const root = this.buddy.alloc(4096);
     try {
@@ -87,6 +99,7 @@ export class GpuMm {
       vaSize,
       rootAllocation: root,
       name: options.name,
+      bar: options.bar,
     });
     this.#vmms.add(vmm);
     return vmm;
@@ -96,7 +109,12 @@ export class GpuMm {
    * An address space over existing tables (firmware's BAR1, say): valid
    * entries already there are scanned and their VA marked taken.
    */
-  openVmm(options: { pdb: number; vaSize: bigint | number; name?: string }): Vmm {
+  openVmm(options: { pdb: number; vaSize: bigint | number; name?: string; bar?: boolean }): Vmm {
+    checkOptions(
+      options,
+      { pdb: "number", vaSize: vaSizeKind, name: "string", bar: "boolean" },
+      "openVmm options",
+    );
     const vaSize = this.#vaSize(options.vaSize);
     const other = this.vmms().find((v) => v.pdb === options.pdb);
     if (other !== undefined) {
@@ -108,6 +126,7 @@ export class GpuMm {
       vaSize,
       scan: true,
       name: options.name,
+      bar: options.bar,
     });
     this.#vmms.add(vmm);
     return vmm;

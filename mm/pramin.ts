@@ -417,7 +417,8 @@ export class PraminWindow {
     if (v !== null && v.base === this.#pramin.base && v.contains(addr, len)) return v;
     const current = this.#pramin.base;
     let base: number;
-    if (addr >= current && addr + len <= current + PRAMIN_SIZE) {
+    // current is -1 while the window points at system memory: never reuse that.
+    if (current >= 0 && addr >= current && addr + len <= current + PRAMIN_SIZE) {
       base = current;
     } else if (addr < current) {
       // Moving down: put the access at the top of the window so a descending

@@ -58,6 +58,8 @@ export interface VmmOptions {
   scan?: boolean;
   /** A name for messages and dumps. */
   name?: string;
+  /** A BAR address space: its TLB flushes invalidate only the hub TLB (HUBTLB_ONLY). */
+  bar?: boolean;
 }
 
 /** Options for {@linkcode Vmm.mapPages} / {@linkcode Vmm.prepareMap}. */
@@ -300,6 +302,12 @@ export class Vmm {
   readonly #root: Table;
   readonly #rootAllocation: Allocation | null;
   readonly #mappings = new Set<Mapping>();
+  /** The live mapping behind each VA range a mapping holds (for {@linkcode Vmm.liveAt}). */
+  readonly #byRange = new Map<VaRange, Mapping>();
+  readonly #holds = new Map<number, string>();
+  readonly #onDestroy: (() => void)[] = [];
+  #holdId = 0;
+  readonly #bar: boolean;
   readonly #pending = new Set<PreparedMapping>();
   /** Page sizes this chip can map, largest first. */
   readonly #sizes: number[];
@@ -327,6 +335,7 @@ export class Vmm {
       fail("EINVAL", `VA size ${hex(options.vaSize)} is not a multiple of 4 KiB`);
     }
     this.#deps = deps;
+    this.#bar = options.bar ?? false;
     this.format = format;
     this.pdb = options.pdb;
     this.vaSize = options.vaSize;
@@ -340,6 +349,33 @@ export class Vmm {
     sizes.sort((a, b) => b - a);
     this.#sizes = [...sizes, format.bigPt.pageSize, format.smallPt.pageSize];
     if (options.scan) this.#scan();
+  }
+
+  #flush(): void {
+    this.#deps.tlb.flush(this.pdb, { hubOnly: this.#bar });
+  }
+
+  /**
+   * What a CPU access of [va, va + length) through an aperture bound to this
+   * space would hit: the live mapping covering all of it, `"firmware"` for a
+   * range firmware mapped (found by the scan), or null (it would fault).
+   */
+  liveAt(va: number, length: number): Mapping | "firmware" | null {
+    const r = this.ranges.find(BigInt(va));
+    if (r === undefined || r.end < BigInt(va) + BigInt(length)) return null;
+    if (r.owner === "firmware") return "firmware";
+    const m = this.#byRange.get(r);
+    return m !== undefined && m.live ? m : null;
+  }
+
+  /**
+   * Keeps this space from being destroyed while something outside it (a BAR1
+   * binding) uses its tables; call the returned function to let go.
+   */
+  hold(reason: string): () => void {
+    const id = ++this.#holdId;
+    this.#holds.set(id, reason);
+    return () => void this.#holds.delete(id);
   }
 
   /** Page sizes this address space can map, largest first. */
@@ -670,7 +706,7 @@ export class Vmm {
         using w = this.#deps.pramin.borrow();
         for (const [t, word] of writes) w.write64(t.addr + word * 8, t.raw[word]);
       }
-      this.#deps.tlb.flush(this.pdb);
+      this.#flush();
     }
     for (const t of freed) t.alloc!.free();
   }
@@ -810,7 +846,8 @@ export class Vmm {
     this.#pending.delete(prepared);
     const m = new Mapping(this, prepared);
     this.#mappings.add(m);
-    this.#deps.tlb.flush(this.pdb);
+    this.#byRange.set(prepared.range, m);
+    this.#flush();
     return m;
   }
 
@@ -914,9 +951,10 @@ export class Vmm {
     for (const mapping of mappings) {
       mapping.retire();
       this.#mappings.delete(mapping);
+      this.#byRange.delete(mapping.range);
       this.ranges.release(mapping.range);
     }
-    this.#deps.tlb.flush(this.pdb);
+    this.#flush();
     // Only after a completed flush can no walker reach the tables: then free them.
     for (const t of freed) t.alloc!.free();
   }
@@ -1082,10 +1120,24 @@ export class Vmm {
   /** Cancels pending prepares, unmaps everything this Vmm mapped, frees its root if it allocated it. */
   destroy(): void {
     if (this.#destroyed) return;
+    if (this.#holds.size > 0) {
+      fail(
+        "EBUSY",
+        `${this.name} is in use: ${[...this.#holds.values()].join("; ")}`,
+        "unbind it first (gpu.bar1.unbind())",
+      );
+    }
     for (const p of [...this.#pending]) this.cancelMap(p);
     if (this.#mappings.size > 0) this.#unmapAll([...this.#mappings]);
     this.#destroyed = true;
     this.#rootAllocation?.free();
+    for (const fn of this.#onDestroy.splice(0)) fn();
+  }
+
+  /** Runs `fn` once this space is destroyed (at once if it already is). */
+  whenDestroyed(fn: () => void): void {
+    if (this.#destroyed) fn();
+    else this.#onDestroy.push(fn);
   }
 
   #own(prepared: PreparedMapping): void {

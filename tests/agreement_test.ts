@@ -774,6 +774,8 @@ async function runProfile(profile: Profile): Promise<RunStats> {
     const roots: Root[] = [];
     for (let i = 0; i < 6; i++) roots.push(b.buildRoot(`tree${i}`, i % 2 === 1));
     b.fillEdge();
+    // The simulated MMU sees PRAMIN writes only once an FB flush has completed.
+    gpu.tlb.fbFlush();
     // Special roots: the last VRAM page (fits), just past VRAM, the top of the 40-bit
     // VRAM address space, and existing tables of other levels read as a root.
     roots.push({ name: "edge", pdb: b.edge, regions: [] });
@@ -997,6 +999,7 @@ Deno.test("agreement: v2 sysmem big and huge pages at the 2^53 edge translate ex
           using w = gpu.pramin.window();
           w.write64(at, mmu.v2.encodePte({ valid: true, aperture: "sysCoherent", address: base }));
         }
+        gpu.tlb.fbFlush();
         const va = vaPage + offset;
         const what = `${level} page at 0x${base.toString(16)}, va 0x${va.toString(16)}`;
         const r = walk(reader, { format, pdb: pd3, va, vramSize: gpu.vram.size });

@@ -2,7 +2,7 @@
 // mmaps resource0/resource1 files through libc and runs the same code above hw/.
 import assert from "node:assert/strict";
 import { openGpu } from "../mod.ts";
-import { ga102, makeFakeSysfs } from "./fake_sysfs.ts";
+import { bootedGa102Bar0, ga102, makeFakeSysfs } from "./fake_sysfs.ts";
 import { writeU32 } from "./util.ts";
 
 function readU32(file: string, offset: number): number {
@@ -15,9 +15,7 @@ async function fakeCard(driver?: string) {
   fn.bars[0].fileSize = 0x1000000; // the whole 16 MiB BAR0 (sparse file)
   const root = makeFakeSysfs(dir, [fn]);
   const bar0 = `${root}/0000:65:00.0/resource0`;
-  writeU32(bar0, 0x0, 0x172000a1); // NV_PMC_BOOT_0
-  writeU32(bar0, 0xa00, 0x172a1000); // NV_PMC_BOOT_42
-  writeU32(bar0, 0x1183a4, 24 * 1024); // NV_USABLE_FB_SIZE_IN_MB
+  bootedGa102Bar0(bar0, writeU32);
   return { dir, root, bar0 };
 }
 
@@ -28,10 +26,10 @@ Deno.test("card path: openGpu on a fake card decodes the chip and reaches PRAMIN
   assert.equal(gpu.chip.name, "GA102");
   assert.equal(gpu.vram.size, 24 * 2 ** 30);
   assert.equal(gpu.bar1Binding, null, "BAR1_BLOCK reads 0: BAR1 is in physical mode");
-  assert.ok(
-    gpu.vram.usable.end <= gpu.vram.size - 256 * 2 ** 20,
-    "usable region kept clear of firmware",
-  );
+  assert.equal(gpu.bar1.mode, "physical");
+  // NV_PDISP_VGA_WORKSPACE_BASE reads 0 (not valid): the top MiB is assumed firmware's.
+  assert.ok(gpu.vram.usable.end <= gpu.vram.size - 2 ** 20, "usable region kept clear of firmware");
+  assert.equal(gpu.vram.usable.start, 256 * 1024, "above the first 256 KiB");
   {
     using w = gpu.pramin.window();
     w.write32(0x1000, 0xdeadbeef);
@@ -94,7 +92,7 @@ Deno.test("card path: read-only open works when BAR1 is virtual (the window cann
     readOnly: true,
   });
   assert.equal(gpu.chip.name, "GA102");
-  assert.ok(gpu.vram.usable.end <= gpu.vram.size - 256 * 2 ** 20);
+  assert.ok(gpu.vram.usable.end <= 23 * 2 ** 30, "below the bound instance block");
   assert.throws(
     () => gpu.bar1Binding,
     /EPERM: VRAM 0x5c0000000.. is outside the PRAMIN window \(now at 0x0..0x100000\)/,

@@ -121,3 +121,20 @@ export function ga102(bdf: string, driver?: string): FakeFunction {
     rom: [0xfc000000n, 0x80000n],
   };
 }
+
+/**
+ * Writes what a booted GA102's BAR0 holds into a fake `resource0`: BOOT_0,
+ * BOOT_42, the VRAM size and GFW boot done (the scratch's privilege mask
+ * open, progress 0xFF). Every other register reads 0 (BAR1 physical).
+ */
+export function bootedGa102Bar0(
+  bar0: string,
+  write: (file: string, offset: number, value: number) => void,
+  options: { fbSizeMiB?: number } = {},
+): void {
+  write(bar0, 0x0, 0x172000a1); // NV_PMC_BOOT_0
+  write(bar0, 0xa00, 0x172a1000); // NV_PMC_BOOT_42
+  write(bar0, 0x1183a4, options.fbSizeMiB ?? 24 * 1024); // NV_USABLE_FB_SIZE_IN_MB
+  write(bar0, 0x118128, 1); // GFW: READ_PROTECTION_LEVEL0 enabled
+  write(bar0, 0x118234, 0xff); // GFW_BOOT progress COMPLETED
+}

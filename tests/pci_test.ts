@@ -261,6 +261,8 @@ Deno.test("checkDriver: the message matches the real sysfs path", () => {
     class: 0x030000,
     driver: "nvidia",
     bars: [],
+    bootVga: false,
+    wc: [],
   };
   throwsNova(
     () => checkDriver(fn),

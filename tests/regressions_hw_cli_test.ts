@@ -8,10 +8,9 @@ import { openDevice } from "../hw/device.ts";
 import { openBarMmio } from "../hw/mapped.ts";
 import { checkDriver, findGpu, type PciFunction } from "../hw/pci.ts";
 import { createSimGpu, type SimGpu } from "../hw/sim/gpu.ts";
-import { FLAGS_MEM32, FLAGS_MEM64_PREF, ga102, makeFakeSysfs } from "./fake_sysfs.ts";
+import { bootedGa102Bar0, FLAGS_MEM32, FLAGS_MEM64_PREF, ga102, makeFakeSysfs } from "./fake_sysfs.ts";
 import { ROOT, runDeno, writeU32 } from "./util.ts";
 
-const NV_USABLE_FB_SIZE_IN_MB = 0x1183a4;
 const BAR1_BLOCK = 0x1704;
 const INVALIDATE_PDB = 0xb830a0;
 const INVALIDATE_UPPER_PDB = 0xb830a4;
@@ -23,9 +22,7 @@ function fakeCard(dir: string, fbSizeMiB: number): string {
   fn.bars[0].fileSize = 0x1000000;
   const root = makeFakeSysfs(dir, [fn]);
   const bar0 = `${root}/0000:65:00.0/resource0`;
-  writeU32(bar0, 0x0, 0x172000a1);
-  writeU32(bar0, 0xa00, 0x172a1000);
-  writeU32(bar0, NV_USABLE_FB_SIZE_IN_MB, fbSizeMiB);
+  bootedGa102Bar0(bar0, writeU32, { fbSizeMiB });
   return root;
 }
 
@@ -150,6 +147,8 @@ Deno.test("regression: a card bound to nova-core (sysfs driver name NovaCore) is
     class: 0x030000,
     driver: "NovaCore",
     bars: [],
+    bootVga: false,
+    wc: [],
   };
   let caught: unknown;
   try {
@@ -207,14 +206,14 @@ interface SimBars {
 }
 
 function simBars(): SimBars {
-  const sim = createSimGpu({ profile: "ga102" });
+  const sim = createSimGpu({ profile: "ga102", state: "gsp" });
   return { sim, bar0: new Mmio("bar0", sim.bar0), bar1: new Mmio("bar1", sim.bar1) };
 }
 
 /** v2 tables of the firmware for VA 0: PD0 slot address and the small PT address. */
 function v2Path(sim: SimGpu): { pd0: number; smallPt: number } {
   const vram = sim.vram;
-  let table = sim.firmware.bar1Pdb;
+  let table = sim.firmware!.bar1Pdb;
   for (let level = 0; level < 3; level++) {
     table = ((vram.read32(table) >>> 8) + (vram.read32(table + 4) & 1) * 2 ** 24) * 4096;
   }
@@ -235,7 +234,7 @@ function flush(bar0: Mmio, pdbWord: number, upper: number, control: number): voi
 /** Caches VA `page` × 4 KiB, then points its PTE at firmware page 3 (pattern +3), no flush. */
 function stalePage(page: number): SimBars & { pdb: number; va: number } {
   const s = simBars();
-  const pdb = s.sim.firmware.bar1Pdb;
+  const pdb = s.sim.firmware!.bar1Pdb;
   const va = page * 0x1000;
   assert.equal(s.bar1.read32(va), 0xf1a50000 + page);
   const { smallPt } = v2Path(s.sim);
@@ -255,6 +254,8 @@ Deno.test("regression: sim keeps translating BAR1 through the boot PDB after BAR
   // Instance block: PDB word = TARGET 0 | VER2 | 64 KiB big pages | root address.
   vram.write32(inst + 0x200, root | (1 << 10) | (1 << 11));
   vram.write32(inst + 0x204, 0);
+  vram.write32(inst + 0x208, 0x0fffffff); // ADR_LIMIT: 256 MiB of VA, low 12 bits all ones
+  vram.write32(inst + 0x20c, 0);
   // PD3 -> PD2 -> PD1 -> PD0 (small half) -> PT -> page, v2 encodings (facts §5.1-5.3).
   for (let t = root; t < 0x104000; t += 0x1000) {
     vram.write64(t, (BigInt((t + 0x1000) / 4096) << 8n) | 2n);
@@ -293,7 +294,7 @@ Deno.test("regression: sim TLB caches only leaf translations: a changed valid PD
   // directory entries it used; repointing PD0 is not seen until a flush names the PDB.
   const { sim, bar0, bar1 } = simBars();
   const vram = sim.vram;
-  const pdb = sim.firmware.bar1Pdb;
+  const pdb = sim.firmware!.bar1Pdb;
   const { pd0, smallPt } = v2Path(sim);
   assert.equal(bar1.read32(0), 0xf1a50000); // walks PD3..PD0 for VA 0
   const copy = 0x200000; // a new small PT: VA 0x1000 -> firmware page 3

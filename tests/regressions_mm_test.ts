@@ -78,6 +78,7 @@ Deno.test("regression: createVmm leaks its root page when the Vmm rejects vaSize
 Deno.test("regression: openVmm on a PDB a live Vmm manages writes PTEs into freed page tables", async () => {
   // Expected: openVmm refuses (EBUSY) a PDB another live Vmm owns, or its mappings stay correct.
   const gpu = await openGpu();
+  gpu.bar1.bringUp();
   const a = gpu.mm.buddy.alloc(2 * PAGE);
   const m = gpu.bar1.vmm.mapPages([a.start / PAGE], { va: 0x200000n, writable: true });
   let second: Vmm | null = null;
@@ -104,6 +105,7 @@ Deno.test("regression: openVmm on a PDB a live Vmm manages writes PTEs into free
 Deno.test("regression: openVmm({ vaSize: 1.5 }) throws a RangeError, not NovaError EINVAL", async () => {
   // Expected: a non-integer vaSize is refused with EINVAL naming the value.
   const gpu = await openGpu();
+  gpu.bar1.bringUp();
   let caught: unknown;
   try {
     gpu.mm.openVmm({ pdb: gpu.bar1.pdb, vaSize: 1.5 });
@@ -276,6 +278,7 @@ Deno.test("regression: scan throws EBUSY when a 64 KiB PTE and 4 KiB PTEs cover 
     gpu.pramin.write64(t(n - 1) + 8, hi);
     gpu.pramin.write64(t(n) + 16 * 8, codec.vramPte(data.start, { writable: true })); // 4K @0x10000
     gpu.pramin.write64(t(n + 1) + 8, codec.vramPte(data.start, { writable: true })); // 64K @0x10000
+    gpu.tlb.fbFlush(); // the GPU sees PRAMIN writes once the FB flush is done
     assert.equal(simPa(gpu, pdb, 0x10000n), data.start, "precondition: the hardware translates it");
     let vmm: Vmm | null = null;
     const e = tryNova(() => {

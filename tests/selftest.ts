@@ -21,6 +21,8 @@ export interface SelfTest {
    * register write); it is skipped on a read-only session.
    */
   writes?: boolean;
+  /** Returns why the test does not apply to this card (it is then skipped), or null. */
+  skip?(gpu: Gpu): string | null;
 }
 
 /** A named list of self-tests. */
@@ -79,15 +81,9 @@ export async function runSelfTests(
       const before = gpu.stats();
       const t0 = performance.now();
       let r: SelfTestResult;
-      if (t.writes && gpu.device.readOnly) {
-        r = {
-          suite: suite.name,
-          name: t.name,
-          status: "skip",
-          ms: 0,
-          mmio: 0,
-          detail: "read-only session",
-        };
+      const why = t.writes && gpu.device.readOnly ? "read-only session" : t.skip?.(gpu) ?? null;
+      if (why !== null) {
+        r = { suite: suite.name, name: t.name, status: "skip", ms: 0, mmio: 0, detail: why };
       } else {
         try {
           await t.run(gpu);

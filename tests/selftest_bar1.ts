@@ -1,25 +1,84 @@
 /**
- * BAR1 self-tests: run unchanged on any device (`deno task selftest`).
- * Every page comes from the buddy allocator and is given back; firmware's own
- * BAR1 mappings are never touched.
+ * BAR1 self-tests: run unchanged on any device (`deno task selftest`) and in
+ * any card state — bare (BAR1 physical), `gsp` (firmware's tables, adopted)
+ * or after a driver unloaded. Every page comes from the buddy allocator and
+ * is given back; firmware's own BAR1 mappings are never touched; no test
+ * lets the CPU touch a BAR1 page outside a live mapping while BAR1 is
+ * virtual (that is a BAR fault, fatal on hardware: facts §13.3 item 7); the
+ * bind registers are put back as found by `gpu.close()`.
  *
  * @module
  */
 
 import { hex } from "../hw/errors.ts";
+import {
+  MMU_INVALIDATE,
+  NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE,
+  NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB,
+  setField,
+} from "../hw/regs.ts";
 import type { Gpu } from "../mm/gpu.ts";
+import { readBar1Bind } from "../mm/bar_user.ts";
 import { expect, expectError, type SelfTestSuite } from "./selftest.ts";
 
 const PAGE = 4096;
 
-/** Runs fn with BAR1/buddy state checked to be back where it started. */
+/** Virtual-mode tests do not run on a boot VGA device whose BAR1 is physical: it would blank the console. */
+function needsVirtual(gpu: Gpu): string | null {
+  return gpu.device.bootVga && gpu.bar1.mode === "physical"
+    ? "boot VGA device: BAR1 stays physical for the console (bar1.bringUp({ force: true }) to test it)"
+    : null;
+}
+
+/** Brings BAR1 up (a no-op when novamm's or firmware's space is bound) and runs fn with state checked after. */
 function balanced(gpu: Gpu, fn: () => void): void {
+  gpu.bar1.bringUp();
   const before = gpu.mm.buddy.stats();
   const mappings = gpu.bar1.vmm.mappings().length;
   fn();
   const after = gpu.mm.buddy.stats();
   expect(after.free === before.free, `buddy free ${hex(after.free)} back to ${hex(before.free)}`);
   expect(gpu.bar1.vmm.mappings().length === mappings, "no BAR1 mapping left behind");
+}
+
+/** The hardware's bind registers say virtual, bound to `inst`, with no bind pending. */
+function expectBound(gpu: Gpu, inst: number | null): void {
+  const s = readBar1Bind(gpu.bar0, { mmuVersion: gpu.chip.mmuVersion });
+  expect(s.instanceBlock === inst, `bind register names ${hex(s.instanceBlock ?? 0)}, want ${hex(inst ?? 0)}`);
+  expect(gpu.bar1.mode === (inst === null ? "physical" : "virtual"), `bar1.mode is ${gpu.bar1.mode}`);
+}
+
+/** Physical BAR1: VRAM by address, both directions against PRAMIN (unbinding first, then back). */
+function physicalRoundTrip(gpu: Gpu): void {
+  const bar1 = gpu.bar1;
+  const wasVirtual = bar1.mode === "virtual";
+  if (wasVirtual) bar1.unbind();
+  try {
+    const { start, end } = gpu.vram.usable;
+    const reach = Math.min(end, bar1.physical.reach);
+    expect(reach - start >= PAGE, "physical BAR1 reaches part of the usable region");
+    using a = gpu.mm.buddy.alloc(PAGE, { range: { start, end: reach } });
+    bar1.physical.write32(a.start + 0x10, 0x600dcafe);
+    expect(gpu.pramin.read32(a.start + 0x10) === 0x600dcafe, "PRAMIN reads a physical BAR1 write");
+    gpu.pramin.write32(a.start + 0x20, 0x12345678);
+    expect(bar1.physical.read32(a.start + 0x20) === 0x12345678, "physical BAR1 reads a PRAMIN write");
+    const bytes = new Uint8Array(300).map((_, i) => i * 7);
+    bar1.physical.writeBytes(a.start + 0x101, bytes);
+    const back = gpu.pramin.readBytes(a.start + 0x101, bytes.length);
+    expect(back.every((b, i) => b === bytes[i]), "unaligned bytes through physical BAR1");
+    expectError("EPERM", () => bar1.physical.read32(0), "VRAM 0 (firmware's) without forced");
+  } finally {
+    if (wasVirtual) bar1.bringUp();
+  }
+}
+
+/** Bring-up: novamm's (or firmware's) BAR1 space bound, bind register virtual, nothing pending. */
+function bringUp(gpu: Gpu): void {
+  gpu.bar1.bringUp();
+  const b = gpu.bar1.binding;
+  expect(b !== null, "BAR1 has a binding after bringUp()");
+  expectBound(gpu, b.instanceBlock);
+  expect(gpu.bar1.vmm.pdb === b.pdb, "the bound space is bar1.vmm");
 }
 
 /** PRAMIN → BAR1 and BAR1 → PRAMIN. */
@@ -60,7 +119,7 @@ function scattered(gpu: Gpu): void {
   });
 }
 
-/** After unmap the VA faults (on the simulator) and can be mapped again. */
+/** After unmap the VA no longer translates, a raw CPU access there is refused, and the VA is reusable. */
 function unmapReuse(gpu: Gpu): void {
   balanced(gpu, () => {
     using a = gpu.mm.buddy.alloc(2 * PAGE);
@@ -70,20 +129,16 @@ function unmapReuse(gpu: Gpu): void {
     m.unmap();
     expect(gpu.bar1.vmm.translate(va) === null, "the VA no longer translates");
     expectError("ENODEV", () => m.read32(0), "access through an unmapped BarMapping");
-    const sim = gpu.sim;
-    if (sim !== null) {
-      const faults = sim.mmu.faultCount;
-      const v = gpu.device.bar1.read32(Number(va));
-      expect(sim.mmu.faultCount === faults + 1, "a raw BAR1 read of the old VA faulted");
-      expect(v === 0xbad1fa17, `and read the fault pattern, got ${hex(v)}`);
-    }
+    // Never touched: refused before it reaches the card.
+    expectError("EFAULT", () => gpu.device.bar1.read32(Number(va)), "raw BAR1 read of the old VA");
+    expect(gpu.sim === null || gpu.sim.lost === null, "the GPU is still there");
     using again = gpu.bar1.map(a, { writable: true, va });
     expect(again.va === va && again.read32(0) === 0x600d600d, "the VA is reusable");
   });
 }
 
 /** A PTE changed without a TLB flush is not seen until the flush. */
-function missingFlush(gpu: Gpu): void {
+function missingTlbFlush(gpu: Gpu): void {
   balanced(gpu, () => {
     using a = gpu.mm.buddy.alloc(PAGE);
     using b = gpu.mm.buddy.alloc(PAGE);
@@ -95,18 +150,48 @@ function missingFlush(gpu: Gpu): void {
     expect(r.mapped, "walk finds the PTE");
     const pteAddr = r.steps.at(-1)!.entryAddress;
     const codec = gpu.format.codec;
-    gpu.pramin.write64(pteAddr, codec.vramPte(b.start, { writable: true })); // no flush
+    gpu.pramin.write64(pteAddr, codec.vramPte(b.start, { writable: true }));
+    gpu.tlb.fbFlush(); // visible in VRAM, but not invalidated
     if (gpu.sim !== null) {
-      expect(m.read32(0) === 0xaaaaaaaa, "without a flush the stale translation is used");
+      expect(m.read32(0) === 0xaaaaaaaa, "without a TLB flush the stale translation is used");
     }
-    gpu.tlb.flush(gpu.bar1.pdb);
+    gpu.tlb.flush(gpu.bar1.pdb, { hubOnly: true });
     expect(m.read32(0) === 0xbbbbbbbb, "after the flush the new PTE is used");
     gpu.pramin.write64(pteAddr, codec.vramPte(a.start, { writable: true }));
-    gpu.tlb.flush(gpu.bar1.pdb);
+    gpu.tlb.flush(gpu.bar1.pdb, { hubOnly: true });
   });
 }
 
-/** A read-only mapping refuses writes (and the hardware drops them on the simulator). */
+/** A PTE written through PRAMIN and invalidated without an FB flush first is not seen (simulator). */
+function missingFbFlush(gpu: Gpu): void {
+  balanced(gpu, () => {
+    using a = gpu.mm.buddy.alloc(PAGE);
+    using b = gpu.mm.buddy.alloc(PAGE);
+    gpu.pramin.write32(a.start, 0xa0a0a0a0);
+    gpu.pramin.write32(b.start, 0xb0b0b0b0);
+    using m = gpu.bar1.map(a, { writable: true });
+    const pteAddr = gpu.bar1.vmm.walk(m.va).steps.at(-1)!.entryAddress;
+    const codec = gpu.format.codec;
+    gpu.pramin.write64(pteAddr, codec.vramPte(b.start, { writable: true }));
+    // The TLB invalidate alone, by hand, skipping the FB flush that Tlb.flush does first.
+    const pdb = gpu.bar1.pdb;
+    gpu.bar0.write32(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB, (pdb % 2 ** 40) / PAGE * 16);
+    let control = setField(0, MMU_INVALIDATE.ALL_VA, 1);
+    control = setField(control, MMU_INVALIDATE.HUBTLB_ONLY, 1);
+    control = setField(control, MMU_INVALIDATE.TRIGGER, 1);
+    gpu.bar0.write32(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE, control);
+    for (let i = 0; i < 1000 && gpu.bar0.read32(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE) >>> 31; i++);
+    if (gpu.sim !== null) {
+      expect(m.read32(0) === 0xa0a0a0a0, "without an FB flush the MMU walked the old PTE");
+    }
+    gpu.tlb.flush(pdb, { hubOnly: true }); // FB flush, then invalidate
+    expect(m.read32(0) === 0xb0b0b0b0, "after FB flush + invalidate the new PTE is used");
+    gpu.pramin.write64(pteAddr, codec.vramPte(a.start, { writable: true }));
+    gpu.tlb.flush(pdb, { hubOnly: true });
+  });
+}
+
+/** A read-only mapping refuses CPU writes (before they reach BAR1). */
 function readOnly(gpu: Gpu): void {
   balanced(gpu, () => {
     using a = gpu.mm.buddy.alloc(PAGE);
@@ -116,14 +201,8 @@ function readOnly(gpu: Gpu): void {
     expectError("EPERM", () => m.write32(0, 0), "write through a read-only BarMapping");
     const t = gpu.bar1.vmm.translate(m.va);
     expect(t !== null && !t.writable, "the PTE is read-only");
-    const sim = gpu.sim;
-    if (sim !== null) {
-      const faults = sim.mmu.faultCount;
-      gpu.device.bar1.write32(Number(m.va), 0xdead);
-      expect(sim.mmu.faultCount === faults + 1, "the raw write faulted");
-      expect(sim.mmu.lastFault === "read-only", `reason ${sim.mmu.lastFault}`);
-      expect(gpu.pramin.read32(a.start) === 0x12345678, "VRAM unchanged");
-    }
+    expectError("EFAULT", () => gpu.device.bar1.write32(Number(m.va), 0xdead), "raw BAR1 write");
+    expect(gpu.pramin.read32(a.start) === 0x12345678, "VRAM unchanged");
   });
 }
 
@@ -142,12 +221,54 @@ function prepareExecute(gpu: Gpu): void {
   });
 }
 
+/** bind() a fresh address space: the GPU's MMU translates BAR1 through its tables; then back. */
+function bindFresh(gpu: Gpu): void {
+  gpu.bar1.bringUp();
+  const home = gpu.bar1.binding!;
+  const free = gpu.mm.buddy.stats().free;
+  const ch = gpu.mm.createVmm({ vaSize: BigInt(gpu.bar1.size), name: "selftest-ch" });
+  try {
+    using a = gpu.mm.buddy.alloc(2 * PAGE);
+    gpu.pramin.write32(a.start + 4, 0x0ddba11);
+    const cm = ch.mapPages([a.start / PAGE + 1, a.start / PAGE], { va: 0x30000n, writable: true });
+    gpu.bar1.bind(ch);
+    try {
+      expect(gpu.bar1.vmm === ch, "bar1.vmm is the bound space");
+      expectBound(gpu, gpu.bar1.binding!.instanceBlock);
+      // VA 0x31000 is ch's second page = a.start: translated by the GPU from ch's tables.
+      expect(gpu.device.bar1.read32(0x31004) === 0x0ddba11, "BAR1 through ch's tables");
+      gpu.device.bar1.write32(0x30000, 0xfeedf00d);
+      expect(gpu.pramin.read32(a.start + PAGE) === 0xfeedf00d, "a BAR1 write lands in ch's page");
+      expectError("EFAULT", () => gpu.device.bar1.read32(0x40000), "a VA ch does not map");
+      expectError("EBUSY", () => gpu.mm.destroyVmm(ch), "destroying the bound space");
+    } finally {
+      gpu.bar1.bringUp(); // back to novamm's (or firmware's) BAR1 space
+    }
+    expectBound(gpu, home.instanceBlock);
+    cm.unmap();
+  } finally {
+    gpu.mm.destroyVmm(ch);
+  }
+  expect(gpu.mm.buddy.stats().free === free, "root, tables and instance block given back");
+}
+
+/** unbind() returns BAR1 to physical mode; bringUp() binds again. */
+function unbindRebind(gpu: Gpu): void {
+  gpu.bar1.bringUp();
+  const home = gpu.bar1.binding!;
+  gpu.bar1.unbind();
+  expectBound(gpu, null);
+  expectError("ENODEV", () => gpu.bar1.vmm, "bar1.vmm in physical mode");
+  gpu.bar1.bringUp();
+  expectBound(gpu, home.instanceBlock);
+}
+
 /** Firmware's own BAR1 mappings still translate to the same pages (simulator: and hold their data). */
 function firmwareIntact(gpu: Gpu): void {
   const sim = gpu.sim;
   const taken = gpu.bar1.vmm.ranges.list().filter((r) => r.owner === "firmware");
-  expect(taken.length > 0 || sim === null, "firmware mappings were found by the scan");
-  if (sim === null) return;
+  expect(taken.length > 0, "firmware mappings were found by the scan");
+  if (sim === null || sim.firmware === null) return;
   for (const fw of sim.firmware.mappings) {
     const t = gpu.bar1.vmm.translate(fw.va);
     expect(t !== null && t.pa === fw.pa, `firmware VA ${hex(fw.va)} still maps ${hex(fw.pa)}`);
@@ -159,17 +280,29 @@ function firmwareIntact(gpu: Gpu): void {
   }
 }
 
+/** Skips unless BAR1 was bound to firmware's tables when the session opened. */
+function needsFirmware(gpu: Gpu): string | null {
+  return gpu.bar1AtOpen.mode === "virtual"
+    ? null
+    : "BAR1 was physical at open: no firmware BAR1 tables (card not booted by GSP-RM)";
+}
+
 /** The BAR1 self-test suite. */
 export const bar1Suite: SelfTestSuite = {
   name: "bar1",
   tests: [
-    { name: "PRAMIN <-> BAR1 round trip", run: roundTrip, writes: true },
-    { name: "scattered pages in one mapping", run: scattered, writes: true },
-    { name: "unmap faults, VA reusable", run: unmapReuse, writes: true },
-    { name: "missing TLB flush is caught", run: missingFlush, writes: true },
-    { name: "read-only mapping refuses writes", run: readOnly, writes: true },
-    { name: "prepare/execute/translate", run: prepareExecute, writes: true },
+    { name: "physical BAR1 <-> PRAMIN round trip", run: physicalRoundTrip, writes: true },
+    { name: "bring-up binds BAR1, nothing pending", run: bringUp, writes: true, skip: needsVirtual },
+    { name: "PRAMIN <-> BAR1 round trip", run: roundTrip, writes: true, skip: needsVirtual },
+    { name: "scattered pages in one mapping", run: scattered, writes: true, skip: needsVirtual },
+    { name: "unmapped VA refused, VA reusable", run: unmapReuse, writes: true, skip: needsVirtual },
+    { name: "missing TLB flush is caught", run: missingTlbFlush, writes: true, skip: needsVirtual },
+    { name: "missing FB flush is caught", run: missingFbFlush, writes: true, skip: needsVirtual },
+    { name: "read-only mapping refuses writes", run: readOnly, writes: true, skip: needsVirtual },
+    { name: "prepare/execute/translate", run: prepareExecute, writes: true, skip: needsVirtual },
+    { name: "bind a fresh address space", run: bindFresh, writes: true, skip: needsVirtual },
+    { name: "unbind to physical, bind again", run: unbindRebind, writes: true, skip: needsVirtual },
     // Reads only, but reading BAR1's tables moves the PRAMIN window: a register write.
-    { name: "firmware mappings intact", run: firmwareIntact, writes: true },
+    { name: "firmware mappings intact", run: firmwareIntact, writes: true, skip: needsFirmware },
   ],
 };

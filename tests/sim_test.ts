@@ -98,7 +98,7 @@ Deno.test("tlb: flush programs the PDB, polls, and times out with the register s
   const fast = new Tlb(gpu.bar0, { timeoutMs: 20 });
   assert.throws(() => fast.flush(0x1000), (e: Error) => {
     assert.match(e.message, /^ETIMEDOUT: TLB invalidate of PDB 0x1000 did not complete in 20 ms/);
-    assert.match(e.message, /INVALIDATE=0x80000081 INVALIDATE_PDB=0x00000010/);
+    assert.match(e.message, /still reads 0x80000081 after \d+ polls \(INVALIDATE_PDB=0x00000010/);
     return true;
   });
   gpu.close();

@@ -212,9 +212,9 @@ Deno.test("vmm: a PD0 entry's other half is preserved when a half is added", asy
 });
 
 Deno.test("bar1: firmware mappings are found, kept, and their PD0 entry is never rewritten", async () => {
-  for (const device of ["sim:ga102", "sim:gh100"]) {
+  for (const device of ["sim:ga102:gsp", "sim:gh100:gsp"]) {
     const gpu = await openGpu({ device });
-    const fw = gpu.sim!.firmware;
+    const fw = gpu.sim!.firmware!;
     assert.equal(gpu.bar1.pdb, fw.bar1Pdb, "PDB found through BAR1_BLOCK and the instance block");
     assert.equal(gpu.bar1Binding!.instanceBlock, fw.instanceBlock);
     const taken = gpu.bar1.vmm.ranges.list().filter((r) => r.owner === "firmware");
@@ -260,11 +260,18 @@ Deno.test("bar1: mapping more than BAR1 holds fails with ENOSPC naming the sizes
     () => gpu.bar1.map(a),
     /ENOSPC: cannot map 0x20000000 bytes into the 0x10000000-byte BAR1/,
   );
+  // A bare card: novamm's own BAR1 space is empty, so the whole aperture maps.
   const b = gpu.mm.buddy.alloc(256 * MiB);
-  assert.throws(() => gpu.bar1.map(b), /ENOSPC/);
+  gpu.bar1.map(b).unmap();
   a.free();
   b.free();
   gpu.close();
+  // On a gsp card firmware's pages take part of the aperture.
+  const gsp = await openGpu({ device: "sim:ga102:gsp" });
+  const c = gsp.mm.buddy.alloc(256 * MiB);
+  assert.throws(() => gsp.bar1.map(c), /ENOSPC/);
+  c.free();
+  gsp.close();
 });
 
 Deno.test("bar1: one-line map/write/read-back through PRAMIN (the issue's REPL line)", async () => {
@@ -283,7 +290,7 @@ Deno.test("bar1: one-line map/write/read-back through PRAMIN (the issue's REPL l
 });
 
 Deno.test("gpu.close() unmaps this session's BAR1 mappings and address spaces, then closes", async () => {
-  const gpu = await openGpu({ device: "sim:gh100" });
+  const gpu = await openGpu({ device: "sim:gh100:gsp" });
   const sim = gpu.sim!;
   const a = gpu.mm.buddy.alloc(64 * 1024);
   const m = gpu.bar1.map(a, { writable: true });
@@ -295,8 +302,8 @@ Deno.test("gpu.close() unmaps this session's BAR1 mappings and address spaces, t
   assert.equal(m.mapping.live, false);
   assert.equal(cm.live, false);
   m.unmap(); // disposing afterwards is harmless
-  for (const f of sim.firmware.mappings) {
-    assert.equal(simPa(gpu, sim.firmware.bar1Pdb, f.va), f.pa, "firmware's own mappings stay");
+  for (const f of sim.firmware!.mappings) {
+    assert.equal(simPa(gpu, sim.firmware!.bar1Pdb, f.va), f.pa, "firmware's own mappings stay");
   }
 });
 
@@ -324,8 +331,8 @@ Deno.test("vmm.dump({ fromHardware }) reads VRAM and matches the shadow; a stray
 });
 
 Deno.test("bar1: an instance block with 128 KiB big pages is refused, not mapped with 64 KiB layouts", async () => {
-  const gpu = await openGpu();
-  const inst = gpu.sim!.firmware.instanceBlock;
+  const gpu = await openGpu({ device: "sim:ga102:gsp" });
+  const inst = gpu.sim!.firmware!.instanceBlock;
   const word = gpu.pramin.read32(inst + 0x200);
   gpu.pramin.write32(inst + 0x200, word & ~(1 << 11)); // BIG_PAGE_SIZE = 128 KiB
   assert.throws(

@@ -1,0 +1,197 @@
+/**
+ * The VRAM a card's firmware already uses, read from the FB registers as a
+ * driver does before GSP is up (facts §13.2 item 4), and the usable region
+ * derived from it: the largest range no firmware region touches.
+ *
+ * Regions (each `{ name, start, end, source }`, end exclusive):
+ * - `vga-memory`: the first 256 KiB (nouveau `ramgp102`: legacy VGA memory);
+ * - `console`: the boot VGA device's scanout at VRAM 0 (sysfs `boot_vga`);
+ * - `vga-workspace`: NV_PDISP_VGA_WORKSPACE_BASE (valid bit 3, address
+ *   31:8 << 16) up to the end of VRAM; not valid → the top 1 MiB; below
+ *   size − 1 MiB → the last 128 KiB (nova-core `fb.rs`);
+ * - `mmu-lock`: NV_PFB_PRI_MMU_LOCK_ADDR_LO/HI when readable and HI ≥ LO,
+ *   HI aligned up to 64 KiB (RM `memmgrReadMmuLock_GA100`; GA100 and later);
+ * - `wpr2`: NV_PFB_PRI_MMU_WPR2_ADDR_LO/HI while HI is non-zero (HI names
+ *   the last 4 KiB page);
+ * - `bar1-tables`: from a BAR1 instance block bound at open (someone else's
+ *   tables, which live in firmware's reserved memory) to the end of VRAM.
+ *
+ * @module
+ */
+
+import { hex } from "../hw/errors.ts";
+import type { ChipInfo } from "../hw/chip.ts";
+import type { Mmio } from "../hw/mmio.ts";
+import {
+  ADDR_VAL_4K,
+  getField,
+  isGpuGone,
+  isPriError,
+  NV_PDISP_VGA_WORKSPACE_BASE,
+  NV_PFB_PRI_MMU_LOCK_ADDR_HI,
+  NV_PFB_PRI_MMU_LOCK_ADDR_LO,
+  NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK,
+  NV_PFB_PRI_MMU_WPR2_ADDR_HI,
+  NV_PFB_PRI_MMU_WPR2_ADDR_LO,
+  VGA_WORKSPACE_BASE,
+} from "../hw/regs.ts";
+
+/** One VRAM region firmware owns. */
+export interface VramRegion {
+  /** Short name (`vga-workspace`, `wpr2`, ...). */
+  name: string;
+  /** First byte. */
+  start: number;
+  /** One past the last byte. */
+  end: number;
+  /** Where the numbers come from (register and value, or the rule assumed). */
+  source: string;
+}
+
+/** What {@linkcode readVramLayout} needs besides the registers. */
+export interface LayoutOptions {
+  /** VRAM bytes. */
+  vramSize: number;
+  /** The boot VGA device: keep the console scanout at VRAM 0. */
+  bootVga: boolean;
+  /** An instance block BAR1 was bound to at open (not novamm's), or null. */
+  boundInstanceBlock: number | null;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** Bytes kept for a console scanout at VRAM 0: a 3840×2160 32-bpp frame, rounded up. */
+export const CONSOLE_RESERVE = 32 * MiB;
+/** Alignment of the usable region's ends (the 64 KiB big page). */
+const USABLE_ALIGN = 64 * KiB;
+
+function read(bar0: Mmio, offset: number): number | null {
+  const v = bar0.read32(offset);
+  return isPriError(v) || isGpuGone(v) ? null : v;
+}
+
+/**
+ * Reads the firmware-owned regions from the FB registers (single 32-bit
+ * reads, no writes, so it works on a read-only session).
+ *
+ * @example
+ * ```ts
+ * const regions = readVramLayout(gpu.bar0, gpu.chip, {
+ *   vramSize: gpu.vram.size, bootVga: false, boundInstanceBlock: null,
+ * });
+ * ```
+ */
+export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOptions): VramRegion[] {
+  const size = options.vramSize;
+  const regions: VramRegion[] = [
+    { name: "vga-memory", start: 0, end: 256 * KiB, source: "first 256 KiB (nouveau ramgp102)" },
+  ];
+  if (options.bootVga) {
+    regions.push({
+      name: "console",
+      start: 0,
+      end: Math.min(size, CONSOLE_RESERVE),
+      source: "boot VGA device (sysfs boot_vga = 1): console scanout at 0, 32 MiB assumed",
+    });
+  }
+
+  const vga = read(bar0, NV_PDISP_VGA_WORKSPACE_BASE);
+  let base: number;
+  let source: string;
+  if (vga !== null && getField(vga, VGA_WORKSPACE_BASE.STATUS_VALID) === 1) {
+    base = getField(vga, VGA_WORKSPACE_BASE.ADDR) * 2 ** 16;
+    source = `NV_PDISP_VGA_WORKSPACE_BASE = ${hex(vga, 8)}`;
+    if (base < size - MiB) {
+      base = size - 128 * KiB;
+      source += " (below the top MiB: the last 128 KiB, as nova-core)";
+    }
+  } else {
+    base = size - MiB;
+    source = `NV_PDISP_VGA_WORKSPACE_BASE ${
+      vga === null ? "unreadable" : `= ${hex(vga, 8)}, not valid`
+    }: the top 1 MiB assumed`;
+  }
+  regions.push({ name: "vga-workspace", start: Math.max(0, base), end: size, source });
+
+  if (chip.architecture !== "Turing") {
+    const plm = read(bar0, NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK);
+    if (plm !== null && (plm & 1) === 1) {
+      const lo = read(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_LO);
+      const hi = read(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_HI);
+      if (lo !== null && hi !== null) {
+        const start = getField(lo, ADDR_VAL_4K.VAL) * 4096;
+        const last = getField(hi, ADDR_VAL_4K.VAL) * 4096;
+        if (last >= start && (lo !== 0 || hi !== 0)) {
+          const end = Math.min(size, Math.ceil((last + 4096) / (64 * KiB)) * 64 * KiB);
+          regions.push({
+            name: "mmu-lock",
+            start,
+            end,
+            source: `NV_PFB_PRI_MMU_LOCK_ADDR_LO/HI = ${hex(lo, 8)}/${hex(hi, 8)}`,
+          });
+        }
+      }
+    }
+  }
+
+  const wlo = read(bar0, NV_PFB_PRI_MMU_WPR2_ADDR_LO);
+  const whi = read(bar0, NV_PFB_PRI_MMU_WPR2_ADDR_HI);
+  if (wlo !== null && whi !== null && getField(whi, ADDR_VAL_4K.VAL) !== 0) {
+    regions.push({
+      name: "wpr2",
+      start: getField(wlo, ADDR_VAL_4K.VAL) * 4096,
+      end: Math.min(size, getField(whi, ADDR_VAL_4K.VAL) * 4096 + 4096),
+      source: `NV_PFB_PRI_MMU_WPR2_ADDR_LO/HI = ${hex(wlo, 8)}/${
+        hex(whi, 8)
+      } (set: firmware ran; GSP-RM or its remains)`,
+    });
+  }
+
+  if (options.boundInstanceBlock !== null) {
+    const start = Math.floor(options.boundInstanceBlock / (2 * MiB)) * 2 * MiB;
+    regions.push({
+      name: "bar1-tables",
+      start,
+      end: size,
+      source: `BAR1 was bound at open to the instance block at ${
+        hex(options.boundInstanceBlock)
+      }: firmware's reserved memory`,
+    });
+  }
+  return regions.sort((a, b) => a.start - b.start || a.end - b.end);
+}
+
+/**
+ * The largest range of VRAM that no region touches, its ends aligned to 64 KiB.
+ *
+ * @example
+ * ```ts
+ * usableFrom(regions, gpu.vram.size); // { start: 0x40000, end: 0x5ffe00000 }
+ * ```
+ */
+export function usableFrom(
+  regions: readonly VramRegion[],
+  vramSize: number,
+): { start: number; end: number } {
+  const sorted = [...regions].sort((a, b) => a.start - b.start);
+  let best = { start: 0, end: 0 };
+  let cursor = 0;
+  const consider = (gapStart: number, gapEnd: number) => {
+    const start = Math.ceil(gapStart / USABLE_ALIGN) * USABLE_ALIGN;
+    const end = Math.floor(gapEnd / USABLE_ALIGN) * USABLE_ALIGN;
+    if (end - start > best.end - best.start) best = { start, end };
+  };
+  for (const r of sorted) {
+    if (r.start > cursor) consider(cursor, r.start);
+    cursor = Math.max(cursor, r.end);
+  }
+  if (cursor < vramSize) consider(cursor, vramSize);
+  return best;
+}
+
+/** One line per region, for the banner and `gpu.vram.layout` at the prompt. */
+export function formatLayout(regions: readonly VramRegion[]): string {
+  return regions.map((r) =>
+    `${hex(r.start).padStart(14)}-${hex(r.end).padEnd(14)} ${r.name.padEnd(13)} ${r.source}`
+  ).join("\n");
+}
