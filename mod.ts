@@ -20,10 +20,12 @@ export {
   type MmioAccess,
   type MmioBackend,
   type MmioCounters,
+  type MmioGuard,
   type MmioTracer,
   type Width,
 } from "./hw/mmio.ts";
-export type { Field, WindowRegister } from "./hw/regs.ts";
+export type { Field, GfwBootRegisters, WindowRegister } from "./hw/regs.ts";
+export { checkOptions, checkUint, type OptionKind } from "./hw/validate.ts";
 export {
   type KnownRegister,
   knownRegisters,
@@ -40,9 +42,9 @@ export {
   type TraceHeader,
   TraceWriter,
 } from "./hw/trace.ts";
-export { type Device, openDevice, type OpenDeviceOptions } from "./hw/device.ts";
+export { type Device, type GfwStatus, openDevice, type OpenDeviceOptions } from "./hw/device.ts";
 export { listGpus, type PciBar, type PciFunction, type SysfsOptions } from "./hw/pci.ts";
-export type { SimEvent, SimFlush, SimGpu, SimKnobs } from "./hw/sim/gpu.ts";
+export type { SimBootInfo, SimEvent, SimFlush, SimGpu, SimKnobs } from "./hw/sim/gpu.ts";
 export type { SimFirmwareInfo } from "./hw/sim/firmware.ts";
 export type {
   SimAccess,
@@ -54,11 +56,13 @@ export type {
   SimTranslation,
   SimWalkFault,
 } from "./hw/sim/mmu.ts";
-export type { SparseMemory } from "./hw/sim/vram.ts";
-export { SIM_PROFILES, type SimProfile } from "./hw/sim/profiles.ts";
+export type { PostedWrites, SparseMemory } from "./hw/sim/vram.ts";
+export { SIM_PROFILES, SIM_STATES, type SimCardState, type SimProfile } from "./hw/sim/profiles.ts";
 export { Gpu, type GpuStats, openGpu, type OpenGpuOptions, type VramInfo } from "./mm/gpu.ts";
 export { Pramin, PraminView, PraminWindow } from "./mm/pramin.ts";
-export { type FlushResult, Tlb } from "./mm/tlb.ts";
+export { fbFlush, type FlushOptions, type FlushResult, Tlb } from "./mm/tlb.ts";
+export { type LayoutOptions, readVramLayout, usableFrom, type VramRegion } from "./mm/layout.ts";
+export { BarPhysical } from "./mm/bar_physical.ts";
 export {
   Allocation,
   type AllocOptions,
@@ -77,7 +81,16 @@ export {
   Vmm,
 } from "./mm/vmm.ts";
 export { type VaRange, VaRanges } from "./mm/va_ranges.ts";
-export { type Bar1Binding, BarMapping, type BarTarget, BarUser } from "./mm/bar_user.ts";
+export {
+  type Bar1Binding,
+  type Bar1BindState,
+  type Bar1Mode,
+  type BarMapOptions,
+  BarMapping,
+  type BarTarget,
+  BarUser,
+  readBar1Bind,
+} from "./mm/bar_user.ts";
 export type {
   DecodedDualHalf,
   DecodedDualPde,

@@ -122,15 +122,22 @@ function members(value: unknown): string[] {
   return [...names].sort();
 }
 
-/** A value made on first use (and then kept). */
+/** A value made on first use (and then kept, unless `live`: then asked for afresh each time). */
 class Lazy {
   #make: () => unknown;
   #done = false;
   #value: unknown;
-  constructor(make: () => unknown) {
+  #live: boolean;
+  constructor(make: () => unknown, live = false) {
     this.#make = make;
+    this.#live = live;
   }
   get(): unknown {
+    if (this.#live) {
+      const v = this.#make();
+      this.#done = true;
+      return v;
+    }
     if (!this.#done) {
       this.#value = this.#make();
       this.#done = true;
@@ -210,7 +217,12 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   add("gpu", gpu, "the open GPU: chip, vram, stats(), close()", "gpu.chip; gpu.vram.usable");
   add("bar0", gpu.bar0, "BAR0 registers, raw and counted", "bar0.read32(0xa00)");
   add("pramin", gpu.pramin, "VRAM through the PRAMIN window", "using w = pramin.window()");
-  add("tlb", gpu.tlb, "TLB invalidation", `tlb.flush(${hex(bar1Pdb(gpu) ?? 0)})`);
+  add(
+    "tlb",
+    gpu.tlb,
+    "FB flush + TLB invalidation",
+    'tlb.flush(vmm.pdb, { hubOnly: true }); tlb.flush("all")',
+  );
   add(
     "mm",
     lazy(() => gpu.mm),
@@ -220,14 +232,14 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   add(
     "bar1",
     lazy(() => gpu.bar1),
-    "BAR1: map VRAM for CPU access",
-    "using m = bar1.map(a, { writable: true })",
+    "BAR1: .mode, .physical, bringUp(), bind(), map VRAM for the CPU",
+    "bar1.physical.read32(a.start); using m = bar1.map(a, { writable: true })",
   );
   add(
     "vmm",
-    lazy(() => gpu.bar1.vmm),
-    "the BAR1 address space",
-    "vmm.translate(0x10000n); vmm.dump()",
+    new Lazy(() => gpu.bar1.vmm, true),
+    "the address space BAR1 is bound to (after bar1.bringUp())",
+    "vmm.translate(m.va); vmm.dump()",
   );
   add("mmu", mmu, "page-table entry codecs, pure", `mmu.${v}.decodePte(0x1234501n)`);
   add("format", gpu.format, `this GPU's MMU ${v} page-table format`, "format.directories");

@@ -128,23 +128,34 @@ export async function openSession(options: OpenSessionOptions): Promise<Session>
 }
 
 /**
- * The lines shown when the REPL starts: device, chip, MMU version, VRAM,
- * usable region, BAR1, read-only or not.
+ * The lines shown when the REPL starts: device, chip, MMU version, read-only
+ * or not; GFW boot; BAR1 size and mode; VRAM, the usable region and where it
+ * comes from; the firmware-owned regions (the layout).
  */
 export function banner(gpu: Gpu): string {
   const { chip, vram, device } = gpu;
   const usable = vram.usable;
   const pdb = bar1Pdb(gpu);
-  const bar1 = `BAR1 ${formatSize(device.bar1.size)}${pdb === null ? "" : `, PDB ${hex(pdb)}`}`;
-  return [
+  const gfw = device.gfw;
+  const bar1 = `BAR1 ${formatSize(device.bar1.size)} ${
+    pdb === null
+      ? `physical (offset = VRAM address; bar1.bringUp() binds novamm's tables)`
+      : `virtual, PDB ${hex(pdb)}`
+  }${device.bootVga ? " · boot VGA device" : ""}`;
+  const lines = [
     `novamm REPL · ${device.spec} · ${chip.name} ${chip.revision} (${chip.architecture}, MMU v${chip.mmuVersion}) · ${
       device.readOnly ? "READ-ONLY" : "read-write"
     }`,
+    `GFW boot done (${gfw.register} = ${hex(gfw.value)}${
+      gfw.waitedMs > 0 ? `, waited ${gfw.waitedMs} ms` : ""
+    }) · ${bar1}`,
     `VRAM ${formatSize(vram.size)}, usable ${hex(usable.start)}-${hex(usable.end)} (${
       formatSize(usable.end - usable.start)
-    }) · ${bar1}`,
+    }, ${vram.usableSource === "layout" ? "largest range firmware leaves" : vram.usableSource})`,
+    ...vram.layout.map((r) => `  ${r.name.padEnd(13)} ${hex(r.start)}-${hex(r.end)}  ${r.source}`),
     "Type help() for the preloaded names; .exit or Ctrl-D quits.",
-  ].join("\n");
+  ];
+  return lines.join("\n");
 }
 
 /** The prompt: the chip, lower case (`ga102> `), marked when read-only. */

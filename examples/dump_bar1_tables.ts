@@ -1,10 +1,12 @@
 /**
  * Dumps the BAR1 page tables (read from VRAM) as an indented tree, then checks every mapped
  * page: the first word read through the BAR1 aperture must equal the word
- * PRAMIN reads at the physical address the tables give.
+ * PRAMIN reads at the physical address the tables give. On a card whose BAR1
+ * is still physical (no driver booted it), BAR1 is brought up first and four
+ * pages are mapped so there is a tree to show; `gpu.close()` puts it back.
  *
  * ```sh
- * deno task repl examples/dump_bar1_tables.ts --device sim:gh100
+ * deno task repl examples/dump_bar1_tables.ts --device sim:gh100:gsp   # firmware's tables
  * deno task repl examples/dump_bar1_tables.ts --walk 0x10000   # also every level of one VA
  * ```
  *
@@ -18,13 +20,19 @@ import { scriptGlobals } from "../cli/globals.ts";
 import { fail, hex } from "../hw/errors.ts";
 import type { DumpNode } from "../mm/vmm.ts";
 
-const { gpu, bar1, vmm, walk, args } = await scriptGlobals();
+const { gpu, bar1, walk, args } = await scriptGlobals();
 const { values } = parseArgs({
   args,
   options: { "max-ptes": { type: "string", default: "256" }, walk: { type: "string" } },
   strict: true,
 });
 
+if (bar1.mode === "physical") {
+  console.log("BAR1 is physical (no driver bound it): bringing it up and mapping 4 pages");
+  const a = gpu.mm.buddy.alloc(4 * 4096);
+  bar1.map(a, { writable: true }).writeBytes(0, new Uint8Array(4 * 4096).fill(0x5a));
+}
+const vmm = bar1.vmm;
 console.log(bar1);
 // Read from VRAM, not the Vmm's shadow: what the hardware walks.
 const tree = vmm.dump({ maxPtes: Number(values["max-ptes"]), fromHardware: true });

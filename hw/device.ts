@@ -14,9 +14,9 @@ import { fail, hex, NovaError } from "./errors.ts";
 import { Mmio, type MmioBackend, type MmioCounters, type MmioTracer, newCounters } from "./mmio.ts";
 import {
   FSP_BOOT_COMPLETE_SUCCESS,
+  getField,
   GFW_BOOT_PROGRESS_COMPLETED,
   gfwBootRegisters,
-  getField,
   isGpuGone,
   isPriError,
   LOCAL_MEMORY_RANGE,
@@ -104,7 +104,9 @@ export function readRegister(bar0: Mmio, offset: number, name: string): number {
   if (isGpuGone(v)) {
     fail(
       "ENODEV",
-      `${name} (${hex(offset)}) read 0xffffffff: the GPU is gone (fell off the bus, in reset, or lost after a BAR fault)`,
+      `${name} (${
+        hex(offset)
+      }) read 0xffffffff: the GPU is gone (fell off the bus, in reset, or lost after a BAR fault)`,
       "reopen the device; on a card, check dmesg and `lspci -vs` for the function",
     );
   }
@@ -280,7 +282,9 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
   if (spec.startsWith("sim")) {
     fail(
       "ENODEV",
-      `bad simulator spec ${JSON.stringify(spec)}: use sim, sim:PROFILE or sim:PROFILE:STATE (e.g. sim:gh100, sim:ga102:gsp; states ${
+      `bad simulator spec ${
+        JSON.stringify(spec)
+      }: use sim, sim:PROFILE or sim:PROFILE:STATE (e.g. sim:gh100, sim:ga102:gsp; states ${
         SIM_STATES.join(", ")
       })`,
     );

@@ -267,7 +267,9 @@ export class Mmio {
         i += words * 4;
       } else {
         const dv = new DataView(out.buffer);
-        for (const end = i + words * 4; i < end; i += 4) dv.setUint32(i, this.read32(offset + i), true);
+        for (const end = i + words * 4; i < end; i += 4) {
+          dv.setUint32(i, this.read32(offset + i), true);
+        }
       }
     }
     for (; i < len; i++) out[i] = this.read8(offset + i);

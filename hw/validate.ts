@@ -49,7 +49,7 @@ export function checkOptions(
     if (value === undefined) continue;
     if (typeof kind === "function") {
       kind(value, key);
-    } else if (typeof value !== kind) {
+    } else if ((typeof value as string) !== kind) {
       fail("EINVAL", `${what}.${key} must be a ${kind}, not ${describe(value)}`);
     }
   }

@@ -129,7 +129,9 @@ export class BarPhysical {
 
   /** Writes `bytes` to VRAM at `addr`. */
   writeBytes(addr: number, bytes: Uint8Array): void {
-    if (!(bytes instanceof Uint8Array)) fail("EINVAL", `bytes ${describe(bytes)} is not a Uint8Array`);
+    if (!(bytes instanceof Uint8Array)) {
+      fail("EINVAL", `bytes ${describe(bytes)} is not a Uint8Array`);
+    }
     this.#o.bar1.writeBytes(this.#at(addr, bytes.length, "a write"), bytes);
   }
 
@@ -149,9 +151,9 @@ export class BarPhysical {
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     return `BAR1 physical: VRAM 0x0..${hex(this.reach)} by address${
-      this.#o.force ? " (forced: firmware's VRAM too)" : `, usable ${hex(this.#o.usable.start)}..${
-        hex(this.#o.usable.end)
-      }`
+      this.#o.force
+        ? " (forced: firmware's VRAM too)"
+        : `, usable ${hex(this.#o.usable.start)}..${hex(this.#o.usable.end)}`
     } (${this.#o.mode()} mode now)`;
   }
 }

@@ -112,12 +112,29 @@ export function readBar1Bind(bar0: Mmio, options: { mmuVersion: 2 | 3 }): Bar1Bi
     const registers: Bar1BindState["registers"] = [];
     if (vf !== null) registers.push({ offset: NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, value: vf });
     if (legacy !== null) registers.push({ offset: NV_PBUS_BAR1_BLOCK, value: legacy });
-    for (const [v, via] of [[vf, "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK"], [legacy, "NV_PBUS_BAR1_BLOCK"]] as const) {
-      if (v !== null && getField(v, BAR1_BLOCK.MODE) === 1 && getField(v, BAR1_BLOCK.TARGET) === 0) {
-        return { mode: "virtual", instanceBlock: getField(v, BAR1_BLOCK.PTR) * PAGE, via, registers };
+    for (
+      const [v, via] of [[vf, "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK"], [
+        legacy,
+        "NV_PBUS_BAR1_BLOCK",
+      ]] as const
+    ) {
+      if (
+        v !== null && getField(v, BAR1_BLOCK.MODE) === 1 && getField(v, BAR1_BLOCK.TARGET) === 0
+      ) {
+        return {
+          mode: "virtual",
+          instanceBlock: getField(v, BAR1_BLOCK.PTR) * PAGE,
+          via,
+          registers,
+        };
       }
     }
-    return { mode: "physical", instanceBlock: null, via: "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK", registers };
+    return {
+      mode: "physical",
+      instanceBlock: null,
+      via: "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK",
+      registers,
+    };
   }
   const lo = readOptional(bar0, NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR);
   const hi = readOptional(bar0, NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR);
@@ -292,7 +309,9 @@ export class BarMapping {
   /** Writes bytes (as {@linkcode BarMapping.readBytes} reads). */
   writeBytes(offset: number, bytes: Uint8Array): void {
     this.#writable();
-    if (!(bytes instanceof Uint8Array)) fail("EINVAL", `bytes ${describe(bytes)} is not a Uint8Array`);
+    if (!(bytes instanceof Uint8Array)) {
+      fail("EINVAL", `bytes ${describe(bytes)} is not a Uint8Array`);
+    }
     this.#bar1.writeBytes(this.#at(offset, bytes.length), bytes);
   }
 
@@ -493,7 +512,9 @@ export class BarUser {
   #refuse(offset: number, length: number, op: "r" | "w", why: string): never {
     fail(
       "EFAULT",
-      `refused CPU ${op === "r" ? "read" : "write"} of BAR1 VA ${hex(offset)} (+${length}): ${why}; while BAR1 is virtual that access is a BAR fault, fatal on hardware`,
+      `refused CPU ${op === "r" ? "read" : "write"} of BAR1 VA ${
+        hex(offset)
+      } (+${length}): ${why}; while BAR1 is virtual that access is a BAR fault, fatal on hardware`,
       "map the page first (gpu.bar1.map(...)), or use gpu.bar1.physical after gpu.bar1.unbind()",
     );
   }
@@ -526,7 +547,11 @@ export class BarUser {
 
   #writable(what: string): void {
     if (this.#o.readOnly) {
-      fail("EPERM", `${what} writes BAR1 registers and VRAM: the session is read-only`, "reopen without --read-only");
+      fail(
+        "EPERM",
+        `${what} writes BAR1 registers and VRAM: the session is read-only`,
+        "reopen without --read-only",
+      );
     }
   }
 
@@ -549,7 +574,11 @@ export class BarUser {
       );
     }
     if (b !== null && b.vmm === null) {
-      fail("EBUSY", `BAR1 is bound to ${this.boundName}`, "write the bind register back, or reopen");
+      fail(
+        "EBUSY",
+        `BAR1 is bound to ${this.boundName}`,
+        "write the bind register back, or reopen",
+      );
     }
     let own = this.#own;
     if (this.#adopted && own !== null && !own.destroyed) {
@@ -671,7 +700,10 @@ export class BarUser {
           v = setField(v, BAR1_BLOCK.MODE, 1);
         }
         bar0.write32(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, v);
-        this.#pollBind(NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS, "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS");
+        this.#pollBind(
+          NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS,
+          "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS",
+        );
       } else {
         let lo = 0;
         if (inst !== null) {
@@ -700,7 +732,8 @@ export class BarUser {
       offset,
       name,
       (v) =>
-        getField(v, BIND_STATUS.BAR1_PENDING) === 0 && getField(v, BIND_STATUS.BAR1_OUTSTANDING) === 0,
+        getField(v, BIND_STATUS.BAR1_PENDING) === 0 &&
+        getField(v, BIND_STATUS.BAR1_OUTSTANDING) === 0,
       { what: "BAR1 bind" },
     );
   }
@@ -722,7 +755,10 @@ export class BarUser {
       );
       for (const r of regs) bar0.write32(r.offset, r.value);
       if (this.#o.mmuVersion === 2) {
-        this.#pollBind(NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS, "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS");
+        this.#pollBind(
+          NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS,
+          "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS",
+        );
       } else {
         this.#pollBind(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, "BAR1_BLOCK_LOW_ADDR");
       }
@@ -735,8 +771,12 @@ export class BarUser {
 
   #isLive(offset: number): boolean {
     const via = this.#o.found.via;
-    if (this.#o.mmuVersion === 3) return offset === NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR;
-    return via === "NV_PBUS_BAR1_BLOCK" ? offset === NV_PBUS_BAR1_BLOCK : offset === NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK;
+    if (this.#o.mmuVersion === 3) {
+      return offset === NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR;
+    }
+    return via === "NV_PBUS_BAR1_BLOCK"
+      ? offset === NV_PBUS_BAR1_BLOCK
+      : offset === NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK;
   }
 
   /**
@@ -771,7 +811,9 @@ export class BarUser {
       m.unmap();
       fail(
         "ENOSPC",
-        `${vmm.name} placed the mapping at ${hex(m.va)}, past the ${hex(this.size)}-byte BAR1 aperture`,
+        `${vmm.name} placed the mapping at ${hex(m.va)}, past the ${
+          hex(this.size)
+        }-byte BAR1 aperture`,
         "pass a va below the aperture size",
       );
     }
@@ -785,10 +827,14 @@ export class BarUser {
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     const b = this.#bound;
-    if (b === null) return `BAR1 ${hex(this.size)} bytes, physical mode (BAR1 offset = VRAM address)`;
+    if (b === null) {
+      return `BAR1 ${hex(this.size)} bytes, physical mode (BAR1 offset = VRAM address)`;
+    }
     return `BAR1 ${hex(this.size)} bytes, virtual: ${this.boundName}, instance block ${
       hex(b.instanceBlock)
-    }${b.pdb === null ? "" : `, PDB ${hex(b.pdb)}`}${b.vmm === null ? "" : `, ${b.vmm.mappings().length} mappings`}`;
+    }${b.pdb === null ? "" : `, PDB ${hex(b.pdb)}`}${
+      b.vmm === null ? "" : `, ${b.vmm.mappings().length} mappings`
+    }`;
   }
 }
 

@@ -17,7 +17,7 @@ import { Pramin } from "./pramin.ts";
 import { Tlb } from "./tlb.ts";
 import { GpuMm } from "./gpu_mm.ts";
 import { type Bar1Binding, type Bar1BindState, BarUser, readBar1Bind } from "./bar_user.ts";
-import { formatLayout, readVramLayout, usableFrom, type VramRegion } from "./layout.ts";
+import { readVramLayout, usableFrom, type VramRegion } from "./layout.ts";
 import { type MmuFormat, mmuFormat } from "./pagetable/format.ts";
 import { walk, type WalkResult } from "./pagetable/walk.ts";
 
@@ -95,10 +95,6 @@ export class Gpu {
       vramSize: device.vramSize,
       bootVga: device.bootVga,
       boundInstanceBlock: this.bar1AtOpen.instanceBlock,
-    });
-    Object.defineProperty(layout, Symbol.for("Deno.customInspect"), {
-      value: () => formatLayout(layout),
-      enumerable: false,
     });
     const reported = device.firmwareUsable;
     this.vram = {
@@ -190,15 +186,18 @@ export class Gpu {
   close(): void {
     if (this.device.bar0.closed) return;
     let first: unknown = null;
+    let gone = false;
     const step = (fn: () => void) => {
+      if (gone) return;
       try {
         fn();
       } catch (e) {
         first ??= e;
+        gone = this.#lost(); // nothing more to put back on a GPU that reads all ones
       }
     };
     try {
-      if (!this.device.readOnly && !this.#lost()) {
+      if (!this.device.readOnly) {
         step(() => this.#bar1?.restore());
         for (const v of this.#mm?.vmms() ?? []) step(() => this.#mm!.destroyVmm(v));
         step(() => this.pramin.close());

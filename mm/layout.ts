@@ -188,10 +188,3 @@ export function usableFrom(
   if (cursor < vramSize) consider(cursor, vramSize);
   return best;
 }
-
-/** One line per region, for the banner and `gpu.vram.layout` at the prompt. */
-export function formatLayout(regions: readonly VramRegion[]): string {
-  return regions.map((r) =>
-    `${hex(r.start).padStart(14)}-${hex(r.end).padEnd(14)} ${r.name.padEnd(13)} ${r.source}`
-  ).join("\n");
-}

@@ -22,7 +22,7 @@ Deno.test("examples: fill_verify fills and verifies, through repl.ts and directl
   assert.equal(r.code, 0, r.stderr);
   assert.match(
     r.stdout,
-    /^filled and verified 1 MiB at 0x100000\.\.0x200000 on sim:gh100: .* 26214[4-9] MMIO reads, 26214[4-9] writes, \d window moves\n0 mismatches\n$/,
+    /^filled and verified 1 MiB at 0x40000\.\.0x140000 on sim:gh100: .* 26214[4-9] MMIO reads, 26214[4-9] writes, \d window moves\n0 mismatches\n$/,
   );
   assert.equal(r.stderr, "", "no progress bar when piped");
   r = await runDeno("examples/fill_verify.ts", [
@@ -44,16 +44,25 @@ Deno.test("examples: dump_bar1_tables prints the tree and checks BAR1 against PR
   const r = await runDeno("repl.ts", [
     "examples/dump_bar1_tables.ts",
     "--device",
-    "sim:gh100",
+    "sim:gh100:gsp",
     "--walk",
     "0x1000",
   ]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^BAR1 0x2000000000 bytes, PDB 0x13e0001000/);
+  assert.match(
+    r.stdout,
+    /^BAR1 0x2000000000 bytes, virtual: bar1, instance block 0x13e0000000, PDB 0x13e0001000/,
+  );
   assert.match(r.stdout, /^ {10}PD0\[0\] va 0x0 .*DualPDE v3/m);
   assert.match(r.stdout, /^5 mapped pages; BAR1 vs PRAMIN/m);
   assert.equal(r.stdout.match(/ ok$/gm)?.length, 5);
   assert.match(r.stdout, /^walk 0x1000 -> 0x13e0009000 video \(4 KiB page at PT\)$/m);
+  // A bare card: BAR1 is brought up, four pages mapped, dumped and checked.
+  const bare = await runDeno("repl.ts", ["examples/dump_bar1_tables.ts"]);
+  assert.equal(bare.code, 0, bare.stderr);
+  assert.match(bare.stdout, /^BAR1 is physical \(no driver bound it\): bringing it up/);
+  assert.match(bare.stdout, /^4 mapped pages; BAR1 vs PRAMIN/m);
+  assert.equal(bare.stdout.match(/ ok$/gm)?.length, 4);
 });
 
 Deno.test("examples: pramin_throughput measures PRAMIN and BAR1", async () => {

@@ -8,7 +8,13 @@ import { openDevice } from "../hw/device.ts";
 import { openBarMmio } from "../hw/mapped.ts";
 import { checkDriver, findGpu, type PciFunction } from "../hw/pci.ts";
 import { createSimGpu, type SimGpu } from "../hw/sim/gpu.ts";
-import { bootedGa102Bar0, FLAGS_MEM32, FLAGS_MEM64_PREF, ga102, makeFakeSysfs } from "./fake_sysfs.ts";
+import {
+  bootedGa102Bar0,
+  FLAGS_MEM32,
+  FLAGS_MEM64_PREF,
+  ga102,
+  makeFakeSysfs,
+} from "./fake_sysfs.ts";
 import { ROOT, runDeno, writeU32 } from "./util.ts";
 
 const BAR1_BLOCK = 0x1704;

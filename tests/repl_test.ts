@@ -254,7 +254,7 @@ Deno.test("repl args: flags before or after the script, script args, list, error
 });
 
 Deno.test("repl globals: every preloaded name has help; lazy ones are made on use", async () => {
-  using gpu = await openGpu({ device: "sim:gh100" });
+  using gpu = await openGpu({ device: "sim:gh100:gsp" });
   const g = buildGlobals(gpu);
   const names = globalEntries(g).map((e) => e.name);
   for (
@@ -296,11 +296,26 @@ Deno.test("repl globals: every preloaded name has help; lazy ones are made on us
     throwsNova(() => gpu.pramin.window(), "EBUSY");
   }
   assert.equal(gpu.pramin.readBase(), 0, "restored when the user's window closed");
-  const quiet = gpu.stats().mmioReads;
-  const vmm = g.vmm; // made now: BAR1's tables are scanned on first use
-  assert.ok(gpu.stats().mmioReads > quiet);
+  const vmm = g.vmm; // firmware's BAR1 tables, scanned when walk() first needed BAR1
   assert.match(Deno.inspect(vmm), /Vmm bar1 MMU v3/);
   assert.equal(g.vmm, vmm);
+  // `vmm` follows what BAR1 is bound to.
+  const ch = gpu.mm.createVmm({ vaSize: BigInt(gpu.bar1.size) });
+  gpu.bar1.bind(ch);
+  assert.equal(g.vmm, ch);
+  gpu.bar1.unbind();
+  throwsNova(() => g.vmm, "ENODEV");
+  gpu.bar1.bringUp();
+  assert.equal(g.vmm, vmm);
+});
+
+Deno.test("repl globals: on a bare card vmm is there once bar1.bringUp() ran", async () => {
+  using gpu = await openGpu({ device: "sim:ga102" });
+  const g = buildGlobals(gpu);
+  throwsNova(() => g.vmm, "ENODEV");
+  g.bar1.bringUp();
+  assert.match(Deno.inspect(g.vmm), /Vmm bar1 MMU v2/);
+  assert.match(String(g.walk(0n)), /walk 0x0 -> unmapped: invalid-pde at PD3/);
 });
 
 // --- the command, as a user runs it -------------------------------------------
@@ -332,7 +347,15 @@ Deno.test("repl: piped session — values, multi-line, persistence, await, error
   assert.match(out, /^novamm REPL · sim:ga102 · GA102 A1 \(Ampere, MMU v2\) · read-write$/m);
   assert.match(
     out,
-    /^VRAM 24 GiB, usable 0x100000-0x5f0000000 \(23\.7 GiB\) · BAR1 256 MiB, PDB 0x5f0001000$/m,
+    /^GFW boot done \(NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_0_GFW_BOOT = 0xff\) · BAR1 256 MiB physical /m,
+  );
+  assert.match(
+    out,
+    /^VRAM 24 GiB, usable 0x40000-0x5ffe00000 \(24\.0 GiB, largest range firmware leaves\)$/m,
+  );
+  assert.match(
+    out,
+    /^ {2}vga-workspace 0x5fff00000-0x600000000 {2}NV_PDISP_VGA_WORKSPACE_BASE = /m,
   );
   assert.match(out, /ga102> 2\n/);
   assert.match(out, /ga102> 0x300000000 \(12884901888\)\n/);
@@ -358,7 +381,9 @@ Deno.test("repl: --eval prints the awaited value and exits 0; errors exit 1 with
   ]);
   assert.deepEqual([r.code, r.stdout, r.stderr], [0, '[ "GH100", 3 ]\n', ""]);
   r = await runDeno("repl.ts", ["-e", "await Promise.resolve(gpu.vram.usable)"]);
-  assert.equal(r.stdout, "{ start: 0x100000, end: 0x5f0000000 }\n");
+  assert.equal(r.stdout, "{ start: 0x40000, end: 0x5ffe00000 }\n");
+  r = await runDeno("repl.ts", ["--device", "sim:ga102:gsp", "-e", "gpu.vram.usable"]);
+  assert.equal(r.stdout, "{ start: 0x100000, end: 0x5f0000000 }\n", "GSP's report on a gsp card");
   r = await runDeno("repl.ts", ["-e", "pramin.read32(2 ** 41)"]);
   assert.equal(r.code, 1);
   assert.equal(r.stdout, "");

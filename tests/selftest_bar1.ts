@@ -44,8 +44,14 @@ function balanced(gpu: Gpu, fn: () => void): void {
 /** The hardware's bind registers say virtual, bound to `inst`, with no bind pending. */
 function expectBound(gpu: Gpu, inst: number | null): void {
   const s = readBar1Bind(gpu.bar0, { mmuVersion: gpu.chip.mmuVersion });
-  expect(s.instanceBlock === inst, `bind register names ${hex(s.instanceBlock ?? 0)}, want ${hex(inst ?? 0)}`);
-  expect(gpu.bar1.mode === (inst === null ? "physical" : "virtual"), `bar1.mode is ${gpu.bar1.mode}`);
+  expect(
+    s.instanceBlock === inst,
+    `bind register names ${hex(s.instanceBlock ?? 0)}, want ${hex(inst ?? 0)}`,
+  );
+  expect(
+    gpu.bar1.mode === (inst === null ? "physical" : "virtual"),
+    `bar1.mode is ${gpu.bar1.mode}`,
+  );
 }
 
 /** Physical BAR1: VRAM by address, both directions against PRAMIN (unbinding first, then back). */
@@ -61,7 +67,10 @@ function physicalRoundTrip(gpu: Gpu): void {
     bar1.physical.write32(a.start + 0x10, 0x600dcafe);
     expect(gpu.pramin.read32(a.start + 0x10) === 0x600dcafe, "PRAMIN reads a physical BAR1 write");
     gpu.pramin.write32(a.start + 0x20, 0x12345678);
-    expect(bar1.physical.read32(a.start + 0x20) === 0x12345678, "physical BAR1 reads a PRAMIN write");
+    expect(
+      bar1.physical.read32(a.start + 0x20) === 0x12345678,
+      "physical BAR1 reads a PRAMIN write",
+    );
     const bytes = new Uint8Array(300).map((_, i) => i * 7);
     bar1.physical.writeBytes(a.start + 0x101, bytes);
     const back = gpu.pramin.readBytes(a.start + 0x101, bytes.length);
@@ -180,7 +189,11 @@ function missingFbFlush(gpu: Gpu): void {
     control = setField(control, MMU_INVALIDATE.HUBTLB_ONLY, 1);
     control = setField(control, MMU_INVALIDATE.TRIGGER, 1);
     gpu.bar0.write32(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE, control);
-    for (let i = 0; i < 1000 && gpu.bar0.read32(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE) >>> 31; i++);
+    for (
+      let i = 0;
+      i < 1000 && gpu.bar0.read32(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE) >>> 31;
+      i++
+    );
     if (gpu.sim !== null) {
       expect(m.read32(0) === 0xa0a0a0a0, "without an FB flush the MMU walked the old PTE");
     }
@@ -292,7 +305,12 @@ export const bar1Suite: SelfTestSuite = {
   name: "bar1",
   tests: [
     { name: "physical BAR1 <-> PRAMIN round trip", run: physicalRoundTrip, writes: true },
-    { name: "bring-up binds BAR1, nothing pending", run: bringUp, writes: true, skip: needsVirtual },
+    {
+      name: "bring-up binds BAR1, nothing pending",
+      run: bringUp,
+      writes: true,
+      skip: needsVirtual,
+    },
     { name: "PRAMIN <-> BAR1 round trip", run: roundTrip, writes: true, skip: needsVirtual },
     { name: "scattered pages in one mapping", run: scattered, writes: true, skip: needsVirtual },
     { name: "unmapped VA refused, VA reusable", run: unmapReuse, writes: true, skip: needsVirtual },

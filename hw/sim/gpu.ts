@@ -28,9 +28,9 @@ import {
   ADDR_VAL_4K,
   BAR1_BLOCK,
   BAR1_BLOCK_LOW,
+  getField,
   type GfwBootRegisters,
   gfwBootRegisters,
-  getField,
   LOCAL_MEMORY_RANGE,
   MMU_INVALIDATE,
   MMU_INVALIDATE_PDB,
@@ -674,7 +674,9 @@ export class SimGpu {
         return;
       }
       case NV_UFLUSH_FB_FLUSH:
-        if (getField(value, UFLUSH_FB_FLUSH.FLUSH)) this.#fbPendingReads = this.knobs.fbFlushLatencyReads;
+        if (getField(value, UFLUSH_FB_FLUSH.FLUSH)) {
+          this.#fbPendingReads = this.knobs.fbFlushLatencyReads;
+        }
         return;
     }
     if (!this.#regs.has(offset)) {
@@ -737,7 +739,11 @@ export class SimGpu {
       return;
     }
     if (target !== 0) {
-      this.#note("error", "bar1-bind", `BAR1 bind with TARGET ${target}: only VID_MEM is simulated`);
+      this.#note(
+        "error",
+        "bar1-bind",
+        `BAR1 bind with TARGET ${target}: only VID_MEM is simulated`,
+      );
       this.#bar1 = { pdb: -1, limit: -1 };
       return;
     }
