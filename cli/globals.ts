@@ -257,7 +257,23 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   add("stats", stats, "MMIO reads/writes/window moves; stats.reset()", "stats()");
   add(
     "regs",
-    () => readRegisters(gpu.bar0, gpu.chip.architecture),
+    () => {
+      const rs = readRegisters(gpu.bar0, gpu.chip.architecture, gpu.chip.chipId);
+      const table = Deno.inspect(rs);
+      // The registers, then what they say about VRAM: the layout novamm keeps clear of.
+      const layout = gpu.vram.layout.map((r) =>
+        `  ${r.name.padEnd(13)} ${hex(r.start)}-${hex(r.end)}  ${r.source}`
+      );
+      const u = gpu.vram.usable;
+      return Object.defineProperty(rs, Symbol.for("Deno.customInspect"), {
+        value: () =>
+          [
+            table,
+            `VRAM layout (usable ${hex(u.start)}-${hex(u.end)}, ${gpu.vram.usableSource}):`,
+            ...layout,
+          ].join("\n"),
+      });
+    },
     "the registers novamm uses, read once each and decoded",
     "regs()",
   );

@@ -10,28 +10,44 @@ import type { Architecture } from "./chip.ts";
 import { hex } from "./errors.ts";
 import type { Mmio } from "./mmio.ts";
 import {
+  ADDR_VAL_4K,
   BAR1_BLOCK,
   BAR1_BLOCK_LOW,
+  BIND_STATUS,
   BOOT_0,
   BOOT_42,
   type Field,
   field,
   getField,
+  gfwBootRegisters,
   isPriError,
   LOCAL_MEMORY_RANGE,
   MMU_INVALIDATE,
   MMU_INVALIDATE_PDB,
   MMU_INVALIDATE_UPPER_PDB,
   NV_PBUS_BAR1_BLOCK,
+  NV_PBUS_BIND_STATUS,
+  NV_PDISP_VGA_WORKSPACE_BASE,
   NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE,
+  NV_PFB_PRI_MMU_LOCK_ADDR_HI,
+  NV_PFB_PRI_MMU_LOCK_ADDR_LO,
+  NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK,
+  NV_PFB_PRI_MMU_WPR2_ADDR_HI,
+  NV_PFB_PRI_MMU_WPR2_ADDR_LO,
   NV_PMC_BOOT_0,
   NV_PMC_BOOT_42,
+  NV_UFLUSH_FB_FLUSH,
   NV_USABLE_FB_SIZE_IN_MB,
+  NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK,
+  NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS,
   NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR,
   NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_UPPER_PDB,
+  SCRATCH_GROUP_05_PLM,
+  UFLUSH_FB_FLUSH,
+  VGA_WORKSPACE_BASE,
   windowRegister,
 } from "./regs.ts";
 
@@ -45,10 +61,25 @@ export interface KnownRegister {
   fields: Readonly<Record<string, Field>>;
 }
 
-/** The registers novamm reads or writes on an architecture, in BAR0 order. */
-export function knownRegisters(architecture: Architecture): KnownRegister[] {
+/** A chip id of each architecture, for callers that name only the architecture. */
+const TYPICAL_CHIP: Record<Architecture, number> = {
+  Turing: 0x162,
+  Ampere: 0x172,
+  Ada: 0x192,
+  Hopper: 0x180,
+  Blackwell: 0x1b2,
+};
+
+/**
+ * The registers novamm reads or writes on an architecture (and chip: GA100's
+ * VRAM size and GB20x's boot status live elsewhere), in BAR0 order.
+ */
+export function knownRegisters(architecture: Architecture, chipId?: number): KnownRegister[] {
+  const chip = chipId ?? TYPICAL_CHIP[architecture];
   const win = windowRegister(architecture);
   const hopperOn = architecture === "Hopper" || architecture === "Blackwell";
+  const gfw = gfwBootRegisters(chip);
+  const localRange = architecture === "Turing" || chip === 0x170;
   const list: KnownRegister[] = [
     { name: "NV_PMC_BOOT_0", offset: NV_PMC_BOOT_0, fields: BOOT_0 },
     { name: "NV_PMC_BOOT_42", offset: NV_PMC_BOOT_42, fields: BOOT_42 },
@@ -57,7 +88,7 @@ export function knownRegisters(architecture: Architecture): KnownRegister[] {
       offset: win.offset,
       fields: win.target === null ? { BASE: win.base } : { BASE: win.base, TARGET: win.target },
     },
-    architecture === "Turing"
+    localRange
       ? {
         name: "NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE",
         offset: NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE,
@@ -84,6 +115,51 @@ export function knownRegisters(architecture: Architecture): KnownRegister[] {
       fields: MMU_INVALIDATE,
     },
   ];
+  list.push(
+    { name: gfw.name, offset: gfw.progress, fields: { PROGRESS: gfw.field } },
+    { name: "NV_UFLUSH_FB_FLUSH", offset: NV_UFLUSH_FB_FLUSH, fields: UFLUSH_FB_FLUSH },
+    {
+      name: "NV_PDISP_VGA_WORKSPACE_BASE",
+      offset: NV_PDISP_VGA_WORKSPACE_BASE,
+      fields: VGA_WORKSPACE_BASE,
+    },
+    {
+      name: "NV_PFB_PRI_MMU_WPR2_ADDR_LO",
+      offset: NV_PFB_PRI_MMU_WPR2_ADDR_LO,
+      fields: ADDR_VAL_4K,
+    },
+    {
+      name: "NV_PFB_PRI_MMU_WPR2_ADDR_HI",
+      offset: NV_PFB_PRI_MMU_WPR2_ADDR_HI,
+      fields: ADDR_VAL_4K,
+    },
+  );
+  if (gfw.plm !== null) {
+    list.push({
+      name: "NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_PRIV_LEVEL_MASK",
+      offset: gfw.plm,
+      fields: SCRATCH_GROUP_05_PLM,
+    });
+  }
+  if (architecture !== "Turing") {
+    list.push(
+      {
+        name: "NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK",
+        offset: NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK,
+        fields: { READ_PROTECTION_LEVEL0: field(0, 0) },
+      },
+      {
+        name: "NV_PFB_PRI_MMU_LOCK_ADDR_LO",
+        offset: NV_PFB_PRI_MMU_LOCK_ADDR_LO,
+        fields: ADDR_VAL_4K,
+      },
+      {
+        name: "NV_PFB_PRI_MMU_LOCK_ADDR_HI",
+        offset: NV_PFB_PRI_MMU_LOCK_ADDR_HI,
+        fields: ADDR_VAL_4K,
+      },
+    );
+  }
   if (hopperOn) {
     list.push(
       {
@@ -98,7 +174,20 @@ export function knownRegisters(architecture: Architecture): KnownRegister[] {
       },
     );
   } else {
-    list.push({ name: "NV_PBUS_BAR1_BLOCK", offset: NV_PBUS_BAR1_BLOCK, fields: BAR1_BLOCK });
+    list.push(
+      { name: "NV_PBUS_BAR1_BLOCK", offset: NV_PBUS_BAR1_BLOCK, fields: BAR1_BLOCK },
+      { name: "NV_PBUS_BIND_STATUS", offset: NV_PBUS_BIND_STATUS, fields: BIND_STATUS },
+      {
+        name: "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK",
+        offset: NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK,
+        fields: BAR1_BLOCK,
+      },
+      {
+        name: "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS",
+        offset: NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS,
+        fields: BIND_STATUS,
+      },
+    );
   }
   return list.sort((a, b) => a.offset - b.offset);
 }
@@ -120,8 +209,12 @@ export interface RegisterReading extends KnownRegister {
  * console.log(readRegisters(gpu.bar0, gpu.chip.architecture));
  * ```
  */
-export function readRegisters(bar0: Mmio, architecture: Architecture): RegisterReading[] {
-  const out = knownRegisters(architecture).map((r) => {
+export function readRegisters(
+  bar0: Mmio,
+  architecture: Architecture,
+  chipId?: number,
+): RegisterReading[] {
+  const out = knownRegisters(architecture, chipId).map((r) => {
     const value = bar0.read32(r.offset);
     const decoded = isPriError(value) ? null : Object.fromEntries(
       Object.entries(r.fields).map(([k, f]) => [k, getField(value, f)]),
@@ -131,6 +224,7 @@ export function readRegisters(bar0: Mmio, architecture: Architecture): RegisterR
   Object.defineProperty(out, Symbol.for("Deno.customInspect"), {
     value: () => formatReadings(out),
     enumerable: false,
+    configurable: true,
   });
   return out;
 }

@@ -45,6 +45,7 @@ import {
   isGpuGone,
   isPriError,
   NV_PBUS_BAR1_BLOCK,
+  NV_PBUS_BIND_STATUS,
   NV_RAMIN_ADR_LIMIT_HI,
   NV_RAMIN_ADR_LIMIT_LO,
   NV_RAMIN_PAGE_DIR_BASE_HI,
@@ -749,18 +750,30 @@ export class BarUser {
     const bar0 = this.#o.bar0;
     this.#writing = true;
     try {
-      // The register the live binding came from goes last: its write is the bind.
-      const regs = [...found.registers].sort((a, b) =>
-        Number(this.#isLive(a.offset)) - Number(this.#isLive(b.offset))
-      );
-      for (const r of regs) bar0.write32(r.offset, r.value);
       if (this.#o.mmuVersion === 2) {
-        this.#pollBind(
-          NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS,
-          "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS",
+        // The register the live binding came from goes last: its write is the bind.
+        // Each write starts a bind; wait for it before the next. Unchanged ones are skipped.
+        const regs = [...found.registers].sort((a, b) =>
+          Number(this.#isLive(a.offset)) - Number(this.#isLive(b.offset))
         );
-      } else {
-        this.#pollBind(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, "BAR1_BLOCK_LOW_ADDR");
+        for (const r of regs) {
+          if (bar0.read32(r.offset) === r.value) continue;
+          bar0.write32(r.offset, r.value);
+          if (r.offset === NV_PBUS_BAR1_BLOCK) {
+            this.#pollBind(NV_PBUS_BIND_STATUS, "NV_PBUS_BIND_STATUS");
+          } else {this.#pollBind(
+              NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS,
+              "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS",
+            );}
+        }
+      } else if (found.registers.length === 2) {
+        const [low, high] = found.registers;
+        const now = [(bar0.read32(low.offset) & ~3) >>> 0, bar0.read32(high.offset)];
+        if (now[0] !== low.value || now[1] !== high.value) {
+          bar0.write32(low.offset, low.value);
+          bar0.write32(high.offset, high.value); // starts the bind
+          this.#pollBind(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, "BAR1_BLOCK_LOW_ADDR");
+        }
       }
     } finally {
       this.#writing = false;
@@ -770,11 +783,7 @@ export class BarUser {
   }
 
   #isLive(offset: number): boolean {
-    const via = this.#o.found.via;
-    if (this.#o.mmuVersion === 3) {
-      return offset === NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR;
-    }
-    return via === "NV_PBUS_BAR1_BLOCK"
+    return this.#o.found.via === "NV_PBUS_BAR1_BLOCK"
       ? offset === NV_PBUS_BAR1_BLOCK
       : offset === NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK;
   }

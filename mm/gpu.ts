@@ -205,7 +205,8 @@ export class Gpu {
     } finally {
       this.device.close();
     }
-    if (first !== null) throw first;
+    // A lost GPU (all ones) has nothing left to restore: its loss was reported when it happened.
+    if (first !== null && !gone) throw first;
   }
 
   /** True when the GPU reads all ones (fell off the bus, or lost after a BAR fault). */

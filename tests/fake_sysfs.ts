@@ -39,6 +39,13 @@ export interface FakeFunction {
   bars: FakeBar[];
   /** ROM line (index 6) to add to `resource`: [start, size]. */
   rom?: [bigint, bigint];
+  /** Content of `boot_vga` (Linux writes it for VGA-class functions); absent when undefined. */
+  bootVga?: boolean;
+  /**
+   * Make `resourceN_wc` for prefetchable memory BARs, as Linux does (default
+   * true): a symlink to `resourceN`, since on a card both map the same BAR.
+   */
+  wc?: boolean;
 }
 
 /** Flags as Linux prints them for a 32-bit non-prefetchable BAR0 (MEM | SIZEALIGN). */
@@ -89,6 +96,12 @@ export function makeFakeSysfs(dir: string, functions: FakeFunction[]): string {
       const file = `${path}/resource${b.index}`;
       Deno.writeFileSync(file, new Uint8Array(0));
       Deno.truncateSync(file, size); // sparse, like ftruncate
+      if ((f.wc ?? true) && (b.flags & 0x2000) !== 0) {
+        Deno.symlinkSync(`resource${b.index}`, `${file}_wc`); // IORESOURCE_PREFETCH
+      }
+    }
+    if (f.bootVga !== undefined) {
+      Deno.writeTextFileSync(`${path}/boot_vga`, f.bootVga ? "1\n" : "0\n");
     }
     if (f.driver !== undefined) {
       Deno.mkdirSync(`${dir}/bus/pci/drivers/${f.driver}`, { recursive: true });

@@ -117,10 +117,10 @@ Deno.test("device: counters count every BAR access, for both BARs", async () => 
 
 Deno.test("regs(): every register novamm uses, one read each, decoded; PRI errors flagged", async () => {
   const { readRegisters } = await import("../hw/reg_dump.ts");
-  for (const device of ["sim:ga102", "sim:gh100", "sim:tu102"]) {
+  for (const device of ["sim:ga102", "sim:gh100", "sim:tu102", "sim:ga100", "sim:gb202"]) {
     const gpu = await openGpu({ device });
     gpu.resetStats();
-    const rs = readRegisters(gpu.bar0, gpu.chip.architecture);
+    const rs = readRegisters(gpu.bar0, gpu.chip.architecture, gpu.chip.chipId);
     assert.equal(gpu.stats().mmioReads, rs.length, "one read per register");
     assert.deepEqual(gpu.sim!.errors(), [], `${device}: every register exists on this chip`);
     const boot42 = rs.find((r) => r.name === "NV_PMC_BOOT_42")!;
