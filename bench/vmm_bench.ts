@@ -128,17 +128,23 @@ const anchor = spaceB.mapPages([keepB.start / PAGE]);
   );
   console.log(`vmm (b) sim:gh100 unmap of it: ${show(unmap)}`);
 
+  // A bare card: BAR1 is brought up (novamm's own tables); a page at VA 1 GiB keeps the
+  // directories the 1 GiB at VA 0 needs, as firmware's tables do on a gsp card.
   const bar1 = gh100.bar1;
+  const bar1Anchor = bar1.map([keepB.start / PAGE], { va: BigInt(GiB) });
   bar1.map(poolB).unmap(); // JIT warm-up
   const [bm, bmap] = measure(gh100, () => bar1.map(poolB, { writable: true }));
   const bpages = JSON.stringify(bm.mapping.pages);
   verify(gh100, bar1.pdb, bm.va + BigInt(GiB / 2), poolB.start + GiB / 2, 512 * MiB);
   const [, bunmap] = measure(gh100, () => bm.unmap());
   console.log(
-    `vmm (b) sim:gh100 map the same 1 GiB into BAR1 (firmware's tables) at VA ${hex(bm.va)}: ` +
+    `vmm (b) sim:gh100 map the same 1 GiB into BAR1 (brought up, tables exist) at VA ${
+      hex(bm.va)
+    }: ` +
       `${show(bmap)} as ${bpages} (target <= 64) ${total(bmap) <= 64 ? "OK" : "MISSED"}; ` +
       `unmap ${show(bunmap)}`,
   );
+  bar1Anchor.unmap();
 }
 
 // Cold, for contrast: the same 1 GiB into a space that has only its root.
