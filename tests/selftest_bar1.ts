@@ -146,8 +146,14 @@ function unmapReuse(gpu: Gpu): void {
   });
 }
 
-/** A PTE changed without a TLB flush is not seen until the flush. */
-function missingTlbFlush(gpu: Gpu): void {
+/**
+ * Maps page A into BAR1, rewrites its PTE through PRAMIN to point at page B,
+ * runs `check(m, a, b)`, then puts the PTE back (flushed properly).
+ */
+function retargetedPte(
+  gpu: Gpu,
+  check: (m: { read32(o: number): number }, a: number, b: number) => void,
+): void {
   balanced(gpu, () => {
     using a = gpu.mm.buddy.alloc(PAGE);
     using b = gpu.mm.buddy.alloc(PAGE);
@@ -160,28 +166,27 @@ function missingTlbFlush(gpu: Gpu): void {
     const pteAddr = r.steps.at(-1)!.entryAddress;
     const codec = gpu.format.codec;
     gpu.pramin.write64(pteAddr, codec.vramPte(b.start, { writable: true }));
-    gpu.tlb.fbFlush(); // visible in VRAM, but not invalidated
-    if (gpu.sim !== null) {
-      expect(m.read32(0) === 0xaaaaaaaa, "without a TLB flush the stale translation is used");
-    }
-    gpu.tlb.flush(gpu.bar1.pdb, { hubOnly: true });
-    expect(m.read32(0) === 0xbbbbbbbb, "after the flush the new PTE is used");
+    check(m, 0xaaaaaaaa, 0xbbbbbbbb);
     gpu.pramin.write64(pteAddr, codec.vramPte(a.start, { writable: true }));
     gpu.tlb.flush(gpu.bar1.pdb, { hubOnly: true });
   });
 }
 
+/** A PTE changed without a TLB flush is not seen until the flush. */
+function missingTlbFlush(gpu: Gpu): void {
+  retargetedPte(gpu, (m, a, b) => {
+    gpu.tlb.fbFlush(); // visible in VRAM, but not invalidated
+    if (gpu.sim !== null) {
+      expect(m.read32(0) === a, "without a TLB flush the stale translation is used");
+    }
+    gpu.tlb.flush(gpu.bar1.pdb, { hubOnly: true });
+    expect(m.read32(0) === b, "after the flush the new PTE is used");
+  });
+}
+
 /** A PTE written through PRAMIN and invalidated without an FB flush first is not seen (simulator). */
 function missingFbFlush(gpu: Gpu): void {
-  balanced(gpu, () => {
-    using a = gpu.mm.buddy.alloc(PAGE);
-    using b = gpu.mm.buddy.alloc(PAGE);
-    gpu.pramin.write32(a.start, 0xa0a0a0a0);
-    gpu.pramin.write32(b.start, 0xb0b0b0b0);
-    using m = gpu.bar1.map(a, { writable: true });
-    const pteAddr = gpu.bar1.vmm.walk(m.va).steps.at(-1)!.entryAddress;
-    const codec = gpu.format.codec;
-    gpu.pramin.write64(pteAddr, codec.vramPte(b.start, { writable: true }));
+  retargetedPte(gpu, (m, a, b) => {
     // The TLB invalidate alone, by hand, skipping the FB flush that Tlb.flush does first.
     const pdb = gpu.bar1.pdb;
     gpu.bar0.write32(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB, (pdb % 2 ** 40) / PAGE * 16);
@@ -195,12 +200,10 @@ function missingFbFlush(gpu: Gpu): void {
       i++
     );
     if (gpu.sim !== null) {
-      expect(m.read32(0) === 0xa0a0a0a0, "without an FB flush the MMU walked the old PTE");
+      expect(m.read32(0) === a, "without an FB flush the MMU walked the old PTE");
     }
     gpu.tlb.flush(pdb, { hubOnly: true }); // FB flush, then invalidate
-    expect(m.read32(0) === 0xb0b0b0b0, "after FB flush + invalidate the new PTE is used");
-    gpu.pramin.write64(pteAddr, codec.vramPte(a.start, { writable: true }));
-    gpu.tlb.flush(pdb, { hubOnly: true });
+    expect(m.read32(0) === b, "after FB flush + invalidate the new PTE is used");
   });
 }
 
