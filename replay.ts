@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { reportError } from "./cli/common.ts";
 import { fail, hex } from "./hw/errors.ts";
 import { createSimGpu } from "./hw/sim/gpu.ts";
-import { SIM_PROFILES } from "./hw/sim/profiles.ts";
+import { SIM_PROFILES, SIM_STATES, type SimCardState } from "./hw/sim/profiles.ts";
 import { formatAccess, parseTrace, replayTrace } from "./hw/trace.ts";
 
 const HELP = `deno task replay FILE [options]
@@ -25,14 +25,19 @@ counts and exits 0. The trace format is documented in hw/trace.ts.
 Options:
   -d, --device D   simulator to replay on: sim, ${
   Object.keys(SIM_PROFILES).map((p) => `sim:${p}`).join(", ")
-}
-                   (default: the device named in the trace header)
+},
+                   each with an optional card state :${SIM_STATES.join(", :")}
+                   (default: the device named in the trace header; a
+                   \`booting\` trace depends on timing and may diverge)
   -h, --help       this text`;
 
-/** Resolves the simulator profile: the flag, else the trace header's device. */
-function profileFor(flag: string | undefined, recorded: string): string | undefined {
+/** Resolves the simulator profile and card state: the flag, else the trace header's device. */
+function profileFor(
+  flag: string | undefined,
+  recorded: string,
+): { profile?: string; state?: SimCardState } {
   const spec = flag ?? recorded;
-  const m = /^sim(?::([a-z0-9]+))?$/.exec(spec);
+  const m = /^sim(?::([a-z0-9]+))?(?::([a-z]+))?$/.exec(spec);
   if (m === null) {
     fail(
       "EINVAL",
@@ -42,7 +47,10 @@ function profileFor(flag: string | undefined, recorded: string): string | undefi
       "pass --device sim:PROFILE (e.g. sim:ga102) to replay it on a simulated chip",
     );
   }
-  return m[1];
+  return {
+    ...(m[1] === undefined ? {} : { profile: m[1] }),
+    ...(m[2] === undefined ? {} : { state: m[2] as SimCardState }),
+  };
 }
 
 /** Runs the command; returns the exit code. */
@@ -78,12 +86,11 @@ export function main(args: string[]): number {
       fail("ENOENT", `cannot read trace ${path}: ${e instanceof Error ? e.message : String(e)}`);
     }
     const trace = parseTrace(text, { path });
-    const profile = profileFor(values.device, trace.header.device);
-    const sim = createSimGpu(profile === undefined ? {} : { profile });
+    const sim = createSimGpu(profileFor(values.device, trace.header.device));
     const t0 = performance.now();
     const r = replayTrace(trace, { bar0: sim.bar0, bar1: sim.bar1 });
     const ms = performance.now() - t0;
-    const where = `sim:${sim.profile.name}`;
+    const where = `sim:${sim.profile.name}${sim.boot.state === "bare" ? "" : `:${sim.boot.state}`}`;
     if (r.divergence !== undefined) {
       const { entry, got, input } = r.divergence;
       const digits = entry.width * 2;

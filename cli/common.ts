@@ -29,8 +29,13 @@ export const DEVICE_OPTIONS = {
 
 /** Help text lines for the device flags. */
 export const DEVICE_HELP =
-  `  -d, --device D   sim (= sim:ga102), sim:gh100, sim:tu102, sim:ad102, sim:gb202,
-                   or a PCI address such as 0000:65:00.0 (default: sim)
+  `  -d, --device D   sim:PROFILE[:STATE] or a PCI address such as 0000:65:00.0
+                   (default: sim = sim:ga102, a bare card). Profiles: ga102,
+                   ga100, gh100, tu102, ad102, gb202. States: bare (no driver
+                   ever bound: BAR1 physical), gsp (GSP-RM's BAR1 tables and
+                   report), unloaded (after the nvidia driver: WPR2 still
+                   set), booting (GFW boot still running), vga (bare, and the
+                   boot VGA device). E.g. sim:gh100, sim:ga102:gsp
       --read-only  map the BARs read-only; every write is refused
       --force      open a card even though a kernel GPU driver is bound to it
   -h, --help       this text`;

@@ -163,3 +163,25 @@ Deno.test("trace: record a REPL session, replay it, tamper with a read, replay n
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("trace: a session on a gsp card replays on the same card state (bind, map, close)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/gsp.trace`;
+    const rec = await runDeno("repl.ts", [
+      "--device",
+      "sim:ga102:gsp",
+      "--trace",
+      path,
+      "--eval",
+      "const a = mm.buddy.alloc(4096); using m = bar1.map(a, { writable: true }); m.write32(0, 5); bar1.unbind(); bar1.bringUp(); m.read32(0)",
+    ]);
+    assert.equal(rec.code, 0, rec.stderr);
+    assert.match((await Deno.readTextFile(path)).split("\n")[0], /device=sim:ga102:gsp /);
+    const r = await runDeno("replay.ts", [path]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^replay ok: .* on sim:ga102:gsp in/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
