@@ -586,8 +586,11 @@ export class BarUser {
       // Back to firmware's own instance block, as found at open.
       const inst = this.#o.found.instanceBlock!;
       this.#o.tlb.fbFlush();
-      this.#writeBind(inst);
-      this.#setBound({ vmm: own, instanceBlock: inst, pdb: own.pdb });
+      try {
+        this.#writeBind(inst);
+      } finally {
+        this.#setBound({ vmm: own, instanceBlock: inst, pdb: own.pdb });
+      }
       this.#o.tlb.flush(own.pdb, { hubOnly: true });
       return this;
     }
@@ -616,7 +619,11 @@ export class BarUser {
     this.#bindTo(vmm);
   }
 
-  /** Puts BAR1 back in physical mode (BAR1 offset = VRAM address). Address spaces stay. */
+  /**
+   * Puts BAR1 back in physical mode (BAR1 offset = VRAM address). Address
+   * spaces stay. Should the bind status poll fail, BAR1 is still treated as
+   * virtual (the safe assumption for the guard).
+   */
   unbind(): void {
     this.#writable("bar1.unbind()");
     if (this.#bound === null) return;
@@ -683,8 +690,13 @@ export class BarUser {
     const inst = this.#instanceBlock(vmm);
     // The instance block and the tables must be in VRAM before the GPU fetches them.
     this.#o.tlb.fbFlush();
-    this.#writeBind(inst.start);
-    this.#setBound({ vmm, instanceBlock: inst.start, pdb: vmm.pdb });
+    try {
+      this.#writeBind(inst.start);
+    } finally {
+      // Even when the status poll fails the bind register was written: treat BAR1 as
+      // virtual (the guard then only lets live mappings through, which is safe either way).
+      this.#setBound({ vmm, instanceBlock: inst.start, pdb: vmm.pdb });
+    }
     this.#o.tlb.flush(vmm.pdb, { hubOnly: true });
   }
 

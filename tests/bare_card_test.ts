@@ -337,3 +337,21 @@ Deno.test("device specs: states listed in the error; a bad state is refused", as
   const f = await openGpu({ device: "sim:ga102:gsp:x" }).catch((e) => e);
   assert.match(String(f), /use sim, sim:PROFILE or sim:PROFILE:STATE/);
 });
+
+Deno.test("a bind that never completes: ETIMEDOUT naming the status register; BAR1 is then treated as virtual", async () => {
+  const gpu = await openGpu({ device: "sim:ga102" });
+  const sim = gpu.sim!;
+  sim.knobs.bindHang = true;
+  throwsNova(
+    () => gpu.bar1.bringUp(),
+    "ETIMEDOUT",
+    "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS",
+    "BAR1 bind",
+  );
+  assert.equal(gpu.bar1.mode, "virtual", "the register was written: assume it took");
+  throwsNova(() => gpu.device.bar1.read32(0), "EFAULT", "refused");
+  assert.equal(sim.lost, null);
+  sim.knobs.bindHang = false;
+  gpu.close();
+  assert.equal(sim.bar1Mode, "physical", "close still restores");
+});
