@@ -90,6 +90,7 @@ export {
   type BarTarget,
   BarUser,
   readBar1Bind,
+  restoreBar1Bind,
 } from "./mm/bar_user.ts";
 export type {
   DecodedDualHalf,

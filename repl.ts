@@ -43,17 +43,21 @@ Examples:
   NOVAMM_DEBUG=1 deno task repl ...     (print stacks of errors)`;
 
 async function run(args: ReplArgs): Promise<number> {
-  const { openSession, interactive, evalAndPrint, runScript } = await import(
-    "./cli/repl_session.ts"
-  );
+  const { openSession, evalAndPrint, runScript } = await import("./cli/repl_session.ts");
+  const sessionOptions = {
+    device: args.device,
+    readOnly: args.readOnly,
+    force: args.force,
+    trace: args.trace,
+  };
+  if (args.eval === undefined && args.script === undefined) {
+    // The prompt evaluates in a worker, so Ctrl-C and signals reach this thread.
+    const { interactive } = await import("./cli/repl_ui.ts");
+    return await interactive(sessionOptions, { noHistory: args.noHistory });
+  }
   let session;
   try {
-    session = await openSession({
-      device: args.device,
-      readOnly: args.readOnly,
-      force: args.force,
-      trace: args.trace,
-    });
+    session = await openSession(sessionOptions);
   } catch (e) {
     return reportError(e);
   }
@@ -76,15 +80,11 @@ async function run(args: ReplArgs): Promise<number> {
         (await evalAndPrint(session, args.eval, { colors, errorsTo: "stderr", rawStrings: true }))
           ? 0
           : 1;
-    } else if (args.script !== undefined) {
-      code = await runScript(session, args.script, args.args);
     } else {
-      code = await interactive(session, { noHistory: args.noHistory });
+      code = await runScript(session, args.script!, args.args);
     }
-    if (args.eval !== undefined || args.script !== undefined) {
-      await new Promise((r) => setTimeout(r, 0)); // let pending rejections surface
-      if (rejected > 0) code = 1;
-    }
+    await new Promise((r) => setTimeout(r, 0)); // let pending rejections surface
+    if (rejected > 0) code = 1;
   } finally {
     globalThis.removeEventListener("unhandledrejection", onRejection);
     for (const e of await session.close()) {

@@ -8,13 +8,16 @@
  */
 
 import { readRegisters } from "../hw/reg_dump.ts";
-import { fail, hex } from "../hw/errors.ts";
+import { fail, formatSize, hex } from "../hw/errors.ts";
 import type { BarUser } from "../mm/bar_user.ts";
 import { type Gpu, openGpu } from "../mm/gpu.ts";
 import type { GpuMm } from "../mm/gpu_mm.ts";
 import { mmu, type MmuFormat, type WalkResult } from "../mm/pagetable/mod.ts";
 import type { Vmm } from "../mm/vmm.ts";
-import { hexdumpText, Text } from "./repl_format.ts";
+import { hexdump32Text, hexdumpText, Text } from "./repl_format.ts";
+import { buildRegisters } from "./registers.ts";
+import { watchHelpers } from "./watch.ts";
+import { knownRegisters } from "../hw/reg_dump.ts";
 import { parseReplArgs } from "./repl_args.ts";
 
 /** Something {@linkcode ReplHelpers.hexdump} can read: a BAR1 mapping, a VRAM view, ... */
@@ -96,16 +99,8 @@ export function bar1Pdb(gpu: Gpu): number | null {
   }
 }
 
-/** Formats a byte count for people: `24 GiB`, `1.5 MiB`, `512 B`. */
-export function formatSize(bytes: number): string {
-  for (const [unit, s] of [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 1024]] as const) {
-    if (bytes >= s) {
-      const v = bytes / s;
-      return `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit}`;
-    }
-  }
-  return `${bytes} B`;
-}
+/** Formats a byte count for people: `24 GiB`, `1.5 MiB`, `512 B` (the one size formatter). */
+export { formatSize };
 
 function members(value: unknown): string[] {
   if (value === null || value === undefined) return [];
@@ -165,32 +160,44 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   const codec = gpu.chip.mmuVersion === 3 ? mmu.v3 : mmu.v2;
   const v = `v${gpu.chip.mmuVersion}`;
 
-  const hexdump = (
+  // One reader for both dumps: a VRAM address (PRAMIN), a Uint8Array, or a mapping.
+  const dumpSource = (
     source: number | bigint | ByteSource | Uint8Array,
-    len = 256,
-    start = 0,
-  ): Text => {
+    len: number,
+    start: number,
+    what: string,
+  ): [Uint8Array, number | bigint] => {
     if (!Number.isSafeInteger(len) || len < 0 || len > 64 * 2 ** 20) {
-      fail("EINVAL", `hexdump length ${String(len)} is not in 0..64 MiB`);
+      fail("EINVAL", `${what} length ${String(len)} is not in 0..64 MiB`);
     }
     if (typeof source === "number" || typeof source === "bigint") {
       const addr = Number(source);
-      return new Text(hexdumpText(gpu.pramin.readBytes(addr, len), addr));
+      return [gpu.pramin.readBytes(addr, len), addr];
     }
     if (source instanceof Uint8Array) {
-      return new Text(hexdumpText(source.subarray(0, Math.min(len, source.length)), start));
+      return [source.subarray(0, Math.min(len, source.length)), start];
     }
     if (typeof source === "object" && source !== null && typeof source.readBytes === "function") {
       const size = typeof source.size === "number" ? source.size : undefined;
       const n = size === undefined ? len : Math.min(len, Math.max(0, size - start));
       const base = source.va === undefined ? 0n : BigInt(source.va);
-      return new Text(hexdumpText(source.readBytes(start, n), base + BigInt(start)));
+      return [source.readBytes(start, n), base + BigInt(start)];
     }
     return fail(
       "EINVAL",
-      "hexdump takes a VRAM address, a Uint8Array or a mapping (something with readBytes(offset, len))",
+      `${what} takes a VRAM address, a Uint8Array or a mapping (something with readBytes(offset, len))`,
     );
   };
+  const hexdump = (
+    source: number | bigint | ByteSource | Uint8Array,
+    len = 256,
+    start = 0,
+  ): Text => new Text(hexdumpText(...dumpSource(source, len, start, "hexdump")));
+  const hexdump32 = (
+    source: number | bigint | ByteSource | Uint8Array,
+    len = 256,
+    start = 0,
+  ): Text => new Text(hexdump32Text(...dumpSource(source, len, start, "hexdump32")));
 
   const pde = (raw: bigint | number | readonly [bigint | number, bigint | number]) =>
     Array.isArray(raw)
@@ -246,6 +253,45 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   add("sim", gpu.sim, "the simulator behind this device", "sim.errors(); sim.flushes");
   add("hex", hex, "number or bigint as 0x-hex text", "hex(4096)");
   add("hexdump", hexdump, "hex dump of VRAM, a mapping or bytes", "hexdump(0x100000, 64)");
+  add(
+    "hexdump32",
+    hexdump32,
+    "32-bit word dump of VRAM, a mapping or bytes",
+    "hexdump32(a.start, 64)",
+  );
+  const known = knownRegisters(gpu.chip.architecture, gpu.chip.chipId);
+  const regs = buildRegisters(gpu.bar0, known);
+  add(
+    "reg",
+    regs.reg,
+    "named registers: .read() decoded, .write, .set/.clear field, .mask",
+    "reg.NV_PBUS_BAR0_WINDOW.read()",
+  );
+  add("set32", regs.set32, "BAR0 read-modify-write: v | bits", "set32(0x1700, 0x1)");
+  add("clear32", regs.clear32, "BAR0 read-modify-write: v & ~bits", "clear32(0x1700, 0x1)");
+  add(
+    "mask32",
+    regs.mask32,
+    "BAR0 read-modify-write: (v & ~clear) | set",
+    "mask32(0x1700, 0xff, 0x10)",
+  );
+  const w = watchHelpers(gpu, known);
+  add(
+    "watch",
+    w.watch,
+    "poll a register or VRAM word after every input; print changes",
+    'watch("NV_PBUS_BAR0_WINDOW"); watch(a.start, { vram: true })',
+  );
+  add("unwatch", w.unwatch, "stop watches (all, or by name / offset)", "unwatch()");
+  add("watches", w.watches, "the watches and their last values", "watches()");
+  add("KiB", 1024, "1024: sizes without shifts (4 * KiB)", "mm.buddy.alloc(64 * KiB)");
+  add(
+    "MiB",
+    2 ** 20,
+    "2^20 (`5 << 30` is 32-bit in JavaScript: use 5 * GiB)",
+    "mm.buddy.alloc(4 * MiB)",
+  );
+  add("GiB", 2 ** 30, "2^30", "mm.createVmm({ vaSize: 64 * GiB })");
   add(
     "pte",
     (raw: bigint | number) => codec.decodePte(BigInt(raw)),

@@ -209,3 +209,47 @@ export function formatValue(value: unknown, options: FormatOptions = {}): string
     strAbbreviateSize: 400,
   });
 }
+
+/**
+ * A 32-bit word dump (m1n1's chexdump32): four little-endian words per line
+ * with the address, repeated lines folded into `*`. Trailing bytes that do
+ * not fill a word are shown as a short word.
+ *
+ * @example
+ * ```ts
+ * hexdump32Text(new Uint8Array([0xef, 0xbe, 0xad, 0xde]), 0x100000);
+ * // "0x00100000  deadbeef\n0x00100004"
+ * ```
+ */
+export function hexdump32Text(bytes: Uint8Array, address: number | bigint = 0): string {
+  const base = BigInt(address);
+  const end = base + BigInt(bytes.length);
+  const width = Math.max(8, end.toString(16).length);
+  const addr = (a: bigint) => `0x${a.toString(16).padStart(width, "0")}`;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const lines: string[] = [];
+  let previous = "";
+  let starred = false;
+  for (let i = 0; i < bytes.length; i += 16) {
+    const words: string[] = [];
+    for (let j = i; j < Math.min(i + 16, bytes.length); j += 4) {
+      if (j + 4 <= bytes.length) words.push(dv.getUint32(j, true).toString(16).padStart(8, "0"));
+      else {
+        let w = "";
+        for (let k = bytes.length - 1; k >= j; k--) w += bytes[k].toString(16).padStart(2, "0");
+        words.push(w);
+      }
+    }
+    const key = words.join(" ");
+    if (key === previous && words.length === 4) {
+      if (!starred) lines.push("*");
+      starred = true;
+      continue;
+    }
+    previous = key;
+    starred = false;
+    lines.push(`${addr(base + BigInt(i))}  ${key}`);
+  }
+  lines.push(addr(end));
+  return lines.join("\n");
+}

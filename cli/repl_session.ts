@@ -7,8 +7,6 @@
  * @module
  */
 
-import readline from "node:readline";
-import process from "node:process";
 import { fail, hex } from "../hw/errors.ts";
 import type { MmioAccess } from "../hw/mmio.ts";
 import { TraceWriter } from "../hw/trace.ts";
@@ -18,14 +16,13 @@ import {
   bar1Pdb,
   buildGlobals,
   formatSize,
-  globalEntries,
   installGlobals,
   memberNames,
   type ReplGlobals,
   scriptUsage,
   setScriptContext,
 } from "./globals.ts";
-import { checkInput, Evaluator } from "./repl_eval.ts";
+import { Evaluator } from "./repl_eval.ts";
 import { formatValue } from "./repl_format.ts";
 
 /** Options for {@linkcode openSession}. */
@@ -249,29 +246,6 @@ export function complete(line: string, preloaded: readonly string[] = []): [stri
   return [[...names].filter((n) => n.startsWith(partial)).sort(), partial];
 }
 
-/** Where history lives: `$NOVAMM_HISTORY` (empty: none), else `~/.novamm_history`. */
-export function historyPath(): string | null {
-  const env = Deno.env.get("NOVAMM_HISTORY");
-  if (env !== undefined) return env === "" ? null : env;
-  const home = Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE");
-  return home === undefined ? null : `${home}/.novamm_history`;
-}
-
-const HISTORY_SIZE = 1000;
-
-function loadHistory(path: string): string[] {
-  try {
-    const lines = Deno.readTextFileSync(path).split("\n").filter((l) => l.trim() !== "");
-    if (lines.length > HISTORY_SIZE * 2) {
-      // Keep the file from growing without bound.
-      Deno.writeTextFileSync(path, lines.slice(-HISTORY_SIZE).join("\n") + "\n");
-    }
-    return lines.slice(-HISTORY_SIZE).reverse();
-  } catch {
-    return [];
-  }
-}
-
 function colorsOn(stream: { isTerminal(): boolean }): boolean {
   try {
     return stream.isTerminal() && !Deno.noColor;
@@ -283,9 +257,11 @@ function colorsOn(stream: { isTerminal(): boolean }): boolean {
 /** V8's words for assigning to a read-only global, said the way the prompt means it. */
 function plainer(e: unknown): unknown {
   if (e instanceof TypeError) {
-    const m = /^Cannot assign to read only property '([^']+)' of object '#<(Window|Object)>'$/.exec(
-      e.message,
-    );
+    const m =
+      /^Cannot assign to read only property '([^']+)' of object '#<(Window|Object|DedicatedWorkerGlobalScope)>'$/
+        .exec(
+          e.message,
+        );
     if (m !== null) {
       return new TypeError(
         `${m[1]} is a constant (declared with const or using); declare it again to replace it`,
@@ -315,7 +291,13 @@ function debugStack(e: unknown): void {
 export async function evalAndPrint(
   session: Session,
   code: string,
-  options: { colors: boolean; errorsTo: "stdout" | "stderr"; rawStrings?: boolean },
+  options: {
+    colors: boolean;
+    errorsTo: "stdout" | "stderr";
+    rawStrings?: boolean;
+    /** Prints an error its own way and returns true (else the usual one line is printed). */
+    onError?: (e: unknown) => boolean;
+  },
 ): Promise<boolean> {
   session.trace?.comment(code.split("\n").map((l) => `> ${l}`).join("\n"));
   const g = globalThis as Record<string, unknown>;
@@ -332,6 +314,7 @@ export async function evalAndPrint(
     return true;
   } catch (e) {
     g._error = e;
+    if (options.onError?.(e)) return false;
     const text = errorText(e, options.colors);
     if (options.errorsTo === "stdout") console.log(text);
     else console.error(text);
@@ -371,118 +354,4 @@ export async function runScript(session: Session, path: string, args: string[]):
   } finally {
     setScriptContext(undefined);
   }
-}
-
-/** Options for {@linkcode interactive}. */
-export interface InteractiveOptions {
-  /** Do not read or append the history file. */
-  noHistory?: boolean;
-}
-
-/**
- * The interactive prompt. Ends on Ctrl-D, `.exit` or the end of piped input;
- * returns the exit code (1 when piped input ended inside an unfinished input).
- */
-export async function interactive(
-  session: Session,
-  options: InteractiveOptions = {},
-): Promise<number> {
-  const terminal = process.stdin.isTTY === true;
-  const colors = colorsOn(Deno.stdout);
-  const hist = terminal && !options.noHistory ? historyPath() : null;
-  const preloaded = globalEntries(session.globals).map((e) => e.name);
-  session.install();
-  const prompt = promptFor(session.gpu);
-  const rl = readline.createInterface({
-    input: process.stdin,
-    output: process.stdout,
-    terminal,
-    prompt,
-    completer: (line: string) => complete(line, preloaded),
-    history: hist === null ? [] : loadHistory(hist),
-    historySize: HISTORY_SIZE,
-    removeHistoryDuplicates: true,
-  });
-  console.log(banner(session.gpu));
-  let buffer = "";
-  let lastSigint = false;
-  // Piped input can hit EOF (and close readline) while an input is still running.
-  let closed = false;
-  rl.on("close", () => closed = true);
-  const showPrompt = () => {
-    if (!closed) rl.prompt();
-  };
-  const setPrompt = (p: string) => {
-    if (!closed) rl.setPrompt(p);
-  };
-  const reset = () => {
-    buffer = "";
-    setPrompt(prompt);
-  };
-  rl.on("SIGINT", () => {
-    const typed = (rl as unknown as { line: string }).line;
-    if (typed === "" && buffer === "") {
-      if (lastSigint) {
-        rl.close();
-        return;
-      }
-      lastSigint = true;
-      process.stdout.write("\n(To exit, press Ctrl-C again, Ctrl-D, or type .exit)\n");
-    } else {
-      lastSigint = false;
-      process.stdout.write("^C\n");
-    }
-    reset();
-    // Drop what was typed on the line: readline keeps it otherwise.
-    rl.write(null, { ctrl: true, name: "u" });
-    showPrompt();
-  });
-  showPrompt();
-  let code = 0;
-  for await (const line of rl) {
-    lastSigint = false;
-    if (hist !== null && line.trim() !== "") {
-      try {
-        Deno.writeTextFileSync(hist, line + "\n", { append: true });
-      } catch {
-        // History is a convenience; an unwritable file must not stop the session.
-      }
-    }
-    if (buffer === "" && /^\s*\.\w+\s*$/.test(line)) {
-      const cmd = line.trim();
-      if (cmd === ".exit") break;
-      if (cmd === ".help") console.log(String(session.globals.help()));
-      else if (cmd === ".break" || cmd === ".clear") reset();
-      else console.log(`error: unknown command ${cmd}; try .help, .break or .exit`);
-      showPrompt();
-      continue;
-    }
-    if (buffer !== "" && line.trim() === ".break") {
-      reset();
-      showPrompt();
-      continue;
-    }
-    const input = buffer === "" ? line : `${buffer}\n${line}`;
-    const state = checkInput(input);
-    if (state.state === "incomplete") {
-      buffer = input;
-      setPrompt("... ");
-      showPrompt();
-      continue;
-    }
-    reset();
-    if (state.state === "error") {
-      console.log(errorText(state.error, colors));
-    } else if (input.trim() !== "") {
-      await evalAndPrint(session, input, { colors, errorsTo: "stdout" });
-    }
-    showPrompt();
-  }
-  if (buffer !== "") {
-    console.log("error: input ended inside an unfinished statement (it was not run)");
-    code = 1;
-  }
-  rl.close();
-  if (terminal) process.stdout.write("\n");
-  return code;
 }

@@ -23,6 +23,7 @@ export type ErrorCode =
   | "EACCES"
   | "EOVERFLOW"
   | "ENOTSUP"
+  | "EINTR"
   | "EIO";
 
 /**
@@ -61,6 +62,26 @@ export function hex(value: number | bigint, pad = 0): string {
   const neg = value < 0;
   const digits = (neg ? -BigInt(value) : BigInt(value)).toString(16).padStart(pad, "0");
   return `${neg ? "-" : ""}0x${digits}`;
+}
+
+/**
+ * A byte count for people, one way everywhere: `512 B`, `4 KiB`, `1.5 MiB`,
+ * `128 GiB`, `2 TiB` (whole units when they divide, else one decimal).
+ */
+export function formatSize(bytes: number | bigint): string {
+  const n = Number(bytes);
+  for (
+    const [unit, s] of [["TiB", 2 ** 40], ["GiB", 2 ** 30], ["MiB", 2 ** 20], [
+      "KiB",
+      1024,
+    ]] as const
+  ) {
+    if (Math.abs(n) >= s) {
+      const v = n / s;
+      return `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit}`;
+    }
+  }
+  return `${n} B`;
 }
 
 /** Names a value for an error message: hex for integers, JSON-ish otherwise. */

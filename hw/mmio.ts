@@ -96,6 +96,26 @@ export interface MmioOptions {
 const LIMIT = [0, 0xff, 0xffff, 0, 0xffffffff] as const;
 
 /**
+ * The interrupt word: when set (by {@linkcode setInterruptWord}) and non-zero,
+ * the next MMIO access on any aperture throws EINTR instead of reaching the
+ * device. The REPL evaluates in a worker and sets the word from the UI thread
+ * on Ctrl-C, so a long loop of MMIO stops at its next access, with `using`
+ * guards unwinding (the word is cleared before the throw, so their own
+ * accesses go through).
+ */
+let interruptWord: Int32Array | null = null;
+
+/** Installs (or with null removes) the shared word that interrupts MMIO; see {@linkcode Mmio}. */
+export function setInterruptWord(word: Int32Array | null): void {
+  interruptWord = word;
+}
+
+function interrupted(): never {
+  Atomics.store(interruptWord!, 0, 0);
+  return fail("EINTR", "interrupted (Ctrl-C) before the next MMIO access");
+}
+
+/**
  * A checked, counted MMIO aperture.
  *
  * @example
@@ -177,6 +197,7 @@ export class Mmio {
       this.#check(offset, 1);
     }
     if (this.#guard !== null) this.#guard(offset, 1, "r");
+    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
     this.counters.mmioReads++;
     const v = this.#backend.read8(offset);
     if (this.tracer) this.#trace("r", 1, offset, v);
@@ -189,6 +210,7 @@ export class Mmio {
       this.#check(offset, 2);
     }
     if (this.#guard !== null) this.#guard(offset, 2, "r");
+    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
     this.counters.mmioReads++;
     const v = this.#backend.read16(offset);
     if (this.tracer) this.#trace("r", 2, offset, v);
@@ -201,6 +223,7 @@ export class Mmio {
       this.#check(offset, 4);
     }
     if (this.#guard !== null) this.#guard(offset, 4, "r");
+    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
     this.counters.mmioReads++;
     const v = this.#backend.read32(offset);
     if (this.tracer) this.#trace("r", 4, offset, v);
@@ -214,6 +237,7 @@ export class Mmio {
       ? value
       : this.#checkWrite(offset, 1, value);
     if (this.#guard !== null) this.#guard(offset, 1, "w");
+    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
     this.counters.mmioWrites++;
     this.#backend.write8(offset, v);
     if (this.tracer) this.#trace("w", 1, offset, v);
@@ -226,6 +250,7 @@ export class Mmio {
       ? value
       : this.#checkWrite(offset, 2, value);
     if (this.#guard !== null) this.#guard(offset, 2, "w");
+    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
     this.counters.mmioWrites++;
     this.#backend.write16(offset, v);
     if (this.tracer) this.#trace("w", 2, offset, v);
@@ -238,6 +263,7 @@ export class Mmio {
       ? value
       : this.#checkWrite(offset, 4, value);
     if (this.#guard !== null) this.#guard(offset, 4, "w");
+    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
     this.counters.mmioWrites++;
     this.#backend.write32(offset, v);
     if (this.#watchers.size !== 0) {
@@ -262,6 +288,7 @@ export class Mmio {
     if (words > 0) {
       const block = this.#backend.readBlock;
       if (block !== undefined && this.tracer === undefined) {
+        if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
         block.call(this.#backend, offset + i, out.subarray(i, i + words * 4));
         this.counters.mmioReads += words;
         i += words * 4;
@@ -288,6 +315,7 @@ export class Mmio {
     if (words > 0) {
       const block = this.#backend.writeBlock;
       if (block !== undefined && this.tracer === undefined) {
+        if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
         block.call(this.#backend, offset + i, bytes.subarray(i, i + words * 4));
         this.counters.mmioWrites += words;
         i += words * 4;

@@ -201,6 +201,52 @@ export function readBar1Binding(
   return s.instanceBlock === null ? null : readInstanceBlock(pramin, s.instanceBlock, options);
 }
 
+/**
+ * Writes back BAR1 bind registers as {@linkcode readBar1Bind} found them,
+ * skipping those that still hold their value; each write that starts a bind
+ * is polled to completion before the next (the register the live binding
+ * came from goes last). Used by `gpu.close()` and, after a REPL evaluation
+ * had to be killed, by the REPL's own clean-up (it has only the registers).
+ */
+export function restoreBar1Bind(
+  bar0: Mmio,
+  found: Bar1BindState,
+  options: { mmuVersion: 2 | 3 },
+): void {
+  const poll = (offset: number, name: string) =>
+    pollRegister(
+      bar0,
+      offset,
+      name,
+      (v) =>
+        getField(v, BIND_STATUS.BAR1_PENDING) === 0 &&
+        getField(v, BIND_STATUS.BAR1_OUTSTANDING) === 0,
+      { what: "BAR1 bind" },
+    );
+  if (options.mmuVersion === 2) {
+    const live = found.via === "NV_PBUS_BAR1_BLOCK"
+      ? NV_PBUS_BAR1_BLOCK
+      : NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK;
+    const regs = [...found.registers].sort((a, b) =>
+      Number(a.offset === live) - Number(b.offset === live)
+    );
+    for (const r of regs) {
+      if (bar0.read32(r.offset) === r.value) continue;
+      bar0.write32(r.offset, r.value);
+      if (r.offset === NV_PBUS_BAR1_BLOCK) poll(NV_PBUS_BIND_STATUS, "NV_PBUS_BIND_STATUS");
+      else poll(NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS, "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS");
+    }
+    return;
+  }
+  if (found.registers.length !== 2) return; // unreadable at open: nothing safe to write back
+  const [low, high] = found.registers;
+  const now = [(bar0.read32(low.offset) & ~3) >>> 0, bar0.read32(high.offset)];
+  if (now[0] === low.value && now[1] === high.value) return;
+  bar0.write32(low.offset, low.value);
+  bar0.write32(high.offset, high.value); // starts the bind
+  poll(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, "BAR1_BLOCK_LOW_ADDR");
+}
+
 /** What {@linkcode BarUser.map} takes: an allocation, a VRAM range, or 4 KiB frame numbers. */
 export type BarTarget = Allocation | { start: number; size: number } | ArrayLike<number>;
 
@@ -758,46 +804,14 @@ export class BarUser {
    */
   restore(): void {
     if (this.#o.readOnly || !this.#changed) return;
-    const found = this.#o.found;
-    const bar0 = this.#o.bar0;
     this.#writing = true;
     try {
-      if (this.#o.mmuVersion === 2) {
-        // The register the live binding came from goes last: its write is the bind.
-        // Each write starts a bind; wait for it before the next. Unchanged ones are skipped.
-        const regs = [...found.registers].sort((a, b) =>
-          Number(this.#isLive(a.offset)) - Number(this.#isLive(b.offset))
-        );
-        for (const r of regs) {
-          if (bar0.read32(r.offset) === r.value) continue;
-          bar0.write32(r.offset, r.value);
-          if (r.offset === NV_PBUS_BAR1_BLOCK) {
-            this.#pollBind(NV_PBUS_BIND_STATUS, "NV_PBUS_BIND_STATUS");
-          } else {this.#pollBind(
-              NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS,
-              "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS",
-            );}
-        }
-      } else if (found.registers.length === 2) {
-        const [low, high] = found.registers;
-        const now = [(bar0.read32(low.offset) & ~3) >>> 0, bar0.read32(high.offset)];
-        if (now[0] !== low.value || now[1] !== high.value) {
-          bar0.write32(low.offset, low.value);
-          bar0.write32(high.offset, high.value); // starts the bind
-          this.#pollBind(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, "BAR1_BLOCK_LOW_ADDR");
-        }
-      }
+      restoreBar1Bind(this.#o.bar0, this.#o.found, this.#o);
     } finally {
       this.#writing = false;
     }
     this.#changed = false;
     this.#foreignWrite();
-  }
-
-  #isLive(offset: number): boolean {
-    return this.#o.found.via === "NV_PBUS_BAR1_BLOCK"
-      ? offset === NV_PBUS_BAR1_BLOCK
-      : offset === NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK;
   }
 
   /**

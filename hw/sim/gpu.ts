@@ -190,6 +190,8 @@ export class SimGpu {
   readonly flushes: SimFlush[] = [];
   /** Completed FB flushes. */
   fbFlushes = 0;
+  /** Events noted since creation (also those dropped from the bounded {@linkcode SimGpu.log}). */
+  eventCount = 0;
   /** Fault-injection knobs. */
   readonly knobs: SimKnobs = {
     tlbHang: false,
@@ -356,6 +358,7 @@ export class SimGpu {
   }
 
   #note(severity: SimEvent["severity"], kind: string, message: string): void {
+    this.eventCount++;
     if (this.log.length >= LOG_LIMIT) this.log.shift();
     this.log.push({ severity, kind, message });
   }

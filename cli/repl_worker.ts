@@ -1,0 +1,256 @@
+/**
+ * The REPL's evaluation thread. The interactive prompt (cli/repl_ui.ts) runs
+ * readline on the main thread and evaluates every input here, in a worker,
+ * so that the main thread stays free to take Ctrl-C while an input runs:
+ *
+ * - the first Ctrl-C sets a word in shared memory that every MMIO access
+ *   checks (`setInterruptWord` in hw/mmio.ts): the input stops with EINTR at
+ *   its next access, `using` guards unwind (the window is restored), and the
+ *   session lives on;
+ * - an input that makes no MMIO access (a pure JavaScript loop) is stopped by
+ *   a second Ctrl-C: the UI terminates this worker, puts the card's registers
+ *   back from what {@linkcode ReadyMessage.card} recorded at open, and starts
+ *   a fresh one.
+ *
+ * Everything the session prints (console.*, results, errors, errors thrown in
+ * timers and promise rejections) is sent to the UI thread as messages, so
+ * output that arrives while the prompt is shown is drawn above it.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { setInterruptWord } from "../hw/mmio.ts";
+import { NovaError } from "../hw/errors.ts";
+import { isGpuGone, isPriError, windowRegister } from "../hw/regs.ts";
+import type { Bar1BindState } from "../mm/bar_user.ts";
+import { formatError } from "./common.ts";
+import { globalEntries } from "./globals.ts";
+import {
+  banner,
+  complete,
+  evalAndPrint,
+  openSession,
+  type OpenSessionOptions,
+  promptFor,
+  type Session,
+} from "./repl_session.ts";
+import { pollWatches } from "./watch.ts";
+
+/** What the UI thread needs to put a card back after killing this worker. */
+export interface SavedCard {
+  /** `sim` (nothing to restore: the simulated card dies with the worker) or `pci`. */
+  kind: "sim" | "pci";
+  /** Device spec as opened. */
+  spec: string;
+  /** Opened with --force. */
+  force: boolean;
+  /** Opened read-only (nothing was written, nothing to restore). */
+  readOnly: boolean;
+  /** Page-table format version (for the BAR1 bind registers). */
+  mmuVersion: 2 | 3;
+  /** The PRAMIN window register and the value it held at open (null when that read failed). */
+  window: { offset: number; value: number } | null;
+  /** The BAR1 bind registers at open. */
+  bind: Bar1BindState;
+}
+
+/** Sent once the session is open. */
+export interface ReadyMessage {
+  /** Message kind. */
+  t: "ready";
+  /** The banner text. */
+  banner: string;
+  /** The prompt (`ga102> `). */
+  prompt: string;
+  /** Preloaded names (completion of bare words). */
+  preloaded: string[];
+  /** What to restore if this worker must be killed. */
+  card: SavedCard;
+}
+
+/** Messages from the UI thread. */
+export type ToWorker =
+  | { t: "open"; options: OpenSessionOptions; interrupt: SharedArrayBuffer; colors: boolean }
+  | { t: "eval"; id: number; code: string }
+  | { t: "complete"; id: number; line: string }
+  | { t: "close" };
+
+/** Messages to the UI thread. */
+export type FromWorker =
+  | ReadyMessage
+  | { t: "open-failed"; text: string }
+  | { t: "out"; text: string; err: boolean; during: boolean }
+  | { t: "done"; id: number; ok: boolean }
+  | { t: "completion"; id: number; result: [string[], string] }
+  | { t: "closed"; errors: string[] };
+
+const post = (m: FromWorker) => self.postMessage(m);
+let session: Session | null = null;
+let colors = false;
+let evaluating = false;
+
+function show(args: unknown[]): string {
+  return args.map((a) => typeof a === "string" ? a : Deno.inspect(a, { colors, depth: 4 })).join(
+    " ",
+  );
+}
+
+// Everything printed goes to the UI thread, in order.
+for (
+  const [name, err] of [["log", false], ["info", false], ["debug", false], ["warn", true], [
+    "error",
+    true,
+  ]] as const
+) {
+  console[name] = (...args: unknown[]) =>
+    post({ t: "out", text: show(args), err, during: evaluating });
+}
+
+function asyncError(where: string, e: unknown): void {
+  const text = formatError(e).replace(/^error: /, `error: (${where}) `);
+  post({ t: "out", text, err: false, during: evaluating });
+}
+
+// An error in a timer, an event handler or an un-awaited promise keeps the session.
+self.addEventListener("error", (ev) => {
+  ev.preventDefault();
+  asyncError("in a timer or event handler", (ev as ErrorEvent).error ?? (ev as ErrorEvent).message);
+});
+self.addEventListener("unhandledrejection", (ev) => {
+  ev.preventDefault();
+  asyncError("unhandled rejection", ev.reason);
+});
+
+/** What the card reported while an input ran: simulator errors, faults, a lost GPU. */
+function cardEvents(
+  s: Session,
+  before: { events: number; faults: number; lost: boolean },
+): string[] {
+  const sim = s.gpu.sim;
+  if (sim === null) return [];
+  const lines: string[] = [];
+  const fresh = Math.min(sim.eventCount - before.events, sim.log.length);
+  const errors = sim.log.slice(sim.log.length - fresh).filter((e) => e.severity === "error");
+  const byKind = new Map<string, { n: number; first: string }>();
+  for (const e of errors) {
+    const k = byKind.get(e.kind);
+    if (k === undefined) byKind.set(e.kind, { n: 1, first: e.message });
+    else k.n++;
+  }
+  for (const [kind, { n, first }] of byKind) {
+    if (kind === "gpu-lost") continue;
+    lines.push(`card: ${n === 1 ? "" : `${n}× `}${kind}: ${first} (sim.errors() for all)`);
+  }
+  const faults = sim.mmu.faultCount - before.faults;
+  if (faults > 0) {
+    const last = sim.mmu.faults.at(-1)!;
+    lines.push(
+      `card: ${faults} MMU fault${faults === 1 ? "" : "s"}, last ${last.access} of VA 0x${
+        last.va.toString(16)
+      }: ${last.reason} (sim.mmu.faults)`,
+    );
+  }
+  if (sim.lost !== null && !before.lost) {
+    lines.push(`card: the GPU is lost: ${sim.lost}; it reads all ones until reopened (.exit)`);
+  }
+  return lines;
+}
+
+async function evaluate(id: number, code: string): Promise<void> {
+  const s = session!;
+  const sim = s.gpu.sim;
+  const before = {
+    events: sim?.eventCount ?? 0,
+    faults: sim?.mmu.faultCount ?? 0,
+    lost: sim?.lost != null,
+  };
+  const stats = s.gpu.stats();
+  evaluating = true;
+  let ok = false;
+  try {
+    ok = await evalAndPrint(s, code, {
+      colors,
+      errorsTo: "stdout",
+      onError: (e) => {
+        if (!(e instanceof NovaError && e.code === "EINTR")) return false;
+        const now = s.gpu.stats();
+        const n = now.mmioReads + now.mmioWrites - stats.mmioReads - stats.mmioWrites;
+        console.log(`interrupted after ${n} MMIO access${n === 1 ? "" : "es"}`);
+        return true;
+      },
+    });
+    for (const line of cardEvents(s, before)) console.log(line);
+    for (const line of pollWatches(colors)) console.log(line);
+  } catch (e) {
+    console.log(formatError(e));
+  } finally {
+    evaluating = false;
+    post({ t: "done", id, ok });
+  }
+}
+
+function savedCard(s: Session, options: OpenSessionOptions): SavedCard {
+  const gpu = s.gpu;
+  const reg = windowRegister(gpu.chip.architecture);
+  let window: SavedCard["window"] = null;
+  try {
+    const v = gpu.bar0.read32(reg.offset);
+    if (!isPriError(v) && !isGpuGone(v)) window = { offset: reg.offset, value: v };
+  } catch {
+    // unreadable: never written back
+  }
+  return {
+    kind: gpu.device.kind,
+    spec: gpu.device.spec,
+    force: options.force,
+    readOnly: gpu.device.readOnly,
+    mmuVersion: gpu.chip.mmuVersion,
+    window,
+    bind: gpu.bar1AtOpen,
+  };
+}
+
+self.onmessage = async (ev: MessageEvent<ToWorker>) => {
+  const m = ev.data;
+  switch (m.t) {
+    case "open": {
+      colors = m.colors;
+      try {
+        session = await openSession(m.options);
+      } catch (e) {
+        post({ t: "open-failed", text: formatError(e) });
+        return;
+      }
+      setInterruptWord(new Int32Array(m.interrupt));
+      session.install();
+      post({
+        t: "ready",
+        banner: banner(session.gpu),
+        prompt: promptFor(session.gpu),
+        preloaded: globalEntries(session.globals).map((e) => e.name),
+        card: savedCard(session, m.options),
+      });
+      return;
+    }
+    case "eval":
+      await evaluate(m.id, m.code);
+      return;
+    case "complete":
+      post({
+        t: "completion",
+        id: m.id,
+        result: complete(
+          m.line,
+          session === null ? [] : globalEntries(session.globals).map((e) => e.name),
+        ),
+      });
+      return;
+    case "close": {
+      const errors = session === null ? [] : await session.close();
+      post({ t: "closed", errors: errors.map((e) => formatError(e)) });
+      return;
+    }
+  }
+};
