@@ -2,12 +2,10 @@
  * How the REPL prints values, for people at a bench:
  *
  * - bigints always in hex: `0x12345000n`;
- * - a top-level integer number ≥ 0x10000 in hex with its decimal value
- *   (`0x12345000 (305418240)`), one from 10 up to 0x10000 the other way
- *   round (`4096 (0x1000)`), a smaller one plain;
- * - inside objects, integers ≥ 0x10000 in hex unless the key names a count
- *   (`mmioReads`, `length`, `ms`, ...), any integer in hex when the key names
- *   an address or id (`start`, `pa`, `chipId`, ...), bigints in hex;
+ * - a top-level integer number in hex, with its decimal value where that
+ *   helps (10 and up): `0x12345000 (305418240)`, `0x2a (42)`, `0x5`;
+ * - inside objects, integers in hex unless the key names a count
+ *   (`mmioReads`, `length`, `ms`, ...), bigints in hex;
  * - objects with a custom inspect (`Symbol.for("Deno.customInspect")`: GPUs,
  *   allocations, entries, walks) print their own summary;
  * - a `Uint8Array` prints as a hex dump;
@@ -64,10 +62,7 @@ function hasCustomInspect(v: object): boolean {
 
 /** Formats an integer the top-level way (see the module doc). */
 export function formatInteger(n: number): string {
-  const a = Math.abs(n);
-  if (a >= 0x10000) return `${hex(n)} (${n})`;
-  if (a >= 10) return `${n} (${hex(n)})`;
-  return String(n);
+  return Math.abs(n) >= 10 ? `${hex(n)} (${n})` : hex(n);
 }
 
 function plainObject(v: object): boolean {
@@ -87,8 +82,7 @@ function forDisplay(
   if (typeof v === "bigint") return new Text(`${hex(v)}n`, "33");
   if (typeof v === "number") {
     if (
-      Number.isInteger(v) &&
-      (HEX_KEY.test(keyName) || (Math.abs(v) >= 0x10000 && !COUNT_KEY.test(keyName)))
+      Number.isInteger(v) && (HEX_KEY.test(keyName) || !COUNT_KEY.test(keyName))
     ) {
       return new Text(hex(v), "33");
     }
@@ -200,6 +194,10 @@ export function formatValue(value: unknown, options: FormatOptions = {}): string
       : `${head}\n${hexdumpText(value.subarray(0, 4096))}${
         value.length > 4096 ? `\n... ${value.length - 4096} more bytes` : ""
       }`;
+  }
+  // setTimeout/setInterval hand back node's Timeout object here: its internals help nobody.
+  if (typeof value === "object" && value !== null && value.constructor?.name === "Timeout") {
+    return "Timeout (clearTimeout(_) cancels it)";
   }
   const shown = forDisplay(value, "", options.depth ?? 4, new Map());
   return Deno.inspect(shown, {

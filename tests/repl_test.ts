@@ -177,8 +177,14 @@ Deno.test("repl format: bigints in hex, numbers by size, nested addresses, custo
   assert.equal(formatValue(0x12345000n), "0x12345000n");
   assert.equal(formatValue(undefined), null);
   assert.equal(formatInteger(0xdeadbeef), "0xdeadbeef (3735928559)");
-  assert.equal(formatInteger(4096), "4096 (0x1000)");
-  assert.equal(formatInteger(7), "7");
+  assert.equal(formatInteger(4096), "0x1000 (4096)", "hex first at every size");
+  assert.equal(formatInteger(42), "0x2a (42)");
+  assert.equal(formatInteger(7), "0x7");
+  assert.equal(
+    formatValue({ index: 12, flags: 12 }),
+    "{ index: 12, flags: 0xc }",
+    "counts in decimal",
+  );
   assert.equal(formatValue(1.5), "1.5");
   assert.equal(
     formatValue({ size: 2 ** 30, mmioReads: 70000, raw: [1n, 2n] }),
@@ -357,9 +363,9 @@ Deno.test("repl: piped session — values, multi-line, persistence, await, error
     out,
     /^ {2}vga-workspace 0x5fff00000-0x600000000 {2}NV_PDISP_VGA_WORKSPACE_BASE = /m,
   );
-  assert.match(out, /ga102> 2\n/);
+  assert.match(out, /ga102> 0x2\n/);
   assert.match(out, /ga102> 0x300000000 \(12884901888\)\n/);
-  assert.match(out, /(\.\.\. ){2}ga102> 42 \(0x2a\)\n/); // two continuation prompts
+  assert.match(out, /(\.\.\. ){2}ga102> 0x2a \(42\)\n/); // two continuation prompts
   assert.match(out, /ga102> 0x12345000n\n/);
   assert.match(out, /ga102> 0xdeadbeef \(3735928559\)\n/);
   assert.match(
@@ -379,7 +385,7 @@ Deno.test("repl: --eval prints the awaited value and exits 0; errors exit 1 with
     "--eval",
     "const c = gpu.chip; [c.name, c.mmuVersion]",
   ]);
-  assert.deepEqual([r.code, r.stdout, r.stderr], [0, '[ "GH100", 3 ]\n', ""]);
+  assert.deepEqual([r.code, r.stdout, r.stderr], [0, '[ "GH100", 0x3 ]\n', ""]);
   r = await runDeno("repl.ts", ["-e", "await Promise.resolve(gpu.vram.usable)"]);
   assert.equal(r.stdout, "{ start: 0x40000, end: 0x5ffe00000 }\n");
   r = await runDeno("repl.ts", ["--device", "sim:ga102:gsp", "-e", "gpu.vram.usable"]);
@@ -505,7 +511,7 @@ Deno.test({
       await term.waitFor(/read16 +read32 +read64 +read8 +readBytes/);
       await term.type("32(0x100000)"); // Tab completed the common prefix "read"
       await term.keys("Enter");
-      await term.waitFor(/ga102> w\.read32\(0x100000\)\n0\n/);
+      await term.waitFor(/ga102> w\.read32\(0x100000\)\n0x0\n/);
       await term.type("if (true) {");
       await term.keys("Enter");
       await term.waitFor(/^\.\.\.$/m);
@@ -515,7 +521,7 @@ Deno.test({
       await term.keys("C-c");
       await term.type("7 * 6");
       await term.keys("Enter");
-      await term.waitFor(/ga102> 7 \* 6\n42 \(0x2a\)\n/);
+      await term.waitFor(/ga102> 7 \* 6\n0x2a \(42\)\n/);
       await term.keys("C-d");
       await term.waitFor("[exit 0]");
       const saved = await Deno.readTextFile(history);
