@@ -16,6 +16,7 @@ import { mmu, type MmuFormat, type WalkResult } from "../mm/pagetable/mod.ts";
 import type { Vmm } from "../mm/vmm.ts";
 import { hexdump32Text, hexdumpText, Text } from "./repl_format.ts";
 import { buildRegisters } from "./registers.ts";
+import { helpFor, paramsOf } from "./help.ts";
 import { watchHelpers } from "./watch.ts";
 import { knownRegisters } from "../hw/reg_dump.ts";
 import { parseReplArgs } from "./repl_args.ts";
@@ -389,24 +390,54 @@ export function memberNames(value: unknown): string[] {
   return members(value);
 }
 
+/** The topics `help()` lists the preloaded names under. */
+const TOPICS: [string, string[]][] = [
+  ["The card", ["gpu", "bar0", "reg", "regs", "set32", "clear32", "mask32", "stats", "sim"]],
+  ["Watching", ["watch", "unwatch", "watches"]],
+  ["VRAM", ["pramin", "mm", "hexdump", "hexdump32", "KiB", "MiB", "GiB"]],
+  ["Page tables, TLB and BAR1", ["bar1", "vmm", "tlb", "mmu", "format", "pte", "pde", "walk"]],
+  ["This prompt", ["hex", "help"]],
+];
+
 function helpText(entries: GlobalEntry[], gpu: Gpu, topic: unknown): Text {
   if (topic !== undefined) {
     const e = entries.find((e) => e.value === topic);
+    const documented = helpFor(topic);
+    if (documented !== null) {
+      return new Text(e === undefined ? documented : `${e.name}: ${e.about}\n${documented}`);
+    }
+    if (e !== undefined && typeof topic === "function") {
+      // A preloaded helper: its own parameter list, what it is for, an example.
+      return new Text(
+        `${e.name}${paramsOf(topic as () => unknown)}\n  ${e.about}\n  e.g. ${e.example}`,
+      );
+    }
     const names = members(topic);
     const head = e === undefined ? "" : `${e.name}: ${e.about}\n  e.g. ${e.example}\n`;
     return new Text(`${head}members: ${names.length ? names.join(", ") : "(none)"}`);
   }
   const w = Math.max(...entries.map((e) => e.name.length));
   const a = Math.max(...entries.map((e) => e.about.length));
-  const lines = entries.map((e) => `  ${e.name.padEnd(w)}  ${e.about.padEnd(a)}  ${e.example}`);
+  const line = (e: GlobalEntry) => `  ${e.name.padEnd(w)}  ${e.about.padEnd(a)}  ${e.example}`;
+  const listed = new Set<string>();
+  const out = [`Preloaded on ${gpu.device.spec} (${gpu.chip.name}, MMU v${gpu.chip.mmuVersion}):`];
+  for (const [title, names] of TOPICS) {
+    const group = entries.filter((e) => names.includes(e.name));
+    if (group.length === 0) continue;
+    out.push(`${title}:`, ...group.map(line));
+    for (const e of group) listed.add(e.name);
+  }
+  const rest = entries.filter((e) => !listed.has(e.name));
+  if (rest.length > 0) out.push("Other:", ...rest.map(line));
   return new Text(
     [
-      `Preloaded on ${gpu.device.spec} (${gpu.chip.name}, MMU v${gpu.chip.mmuVersion}):`,
-      ...lines,
+      ...out,
       "",
+      "help(x) for any of them or their members: signature, what it does, an example.",
       "JavaScript with top-level await; declarations persist across lines;",
       "`using x = ...` keeps x until the session ends (then disposes it).",
-      "Tab completes names and members; .help, .break (drop a multi-line input), .exit or Ctrl-D.",
+      "Tab completes names and members; Ctrl-R finds history; Ctrl-C stops an input at its",
+      "next MMIO access (twice: kills it); .help, .break (drop a multi-line input), .exit or Ctrl-D.",
     ].join("\n"),
   );
 }

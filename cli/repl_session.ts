@@ -8,6 +8,7 @@
  */
 
 import { fail, hex } from "../hw/errors.ts";
+import { didYouMean } from "../hw/validate.ts";
 import type { MmioAccess } from "../hw/mmio.ts";
 import { TraceWriter } from "../hw/trace.ts";
 import type { Gpu } from "../mm/gpu.ts";
@@ -23,6 +24,7 @@ import {
   setScriptContext,
 } from "./globals.ts";
 import { Evaluator } from "./repl_eval.ts";
+import { classMembers, returnClass } from "./help.ts";
 import { formatValue } from "./repl_format.ts";
 
 /** Options for {@linkcode openSession}. */
@@ -200,6 +202,25 @@ const KEYWORDS = [
 ];
 const COMMANDS = [".break", ".exit", ".help"];
 const MEMBER_RE = /([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\.([A-Za-z_$][\w$]*)?$/;
+// `chain.method(args).partial`: members of what the method returns, from its documented type.
+const CALL_RE = /([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\([^()]*\)\.([A-Za-z_$][\w$]*)?$/;
+
+/** Follows `a.b.c` from globalThis reading properties (getters run, nothing is called). */
+function lookup(chain: string): { found: boolean; value: unknown } {
+  const parts = chain.split(".");
+  const g = globalThis as Record<string, unknown>;
+  if (!(parts[0] in g)) return { found: false, value: undefined };
+  let obj: unknown = g[parts[0]];
+  try {
+    for (const p of parts.slice(1)) {
+      if (obj === null || obj === undefined) return { found: false, value: undefined };
+      obj = (obj as Record<string, unknown>)[p];
+    }
+  } catch {
+    return { found: false, value: undefined };
+  }
+  return { found: true, value: obj };
+}
 const WORD_RE = /(?:^|[^\w$.])([A-Za-z_$][\w$]*)?$/;
 
 /**
@@ -218,22 +239,19 @@ export function complete(line: string, preloaded: readonly string[] = []): [stri
     const t = line.trim();
     return [COMMANDS.filter((c) => c.startsWith(t)), t];
   }
+  const call = CALL_RE.exec(line);
+  if (call !== null) {
+    const partial = call[2] ?? "";
+    const { found, value } = lookup(call[1]);
+    const cls = found ? returnClass(value) : null;
+    return [cls === null ? [] : classMembers(cls).filter((n) => n.startsWith(partial)), partial];
+  }
   const m = MEMBER_RE.exec(line);
   if (m !== null) {
     const partial = m[2] ?? "";
-    const parts = m[1].split(".");
-    const g = globalThis as Record<string, unknown>;
-    if (!(parts[0] in g)) return [[], partial];
-    let obj: unknown = g[parts[0]];
-    try {
-      for (const p of parts.slice(1)) {
-        if (obj === null || obj === undefined) return [[], partial];
-        obj = (obj as Record<string, unknown>)[p];
-      }
-    } catch {
-      return [[], partial];
-    }
-    return [memberNames(obj).filter((n) => n.startsWith(partial)), partial];
+    const { found, value } = lookup(m[1]);
+    if (!found) return [[], partial];
+    return [memberNames(value).filter((n) => n.startsWith(partial)), partial];
   }
   const w = WORD_RE.exec(line);
   const partial = w?.[1] ?? "";
@@ -271,8 +289,18 @@ function plainer(e: unknown): unknown {
   return e;
 }
 
+/** "x is not defined": the preloaded or global name it is probably a typo of. */
+function nearName(e: unknown): string | null {
+  if (!(e instanceof ReferenceError)) return null;
+  const m = /^([\w$]+) is not defined$/.exec(e.message);
+  if (m === null) return null;
+  const names = Object.getOwnPropertyNames(globalThis).filter((n) => /^[A-Za-z$][\w$]*$/.test(n));
+  return didYouMean(m[1], names);
+}
+
 function errorText(e: unknown, colors: boolean): string {
-  const text = formatError(plainer(e));
+  const near = nearName(e);
+  const text = formatError(plainer(e)) + (near === null ? "" : `\nhint: did you mean ${near}?`);
   if (!colors) return text;
   return text.replace(/^error:/, "\x1b[31merror:\x1b[39m").replace(
     /\nhint:/,

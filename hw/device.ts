@@ -28,7 +28,7 @@ import {
   windowRegister,
 } from "./regs.ts";
 import { createSimGpu, type SimGpu } from "./sim/gpu.ts";
-import { DEFAULT_SIM_STATE, SIM_STATES, type SimCardState } from "./sim/profiles.ts";
+import { DEFAULT_SIM_STATE, SIM_PROFILES, SIM_STATES, type SimCardState } from "./sim/profiles.ts";
 import { enableDevice, findGpu, type PciFunction } from "./pci.ts";
 import { openBar } from "./mapped.ts";
 
@@ -287,6 +287,15 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       }: use sim, sim:PROFILE or sim:PROFILE:STATE (e.g. sim:gh100, sim:ga102:gsp; states ${
         SIM_STATES.join(", ")
       })`,
+    );
+  }
+  const bare = /^([a-z0-9]+)(?::([a-z]+))?$/.exec(spec);
+  if (bare !== null && Object.hasOwn(SIM_PROFILES, bare[1])) {
+    // "gh100" or "gh100:gsp": a simulator profile without the sim: prefix.
+    fail(
+      "ENODEV",
+      `${JSON.stringify(spec)} is neither a PCI address nor a device spec`,
+      `did you mean --device sim:${spec}?`,
     );
   }
   const fn = findGpu(spec, options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot });

@@ -41,9 +41,11 @@ export function checkOptions(
   for (const [key, value] of Object.entries(options)) {
     const kind = Object.hasOwn(known, key) ? known[key] : undefined;
     if (kind === undefined) {
+      const near = didYouMean(key, Object.keys(known));
       fail(
         "EINVAL",
         `unknown key ${JSON.stringify(key)} in ${what}; known: ${Object.keys(known).join(", ")}`,
+        near === null ? undefined : `did you mean ${near}?`,
       );
     }
     if (value === undefined) continue;
@@ -64,4 +66,42 @@ export function checkUint(value: unknown, what: string): number {
     fail("EINVAL", `${what} ${describe(value)} is past the safe-integer limit 2^53 - 1`);
   }
   return value;
+}
+
+/** Edit distance between two strings (insertions, deletions, substitutions; case-blind). */
+function distance(a: string, b: string): number {
+  a = a.toLowerCase();
+  b = b.toLowerCase();
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/**
+ * The candidate closest to `word` when it is near enough to be a typo (at
+ * most a third of its length, at least 1 edit; case alone always counts), or null.
+ *
+ * @example
+ * ```ts
+ * didYouMean("pramn", ["pramin", "gpu"]); // "pramin"
+ * ```
+ */
+export function didYouMean(word: string, candidates: Iterable<string>): string | null {
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    if (c === word) continue;
+    const d = c.toLowerCase() === word.toLowerCase() ? 0.5 : distance(word, c);
+    if (d < bestD) {
+      best = c;
+      bestD = d;
+    }
+  }
+  return bestD <= Math.max(1, Math.floor(word.length / 3)) ? best : null;
 }

@@ -71,6 +71,7 @@ import {
 } from "../regs.ts";
 import { encodeBoot } from "../chip.ts";
 import { fail, hex } from "../errors.ts";
+import { didYouMean } from "../validate.ts";
 import { PostedWrites, SparseMemory } from "./vram.ts";
 import { SimMmu } from "./mmu.ts";
 import { bootFirmware, type SimFirmwareInfo } from "./firmware.ts";
@@ -847,6 +848,13 @@ function encodeLocalMemoryRange(size: number): number {
   );
 }
 
+function nearProfile(name: string): string | undefined {
+  const near = didYouMean(name, Object.keys(SIM_PROFILES));
+  return near === null
+    ? undefined
+    : `did you mean sim:${near}? (\`deno task list\` shows the GPUs here)`;
+}
+
 /**
  * Builds a simulated GPU.
  *
@@ -865,6 +873,7 @@ export function createSimGpu(options: SimGpuOptions = {}): SimGpu {
       `unknown simulator profile ${JSON.stringify(name)}; known: ${
         Object.keys(SIM_PROFILES).map((p) => `sim:${p}`).join(", ")
       }`,
+      nearProfile(name),
     );
   }
   return new SimGpu(profile, options.state ?? DEFAULT_SIM_STATE);
