@@ -627,6 +627,7 @@ export class BuddyAllocator {
   /** Free bytes. */
   #free: number;
   #live = 0;
+  readonly #allocations = new Set<Allocation>();
   /** The run the last successful #find landed in. */
   #hit: Run | null = null;
 
@@ -795,7 +796,7 @@ export class BuddyAllocator {
     if (p < 0) this.#noMemory(size, "contiguous", align, ranged ? [lo, hi] : undefined, need);
     this.#carve(this.#hit as Run, p, p + n);
     this.#live++;
-    return new Allocation(ISSUE, this, [p * unit, (p + n) * unit], true);
+    return this.#track(new Allocation(ISSUE, this, [p * unit, (p + n) * unit], true));
   }
 
   #allocScattered(
@@ -847,7 +848,7 @@ export class BuddyAllocator {
     }
     for (let i = 0; i < taken.length; i++) taken[i] *= unit;
     this.#live++;
-    return new Allocation(ISSUE, this, taken, false);
+    return this.#track(new Allocation(ISSUE, this, taken, false));
   }
 
   /**
@@ -1003,10 +1004,33 @@ export class BuddyAllocator {
       );
     }
     retire(allocation);
+    this.#allocations.delete(allocation);
     const runs = runsOf(allocation);
     const unit = this.minChunk;
     for (let i = 0; i < runs.length; i += 2) this.#release(runs[i] / unit, runs[i + 1] / unit);
     this.#live--;
+  }
+
+  #track(a: Allocation): Allocation {
+    this.#allocations.add(a);
+    return a;
+  }
+
+  /**
+   * The live allocations, lowest address first — also those a REPL input
+   * made without keeping (`mm.buddy.alloc(4096)` unassigned), so none is lost.
+   * Prints one per line.
+   */
+  allocations(): Allocation[] {
+    const list = [...this.#allocations].sort((a, b) => a.start - b.start);
+    return Object.defineProperty(list, DENO_INSPECT, {
+      value: () =>
+        list.length === 0
+          ? "no live allocations"
+          : list.map((a) =>
+            `${String(a)}${a.users.length === 0 ? "" : `  in use by ${a.users.join(", ")}`}`
+          ).join("\n"),
+    });
   }
 
   /**

@@ -238,6 +238,23 @@ export class Pramin {
   }
 
   /**
+   * The open window guard, if any (at most one): also one an input opened
+   * without keeping it, which would otherwise block every later window.
+   * Close it with `.close()` (the saved base is restored).
+   */
+  windows(): PraminWindow[] {
+    const list = this.#active === null ? [] : [this.#active];
+    return Object.defineProperty(list, Symbol.for("Deno.customInspect"), {
+      value: () =>
+        list.length === 0
+          ? "no PRAMIN window open"
+          : list.map((w) =>
+            `PraminWindow at ${hex(this.#base)} (restores ${hex(w.savedBase)} on close)`
+          ).join("\n"),
+    });
+  }
+
+  /**
    * Opens the window guard. It saves the register now and restores it when
    * disposed, also when an exception escapes the `using` scope. A second
    * guard while one is open fails with EBUSY.
@@ -247,6 +264,7 @@ export class Pramin {
       fail(
         "EBUSY",
         "a PRAMIN window is already open; dispose it (leave its `using` scope) before opening another",
+        "pramin.windows() shows the open one; pramin.windows()[0].close() closes it (restoring the base)",
       );
     }
     const saved = this.bar0.read32(this.register.offset);
@@ -552,5 +570,12 @@ export class PraminWindow {
   /** Releases it at the end of a `using` scope (same as closing it explicitly). */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** The one-line summary the REPL and `Deno.inspect` print. */
+  [Symbol.for("Deno.customInspect")](): string {
+    if (!this.#open) return "PraminWindow (closed)";
+    const kind = this.#owner === null ? "" : " (borrowed)";
+    return `PraminWindow${kind} at ${hex(this.base)}, restores ${hex(this.savedBase)} on close`;
   }
 }

@@ -221,7 +221,7 @@ Deno.test("repl completion: globals, members, commands", async () => {
   g.replGpu = gpu;
   try {
     assert.deepEqual(complete("replGpu.pra"), [["pramin"], "pra"]);
-    assert.deepEqual(complete("x = replGpu.pramin.win"), [["window"], "win"]);
+    assert.deepEqual(complete("x = replGpu.pramin.win"), [["window", "windows"], "win"]);
     const [all] = complete("replGpu.");
     for (const n of ["bar0", "chip", "close", "pramin", "stats", "vram"]) {
       assert.ok(all.includes(n), n);
