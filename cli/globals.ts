@@ -15,7 +15,7 @@ import type { GpuMm } from "../mm/gpu_mm.ts";
 import { mmu, type MmuFormat, type WalkResult } from "../mm/pagetable/mod.ts";
 import type { Vmm } from "../mm/vmm.ts";
 import { hexdump32Text, hexdumpText, Text } from "./repl_format.ts";
-import { buildRegisters } from "./registers.ts";
+import { buildRegisters, type NamedRegister } from "./registers.ts";
 import { helpFor, paramsOf } from "./help.ts";
 import { watchHelpers } from "./watch.ts";
 import { knownRegisters } from "../hw/reg_dump.ts";
@@ -53,6 +53,32 @@ export interface ReplHelpers {
     len?: number,
     start?: number,
   ) => Text;
+  /** 32-bit word dump of VRAM (an address), of a mapping, or of bytes. */
+  hexdump32: (
+    source: number | bigint | ByteSource | Uint8Array,
+    len?: number,
+    start?: number,
+  ) => Text;
+  /** Named registers of this chip: `reg.NAME.read()`, `.write(v)`, `.set(field, v)`, ... */
+  reg: Record<string, NamedRegister>;
+  /** BAR0 read-modify-write `v | bits`. */
+  set32: (offset: number, bits: number) => void;
+  /** BAR0 read-modify-write `v & ~bits`. */
+  clear32: (offset: number, bits: number) => void;
+  /** BAR0 read-modify-write `(v & ~clear) | set`. */
+  mask32: (offset: number, clear: number, set: number) => void;
+  /** Watches a register or VRAM word: polled after every input, changes printed. */
+  watch: ReturnType<typeof watchHelpers>["watch"];
+  /** Stops watches (all, or by name / offset); returns how many. */
+  unwatch: ReturnType<typeof watchHelpers>["unwatch"];
+  /** The watches and their last values. */
+  watches: ReturnType<typeof watchHelpers>["watches"];
+  /** 1024. */
+  KiB: number;
+  /** 2^20. */
+  MiB: number;
+  /** 2^30. */
+  GiB: number;
   /** Decodes a raw PTE of this GPU's MMU version. */
   pte: (raw: bigint | number) => unknown;
   /** Decodes a raw PDE, or a PD0 dual PDE given as `[low, high]`. */
@@ -77,9 +103,9 @@ export interface ReplGlobals extends ReplHelpers {
   tlb: Gpu["tlb"];
   /** Memory manager: buddy allocator, address spaces (`gpu.mm`, made on first use). */
   mm: GpuMm;
-  /** The BAR1 address space (`gpu.bar1.vmm`, made on first use). */
+  /** The address space BAR1 is bound to now (`gpu.bar1.vmm`; ENODEV while BAR1 is physical). */
   vmm: Vmm;
-  /** BAR1 (`gpu.bar1`, made on first use; ENODEV where BAR1 is not virtual). */
+  /** BAR1 (`gpu.bar1`, made on first use): mode, physical access, bring-up, binding, maps. */
   bar1: BarUser;
   /** The MMU entry codecs `mmu.v2`, `mmu.v3`. */
   mmu: typeof mmu;
