@@ -275,8 +275,14 @@ export async function interactive(
   };
   wire(ev);
 
+  /** Set while a kill is under way: the input loop waits for the fresh session. */
+  let killing: Promise<void> | null = null;
   /** Kills the running input's worker, puts the card back, starts a fresh session. */
-  const kill = async () => {
+  const kill = () => {
+    killing ??= killNow().finally(() => killing = null);
+    return killing;
+  };
+  const killNow = async () => {
     const card = ready !== null && typeof ready !== "string" ? ready.card : null;
     ev.worker.terminate();
     ev.abandon();
@@ -424,6 +430,7 @@ export async function interactive(
       console.log(colors ? text.replace(/^error:/, "\x1b[31merror:\x1b[39m") : text);
     } else if (input.trim() !== "") {
       await ev.evaluate(input);
+      if (killing !== null) await killing; // the prompt comes back once the fresh session is up
     }
     showPrompt();
   }

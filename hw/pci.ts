@@ -16,6 +16,15 @@ import { isPermissionError } from "./libc.ts";
 
 /** Where Linux lists PCI functions. */
 export const DEFAULT_SYSFS_ROOT = "/sys/bus/pci/devices";
+
+/** The sysfs PCI directory used when none is given: `$NOVAMM_SYSFS_ROOT`, else the real one. */
+function defaultRoot(): string {
+  try {
+    return Deno.env.get("NOVAMM_SYSFS_ROOT") || DEFAULT_SYSFS_ROOT;
+  } catch {
+    return DEFAULT_SYSFS_ROOT; // no --allow-env
+  }
+}
 /** PCI vendor id of NVIDIA. */
 export const NVIDIA_VENDOR_ID = 0x10de;
 /** PCI base class "display controller" (VGA 0x0300xx, 3D 0x0302xx). */
@@ -293,7 +302,7 @@ function listBdfs(root: string): string[] | null {
  * ```
  */
 export function listGpus(options: SysfsOptions = {}): PciFunction[] {
-  const root = (options.sysfsRoot ?? DEFAULT_SYSFS_ROOT).replace(/\/+$/, "");
+  const root = (options.sysfsRoot ?? defaultRoot()).replace(/\/+$/, "");
   const names = listBdfs(root) ?? [];
   const gpus: PciFunction[] = [];
   for (const bdf of names) {
@@ -312,7 +321,7 @@ export function listGpus(options: SysfsOptions = {}): PciFunction[] {
  * ```
  */
 export function noGpusMessage(options: SysfsOptions = {}): string {
-  const root = options.sysfsRoot ?? DEFAULT_SYSFS_ROOT;
+  const root = options.sysfsRoot ?? defaultRoot();
   let missing = false;
   try {
     missing = listBdfs(root.replace(/\/+$/, "")) === null;
@@ -335,7 +344,7 @@ export function noGpusMessage(options: SysfsOptions = {}): string {
  */
 export function findGpu(bdf: string, options: SysfsOptions = {}): PciFunction {
   const want = parseBdf(bdf);
-  const root = (options.sysfsRoot ?? DEFAULT_SYSFS_ROOT).replace(/\/+$/, "");
+  const root = (options.sysfsRoot ?? defaultRoot()).replace(/\/+$/, "");
   const gpus = listGpus({ sysfsRoot: root });
   const hit = gpus.find((g) => g.bdf === want);
   if (hit !== undefined) return hit;

@@ -550,3 +550,134 @@ Deno.test({
     }
   },
 });
+
+// --- the REPL as a bench instrument (issue: Ctrl-C, watches, help) ------------------
+
+Deno.test({
+  name: "repl: Ctrl-C stops an endless PRAMIN loop at its next access, the window is restored",
+  ignore: !haveTmux(),
+  async fn() {
+    const term = await Terminal.start(`${Deno.execPath()} run -A repl.ts --no-history`);
+    try {
+      await term.waitFor(/^ga102>$/m);
+      await term.type("const keep = 41; bar0.read32(0x1700)");
+      await term.keys("Enter");
+      await term.waitFor(/read32\(0x1700\)\n0x0\n/);
+      await term.type(
+        "{ using w = pramin.window(); for (let i = 0; ; i++) w.read32(0x10000000 + (i % 4096) * 4096) }",
+      );
+      await term.keys("Enter");
+      await new Promise((r) => setTimeout(r, 400));
+      const t0 = performance.now();
+      await term.keys("C-c");
+      await term.waitFor(/interrupted after \d+ MMIO accesses\nga102>$/m, 3000);
+      assert.ok(performance.now() - t0 < 1500, "back at the prompt within a second or so");
+      await term.type("[bar0.read32(0x1700), keep + 1]");
+      await term.keys("Enter");
+      await term.waitFor(/\[ 0x0, 0x2a \]/); // window back where it was; the session lives
+
+      // A loop with no MMIO access: the first Ctrl-C cannot stop it, the second kills it.
+      await term.type("for (;;) {}");
+      await term.keys("Enter");
+      await new Promise((r) => setTimeout(r, 300));
+      await term.keys("C-c");
+      await term.waitFor("stops at the next MMIO access; Ctrl-C again to kill the input");
+      await term.keys("C-c");
+      await term.waitFor(/killed: .*context was discarded.*fresh one is opened/s, 5000);
+      await term.waitFor(/^ga102>$/m);
+      await term.type("typeof keep");
+      await term.keys("Enter");
+      await term.waitFor('"undefined"');
+      await term.type("gpu.chip.name");
+      await term.keys("Enter");
+      await term.waitFor('"GA102"');
+      await term.keys("C-d");
+      await term.waitFor("[exit 0]");
+    } finally {
+      await term.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "repl: a timer error keeps the session; watches print changes; help shows signatures",
+  ignore: !haveTmux(),
+  async fn() {
+    const term = await Terminal.start(`${Deno.execPath()} run -A repl.ts --no-history`);
+    try {
+      await term.waitFor(/^ga102>$/m);
+      await term.type("setTimeout(() => pramin.read32(-1), 10)");
+      await term.keys("Enter");
+      await term.waitFor(/error: \(in a timer or event handler\) EINVAL: VRAM address -1/);
+      await term.type("1 + 1");
+      await term.keys("Enter");
+      await term.waitFor(/1 \+ 1\n0x2\n/);
+      await term.type('watch("NV_PBUS_BAR0_WINDOW")');
+      await term.keys("Enter");
+      await term.waitFor("watching NV_PBUS_BAR0_WINDOW (0x1700): 0x00000000");
+      await term.type("using w = pramin.window(); w.read32(0x30000000)");
+      await term.keys("Enter");
+      await term.waitFor("watch NV_PBUS_BAR0_WINDOW (0x1700): 0x00000000 -> 0x00003000");
+      // A change found by a timer-driven watch is drawn above the prompt, which keeps what
+      // was typed.
+      await term.type(
+        "watch(0x100000, { vram: true, every: 50 }); setTimeout(() => pramin.write32(0x100000, 5), 400)",
+      );
+      await term.keys("Enter");
+      await term.type("abc");
+      await term.waitFor(/watch VRAM 0x100000: 0x00000000 -> 0x00000005\nga102> abc/, 4000);
+      await term.keys("C-u");
+      await term.type("help(pramin.read32)");
+      await term.keys("Enter");
+      await term.waitFor("Pramin.read32(addr: number): number");
+      await term.type("mm.buddy.alloc(4096).");
+      await term.keys("Tab", "Tab");
+      await term.waitFor(/blocks +contiguous +free/);
+      await term.keys("C-u");
+      await term.type(".exit");
+      await term.keys("Enter");
+      await term.waitFor("[exit 0]");
+    } finally {
+      await term.close();
+    }
+  },
+});
+
+Deno.test("repl: SIGTERM puts a card's PRAMIN window back before the process exits", async () => {
+  const { makeFakeSysfs, ga102, bootedGa102Bar0 } = await import("./fake_sysfs.ts");
+  const { writeU32 } = await import("./util.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    const fn = ga102("0000:65:00.0");
+    fn.bars[0].fileSize = 0x1000000;
+    const root = makeFakeSysfs(dir, [fn]);
+    const bar0 = `${root}/0000:65:00.0/resource0`;
+    bootedGa102Bar0(bar0, writeU32);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "repl.ts", "--device", "0000:65:00.0", "--no-history"],
+      cwd: ROOT,
+      env: { NOVAMM_SYSFS_ROOT: root, NOVAMM_LOCK_DIR: dir, NO_COLOR: "1" },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(
+      new TextEncoder().encode("using w = pramin.window(); w.read32(0x30000000)\n"),
+    );
+    const window = () => new DataView(Deno.readFileSync(bar0).buffer).getUint32(0x1700, true);
+    const t0 = performance.now();
+    while (window() !== 0x3000 && performance.now() - t0 < 8000) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(window(), 0x3000, "the session moved the window");
+    child.kill("SIGTERM");
+    const out = await child.output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 143, stderr);
+    assert.match(stderr, /SIGTERM: the card was restored, exiting/);
+    assert.equal(window(), 0, "the window register is back where the session found it");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
