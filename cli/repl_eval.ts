@@ -421,3 +421,55 @@ export class Evaluator {
     return errors;
   }
 }
+
+/**
+ * Notes for shifts of constants that JavaScript's 32-bit shift gets wrong for
+ * a size: `5 << 30` is 1 GiB, `1 << 32` is 1. Sizes want `5 * GiB` (the REPL
+ * preloads KiB, MiB, GiB). Returns one line per such shift; none for input
+ * that does not parse.
+ *
+ * @example
+ * ```ts
+ * shiftNotes("mm.buddy.alloc(5 << 30)");
+ * // ["note: 5 << 30 is 1073741824 in JavaScript (shifts are 32-bit); 5 × 2^30 is 5368709120: write 5 * GiB"]
+ * ```
+ */
+export function shiftNotes(code: string): string[] {
+  let program: acorn.Program;
+  try {
+    program = parse(code);
+  } catch {
+    return [];
+  }
+  const notes: string[] = [];
+  const visit = (n: unknown): void => {
+    if (n === null || typeof n !== "object") return;
+    if (Array.isArray(n)) return n.forEach(visit);
+    const node = n as acorn.Node & Record<string, unknown>;
+    if (
+      node.type === "BinaryExpression" && node.operator === "<<" &&
+      (node.left as acorn.Node).type === "Literal" && (node.right as acorn.Node).type === "Literal"
+    ) {
+      const a = (node.left as acorn.Literal).value;
+      const b = (node.right as acorn.Literal).value;
+      if (
+        typeof a === "number" && typeof b === "number" && Number.isInteger(a) && Number.isInteger(b)
+      ) {
+        const js = a << b;
+        const math = a * 2 ** b;
+        if (js !== math && b >= 0 && b < 64) {
+          const unit = b >= 30 ? ["GiB", 30] : b >= 20 ? ["MiB", 20] : ["KiB", 10];
+          const k = a * 2 ** (b - (unit[1] as number));
+          notes.push(
+            `note: ${a} << ${b} is ${js} in JavaScript (shifts are 32-bit); ${a} × 2^${b} is ${math}: write ${k} * ${
+              unit[0]
+            }`,
+          );
+        }
+      }
+    }
+    for (const [k, v] of Object.entries(node)) if (k !== "type") visit(v);
+  };
+  visit(program.body);
+  return notes;
+}

@@ -23,7 +23,7 @@ import {
   scriptUsage,
   setScriptContext,
 } from "./globals.ts";
-import { Evaluator } from "./repl_eval.ts";
+import { Evaluator, shiftNotes } from "./repl_eval.ts";
 import { classMembers, returnClass } from "./help.ts";
 import { formatValue } from "./repl_format.ts";
 
@@ -328,6 +328,7 @@ export async function evalAndPrint(
   },
 ): Promise<boolean> {
   session.trace?.comment(code.split("\n").map((l) => `> ${l}`).join("\n"));
+  for (const note of shiftNotes(code)) console.log(note);
   const g = globalThis as Record<string, unknown>;
   try {
     const r = await session.evaluator.evaluate(code);

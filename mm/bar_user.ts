@@ -34,7 +34,7 @@
  * @module
  */
 
-import { describe, fail, hex } from "../hw/errors.ts";
+import { describe, fail, formatSize, hex } from "../hw/errors.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import { pollRegister } from "../hw/poll.ts";
 import {
@@ -374,7 +374,7 @@ export class BarMapping {
 
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
-    return `BarMapping BAR1 ${hex(this.va)} +${hex(this.size)} ${
+    return `BarMapping BAR1 ${hex(this.va)} +${formatSize(this.size)} ${
       this.mapping.writable ? "rw" : "ro"
     }${this.mapping.live ? "" : " (unmapped)"}`;
   }
@@ -863,9 +863,9 @@ export class BarUser {
   [Symbol.for("Deno.customInspect")](): string {
     const b = this.#bound;
     if (b === null) {
-      return `BAR1 ${hex(this.size)} bytes, physical mode (BAR1 offset = VRAM address)`;
+      return `BAR1 ${formatSize(this.size)}, physical mode (BAR1 offset = VRAM address)`;
     }
-    return `BAR1 ${hex(this.size)} bytes, virtual: ${this.boundName}, instance block ${
+    return `BAR1 ${formatSize(this.size)}, virtual: ${this.boundName}, instance block ${
       hex(b.instanceBlock)
     }${b.pdb === null ? "" : `, PDB ${hex(b.pdb)}`}${
       b.vmm === null ? "" : `, ${b.vmm.mappings().length} mappings`

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { fail, hex } from "../hw/errors.ts";
+import { fail, formatSize } from "../hw/errors.ts";
 import { checkOptions } from "../hw/validate.ts";
 import { type Device, openDevice, type OpenDeviceOptions } from "../hw/device.ts";
 import type { ChipInfo } from "../hw/chip.ts";
@@ -222,7 +222,7 @@ export class Gpu {
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     return `Gpu ${this.device.spec} ${this.chip.name} (${this.chip.architecture}, MMU v${this.chip.mmuVersion}) VRAM ${
-      hex(this.vram.size)
+      formatSize(this.vram.size)
     }${this.device.readOnly ? " read-only" : ""}`;
   }
 }

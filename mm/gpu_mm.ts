@@ -5,7 +5,7 @@
  * @module
  */
 
-import { describe, fail, hex } from "../hw/errors.ts";
+import { describe, fail, formatSize, hex } from "../hw/errors.ts";
 import { BuddyAllocator } from "./buddy.ts";
 import type { MmuFormat } from "./pagetable/format.ts";
 import type { Pramin } from "./pramin.ts";
@@ -165,8 +165,8 @@ export class GpuMm {
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     const s = this.buddy.stats();
-    return `GpuMm MMU v${this.format.version}: VRAM ${hex(s.total)} usable, ${
-      hex(s.free)
+    return `GpuMm MMU v${this.format.version}: VRAM ${formatSize(s.total)} usable, ${
+      formatSize(s.free)
     } free, ${this.vmms().length} address spaces`;
   }
 }

@@ -51,7 +51,7 @@ Deno.test("examples: dump_bar1_tables prints the tree and checks BAR1 against PR
   assert.equal(r.code, 0, r.stderr);
   assert.match(
     r.stdout,
-    /^BAR1 0x2000000000 bytes, virtual: bar1, instance block 0x13e0000000, PDB 0x13e0001000/,
+    /^BAR1 128 GiB, virtual: bar1, instance block 0x13e0000000, PDB 0x13e0001000/,
   );
   assert.match(r.stdout, /^ {10}PD0\[0\] va 0x0 .*DualPDE v3/m);
   assert.match(r.stdout, /^5 mapped pages; BAR1 vs PRAMIN/m);
