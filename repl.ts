@@ -72,6 +72,20 @@ async function run(args: ReplArgs): Promise<number> {
     console.error(formatError(ev.reason).replace(/^error: /, "error: (unhandled rejection) "));
   };
   globalThis.addEventListener("unhandledrejection", onRejection);
+  // A script or --eval waiting on a timer or a promise can still be stopped cleanly: the
+  // session closes (restoring the card) before the process exits. (A synchronous loop holds
+  // this thread; the interactive prompt evaluates in a worker for that reason.)
+  const stop = (signal: Deno.Signal, code: number) => async () => {
+    for (const e of await session.close()) reportError(e);
+    console.error(`(${signal}: the card was restored, exiting)`);
+    Deno.exit(code);
+  };
+  const signals: [Deno.Signal, () => void][] = [
+    ["SIGINT", stop("SIGINT", 130)],
+    ["SIGTERM", stop("SIGTERM", 143)],
+    ["SIGHUP", stop("SIGHUP", 129)],
+  ];
+  for (const [sig, fn] of signals) Deno.addSignalListener(sig, fn);
   try {
     if (args.eval !== undefined) {
       session.install();
@@ -86,6 +100,7 @@ async function run(args: ReplArgs): Promise<number> {
     await new Promise((r) => setTimeout(r, 0)); // let pending rejections surface
     if (rejected > 0) code = 1;
   } finally {
+    for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
     globalThis.removeEventListener("unhandledrejection", onRejection);
     for (const e of await session.close()) {
       reportError(e);
