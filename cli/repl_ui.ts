@@ -23,6 +23,7 @@
 import readline from "node:readline";
 import process from "node:process";
 import { openDevice } from "../hw/device.ts";
+import { closeFd } from "../hw/libc.ts";
 import { checkInput } from "./repl_eval.ts";
 import { formatError } from "./common.ts";
 import { restoreBar1Bind } from "../mm/bar_user.ts";
@@ -181,13 +182,13 @@ export function restoreKilledCard(card: SavedCard, options: OpenSessionOptions):
     return "the simulated card went with it; a fresh one is opened";
   }
   if (card.readOnly) return "the session was read-only: nothing on the card to put back";
-  // The killed worker's lock file names this process: it is ours to take over.
-  const dir = Deno.env.get("NOVAMM_LOCK_DIR") ?? "/tmp";
-  const lock = `${dir}/novamm-${card.spec.replaceAll(":", "_")}.lock`;
-  try {
-    if (Deno.readTextFileSync(lock) === `${Deno.pid}\n`) Deno.removeSync(lock);
-  } catch {
-    // no lock (read-only) or already gone
+  // The killed worker's fds live on in this process: closing its lock fd drops its flock.
+  if (card.lockFd !== null) {
+    try {
+      closeFd(card.lockFd);
+    } catch {
+      // already closed
+    }
   }
   const dev = openDevice({ device: card.spec, force: options.force });
   try {

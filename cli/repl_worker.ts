@@ -54,6 +54,8 @@ export interface SavedCard {
   window: { offset: number; value: number } | null;
   /** The BAR1 bind registers at open. */
   bind: Bar1BindState;
+  /** The fd holding the card's lock (process-wide: the UI thread closes it to take the card). */
+  lockFd: number | null;
 }
 
 /** Sent once the session is open. */
@@ -209,6 +211,7 @@ function savedCard(s: Session, options: OpenSessionOptions): SavedCard {
     mmuVersion: gpu.chip.mmuVersion,
     window,
     bind: gpu.bar1AtOpen,
+    lockFd: gpu.device.lock?.fd ?? null,
   };
 }
 

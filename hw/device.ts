@@ -31,6 +31,7 @@ import { createSimGpu, type SimGpu } from "./sim/gpu.ts";
 import { DEFAULT_SIM_STATE, SIM_PROFILES, SIM_STATES, type SimCardState } from "./sim/profiles.ts";
 import { enableDevice, findGpu, type PciFunction } from "./pci.ts";
 import { openBar } from "./mapped.ts";
+import { closeFd, openFile, tryLockFd } from "./libc.ts";
 
 /** Options for {@linkcode openDevice}. */
 export interface OpenDeviceOptions {
@@ -90,6 +91,8 @@ export interface Device {
   readonly sim: SimGpu | null;
   /** The PCI function behind a card; null for the simulator. */
   readonly pci: PciFunction | null;
+  /** The per-card lock this session holds (writing sessions on a card), else null. */
+  readonly lock: CardLock | null;
   /** Unmaps both BARs. */
   close(): void;
 }
@@ -209,45 +212,90 @@ export function waitGfwBoot(
   }
 }
 
+/** A per-card lock this process holds: the file and the fd whose `flock` it is. */
+export interface CardLock {
+  /** The lock file. */
+  path: string;
+  /** The fd holding the flock (closing it releases the lock). */
+  fd: number;
+  /** Releases the lock (idempotent). */
+  release(): void;
+}
+
+/** The lock file of a card: `$NOVAMM_LOCK_DIR` (or `dir`, default /tmp) `/novamm-<bdf>.lock`. */
+export function lockPath(bdf: string, dir?: string): string {
+  const d = dir ?? Deno.env.get("NOVAMM_LOCK_DIR") ?? "/tmp";
+  return `${d}/novamm-${bdf.replaceAll(":", "_")}.lock`;
+}
+
 /**
- * Takes the per-card lock file that keeps two writing sessions off one card
- * (the PRAMIN window register is global state). A lock left by a process that
- * is gone is taken over. Returns the release function.
+ * Takes the per-card lock that keeps two writing sessions off one card (the
+ * PRAMIN window register is global state): an exclusive, non-blocking
+ * `flock` on the lock file, held by the kernel for as long as the fd is open.
+ * A session that died released it with its fds, so a stale file is simply
+ * taken; two racing sessions can never both win. The file records the pid of
+ * the holder, for the message the loser gets.
  */
-export function lockCard(bdf: string, options: { dir?: string } = {}): () => void {
-  const dir = options.dir ?? Deno.env.get("NOVAMM_LOCK_DIR") ?? "/tmp";
-  const path = `${dir}/novamm-${bdf.replaceAll(":", "_")}.lock`;
-  const mine = `${Deno.pid}\n`;
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      Deno.writeTextFileSync(path, mine, { createNew: true });
-      return () => {
-        try {
-          if (Deno.readTextFileSync(path) === mine) Deno.removeSync(path);
-        } catch {
-          // already gone
-        }
-      };
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-      const pid = Number.parseInt(Deno.readTextFileSync(path), 10);
-      let alive = false;
-      try {
-        alive = Number.isInteger(pid) && Deno.statSync(`/proc/${pid}`).isDirectory;
-      } catch {
-        alive = false;
-      }
-      if (alive) {
-        fail(
-          "EBUSY",
-          `${bdf} is in use by another novamm session (pid ${pid}, lock ${path})`,
-          "close that session, or open this one with --read-only",
-        );
-      }
-      Deno.removeSync(path); // stale: its process is gone
+export function lockCard(bdf: string, options: { dir?: string } = {}): CardLock {
+  const path = lockPath(bdf, options.dir);
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  let info: Deno.FileInfo | null = null;
+  try {
+    info = Deno.statSync(dir);
+  } catch {
+    info = null;
+  }
+  if (info === null || !info.isDirectory) {
+    fail("ENOENT", `lock directory ${dir} does not exist`, "set NOVAMM_LOCK_DIR to a directory");
+  }
+  try {
+    Deno.writeTextFileSync(path, "", { createNew: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) {
+      fail("EIO", `cannot create the lock file ${path}: ${e instanceof Error ? e.message : e}`);
     }
   }
-  fail("EBUSY", `could not take the lock ${path} for ${bdf}`);
+  if (!Deno.statSync(path).isFile) fail("EINVAL", `lock path ${path} is not a regular file`);
+  const fd = openFile(path);
+  let held: boolean;
+  try {
+    held = tryLockFd(fd);
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  if (!held) {
+    closeFd(fd);
+    let pid = "";
+    try {
+      pid = Deno.readTextFileSync(path).trim();
+    } catch {
+      // the holder is writing it
+    }
+    fail(
+      "EBUSY",
+      `${bdf} is in use by another novamm session (${
+        pid === "" ? "pid unknown" : `pid ${pid}`
+      }, lock ${path})`,
+      "close that session, or open this one with --read-only",
+    );
+  }
+  Deno.writeTextFileSync(path, `${Deno.pid}\n`);
+  let done = false;
+  return {
+    path,
+    fd,
+    release: () => {
+      if (done) return;
+      done = true;
+      try {
+        Deno.writeTextFileSync(path, "");
+      } catch {
+        // the file went away: the flock is what counted
+      }
+      closeFd(fd); // drops the flock
+    },
+  };
 }
 
 /**
@@ -276,6 +324,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       bootVga: sim.boot.bootVga,
       sim,
       pci: null,
+      lock: null,
       release: () => {},
     });
   }
@@ -301,9 +350,10 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
   const fn = findGpu(spec, options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot });
   const readOnly = options.readOnly ?? false;
   const force = options.force ?? false;
-  const release = readOnly
-    ? () => {}
+  const lock = readOnly
+    ? null
     : lockCard(fn.bdf, options.lockDir === undefined ? {} : { dir: options.lockDir });
+  const release = () => lock?.release();
   if (!readOnly && fn.driver === null) {
     // An unbound card may have memory decoding off (every read all ones): turn it on,
     // as tinygrad does. A failure here shows up as the all-ones error below.
@@ -330,6 +380,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       bootVga: fn.bootVga,
       sim: null,
       pci: fn,
+      lock,
       release,
     });
   } catch (e) {
@@ -369,7 +420,7 @@ function countWindowMoves(bar0: Mmio, chip: ChipInfo): void {
 function assemble(
   open: () => [MmioBackend, MmioBackend],
   options: OpenDeviceOptions,
-  info: Pick<Device, "spec" | "kind" | "firmwareUsable" | "bootVga" | "sim" | "pci"> & {
+  info: Pick<Device, "spec" | "kind" | "firmwareUsable" | "bootVga" | "sim" | "pci" | "lock"> & {
     release: () => void;
   },
 ): Device {

@@ -1,7 +1,8 @@
 /**
  * The few libc calls a real BAR needs, through Deno FFI: `open`, `mmap`,
- * `munmap`, `close`, plus `errno` (glibc/musl `__errno_location`) and
- * `strerror` to turn a failure into a message that says what to do.
+ * `munmap`, `close`, `flock` (the per-card lock), plus `errno` (glibc/musl
+ * `__errno_location`) and `strerror` to turn a failure into a message that
+ * says what to do.
  *
  * libc is loaded lazily on the first call, so importing this module costs
  * nothing and needs no `--allow-ffi` until a card is actually opened.
@@ -29,6 +30,12 @@ export const PROT_READ = 0x1;
 export const PROT_WRITE = 0x2;
 /** `MAP_SHARED`. */
 export const MAP_SHARED = 0x1;
+/** `LOCK_EX` (flock). */
+export const LOCK_EX = 2;
+/** `LOCK_NB` (flock). */
+export const LOCK_NB = 4;
+/** `LOCK_UN` (flock). */
+export const LOCK_UN = 8;
 
 // x86_64 Linux errno numbers (asm-generic/errno-base.h, errno.h): enough to name
 // what open/mmap/munmap/close can return.
@@ -78,6 +85,7 @@ const SYMBOLS = {
   // which is never passed, so a fixed three-argument signature is safe.
   open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
@@ -252,4 +260,29 @@ export function closeFd(fd: number): void {
   if (c.close(fd) === 0) return;
   const n = errno(c);
   fail("EIO", `close of fd ${fd} failed: ${errnoName(n)} (${errnoText(c, n)})`);
+}
+
+/**
+ * Takes an exclusive `flock` on an open file without waiting: true when this
+ * process now holds it, false when another open file description does (a
+ * live session). The kernel drops the lock when the fd closes or the process
+ * dies, so a dead session never leaves a lock behind.
+ *
+ * @example
+ * ```ts
+ * const fd = openFile("/tmp/novamm-0000_65_00.0.lock");
+ * if (!tryLockFd(fd)) console.log("in use");
+ * ```
+ */
+export function tryLockFd(fd: number): boolean {
+  const c = load();
+  if (c.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  const n = errno(c);
+  if (errnoName(n) === "EAGAIN") return false; // EWOULDBLOCK
+  return fail("EIO", `flock of fd ${fd} failed: ${errnoName(n)} (${errnoText(c, n)})`);
+}
+
+/** Drops a lock taken with {@linkcode tryLockFd} (closing the fd drops it too). */
+export function unlockFd(fd: number): void {
+  load().flock(fd, LOCK_UN);
 }
