@@ -37,6 +37,11 @@ export class VaRanges {
     this.size = size;
   }
 
+  /** Number of taken ranges. */
+  get count(): number {
+    return this.#ranges.length;
+  }
+
   /** Taken ranges, ascending. */
   list(): readonly VaRange[] {
     return this.#ranges;
