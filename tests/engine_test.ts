@@ -12,7 +12,7 @@ import { type Gpu, NovaError, openGpu, type Vmm } from "../mod.ts";
 import { fail } from "../hw/errors.ts";
 import { NV_PRAMIN, PRAMIN_SIZE } from "../hw/regs.ts";
 import { type VaRange, VaRanges } from "../mm/va_ranges.ts";
-import { prng } from "./prng.ts";
+import { prng } from "../testing/prng.ts";
 
 const PAGE = 4096;
 const MiB = 2 ** 20;
