@@ -74,6 +74,7 @@ export { GpuMm } from "./mm/gpu_mm.ts";
 export {
   type DumpNode,
   type DumpOptions,
+  type Extent,
   type MapOptions,
   Mapping,
   PreparedMapping,

@@ -15,8 +15,8 @@ import {
   openFromFlags,
   reportError,
 } from "./cli/common.ts";
-import { runSelfTests, type SelfTestResult, type SelfTestSuite } from "./tests/selftest.ts";
-import { SUITES } from "./tests/selftest_suites.ts";
+import { runSelfTests, type SelfTestResult, type SelfTestSuite } from "./selftests/selftest.ts";
+import { SUITES } from "./selftests/selftest_suites.ts";
 
 const HELP = `deno task selftest [options]
 

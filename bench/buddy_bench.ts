@@ -8,7 +8,7 @@
  */
 
 import { type Allocation, BuddyAllocator } from "../mm/buddy.ts";
-import { prng } from "../tests/prng.ts";
+import { prng } from "../testing/prng.ts";
 
 const OPS = 100_000;
 const LIVE = 1000;

@@ -16,9 +16,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { scriptGlobals } from "../cli/globals.ts";
-import { fail, hex } from "../hw/errors.ts";
-import type { DumpNode } from "../mm/vmm.ts";
+import { scriptGlobals } from "../script.ts";
+import { fail, hex } from "../script.ts";
+import type { DumpNode } from "../script.ts";
 
 const { gpu, bar1, walk, args } = await scriptGlobals();
 const { values } = parseArgs({

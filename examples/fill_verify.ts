@@ -15,9 +15,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { Progress } from "../cli/common.ts";
-import { formatSize, scriptGlobals } from "../cli/globals.ts";
-import { fail, hex } from "../hw/errors.ts";
+import { Progress } from "../script.ts";
+import { formatSize, scriptGlobals } from "../script.ts";
+import { fail, hex } from "../script.ts";
 
 const { gpu, args } = await scriptGlobals();
 const { values } = parseArgs({

@@ -14,8 +14,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { scriptGlobals } from "../cli/globals.ts";
-import { fail } from "../hw/errors.ts";
+import { scriptGlobals } from "../script.ts";
+import { fail } from "../script.ts";
 
 const { gpu, mm, bar1, args } = await scriptGlobals();
 const { values } = parseArgs({

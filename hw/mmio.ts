@@ -41,6 +41,14 @@ export interface MmioBackend {
   readBlock?(offset: number, out: Uint8Array): void;
   /** Optional wide copy into the aperture, ordered before any later access. */
   writeBlock?(offset: number, data: Uint8Array): void;
+  /**
+   * Optional bulk 32-bit loads into `out` (a simulator copies whole chunks; a
+   * card's BAR0 has none and gets single 32-bit accesses). `offset` is a
+   * multiple of 4 and the range arrives checked.
+   */
+  readWords?(offset: number, out: Uint32Array): void;
+  /** Optional bulk 32-bit stores of `words`, in ascending order, as single stores would be. */
+  writeWords?(offset: number, words: Uint32Array): void;
 }
 
 /**
@@ -275,8 +283,9 @@ export class Mmio {
 
   /**
    * Reads `len` bytes at `offset`: 8-bit accesses at unaligned edges, 32-bit
-   * words between them — or one wide copy where the backend has block copies
-   * and no tracer is set. Counted as the word accesses either way.
+   * words between them — in one bulk call ({@linkcode Mmio.readWords}: a wide
+   * copy where the backend has one and no tracer is set) when the host bytes
+   * are word aligned. Counted as the word accesses either way.
    */
   readBytes(offset: number, len: number): Uint8Array {
     this.#range(offset, len);
@@ -286,10 +295,12 @@ export class Mmio {
     for (; i < len && (offset + i) % 4 !== 0; i++) out[i] = this.read8(offset + i);
     const words = Math.floor((len - i) / 4);
     if (words > 0) {
-      const block = this.#backend.readBlock;
-      if (block !== undefined && this.tracer === undefined) {
+      if ((out.byteOffset + i) % 4 === 0) {
+        this.#readWordsRaw(offset + i, new Uint32Array(out.buffer, out.byteOffset + i, words));
+        i += words * 4;
+      } else if (this.#backend.readBlock !== undefined && this.tracer === undefined) {
         if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
-        block.call(this.#backend, offset + i, out.subarray(i, i + words * 4));
+        this.#backend.readBlock(offset + i, out.subarray(i, i + words * 4));
         this.counters.mmioReads += words;
         i += words * 4;
       } else {
@@ -313,10 +324,12 @@ export class Mmio {
     for (; i < len && (offset + i) % 4 !== 0; i++) this.write8(offset + i, bytes[i]);
     const words = Math.floor((len - i) / 4);
     if (words > 0) {
-      const block = this.#backend.writeBlock;
-      if (block !== undefined && this.tracer === undefined) {
+      if ((bytes.byteOffset + i) % 4 === 0) {
+        this.#writeWordsRaw(offset + i, new Uint32Array(bytes.buffer, bytes.byteOffset + i, words));
+        i += words * 4;
+      } else if (this.#backend.writeBlock !== undefined && this.tracer === undefined) {
         if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
-        block.call(this.#backend, offset + i, bytes.subarray(i, i + words * 4));
+        this.#backend.writeBlock(offset + i, bytes.subarray(i, i + words * 4));
         this.counters.mmioWrites += words;
         i += words * 4;
       } else {
@@ -327,6 +340,116 @@ export class Mmio {
       }
     }
     for (; i < len; i++) this.write8(offset + i, bytes[i]);
+  }
+
+  /**
+   * Reads `out.length` consecutive 32-bit words at `offset` (4-byte aligned):
+   * one range check and one guard call for the whole range, then the
+   * backend's bulk copy where it has one (a simulator's `readWords`, a
+   * write-combining framebuffer's `readBlock`) and no tracer is set, else
+   * single 32-bit loads. Counters (and a tracer) see one 32-bit access per
+   * word either way.
+   */
+  readWords(offset: number, out: Uint32Array): Uint32Array {
+    if (!(out instanceof Uint32Array)) fail("EINVAL", `${this.name} readWords takes a Uint32Array`);
+    const len = out.length * 4;
+    this.#range(offset, len);
+    this.#wordAligned(offset);
+    if (len === 0) return out;
+    if (this.#guard !== null) this.#guard(offset, len, "r");
+    this.#readWordsRaw(offset, out);
+    return out;
+  }
+
+  /** readWords after the checks and the guard. */
+  #readWordsRaw(offset: number, out: Uint32Array): void {
+    const b = this.#backend;
+    const len = out.length * 4;
+    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+    if (this.tracer === undefined) {
+      if (b.readWords !== undefined) {
+        b.readWords(offset, out);
+        this.counters.mmioReads += out.length;
+        return;
+      }
+      if (b.readBlock !== undefined) {
+        b.readBlock(offset, new Uint8Array(out.buffer, out.byteOffset, len));
+        this.counters.mmioReads += out.length;
+        return;
+      }
+    }
+    const c = this.counters;
+    for (let i = 0; i < out.length; i++) {
+      const at = offset + i * 4;
+      if ((i & 1023) === 1023 && interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) {
+        interrupted();
+      }
+      c.mmioReads++;
+      const v = b.read32(at);
+      out[i] = v;
+      if (this.tracer) this.#trace("r", 4, at, v);
+    }
+  }
+
+  /**
+   * Writes `words` as consecutive 32-bit stores at `offset` (4-byte aligned),
+   * the bulk counterpart of {@linkcode Mmio.readWords}. A range that covers a
+   * watched register goes word by word, so registers keep single-access
+   * semantics (their watchers run after each write).
+   */
+  writeWords(offset: number, words: Uint32Array): void {
+    if (!(words instanceof Uint32Array)) {
+      fail("EINVAL", `${this.name} writeWords takes a Uint32Array`);
+    }
+    const len = words.length * 4;
+    if (this.readOnly) this.#checkWrite(offset, 4, words[0] ?? 0);
+    this.#range(offset, len);
+    this.#wordAligned(offset);
+    if (len === 0) return;
+    if (this.#guard !== null) this.#guard(offset, len, "w");
+    this.#writeWordsRaw(offset, words);
+  }
+
+  /** writeWords after the checks and the guard. */
+  #writeWordsRaw(offset: number, words: Uint32Array): void {
+    const b = this.#backend;
+    const len = words.length * 4;
+    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+    let watched = false;
+    for (const at of this.#watchers.keys()) if (at >= offset && at < offset + len) watched = true;
+    if (this.tracer === undefined && !watched) {
+      if (b.writeWords !== undefined) {
+        b.writeWords(offset, words);
+        this.counters.mmioWrites += words.length;
+        return;
+      }
+      if (b.writeBlock !== undefined) {
+        b.writeBlock(offset, new Uint8Array(words.buffer, words.byteOffset, len));
+        this.counters.mmioWrites += words.length;
+        return;
+      }
+    }
+    const c = this.counters;
+    for (let i = 0; i < words.length; i++) {
+      const at = offset + i * 4;
+      const v = words[i];
+      if ((i & 1023) === 1023 && interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) {
+        interrupted();
+      }
+      c.mmioWrites++;
+      b.write32(at, v);
+      if (watched) {
+        const fns = this.#watchers.get(at);
+        if (fns !== undefined) { for (const fn of fns) fn(v); }
+      }
+      if (this.tracer) this.#trace("w", 4, at, v);
+    }
+  }
+
+  #wordAligned(offset: number): void {
+    if (offset % 4 !== 0) {
+      fail("EINVAL", `${this.name} offset ${hex(offset)} is not aligned to the 4-byte word width`);
+    }
   }
 
   #range(offset: number, len: number): void {

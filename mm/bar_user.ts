@@ -66,7 +66,7 @@ import { Allocation } from "./buddy.ts";
 import type { GpuMm } from "./gpu_mm.ts";
 import type { Pramin } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
-import type { Mapping } from "./vmm.ts";
+import type { Extent, Mapping } from "./vmm.ts";
 import { Vmm } from "./vmm.ts";
 import { BarPhysical } from "./bar_physical.ts";
 import { u64 } from "./types.ts";
@@ -825,8 +825,10 @@ export class BarUser {
       { writable: "boolean", va: mapVa, pageSize: "number" },
       "bar1.map options",
     );
-    const pfns = toPfns(target);
-    const size = pfns.length * PAGE;
+    const pieces = toPieces(target);
+    const size = "extents" in pieces
+      ? pieces.extents.reduce((n, e) => n + e.size, 0)
+      : pieces.pfns.length * PAGE;
     if (size > this.size) {
       fail("ENOSPC", `cannot map ${hex(size)} bytes into the ${hex(this.size)}-byte BAR1 aperture`);
     }
@@ -841,21 +843,39 @@ export class BarUser {
       this.bringUp();
     }
     const vmm = this.vmm;
-    const m = vmm.mapPages(pfns, { ...options, label: "bar1" });
-    if (Number(m.va) + m.size > this.size) {
-      m.unmap();
+    const mapOptions = { ...options, label: "bar1" };
+    // Extents (an allocation's blocks, a range) cost O(PTEs); frame numbers are taken as given.
+    const prepared = "extents" in pieces
+      ? vmm.prepareExtents(pieces.extents, mapOptions)
+      : vmm.prepareMap(pieces.pfns, mapOptions);
+    if (Number(prepared.va) + size > this.size) {
+      prepared.cancel(); // nothing was written: a failed map makes no MMIO access
       fail(
         "ENOSPC",
-        `${vmm.name} placed the mapping at ${hex(m.va)}, past the ${
+        `${vmm.name} placed the mapping at ${hex(prepared.va)}, past the ${
           hex(this.size)
         }-byte BAR1 aperture`,
         "pass a va below the aperture size",
       );
     }
-    if (target instanceof Allocation) {
-      // The pages must not go back to the allocator while BAR1 still points at them.
-      m.whenUnmapped(target.pin(`the BAR1 mapping at ${hex(m.va)}`));
+    // The pages must not go back to the allocator while BAR1 may point at them:
+    // pinned before the PTEs are written and the TLB flushed, released on unmap.
+    const unpin = target instanceof Allocation
+      ? target.pin(`the BAR1 mapping at ${hex(prepared.va)}`)
+      : null;
+    let m: Mapping;
+    try {
+      m = vmm.executeMap(prepared);
+    } catch (e) {
+      if (unpin !== null) {
+        // A failed flush leaves the mapping in place: the pin goes with it.
+        const left = prepared.mapping;
+        if (left !== null && left.live) left.whenUnmapped(unpin);
+        else unpin();
+      }
+      throw e;
     }
+    if (unpin !== null) m.whenUnmapped(unpin);
     return new BarMapping(m, this.#bar1, this);
   }
 
@@ -879,8 +899,9 @@ function mapVa(value: unknown, key: string): void {
   }
 }
 
-function toPfns(target: BarTarget): number[] {
-  const pages = (start: number, size: number, out: number[]) => {
+/** What a BAR1 target maps: extents (allocations, ranges) or frame numbers as given. */
+function toPieces(target: BarTarget): { extents: Extent[] } | { pfns: number[] } {
+  const check = (start: number, size: number): Extent => {
     if (
       !Number.isSafeInteger(start) || start % 4096 !== 0 || !Number.isSafeInteger(size) ||
       size <= 0 || size % 4096 !== 0
@@ -890,23 +911,20 @@ function toPfns(target: BarTarget): number[] {
         `VRAM range ${describe(start)} +${describe(size)} must be 4 KiB aligned and non-empty`,
       );
     }
-    for (let a = start; a < start + size; a += 4096) out.push(a / 4096);
+    return { pa: start, size };
   };
-  const out: number[] = [];
   if (target instanceof Allocation) {
     const a = target;
     if (!a.live) fail("EINVAL", `${String(a)} has been freed`);
-    if (a.contiguous) pages(a.start, a.size, out);
-    else for (const b of a.blocks) pages(b.start, b.size, out);
-    return out;
+    if (a.contiguous) return { extents: [check(a.start, a.size)] };
+    return { extents: a.blocks.map((b) => check(b.start, b.size)) };
   }
   if (target === null || typeof target !== "object") {
     fail("EINVAL", `map target ${describe(target)} is not an allocation, a range or frame numbers`);
   }
   if ("start" in target && "size" in target) {
     const r = target as { start: number; size: number };
-    pages(r.start, r.size, out);
-    return out;
+    return { extents: [check(r.start, r.size)] };
   }
-  return Array.from(target as ArrayLike<number>);
+  return { pfns: Array.from(target as ArrayLike<number>) };
 }

@@ -136,11 +136,14 @@ export class PraminView {
     const wordsEnd = Math.max(off, end - (end % 4));
     if ((host.byteOffset + i) % 4 === 0) {
       // Host side aligned: index a Uint32Array (little-endian hosts only, as x86/arm64 Linux are).
+      // One bulk MMIO call per window: counted and traced as the single accesses.
       const words = new Uint32Array(host.buffer, host.byteOffset + i, (wordsEnd - off) / 4);
-      let k = 0;
-      if (write) { for (; off < wordsEnd; off += 4) bar.write32(off, words[k++]); }
-      else for (; off < wordsEnd; off += 4) words[k++] = bar.read32(off);
-      i += k * 4;
+      if (words.length > 0) {
+        if (write) bar.writeWords(off, words);
+        else bar.readWords(off, words);
+      }
+      i += words.length * 4;
+      off = wordsEnd;
     } else if (write) {
       for (; off < wordsEnd; off += 4, i += 4) bar.write32(off, dv.getUint32(i, true));
     } else {
@@ -156,10 +159,40 @@ export class PraminView {
     const bar = this.#bar0;
     const word = (byte * 0x01010101) >>> 0;
     while (off < end && off % 4 !== 0) bar.write8(off++, byte);
-    const wordsEnd = end - (end % 4);
-    for (; off < wordsEnd; off += 4) bar.write32(off, word);
+    const wordsEnd = Math.max(off, end - (end % 4));
+    if (wordsEnd > off) {
+      const pattern = fillPattern(word, Math.min((wordsEnd - off) / 4, FILL_WORDS));
+      while (off < wordsEnd) {
+        const n = Math.min(pattern.length, (wordsEnd - off) / 4);
+        bar.writeWords(off, n === pattern.length ? pattern : pattern.subarray(0, n));
+        off += n * 4;
+      }
+    }
     while (off < end) bar.write8(off++, byte);
   }
+
+  /** Reads 32-bit words at `addr` (4-byte aligned, inside the view) into `out`, in one bulk call. */
+  readWords(addr: number, out: Uint32Array): Uint32Array {
+    if (addr % 4 !== 0) fail("EINVAL", `VRAM address ${hex(addr)} is not 4-byte aligned`);
+    return this.#bar0.readWords(this.#at(addr, out.length * 4), out);
+  }
+
+  /** Writes 32-bit words at `addr` (4-byte aligned, inside the view), in one bulk call. */
+  writeWords(addr: number, words: Uint32Array): void {
+    if (addr % 4 !== 0) fail("EINVAL", `VRAM address ${hex(addr)} is not 4-byte aligned`);
+    this.#bar0.writeWords(this.#at(addr, words.length * 4), words);
+  }
+}
+
+/** Words per bulk fill call (64 KiB). */
+const FILL_WORDS = 16384;
+let fillCache: Uint32Array | null = null;
+
+/** A buffer of at least `n` words all equal to `word` (reused between fills). */
+function fillPattern(word: number, n: number): Uint32Array {
+  if (fillCache === null || fillCache.length < n) fillCache = new Uint32Array(FILL_WORDS);
+  if (fillCache[0] !== word || fillCache[fillCache.length - 1] !== word) fillCache.fill(word);
+  return fillCache;
 }
 
 /** Options for {@linkcode Pramin}. */
@@ -548,6 +581,45 @@ export class PraminWindow {
       bytes.length,
       (v, at, n) => v.transfer(at, bytes, at - addr, n, true),
     );
+  }
+
+  /**
+   * Reads `count` 32-bit words at `addr` (4-byte aligned) into a new array
+   * (or into `out`), one bulk MMIO call per window position.
+   */
+  readWords(addr: number, count: number, out?: Uint32Array): Uint32Array {
+    this.#checkLength(count, "readWords");
+    const dst = out ?? new Uint32Array(count);
+    if (!(dst instanceof Uint32Array) || dst.length < count) {
+      fail("EINVAL", `readWords needs a Uint32Array of at least ${count} words`);
+    }
+    this.#check(addr, count * 4, 4);
+    const end = addr + count * 4;
+    for (let pos = addr; pos < end;) {
+      const v = this.#position(pos, 4);
+      const n = (Math.min(end, v.base + PRAMIN_SIZE) - pos) / 4;
+      const k = (pos - addr) / 4;
+      v.readWords(pos, dst.subarray(k, k + n));
+      pos += n * 4;
+    }
+    return dst;
+  }
+
+  /**
+   * Writes `words` as 32-bit stores from `addr` (4-byte aligned), one bulk
+   * MMIO call per window position; counted and traced as single stores.
+   */
+  writeWords(addr: number, words: Uint32Array): void {
+    if (!(words instanceof Uint32Array)) fail("EINVAL", "writeWords takes a Uint32Array");
+    this.#check(addr, words.length * 4, 4);
+    const end = addr + words.length * 4;
+    for (let pos = addr; pos < end;) {
+      const v = this.#position(pos, 4);
+      const n = (Math.min(end, v.base + PRAMIN_SIZE) - pos) / 4;
+      const k = (pos - addr) / 4;
+      v.writeWords(pos, k === 0 && n === words.length ? words : words.subarray(k, k + n));
+      pos += n * 4;
+    }
   }
 
   /** Fills `len` bytes at `addr` with `byte` (0..255). */

@@ -1,11 +1,14 @@
 /**
- * GPU virtual-address range tracking for one address space: a sorted list
- * of taken ranges with first-fit allocation under an alignment, and fixed
- * claims that refuse overlap with EBUSY naming both ranges.
+ * GPU virtual-address range tracking for one address space: the taken
+ * ranges in a balanced search tree (a treap keyed by start), each node also
+ * holding the free gap before it and the largest gap in its subtree, so that
+ * lookup, claim, release and first-fit placement under an alignment and a
+ * phase all cost O(log n) (placement: per candidate gap large enough to hold
+ * the size unaligned), with n = live ranges. Fixed claims refuse overlap
+ * with EBUSY naming both ranges.
  *
- * nova-core v7 used a second buddy allocator here (and v12 a maple tree); a
- * sorted array with binary search is exact for any size and alignment and
- * costs O(log n) to find, O(n) to insert, with n = live ranges (small).
+ * nova-core v7 used a second buddy allocator here (and v12 a maple tree); the
+ * gap-augmented tree is exact for any size and alignment.
  *
  * @module
  */
@@ -26,38 +29,155 @@ function show(r: { start: bigint; end: bigint; owner?: string }): string {
   return `${r.owner ?? "range"} ${hex(r.start)}..${hex(r.end)}`;
 }
 
+interface Node {
+  readonly r: VaRange;
+  /** End of the previous range (0 for the first): the free gap before this one is [gapLo, r.start). */
+  gapLo: bigint;
+  /** Largest gap before any node in this subtree. */
+  maxGap: bigint;
+  readonly prio: number;
+  left: Node | null;
+  right: Node | null;
+}
+
+function gap(n: Node): bigint {
+  return n.r.start - n.gapLo;
+}
+
+function pull(n: Node): Node {
+  let m = gap(n);
+  if (n.left !== null && n.left.maxGap > m) m = n.left.maxGap;
+  if (n.right !== null && n.right.maxGap > m) m = n.right.maxGap;
+  n.maxGap = m;
+  return n;
+}
+
+/** Splits into (start < key, start >= key). */
+function split(n: Node | null, key: bigint): [Node | null, Node | null] {
+  if (n === null) return [null, null];
+  if (n.r.start < key) {
+    const [a, b] = split(n.right, key);
+    n.right = a;
+    return [pull(n), b];
+  }
+  const [a, b] = split(n.left, key);
+  n.left = b;
+  return [a, pull(n)];
+}
+
+function merge(a: Node | null, b: Node | null): Node | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  if (a.prio > b.prio) {
+    a.right = merge(a.right, b);
+    return pull(a);
+  }
+  b.left = merge(a, b.left);
+  return pull(b);
+}
+
+/** Sets the gapLo of the leftmost node of `n` (its minimum) and re-pulls that spine. */
+function setMinGap(n: Node, gapLo: bigint): void {
+  if (n.left === null) n.gapLo = gapLo;
+  else setMinGap(n.left, gapLo);
+  pull(n);
+}
+
+function maxNode(n: Node | null): Node | null {
+  while (n !== null && n.right !== null) n = n.right;
+  return n;
+}
+
+/** The leftmost node with start > key whose gap is at least `need`. */
+function firstGap(n: Node | null, key: bigint, need: bigint): Node | null {
+  while (n !== null) {
+    if (n.maxGap < need) return null;
+    if (n.r.start > key) {
+      const l = firstGap(n.left, key, need);
+      if (l !== null) return l;
+      if (gap(n) >= need) return n;
+    }
+    n = n.right;
+  }
+  return null;
+}
+
+/** A small deterministic PRNG for treap priorities (placement does not depend on it). */
+function priorities(): () => number {
+  let s = 0x9e3779b9;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return s >>> 0;
+  };
+}
+
 /** The taken ranges of one address space of `size` bytes. */
 export class VaRanges {
   /** Bytes of VA in the space. */
   readonly size: bigint;
-  #ranges: VaRange[] = [];
+  #root: Node | null = null;
+  #count = 0;
+  readonly #prio = priorities();
 
   /** Constructs it (see the class documentation for who does and how). */
   constructor(size: bigint) {
     this.size = size;
   }
 
-  /** Taken ranges, ascending. */
+  /** Number of taken ranges. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Taken ranges, ascending (O(n)). */
   list(): readonly VaRange[] {
-    return this.#ranges;
-  }
-
-  /** Index of the first range whose end is > va. */
-  #firstEndingAfter(va: bigint): number {
-    let lo = 0;
-    let hi = this.#ranges.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.#ranges[mid].end > va) hi = mid;
-      else lo = mid + 1;
+    const out: VaRange[] = [];
+    const stack: Node[] = [];
+    let n = this.#root;
+    while (n !== null || stack.length > 0) {
+      while (n !== null) {
+        stack.push(n);
+        n = n.left;
+      }
+      n = stack.pop()!;
+      out.push(n.r);
+      n = n.right;
     }
-    return lo;
+    return out;
   }
 
-  /** The taken range containing `va`, if any. */
+  /** The node with the largest start <= va. */
+  #floor(va: bigint): Node | null {
+    let n = this.#root;
+    let best: Node | null = null;
+    while (n !== null) {
+      if (n.r.start <= va) {
+        best = n;
+        n = n.right;
+      } else n = n.left;
+    }
+    return best;
+  }
+
+  /** The node with the smallest start > va. */
+  #above(va: bigint): Node | null {
+    let n = this.#root;
+    let best: Node | null = null;
+    while (n !== null) {
+      if (n.r.start > va) {
+        best = n;
+        n = n.left;
+      } else n = n.right;
+    }
+    return best;
+  }
+
+  /** The taken range containing `va`, if any (O(log n)). */
   find(va: bigint): VaRange | undefined {
-    const r = this.#ranges[this.#firstEndingAfter(va)];
-    return r !== undefined && r.start <= va ? r : undefined;
+    const f = this.#floor(va);
+    return f !== null && f.r.end > va ? f.r : undefined;
   }
 
   /** Checks [start, start + size) is free and inside the space; throws otherwise. */
@@ -67,9 +187,13 @@ export class VaRanges {
     if (start < 0n || want.end > this.size) {
       fail("ENOSPC", `${show(want)} is outside the ${hex(this.size)}-byte address space`);
     }
-    const r = this.#ranges[this.#firstEndingAfter(start)];
-    if (r !== undefined && r.start < want.end) {
-      fail("EBUSY", `${show(want)} overlaps ${show(r)}`);
+    const before = this.#floor(start);
+    if (before !== null && before.r.end > start) {
+      fail("EBUSY", `${show(want)} overlaps ${show(before.r)}`);
+    }
+    const after = this.#above(start);
+    if (after !== null && after.r.start < want.end) {
+      fail("EBUSY", `${show(want)} overlaps ${show(after.r)}`);
     }
   }
 
@@ -77,7 +201,20 @@ export class VaRanges {
   claim(start: bigint, size: bigint, owner: string): VaRange {
     this.check(start, size, owner);
     const r: VaRange = Object.freeze({ start, end: start + size, owner });
-    this.#ranges.splice(this.#firstEndingAfter(start), 0, r);
+    const [a, b] = split(this.#root, start);
+    const prev = maxNode(a);
+    const node: Node = {
+      r,
+      gapLo: prev === null ? 0n : prev.r.end,
+      maxGap: 0n,
+      prio: this.#prio(),
+      left: null,
+      right: null,
+    };
+    pull(node);
+    if (b !== null) setMinGap(b, r.end);
+    this.#root = merge(merge(a, node), b);
+    this.#count++;
     return r;
   }
 
@@ -87,15 +224,26 @@ export class VaRanges {
    */
   findFree(size: bigint, align: bigint, lo = 0n, hi = this.size, phase = 0n): bigint | null {
     const up = (x: bigint) => x + ((phase - (x % align)) % align + align) % align;
-    let cursor = up(lo);
-    for (let i = this.#firstEndingAfter(cursor); i <= this.#ranges.length; i++) {
-      const next = this.#ranges[i];
-      const gapEnd = next === undefined ? hi : (next.start < hi ? next.start : hi);
-      if (cursor + size <= gapEnd) return cursor;
-      if (next === undefined || next.start >= hi) return null;
-      cursor = up(next.end);
+    const fits = (gapLo: bigint, gapHi: bigint): bigint | null => {
+      const cursor = up(gapLo > lo ? gapLo : lo);
+      const end = gapHi < hi ? gapHi : hi;
+      return cursor + size <= end ? cursor : null;
+    };
+    // Gaps before each range, lowest first, skipping those too small even unaligned.
+    let key = lo;
+    for (;;) {
+      const n = firstGap(this.#root, key, size);
+      if (n === null) break;
+      if (n.gapLo >= hi) return null;
+      const at = fits(n.gapLo, n.r.start);
+      if (at !== null) return at;
+      key = n.r.start;
     }
-    return null;
+    // The gap after the last range.
+    const last = maxNode(this.#root);
+    const tail = last === null ? 0n : last.r.end;
+    if (tail >= hi) return null;
+    return fits(tail, this.size);
   }
 
   /**
@@ -105,14 +253,12 @@ export class VaRanges {
   allocate(size: bigint, align: bigint, owner: string, phase = 0n): VaRange {
     const start = this.findFree(size, align, 0n, this.size, phase);
     if (start === null) {
-      const free = this.size - this.#ranges.reduce((n, r) => n + (r.end - r.start), 0n);
+      const free = this.size - this.list().reduce((n, r) => n + (r.end - r.start), 0n);
       fail(
         "ENOSPC",
         `no free ${hex(size)}-byte VA range aligned to ${hex(align)} in the ${
           hex(this.size)
-        }-byte address space (${hex(free)} bytes free in ${
-          this.#ranges.length + 1
-        } holes or fewer)`,
+        }-byte address space (${hex(free)} bytes free in ${this.#count + 1} holes or fewer)`,
       );
     }
     return this.claim(start, size, owner);
@@ -120,8 +266,12 @@ export class VaRanges {
 
   /** Releases a range returned by claim/allocate. */
   release(range: VaRange): void {
-    const i = this.#firstEndingAfter(range.start);
-    if (this.#ranges[i] !== range) fail("EINVAL", `${show(range)} is not a live range here`);
-    this.#ranges.splice(i, 1);
+    const f = this.#floor(range.start);
+    if (f === null || f.r !== range) fail("EINVAL", `${show(range)} is not a live range here`);
+    const [a, b] = split(this.#root, range.start);
+    const [, c] = split(b, range.start + 1n);
+    if (c !== null) setMinGap(c, f.gapLo);
+    this.#root = merge(a, c);
+    this.#count--;
   }
 }

@@ -1,8 +1,9 @@
 /**
- * One GPU virtual address space (nova-core's `Vmm`): VA range tracking, a
- * host-side shadow of the page tables it knows, two-phase mapping
- * (prepare/execute) with the largest page sizes the chip and alignment allow,
- * unmapping with page-table reclaim, and translation through the walker.
+ * One GPU virtual address space (nova-core's `Vmm`): VA ranges, the Mapping
+ * objects, two-phase mapping (prepare/execute) and the flush-then-free order.
+ * The page-table engine it drives lives in `mm/pagetable/`: the shadow tree
+ * and its cursor (`tree.ts`), extents and the page-size choice
+ * (`extents.ts`), the formats and codecs, the walker.
  *
  * Invariants:
  * - The shadow mirrors what is in VRAM for every table the Vmm created or
@@ -17,18 +18,40 @@
  * - Page-table pages that become empty on unmap are invalidated in their
  *   parent, the TLB is flushed, and only then are they returned to the
  *   buddy allocator.
+ * - All or nothing: a prepare validates and allocates everything without an
+ *   MMIO access; a failed write during execute rolls the shadow back (and
+ *   clears what may have reached VRAM) so VA and tables go back; a failed
+ *   write during unmap leaves the mappings live (unmap again); a failed flush
+ *   keeps freed tables and unmap callbacks until a flush completes. User
+ *   callbacks run after the bookkeeping and the flush.
  *
  * @module
  */
 
 import { describe, fail, hex } from "../hw/errors.ts";
+import { checkOptions } from "../hw/validate.ts";
 import type { Allocation, BuddyAllocator } from "./buddy.ts";
 import type { Pramin, PraminWindow } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
-import { type LevelFormat, levelIndex, type MmuFormat } from "./pagetable/format.ts";
+import type { MmuFormat } from "./pagetable/format.ts";
 import { walk, type WalkResult } from "./pagetable/walk.ts";
+import { choosePages, type Extent, ExtentList, PteRuns } from "./pagetable/extents.ts";
+import {
+  BIG_HALF,
+  dualSlot,
+  entryLive,
+  type PtTable,
+  setWord,
+  ShadowTree,
+  SMALL_HALF,
+  splitVa,
+  wordOf,
+  wordZero,
+} from "./pagetable/tree.ts";
 import { virtualAddress } from "./types.ts";
 import { type VaRange, VaRanges } from "./va_ranges.ts";
+
+export type { Extent } from "./pagetable/extents.ts";
 
 const PAGE = 4096;
 
@@ -74,64 +97,37 @@ export interface MapOptions {
   label?: string;
 }
 
-/** A table in the shadow. */
-interface Table {
-  readonly level: LevelFormat;
-  /** Index in format.directories; directories.length = small PT, +1 = big PT. */
-  readonly depth: number;
-  readonly addr: number;
-  /** Our allocation; null for a table we did not create (firmware's, or a given root). */
-  readonly alloc: Allocation | null;
-  /** Entry words (2 per PD0 entry: low, high). */
-  readonly raw: BigUint64Array;
-  /** Child tables: one per entry, or two per PD0 entry (2i = big, 2i+1 = small). */
-  readonly children: (Table | null)[];
-  /** Entries (PD0: entries with either word non-zero) that are not zero. */
-  live: number;
-  /** False until its first complete write to VRAM. */
-  written: boolean;
-  /** Prepared-but-unexecuted mappings whose path runs through this table (keeps it from reclaim). */
-  pins: number;
-  /** Where the parent points at this table (null for the root). */
-  parentLink: { parent: Table; idx: number; slot: number } | null;
-}
-
-/** A run of equal-size pages inside a mapping. */
-interface Run {
-  /** Byte offset of the first page from the mapping's VA. */
-  offset: number;
-  pageSize: number;
-  count: number;
-}
-
 /** A VA range with page tables ready, waiting for {@linkcode Vmm.executeMap}. */
 export class PreparedMapping {
   /** The VA range reserved. */
   readonly range: VaRange;
   /** Bytes to map. */
   readonly size: number;
-  /** @internal */ readonly pfns: ArrayLike<number>;
-  /** @internal */ readonly runs: Run[];
+  /** @internal */ readonly runs: PteRuns;
   /** @internal */ readonly writable: boolean;
-  /** @internal */ readonly newTables: Table[];
-  /** @internal */ readonly pinned: Table[];
+  /** @internal */ readonly newTables: PtTable[];
+  /** @internal */ readonly pinned: PtTable[];
   /** @internal */ state: "prepared" | "executed" | "cancelled" = "prepared";
+  /**
+   * The mapping once its entries are in VRAM (set by {@linkcode Vmm.executeMap}
+   * before its TLB flush, so a caller whose execute failed in the flush can
+   * still reach, and unmap, what was mapped); null before.
+   */
+  mapping: Mapping | null = null;
   readonly #vmm: Vmm;
 
   /** Created by {@linkcode Vmm.prepareMap}. */
   constructor(vmm: Vmm, init: {
     range: VaRange;
     size: number;
-    pfns: ArrayLike<number>;
-    runs: Run[];
+    runs: PteRuns;
     writable: boolean;
-    newTables: Table[];
-    pinned: Table[];
+    newTables: PtTable[];
+    pinned: PtTable[];
   }) {
     this.#vmm = vmm;
     this.range = init.range;
     this.size = init.size;
-    this.pfns = init.pfns;
     this.runs = init.runs;
     this.writable = init.writable;
     this.newTables = init.newTables;
@@ -173,10 +169,10 @@ export class Mapping {
   readonly writable: boolean;
   /** The VA range. */
   readonly range: VaRange;
-  /** @internal */ readonly runs: readonly Run[];
-  /** @internal */ readonly pfns: ArrayLike<number>;
+  /** @internal */ readonly runs: PteRuns;
   #live = true;
   #onRetire: (() => void)[] = [];
+  #pages: Record<string, number> | null = null;
 
   /** Created by {@linkcode Vmm.executeMap}. */
   constructor(vmm: Vmm, prepared: PreparedMapping) {
@@ -186,7 +182,6 @@ export class Mapping {
     this.writable = prepared.writable;
     this.range = prepared.range;
     this.runs = prepared.runs;
-    this.pfns = prepared.pfns;
   }
 
   /** False once unmapped. */
@@ -196,19 +191,30 @@ export class Mapping {
 
   /** Page counts by page size, e.g. `{ "4K": 3, "2M": 1 }`. */
   get pages(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const r of this.runs) {
-      out[sizeName(r.pageSize)] = (out[sizeName(r.pageSize)] ?? 0) + r.count;
+    if (this.#pages === null) {
+      const out: Record<string, number> = {};
+      const r = this.runs;
+      for (let i = 0; i < r.length; i++) {
+        const name = sizeName(r.pageSize(i));
+        out[name] = (out[name] ?? 0) + r.count(i);
+      }
+      this.#pages = out;
     }
-    return out;
+    return { ...this.#pages };
   }
 
-  /** The physical (VRAM) address behind byte `offset` of the mapping. */
+  /** The physical extents behind the mapping, in VA order (contiguous pieces coalesced). */
+  get extents(): Extent[] {
+    return this.runs.extents().toArray();
+  }
+
+  /** The physical (VRAM) address behind byte `offset` of the mapping (O(log runs)). */
   physicalAddress(offset: number): number {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.size) {
       fail("EINVAL", `offset ${describe(offset)} is outside the ${hex(this.size)}-byte mapping`);
     }
-    return this.pfns[Math.floor(offset / PAGE)] * PAGE + (offset % PAGE);
+    const i = this.runs.find(offset);
+    return this.runs.pa(i) + (offset - this.runs.offset(i));
   }
 
   /** Runs `fn` once when the mapping goes away (unmap, destroy, GPU close). */
@@ -217,12 +223,14 @@ export class Mapping {
     else fn();
   }
 
-  /** @internal */
-  retire(): boolean {
-    const was = this.#live;
+  /**
+   * @internal Marks it unmapped and hands back its callbacks (the Vmm runs
+   * them after the bookkeeping and the flush); null if it already was.
+   */
+  retire(): (() => void)[] | null {
+    if (!this.#live) return null;
     this.#live = false;
-    if (was) { for (const fn of this.#onRetire.splice(0)) fn(); }
-    return was;
+    return this.#onRetire.splice(0);
   }
 
   /** Unmaps (PTEs invalidated, one TLB flush, VA released, empty tables reclaimed). */
@@ -276,6 +284,65 @@ function sizeName(n: number): string {
   return `${n / 1024}K`;
 }
 
+/** Words of a table as they were before a change (to put the shadow back). */
+interface Saved {
+  t: PtTable;
+  /** First 32-bit word. */
+  from: number;
+  words: Uint32Array;
+  live: number;
+}
+
+/** A range of 64-bit words of a written table that VRAM may not hold yet. */
+type Unsynced = [t: PtTable, word: number, count: number];
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const TWO_32 = 2 ** 32;
+
+function vaKind(value: unknown, key: string): void {
+  if (typeof value !== "bigint" && typeof value !== "number") {
+    fail("EINVAL", `map options.${key} must be a bigint or number, not ${describe(value)}`);
+  }
+}
+
+const MAP_OPTIONS = {
+  va: vaKind,
+  writable: "boolean",
+  pageSize: "number",
+  label: "string",
+} as const;
+
+/**
+ * Calls `fn(offset, pageSize, count, firstRun)` for each stretch of equal-size
+ * pages of `runs` (consecutive runs of one size are consecutive in VA too).
+ */
+function vaRuns(
+  runs: PteRuns,
+  fn: (offset: number, pageSize: number, count: number, firstRun: number) => void,
+): void {
+  for (let r = 0; r < runs.length;) {
+    const ps = runs.pageSize(r);
+    let count = runs.count(r);
+    let e = r + 1;
+    while (e < runs.length && runs.pageSize(e) === ps) count += runs.count(e++);
+    fn(runs.offset(r), ps, count, r);
+    r = e;
+  }
+}
+
+/** Runs every callback, then throws the first error one threw (after all ran). */
+function runAll(callbacks: readonly (() => void)[]): void {
+  let first: { error: unknown } | null = null;
+  for (const fn of callbacks) {
+    try {
+      fn();
+    } catch (e) {
+      first ??= { error: e };
+    }
+  }
+  if (first !== null) throw first.error;
+}
+
 /**
  * One GPU address space.
  *
@@ -299,7 +366,7 @@ export class Vmm {
   /** Taken VA ranges (mappings and, on a scanned space, firmware's). */
   readonly ranges: VaRanges;
   readonly #deps: VmmDeps;
-  readonly #root: Table;
+  readonly #tree: ShadowTree;
   readonly #rootAllocation: Allocation | null;
   readonly #mappings = new Set<Mapping>();
   /** The live mapping behind each VA range a mapping holds (for {@linkcode Vmm.liveAt}). */
@@ -311,6 +378,11 @@ export class Vmm {
   readonly #pending = new Set<PreparedMapping>();
   /** Page sizes this chip can map, largest first. */
   readonly #sizes: number[];
+  /** Words VRAM may not hold yet (a write failed): written before the next flush. */
+  #unsynced: Unsynced[] = [];
+  /** Unlinked tables and unmap callbacks waiting for a completed flush (one failed). */
+  #deferredTables: PtTable[] = [];
+  #deferredCallbacks: (() => void)[] = [];
   #destroyed = false;
 
   /** Constructs it (see the class documentation for who does and how). */
@@ -342,8 +414,7 @@ export class Vmm {
     this.name = options.name ?? `vmm@${hex(options.pdb)}`;
     this.ranges = new VaRanges(options.vaSize);
     this.#rootAllocation = options.rootAllocation ?? null;
-    this.#root = this.#newTable(0, options.pdb, this.#rootAllocation);
-    this.#root.written = true;
+    this.#tree = new ShadowTree(format, options.pdb, this.#rootAllocation);
     const sizes: number[] = [];
     for (const d of format.directories) if (d.hugePageSize !== null) sizes.push(d.hugePageSize);
     sizes.sort((a, b) => b - a);
@@ -351,8 +422,26 @@ export class Vmm {
     if (options.scan) this.#scan();
   }
 
-  #flush(): void {
+  /**
+   * Writes what VRAM may still lack, flushes the TLB, then frees the tables
+   * and hands back the callbacks that waited for a completed flush.
+   */
+  #flush(): (() => void)[] {
+    if (this.#unsynced.length > 0) {
+      using w = this.#deps.pramin.borrow();
+      for (const [t, word, count] of this.#unsynced) this.#writeRange(w, t, word, count);
+      this.#unsynced = [];
+    }
     this.#deps.tlb.flush(this.pdb, { hubOnly: this.#bar });
+    const tables = this.#deferredTables;
+    this.#deferredTables = [];
+    for (const t of tables) t.alloc!.free();
+    return this.#deferredCallbacks.splice(0);
+  }
+
+  /** Writes 64-bit words [word, word + count) of `t` from the shadow. */
+  #writeRange(w: PraminWindow, t: PtTable, word: number, count: number): void {
+    w.writeWords(t.addr + word * 8, t.raw.subarray(2 * word, 2 * (word + count)));
   }
 
   /**
@@ -390,70 +479,52 @@ export class Vmm {
 
   // --- shadow -----------------------------------------------------------------
 
-  #levelAt(depth: number): LevelFormat {
-    const dirs = this.format.directories;
-    if (depth < dirs.length) return dirs[depth];
-    return depth === dirs.length ? this.format.smallPt : this.format.bigPt;
-  }
-
-  #newTable(depth: number, addr: number, alloc: Allocation | null): Table {
-    const level = this.#levelAt(depth);
-    const words = level.dual ? level.entries * 2 : level.entries;
-    const childSlots = depth < this.format.directories.length ? words : 0;
-    return {
-      level,
-      depth,
-      addr,
-      alloc,
-      raw: new BigUint64Array(words),
-      children: new Array(childSlots).fill(null),
-      live: 0,
-      written: false,
-      pins: 0,
-      parentLink: null,
-    };
-  }
-
   /** Reads the existing tables (through PRAMIN) into the shadow and marks mapped VA as taken. */
   #scan(): void {
     using w = this.#deps.pramin.borrow();
+    const tree = this.#tree;
     const codec = this.format.codec;
     const dirs = this.format.directories;
     const pd0 = dirs.length - 1;
+    const vramSize = this.#deps.vramSize;
     const taken: [bigint, bigint][] = [];
     const take = (va: bigint, size: bigint) => {
       taken.push([va, va + size > this.vaSize ? this.vaSize : va + size]);
     };
-    const entryVa = (base: bigint, level: LevelFormat, i: number) =>
-      base + (BigInt(i) << BigInt(level.vaLo));
-    const visit = (t: Table, base: bigint) => {
+    const child = (t: PtTable, idx: number, slot: number, addr: number, va: bigint) => {
+      const c = tree.newTable(tree.childDepth(t.depth, slot), addr, null);
+      c.written = true;
+      tree.attach(t, idx, slot, c);
+      visit(c, va);
+    };
+    const visit = (t: PtTable, base: bigint) => {
       const level = t.level;
       const span = 1n << BigInt(level.vaLo);
       const count = Math.min(level.entries, Number((this.vaSize - base + span - 1n) / span));
+      const perEntry = level.dual ? 4 : 2;
+      // One bulk read of the entries this space can reach (the same 32-bit reads, in order).
+      w.readWords(t.addr, count * perEntry, t.raw.subarray(0, count * perEntry));
+      const entryVa = (i: number) => base + (BigInt(i) << BigInt(level.vaLo));
       if (t.depth > pd0) {
         for (let i = 0; i < count; i++) {
-          const raw = w.read64(t.addr + i * 8);
-          t.raw[i] = raw;
-          if (raw === 0n) continue;
+          if (wordZero(t, i)) continue;
           t.live++;
           // Any non-zero PTE (valid, sparse or marker) is firmware's: keep clear of it.
-          take(entryVa(base, level, i), span);
+          take(entryVa(i), span);
         }
         return;
       }
       for (let i = 0; i < count; i++) {
-        const va = entryVa(base, level, i);
+        const va = entryVa(i);
         if (level.dual) {
-          const lo = w.read64(t.addr + i * 16);
-          const hi = w.read64(t.addr + i * 16 + 8);
-          t.raw[2 * i] = lo;
-          t.raw[2 * i + 1] = hi;
+          const lo = wordOf(t, dualSlot(i, BIG_HALF));
+          const hi = wordOf(t, dualSlot(i, SMALL_HALF));
           if (lo === 0n && hi === 0n) continue;
           t.live++;
           const d = codec.decodeDualPde([lo, hi]);
           const ok = (h: { aperture: string; address: number | bigint }, size: number) =>
             h.aperture === "video" && typeof h.address === "number" &&
-            h.address + size <= this.#deps.vramSize;
+            h.address + size <= vramSize;
           // A half that is not a table we can follow (sysmem, out of range, or an
           // invalid but non-zero word such as a sparse marker) makes the whole
           // 2 MiB firmware's, so its word is never rewritten.
@@ -467,41 +538,28 @@ export class Vmm {
             continue;
           }
           if (d.big.aperture === "video") {
-            const c = this.#newTable(dirs.length + 1, d.big.address as number, null);
-            c.written = true;
-            c.parentLink = { parent: t, idx: i, slot: 2 * i };
-            t.children[2 * i] = c;
-            visit(c, va);
+            child(t, i, dualSlot(i, BIG_HALF), d.big.address as number, va);
           }
           if (d.small.aperture === "video") {
-            const c = this.#newTable(dirs.length, d.small.address as number, null);
-            c.written = true;
-            c.parentLink = { parent: t, idx: i, slot: 2 * i + 1 };
-            t.children[2 * i + 1] = c;
-            visit(c, va);
+            child(t, i, dualSlot(i, SMALL_HALF), d.small.address as number, va);
           }
           continue;
         }
-        const raw = w.read64(t.addr + i * 8);
-        t.raw[i] = raw;
+        const raw = wordOf(t, i);
         if (raw === 0n) continue;
         t.live++;
         const d = codec.decodePde(raw);
         if (
           d.isPte || d.aperture !== "video" || typeof d.address !== "number" ||
-          d.address + PAGE > this.#deps.vramSize
+          d.address + PAGE > vramSize
         ) {
           take(va, span);
           continue;
         }
-        const c = this.#newTable(t.depth + 1, d.address, null);
-        c.written = true;
-        c.parentLink = { parent: t, idx: i, slot: i };
-        t.children[i] = c;
-        visit(c, va);
+        child(t, i, i, d.address, va);
       }
     };
-    visit(this.#root, 0n);
+    visit(tree.root, 0n);
     // Big and small pages may cover the same VA (the hardware allows it): merge first.
     taken.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     const merged: [bigint, bigint][] = [];
@@ -515,100 +573,21 @@ export class Vmm {
 
   // --- mapping ----------------------------------------------------------------
 
-  #checkPfns(pfns: ArrayLike<number>): void {
-    if (pfns === null || typeof pfns !== "object" || typeof pfns.length !== "number") {
-      fail("EINVAL", "pfns must be an array of 4 KiB page frame numbers");
-    }
-    if (pfns.length === 0) fail("EINVAL", "pfns is empty: nothing to map");
-    const maxPfn = this.#deps.vramSize / PAGE;
-    for (let i = 0; i < pfns.length; i++) {
-      const p = pfns[i];
-      if (!Number.isSafeInteger(p) || p < 0 || p >= maxPfn) {
-        fail(
-          "EINVAL",
-          `pfns[${i}] = ${describe(p)} is not a VRAM page frame number (VRAM has ${
-            hex(maxPfn)
-          } frames)`,
-        );
-      }
-    }
-  }
-
-  /** Page size for the page at index i given VA alignment, contiguity and the shadow. */
-  #chooseRuns(va: bigint, pfns: ArrayLike<number>, forced: number | undefined): Run[] {
-    const n = pfns.length;
-    // contiguous[i]: how many frames from i on are physically consecutive.
-    const contiguous = new Float64Array(n);
-    contiguous[n - 1] = 1;
-    for (let i = n - 2; i >= 0; i--) {
-      contiguous[i] = pfns[i + 1] === pfns[i] + 1 ? contiguous[i + 1] + 1 : 1;
-    }
-    const runs: Run[] = [];
-    const sizes = forced === undefined ? this.#sizes : [forced];
-    for (let i = 0; i < n;) {
-      const offset = i * PAGE;
-      const pva = va + BigInt(offset);
-      let chosen = 0;
-      for (const s of sizes) {
-        const frames = s / PAGE;
-        if (
-          frames <= contiguous[i] && (pfns[i] * PAGE) % s === 0 && pva % BigInt(s) === 0n &&
-          (s <= this.format.bigPt.pageSize || this.#hugeSlotFree(pva, s))
-        ) {
-          chosen = s;
-          break;
-        }
-      }
-      if (chosen === 0) {
-        fail(
-          "EINVAL",
-          `cannot map page ${i} (VA ${hex(pva)}, PA ${hex(pfns[i] * PAGE)}) with ${
-            sizeName(forced!)
-          } pages: VA and PA must be ${hex(forced!)}-aligned and physically contiguous`,
-        );
-      }
-      const frames = chosen / PAGE;
-      const last = runs.at(-1);
-      if (last !== undefined && last.pageSize === chosen) last.count++;
-      else runs.push({ offset, pageSize: chosen, count: 1 });
-      i += frames;
-    }
-    return runs;
-  }
-
-  /** A huge page needs its directory entry free of tables and entries. */
-  #hugeSlotFree(va: bigint, size: number): boolean {
-    const dirs = this.format.directories;
-    let t: Table | null = this.#root;
-    for (let d = 0; d < dirs.length && t !== null; d++) {
-      const idx = levelIndex(dirs[d], va);
-      if (dirs[d].pageSize === size) {
-        return dirs[d].dual
-          ? t.raw[2 * idx] === 0n && t.raw[2 * idx + 1] === 0n
-          : t.raw[idx] === 0n;
-      }
-      if (dirs[d].dual) return false;
-      t = t.children[idx];
-    }
-    return true; // the path does not exist yet
-  }
-
   /**
    * Where a new mapping's VA may go, best first: for each page size larger
    * than 4 KiB whose aligned block fits inside the first physically
-   * contiguous run, a VA with the same offset modulo that size as the
+   * contiguous extent, a VA with the same offset modulo that size as the
    * physical address (so that block maps as one big page); 4 KiB last.
    */
-  #vaPlacements(pfns: ArrayLike<number>, forced: number | undefined): [bigint, bigint][] {
+  #vaPlacements(extents: ExtentList, forced: number | undefined): [bigint, bigint][] {
     if (forced !== undefined) return [[BigInt(forced), 0n]];
-    let run = 1;
-    while (run < pfns.length && pfns[run] === pfns[0] + run) run++;
-    const pa = pfns[0] * PAGE;
+    const pa = extents.pa(0);
+    const end = pa + extents.size(0);
     const out: [bigint, bigint][] = [];
     for (const s of this.#sizes) {
       if (s === PAGE) continue;
       const aligned = Math.ceil(pa / s) * s;
-      if (aligned + s <= pa + run * PAGE) out.push([BigInt(s), BigInt(pa % s)]);
+      if (aligned + s <= end) out.push([BigInt(s), BigInt(pa % s)]);
     }
     out.push([BigInt(PAGE), 0n]);
     return out;
@@ -616,11 +595,38 @@ export class Vmm {
 
   /**
    * Reserves a VA range and allocates every page table the mapping will need
-   * (in the shadow; nothing is written). Fails with nothing changed.
+   * (in the shadow; nothing is written, no MMIO access). Fails with nothing
+   * changed.
    */
   prepareMap(pfns: ArrayLike<number>, options: MapOptions = {}): PreparedMapping {
     this.#alive();
-    this.#checkPfns(pfns);
+    checkOptions(options, MAP_OPTIONS, "map options");
+    return this.#prepare(ExtentList.fromPfns(pfns, this.#deps.vramSize), options);
+  }
+
+  /**
+   * {@linkcode Vmm.prepareMap} for physical extents (`{ pa, size }`, 4 KiB
+   * aligned, in VA order): O(extents + PTEs), whatever the size.
+   */
+  prepareExtents(extents: readonly Extent[], options: MapOptions = {}): PreparedMapping {
+    this.#alive();
+    checkOptions(options, MAP_OPTIONS, "map options");
+    if (!Array.isArray(extents) || extents.length === 0) {
+      fail("EINVAL", `extents must be a non-empty array of { pa, size }, not ${describe(extents)}`);
+    }
+    const list = new ExtentList(extents.length);
+    for (let i = 0; i < extents.length; i++) {
+      const e = extents[i];
+      if (e === null || typeof e !== "object") {
+        fail("EINVAL", `extents[${i}] = ${describe(e)} is not a { pa, size } object`);
+      }
+      const one = ExtentList.range(e.pa, e.size, this.#deps.vramSize);
+      list.push(one.pa(0), one.size(0));
+    }
+    return this.#prepare(list, options);
+  }
+
+  #prepare(extents: ExtentList, options: MapOptions): PreparedMapping {
     const forced = options.pageSize;
     if (forced !== undefined && !this.#sizes.includes(forced)) {
       fail(
@@ -630,7 +636,7 @@ export class Vmm {
         })`,
       );
     }
-    const size = pfns.length * PAGE;
+    const size = extents.bytes;
     const label = options.label ?? "mapping";
     let range: VaRange;
     if (options.va !== undefined) {
@@ -647,7 +653,7 @@ export class Vmm {
         );
       }
       // Prefer a VA that lets big pages be used; fall back to any 4 KiB-aligned hole.
-      const places = this.#vaPlacements(pfns, forced);
+      const places = this.#vaPlacements(extents, forced);
       let found: VaRange | null = null;
       for (const [align, phase] of places.slice(0, -1)) {
         const start = this.ranges.findFree(BigInt(size), align, 0n, this.vaSize, phase);
@@ -659,26 +665,41 @@ export class Vmm {
       const [align, phase] = places[places.length - 1];
       range = found ?? this.ranges.allocate(BigInt(size), align, label, phase);
     }
-    const newTables: Table[] = [];
-    const pinned: Table[] = [];
+    const newTables: PtTable[] = [];
+    const pinned: PtTable[] = [];
     try {
-      const runs = this.#chooseRuns(range.start, pfns, forced);
-      const seen = new Set<Table>();
-      for (const run of runs) {
-        for (let k = 0; k < run.count; k++) {
-          const va = range.start + BigInt(run.offset + k * run.pageSize);
-          this.#ensurePath(va, run.pageSize, newTables, (t) => {
-            if (seen.has(t)) return;
-            seen.add(t);
-            t.pins++;
-            pinned.push(t);
-          });
-        }
-      }
+      const tree = this.#tree;
+      const [block, offset] = splitVa(range.start);
+      const runs = choosePages(extents, {
+        tree,
+        sizes: this.#sizes,
+        bigPageSize: this.format.bigPt.pageSize,
+        block,
+        offset,
+        forced,
+      });
+      const seen = new Set<PtTable>();
+      const create = (parent: PtTable, idx: number, slot: number, depth: number) => {
+        const a = this.#deps.buddy.alloc(PAGE);
+        const child = tree.newTable(depth, a.start, a);
+        newTables.push(child);
+        tree.link(parent, idx, slot, child);
+        return child;
+      };
+      const onPath = (t: PtTable) => {
+        if (seen.has(t)) return;
+        seen.add(t);
+        t.pins++;
+        pinned.push(t);
+      };
+      const none = () => {};
+      vaRuns(
+        runs,
+        (off, ps, count) => tree.runs(block, offset + off, ps, count, none, create, onPath),
+      );
       const prepared = new PreparedMapping(this, {
         range,
         size,
-        pfns: Array.from(pfns),
         runs,
         writable: options.writable ?? false,
         newTables,
@@ -693,100 +714,29 @@ export class Vmm {
   }
 
   /** Undoes a prepare: unpins, reclaims the tables it created (still unused), releases the VA. */
-  #abandon(range: VaRange, newTables: Table[], pinned: Table[]): void {
+  #abandon(range: VaRange, newTables: PtTable[], pinned: PtTable[]): void {
     for (const t of pinned) t.pins--;
-    const writes: [Table, number][] = [];
-    const freed: Table[] = [];
+    const writes: [PtTable, number][] = [];
+    const freed: PtTable[] = [];
     // Its own new tables, and any table an unmap emptied while this prepare pinned it.
-    this.#reclaim([...newTables, ...pinned].filter((t) => t.live === 0), writes, freed);
+    this.#tree.reclaim([...newTables, ...pinned].filter((t) => t.live === 0), writes, freed);
     this.ranges.release(range);
-    if (writes.length > 0) {
+    if (writes.length > 0 || this.#unsynced.length > 0) {
       // Links in VRAM were cleared (tables an unmap emptied): flush before the pages go back.
-      {
-        using w = this.#deps.pramin.borrow();
-        for (const [t, word] of writes) w.write64(t.addr + word * 8, t.raw[word]);
-      }
-      this.#flush();
+      for (const [t, word] of writes) this.#unsynced.push([t, word, 1]);
+      this.#deferredTables.push(...freed);
+      runAll(this.#flush());
+      return;
     }
     for (const t of freed) t.alloc!.free();
   }
 
-  /** Makes sure the tables above the PTE for (va, pageSize) exist in the shadow; pins them. */
-  #ensurePath(va: bigint, pageSize: number, newTables: Table[], pin: (t: Table) => void): void {
-    const dirs = this.format.directories;
-    let t = this.#root;
-    for (let d = 0; d < dirs.length; d++) {
-      const level = dirs[d];
-      if (level.pageSize === pageSize) return; // the PTE sits in this directory
-      const idx = levelIndex(level, va);
-      const small = pageSize === this.format.smallPt.pageSize;
-      const slot = level.dual ? 2 * idx + (small ? 1 : 0) : idx;
-      let child = t.children[slot];
-      if (child === null) {
-        const depth = level.dual ? (small ? dirs.length : dirs.length + 1) : d + 1;
-        const a = this.#deps.buddy.alloc(PAGE);
-        child = this.#newTable(depth, a.start, a);
-        newTables.push(child);
-        this.#link(t, idx, slot, child);
-      }
-      pin(child);
-      t = child;
-      if (level.dual) return;
-    }
-  }
-
-  /** Points entry idx of `parent` at `child` in the shadow (written at execute). */
-  #link(parent: Table, idx: number, slot: number, child: Table): void {
-    const codec = this.format.codec;
-    const wasLive = parent.level.dual
-      ? parent.raw[2 * idx] !== 0n || parent.raw[2 * idx + 1] !== 0n
-      : parent.raw[idx] !== 0n;
-    if (parent.level.dual) {
-      const big = slot === 2 * idx;
-      const [lo, hi] = codec.vramDualPde(big ? { big: child.addr } : { small: child.addr });
-      parent.raw[slot] = big ? lo : hi;
-    } else {
-      parent.raw[idx] = codec.vramPde(child.addr);
-    }
-    parent.children[slot] = child;
-    child.parentLink = { parent, idx, slot };
-    if (!wasLive) parent.live++;
-  }
-
-  /**
-   * Unlinks tables that are empty, ours and unpinned, bottom-up (a parent
-   * emptied this way goes too). Parent words to rewrite go to `writes`, the
-   * tables to free (after the TLB flush) to `freed`.
-   */
-  #reclaim(candidates: Table[], writes: [Table, number][], freed: Table[]): void {
-    const queue = [...new Set(candidates)];
-    const dead = new Set<Table>();
-    while (queue.length > 0) {
-      const t = queue.shift()!;
-      const link = t.parentLink;
-      if (link === null || t.alloc === null || t.live !== 0 || t.pins !== 0 || dead.has(t)) {
-        continue;
-      }
-      const { parent, idx, slot } = link;
-      parent.children[slot] = null;
-      t.parentLink = null;
-      const word = parent.level.dual ? slot : idx;
-      parent.raw[word] = 0n;
-      if (parent.written) writes.push([parent, word]); // zero in VRAM whatever was there
-      const nowEmpty = !parent.level.dual ||
-        (parent.raw[2 * idx] === 0n && parent.raw[2 * idx + 1] === 0n);
-      if (nowEmpty) {
-        parent.live--;
-        if (parent.live === 0) queue.push(parent);
-      }
-      dead.add(t);
-      freed.push(t);
-    }
-  }
-
   /**
    * Writes the prepared mapping: new tables complete (each entry once), then
-   * the entries of existing tables, then one TLB flush.
+   * the entries of existing tables, then one TLB flush. A write that fails
+   * puts the shadow back, clears what may have reached VRAM and gives the VA
+   * and tables back (the error is rethrown); a flush that fails leaves the
+   * mapping in place (`prepared.mapping`, {@linkcode Vmm.mappings}).
    */
   executeMap(prepared: PreparedMapping): Mapping {
     this.#alive();
@@ -794,61 +744,147 @@ export class Vmm {
     if (prepared.state !== "prepared") {
       fail("EINVAL", `this prepared mapping was already ${prepared.state}`);
     }
+    const tree = this.#tree;
     const codec = this.format.codec;
     // Tables not yet in VRAM on this mapping's paths (including ones another
     // pending prepare created), with their unwritten ancestors.
-    const fresh = new Set<Table>();
-    const addFresh = (t: Table | null) => {
+    const fresh = new Set<PtTable>();
+    const addFresh = (t: PtTable | null) => {
       while (t !== null && !t.written && !fresh.has(t)) {
         fresh.add(t);
         t = t.parentLink?.parent ?? null;
       }
     };
     for (const t of prepared.newTables) addFresh(t);
-    // Set the PTEs in the shadow; remember those in tables already in VRAM.
-    const touched: [Table, number][] = [];
-    for (const run of prepared.runs) {
-      for (let k = 0; k < run.count; k++) {
-        const offset = run.offset + k * run.pageSize;
-        const va = prepared.range.start + BigInt(offset);
-        const pa = prepared.pfns[offset / PAGE] * PAGE;
-        const [t, word] = this.#pteSlot(va, run.pageSize);
-        const wasLive = t.level.dual
-          ? t.raw[word] !== 0n || t.raw[word + 1] !== 0n
-          : t.raw[word] !== 0n;
-        t.raw[word] = codec.vramPte(pa, { writable: prepared.writable });
-        if (!wasLive) t.live++;
-        if (t.written) touched.push([t, word]);
+    // Set the PTEs in the shadow; remember the runs in tables already in VRAM.
+    const saved: Saved[] = [];
+    const touched: [PtTable, number, number][] = [];
+    const runs = prepared.runs;
+    const opts = { writable: prepared.writable };
+    const [block, offset] = splitVa(prepared.range.start);
+    vaRuns(runs, (off, ps, count, first) => {
+      let ri = first;
+      let rk = 0;
+      let base = 0;
+      let step = 0;
+      const start = (r: number) => {
+        const pa = runs.pa(r);
+        base = Number(codec.vramPte(pa, opts));
+        step = runs.count(r) > 1 ? Number(codec.vramPte(pa + ps, opts)) - base : 0;
+      };
+      start(ri);
+      tree.runs(block, offset + off, ps, count, (t, index, n) => {
+        const stride = t.level.dual ? 4 : 2;
+        const raw = t.raw;
+        const from = index * stride;
+        saved.push({ t, from, words: raw.slice(from, from + n * stride), live: t.live });
+        for (let j = 0; j < n; j++) {
+          const at = from + j * stride;
+          if (raw[at] === 0 && raw[at + 1] === 0 && (stride === 2 || entryFree(raw, at))) t.live++;
+          const v = base + rk * step;
+          if (v <= MAX_SAFE) {
+            const lo = v % TWO_32;
+            raw[at] = lo;
+            raw[at + 1] = (v - lo) / TWO_32;
+          } else {
+            const big = codec.vramPte(runs.pa(ri) + rk * ps, opts);
+            raw[at] = Number(big & 0xffffffffn);
+            raw[at + 1] = Number(big >> 32n);
+          }
+          if (++rk === runs.count(ri) && ri + 1 < runs.length) {
+            ri++;
+            rk = 0;
+            start(ri);
+          }
+        }
+        if (t.written) touched.push([t, index, n]);
         else addFresh(t);
-      }
-    }
-    {
+      });
+    });
+    // Deepest first, so every table is complete before the PDE pointing to it.
+    const order = [...fresh].sort((a, b) => b.depth - a.depth);
+    const wrote: PtTable[] = [];
+    let linking = false;
+    try {
       using w = this.#deps.pramin.borrow();
-      // Deepest first, so every table is complete before the PDE pointing to it.
-      const order = [...fresh].sort((a, b) => b.depth - a.depth);
       for (const t of order) {
         this.#writeTable(w, t, fresh);
         t.written = true;
+        wrote.push(t);
       }
+      linking = true;
       for (const t of order) {
         const link = t.parentLink;
         if (link !== null && !fresh.has(link.parent)) {
-          const word = link.parent.level.dual ? link.slot : link.idx;
-          w.write64(link.parent.addr + word * 8, link.parent.raw[word]);
+          this.#writeRange(w, link.parent, link.parent.level.dual ? link.slot : link.idx, 1);
         }
       }
-      for (const [t, word] of touched) w.write64(t.addr + word * 8, t.raw[word]);
+      for (const [t, index, n] of touched) this.#writePtes(w, t, index, n);
+    } catch (e) {
+      this.#rollBack(prepared, saved, wrote, linking ? order : [], touched);
+      throw e;
     }
     // The PTEs are in VRAM: the mapping exists from here on, even if the flush
-    // fails (the caller can still unmap it).
+    // fails (the caller can still unmap it: prepared.mapping, vmm.mappings()).
     for (const t of prepared.pinned) t.pins--;
     prepared.state = "executed";
     this.#pending.delete(prepared);
     const m = new Mapping(this, prepared);
+    prepared.mapping = m;
     this.#mappings.add(m);
     this.#byRange.set(prepared.range, m);
-    this.#flush();
+    runAll(this.#flush());
     return m;
+  }
+
+  /**
+   * A write of executeMap failed: the shadow goes back to what it was, the
+   * words that may have reached VRAM are cleared there (before the next
+   * flush, which comes at once), and the prepare is abandoned (VA and its
+   * tables back).
+   */
+  #rollBack(
+    prepared: PreparedMapping,
+    saved: Saved[],
+    wrote: PtTable[],
+    linked: PtTable[],
+    touched: [PtTable, number, number][],
+  ): void {
+    for (const t of wrote) t.written = false;
+    for (let i = saved.length - 1; i >= 0; i--) {
+      const s = saved[i];
+      s.t.raw.set(s.words, s.from);
+      s.t.live = s.live;
+    }
+    const fresh = new Set(wrote);
+    for (const t of linked) {
+      const link = t.parentLink;
+      if (link !== null && !fresh.has(link.parent) && link.parent.written) {
+        // The link may be in VRAM: the abandon below zeroes it in the shadow, the flush in VRAM.
+        this.#unsynced.push([link.parent, link.parent.level.dual ? link.slot : link.idx, 1]);
+      }
+    }
+    for (const [t, index, n] of touched) {
+      const perEntry = t.level.dual ? 2 : 1;
+      this.#unsynced.push([t, index * perEntry, n * perEntry]);
+    }
+    prepared.state = "cancelled";
+    this.#pending.delete(prepared);
+    try {
+      this.#abandon(prepared.range, prepared.newTables, prepared.pinned);
+    } catch {
+      // PRAMIN or the flush failed again: the words stay unsynced and the
+      // tables deferred until a flush completes; the original error is what matters.
+    }
+  }
+
+  /** Writes PTE entries [index, index + n) of `t` (at PD0 only the low words: 2 MiB PTEs). */
+  #writePtes(w: PraminWindow, t: PtTable, index: number, n: number): void {
+    if (!t.level.dual) {
+      this.#writeRange(w, t, index, n);
+      return;
+    }
+    for (let j = index; j < index + n; j++) this.#writeRange(w, t, dualSlot(j, BIG_HALF), 1);
   }
 
   /**
@@ -856,32 +892,16 @@ export class Vmm {
    * pending prepare's table) goes as zero: that prepare's execute writes the
    * link once the child is complete.
    */
-  #writeTable(w: PraminWindow, t: Table, fresh: Set<Table>): void {
-    const words = t.level.tableBytes / 8;
-    const links = t.children.length > 0;
-    for (let i = 0; i < words; i++) {
-      const child = links ? t.children[i] : null;
-      const ready = child === null || child.written || fresh.has(child);
-      w.write64(t.addr + i * 8, ready ? t.raw[i] : 0n);
+  #writeTable(w: PraminWindow, t: PtTable, fresh: Set<PtTable>): void {
+    let image = t.raw;
+    for (let i = 0; i < t.children.length; i++) {
+      const child = t.children[i];
+      if (child === null || child.written || fresh.has(child)) continue;
+      if (image === t.raw) image = t.raw.slice();
+      image[2 * i] = 0;
+      image[2 * i + 1] = 0;
     }
-  }
-
-  /** The table and word index holding the PTE for (va, pageSize). */
-  #pteSlot(va: bigint, pageSize: number): [Table, number] {
-    const dirs = this.format.directories;
-    let t = this.#root;
-    for (let d = 0; d < dirs.length; d++) {
-      const level = dirs[d];
-      const idx = levelIndex(level, va);
-      if (level.pageSize === pageSize) return [t, level.dual ? 2 * idx : idx];
-      if (level.dual) {
-        const small = pageSize === this.format.smallPt.pageSize;
-        const pt = t.children[2 * idx + (small ? 1 : 0)]!;
-        return [pt, levelIndex(pt.level, va)];
-      }
-      t = t.children[idx]!;
-    }
-    fail("EIO", `no PTE slot for VA ${hex(va)}`);
+    w.writeWords(t.addr, image);
   }
 
   /** Releases a prepared mapping's VA range and tables (before execute). */
@@ -901,17 +921,17 @@ export class Vmm {
     return this.executeMap(this.prepareMap(pfns, options));
   }
 
-  /** Maps [pa, pa + size) of VRAM (4 KiB aligned) as one mapping. */
+  /** Maps physical extents (`{ pa, size }`, in VA order) as one mapping. */
+  mapExtents(extents: readonly Extent[], options: MapOptions = {}): Mapping {
+    return this.executeMap(this.prepareExtents(extents, options));
+  }
+
+  /** Maps [pa, pa + size) of VRAM (4 KiB aligned) as one mapping: O(PTEs), not O(size). */
   mapRange(pa: number, size: number, options: MapOptions = {}): Mapping {
-    if (!Number.isSafeInteger(pa) || pa < 0 || pa % PAGE !== 0) {
-      fail("EINVAL", `physical address ${describe(pa)} is not 4 KiB aligned`);
-    }
-    if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE !== 0) {
-      fail("EINVAL", `size ${describe(size)} is not a positive multiple of 4 KiB`);
-    }
-    const pfns = new Array<number>(size / PAGE);
-    for (let i = 0; i < pfns.length; i++) pfns[i] = pa / PAGE + i;
-    return this.mapPages(pfns, options);
+    this.#alive();
+    checkOptions(options, MAP_OPTIONS, "map options");
+    const extents = ExtentList.range(pa, size, this.#deps.vramSize);
+    return this.executeMap(this.#prepare(extents, options));
   }
 
   /** Invalidates a mapping's PTEs, flushes once, frees its VA and any table left empty. */
@@ -925,38 +945,71 @@ export class Vmm {
     this.#unmapAll([mapping]);
   }
 
-  /** Unmaps live mappings of this Vmm with one TLB flush for all of them. */
+  /**
+   * Unmaps live mappings of this Vmm with one TLB flush for all of them. The
+   * bookkeeping always completes; a failed write leaves the words to be
+   * written before the next flush, a failed flush keeps the freed tables and
+   * the mappings' callbacks until a flush completes.
+   */
   #unmapAll(mappings: Mapping[]): void {
-    const emptied: Table[] = [];
-    const writes: [Table, number][] = [];
+    const tree = this.#tree;
+    const emptied: PtTable[] = [];
+    const writes: [PtTable, number, number][] = [];
     for (const mapping of mappings) {
-      for (const run of mapping.runs) {
-        for (let k = 0; k < run.count; k++) {
-          const va = mapping.va + BigInt(run.offset + k * run.pageSize);
-          const [t, word] = this.#pteSlot(va, run.pageSize);
-          t.raw[word] = 0n;
-          writes.push([t, word]);
-          if (--t.live === 0) emptied.push(t);
+      const [block, offset] = splitVa(mapping.va);
+      vaRuns(mapping.runs, (off, ps, count) => {
+        tree.runs(block, offset + off, ps, count, (t, index, n) => {
+          if (t.level.dual) {
+            for (let j = index; j < index + n; j++) {
+              const word = dualSlot(j, BIG_HALF);
+              setWord(t, word, 0n);
+              writes.push([t, word, 1]);
+            }
+          } else {
+            t.raw.fill(0, 2 * index, 2 * (index + n));
+            writes.push([t, index, n]);
+          }
+          t.live -= n;
+          if (t.live === 0) emptied.push(t);
+        });
+      });
+    }
+    const links: [PtTable, number][] = [];
+    const freed: PtTable[] = [];
+    tree.reclaim(emptied, links, freed);
+    for (const [t, word] of links) writes.push([t, word, 1]);
+    const dead = new Set(freed);
+    let failure: { error: unknown } | null = null;
+    {
+      using w = this.#deps.pramin.borrow();
+      for (let i = 0; i < writes.length; i++) {
+        const [t, word, count] = writes[i];
+        if (dead.has(t)) continue;
+        if (failure !== null) {
+          this.#unsynced.push(writes[i]);
+          continue;
+        }
+        try {
+          this.#writeRange(w, t, word, count);
+        } catch (e) {
+          failure = { error: e };
+          this.#unsynced.push(writes[i]);
         }
       }
     }
-    const freed: Table[] = [];
-    this.#reclaim(emptied, writes, freed);
-    const dead = new Set(freed);
-    {
-      using w = this.#deps.pramin.borrow();
-      for (const [t, word] of writes) if (!dead.has(t)) w.write64(t.addr + word * 8, t.raw[word]);
-    }
-    // The entries are cleared in VRAM: the mappings are gone whatever the flush does.
+    // The mappings are gone from the shadow whatever VRAM got: finish the bookkeeping.
+    const callbacks: (() => void)[] = [];
     for (const mapping of mappings) {
-      mapping.retire();
+      callbacks.push(...(mapping.retire() ?? []));
       this.#mappings.delete(mapping);
       this.#byRange.delete(mapping.range);
       this.ranges.release(mapping.range);
     }
-    this.#flush();
     // Only after a completed flush can no walker reach the tables: then free them.
-    for (const t of freed) t.alloc!.free();
+    this.#deferredTables.push(...freed);
+    this.#deferredCallbacks.push(...callbacks);
+    if (failure !== null) throw failure.error;
+    runAll(this.#flush());
   }
 
   // --- inspection -------------------------------------------------------------
@@ -984,6 +1037,25 @@ export class Vmm {
     };
   }
 
+  /**
+   * What the shadow says maps `va` (no MMIO): the PTE the cursor finds for
+   * each page size, largest first, or null. It agrees with
+   * {@linkcode Vmm.translate} for every VA this Vmm mapped.
+   */
+  lookup(va: bigint | number): { pte: bigint; pageSize: number; level: string } | null {
+    const v = virtualAddress(va, this.format.vaBits);
+    const [block, offset] = splitVa(v);
+    for (const size of this.#sizes) {
+      // Largest first, as the MMU decides: a huge PTE, then the big table, then the small.
+      const leaf = this.#tree.leaf(block, offset, size);
+      if (leaf === null) continue;
+      const t = leaf.table;
+      const pte = wordOf(t, t.level.dual ? dualSlot(leaf.index, BIG_HALF) : leaf.index);
+      if (this.format.codec.pteInfo(pte).valid) return { pte, pageSize: size, level: t.level.name };
+    }
+    return null;
+  }
+
   /** The full walk of a VA (every level visited) through PRAMIN. */
   walk(va: bigint | number): WalkResult {
     using w = this.#deps.pramin.borrow();
@@ -1006,11 +1078,7 @@ export class Vmm {
       });
       // Ownership comes from this Vmm: a table it allocated is not firmware's.
       const ours = new Set<number>();
-      const collect = (t: Table) => {
-        if (t.alloc !== null) ours.add(t.addr);
-        for (const c of t.children) if (c !== null) collect(c);
-      };
-      collect(this.#root);
+      for (const t of this.#tree.tables()) if (t.alloc !== null) ours.add(t.addr);
       return scanned.#dumpTree(
         options.maxPtes ?? 256,
         (t) => !ours.has(t.addr),
@@ -1037,25 +1105,25 @@ export class Vmm {
    */
   #dumpTree(
     maxPtes: number,
-    tableForeign: (t: Table) => boolean,
+    tableForeign: (t: PtTable) => boolean,
     pteForeign: (va: bigint) => boolean,
   ): DumpNode {
     let budget = maxPtes;
     const codec = this.format.codec;
     const dirs = this.format.directories.length;
-    const visit = (t: Table, base: bigint): DumpNode[] => {
+    const visit = (t: PtTable, base: bigint): DumpNode[] => {
       const out: DumpNode[] = [];
       const span = 1n << BigInt(t.level.vaLo);
       for (let i = 0; i < t.level.entries && budget > 0; i++) {
+        if (!entryLive(t, i)) continue;
         const va = base + BigInt(i) * span;
         if (t.level.dual) {
-          const lo = t.raw[2 * i];
-          const hi = t.raw[2 * i + 1];
-          if (lo === 0n && hi === 0n) continue;
+          const lo = wordOf(t, dualSlot(i, BIG_HALF));
+          const hi = wordOf(t, dualSlot(i, SMALL_HALF));
           const d = codec.decodeDualPde([lo, hi]);
           const children: DumpNode[] = [];
-          const big = t.children[2 * i];
-          const small = t.children[2 * i + 1];
+          const big = t.children[dualSlot(i, BIG_HALF)];
+          const small = t.children[dualSlot(i, SMALL_HALF)];
           if (big !== null) children.push(...visit(big, va));
           if (small !== null) children.push(...visit(small, va));
           if (d.isPte) budget--;
@@ -1072,8 +1140,7 @@ export class Vmm {
           });
           continue;
         }
-        const raw = t.raw[i];
-        if (raw === 0n) continue;
+        const raw = wordOf(t, i);
         const child = t.depth < dirs ? t.children[i] : null;
         const isPte = t.depth >= dirs || (raw & 1n) === 1n;
         if (isPte) budget--;
@@ -1095,8 +1162,8 @@ export class Vmm {
       address: this.pdb,
       va: 0n,
       entry: null,
-      children: visit(this.#root, 0n),
-      foreign: tableForeign(this.#root),
+      children: visit(this.#tree.root, 0n),
+      foreign: tableForeign(this.#tree.root),
     };
     const truncated = budget <= 0;
     Object.defineProperty(root, Symbol.for("Deno.customInspect"), {
@@ -1108,16 +1175,14 @@ export class Vmm {
 
   /** Counts of tables in the shadow, by level name (root included). */
   tableCounts(): Record<string, number> {
-    const out: Record<string, number> = {};
-    const visit = (t: Table) => {
-      out[t.level.name] = (out[t.level.name] ?? 0) + 1;
-      for (const c of t.children) if (c !== null) visit(c);
-    };
-    visit(this.#root);
-    return out;
+    return this.#tree.counts();
   }
 
-  /** Cancels pending prepares, unmaps everything this Vmm mapped, frees its root if it allocated it. */
+  /**
+   * Cancels pending prepares, unmaps everything this Vmm mapped, settles
+   * what a failed write or flush left (a flush), frees its root if it
+   * allocated it. After a failure it can be called again.
+   */
   destroy(): void {
     if (this.#destroyed) return;
     if (this.#holds.size > 0) {
@@ -1129,9 +1194,15 @@ export class Vmm {
     }
     for (const p of [...this.#pending]) this.cancelMap(p);
     if (this.#mappings.size > 0) this.#unmapAll([...this.#mappings]);
+    else if (
+      this.#unsynced.length > 0 || this.#deferredTables.length > 0 ||
+      this.#deferredCallbacks.length > 0
+    ) {
+      runAll(this.#flush());
+    }
     this.#destroyed = true;
     this.#rootAllocation?.free();
-    for (const fn of this.#onDestroy.splice(0)) fn();
+    runAll(this.#onDestroy.splice(0));
   }
 
   /** Runs `fn` once this space is destroyed (at once if it already is). */
@@ -1159,8 +1230,13 @@ export class Vmm {
   [Symbol.for("Deno.customInspect")](): string {
     return `Vmm ${this.name} MMU v${this.format.version} PDB ${hex(this.pdb)} VA ${
       hex(this.vaSize)
-    } (${this.#mappings.size} mappings, ${this.ranges.list().length} ranges taken)`;
+    } (${this.#mappings.size} mappings, ${this.ranges.count} ranges taken)`;
   }
+}
+
+/** True when the small half (words at+2, at+3) of a PD0 entry at 32-bit word `at` is zero. */
+function entryFree(raw: Uint32Array, at: number): boolean {
+  return raw[at + 2] === 0 && raw[at + 3] === 0;
 }
 
 /** What {@linkcode Vmm.translate} returns. */

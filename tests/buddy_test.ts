@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { NovaError } from "../hw/errors.ts";
 import { Allocation, type Block, BuddyAllocator, type BuddyStats } from "../mm/buddy.ts";
-import { prng } from "./prng.ts";
+import { prng } from "../testing/prng.ts";
 import { throwsNova } from "./util.ts";
 
 const K = 1024;

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
 import { mmu, v2, v3 } from "../mm/pagetable/mod.ts";
-import { prng } from "./prng.ts";
+import { prng } from "../testing/prng.ts";
 import { throwsNova } from "./util.ts";
 
 type Fields = Record<string, unknown>;

@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { openGpu } from "../mod.ts";
 import { SIM_PROFILES } from "../hw/sim/profiles.ts";
-import { runSelfTests } from "./selftest.ts";
-import { SUITES } from "./selftest_suites.ts";
+import { runSelfTests } from "../selftests/selftest.ts";
+import { SUITES } from "../selftests/selftest_suites.ts";
 import { runDeno } from "./util.ts";
 
 /** Tests a state may skip: those that need firmware's tables, or virtual BAR1 on a console card. */

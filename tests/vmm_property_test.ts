@@ -41,7 +41,7 @@ import {
   openGpu,
   type Vmm,
 } from "../mod.ts";
-import { prng } from "./prng.ts";
+import { prng } from "../testing/prng.ts";
 
 const PAGE = 4096;
 const OPS = 20_000;

@@ -16,7 +16,7 @@ import {
   type WalkResult,
 } from "../mm/pagetable/mod.ts";
 import { PAGE_256G, PAGE_2M, PAGE_4K, PAGE_512M, PAGE_64K } from "../mm/types.ts";
-import { prng } from "./prng.ts";
+import { prng } from "../testing/prng.ts";
 import { throwsNova } from "./util.ts";
 
 const GiB = 2 ** 30;
