@@ -42,7 +42,14 @@ export {
   type TraceHeader,
   TraceWriter,
 } from "./hw/trace.ts";
-export { type Device, type GfwStatus, openDevice, type OpenDeviceOptions } from "./hw/device.ts";
+export {
+  type CardLock,
+  type Device,
+  type GfwStatus,
+  lockCard,
+  openDevice,
+  type OpenDeviceOptions,
+} from "./hw/device.ts";
 export { listGpus, type PciBar, type PciFunction, type SysfsOptions } from "./hw/pci.ts";
 export type { SimBootInfo, SimEvent, SimFlush, SimGpu, SimKnobs } from "./hw/sim/gpu.ts";
 export type { SimFirmwareInfo } from "./hw/sim/firmware.ts";
