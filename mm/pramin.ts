@@ -572,6 +572,17 @@ export class PraminWindow {
     return out;
   }
 
+  /**
+   * Reads `out.length` bytes starting at `addr` into `out` (no allocation:
+   * for repeated reads of large ranges, where a fresh buffer's page faults
+   * would cost more than the copy). Returns `out`.
+   */
+  readInto(addr: number, out: Uint8Array): Uint8Array {
+    if (!(out instanceof Uint8Array)) fail("EINVAL", "readInto takes a Uint8Array");
+    this.#bulk("read", addr, out.length, (v, at, n) => v.transfer(at, out, at - addr, n, false));
+    return out;
+  }
+
   /** Writes `bytes` starting at `addr`, crossing windows as needed. */
   writeBytes(addr: number, bytes: Uint8Array): void {
     if (!(bytes instanceof Uint8Array)) fail("EINVAL", "writeBytes takes a Uint8Array");

@@ -409,8 +409,29 @@ export class SimGpu {
       return width === 1 ? PRI_ERROR & 0xff : PRI_ERROR & 0xffff;
     };
     const lost = () => this.#lost !== null;
+    // The whole range inside the PRAMIN aperture and inside VRAM: one bulk copy is exactly
+    // what the single accesses would do. Anything else goes word by word (registers, edges).
+    const bulkVram = (offset: number, words: number): number => {
+      if (lost() || offset < NV_PRAMIN || offset + words * 4 > NV_PRAMIN + PRAMIN_SIZE) return -1;
+      const addr = this.#praminBase + (offset - NV_PRAMIN);
+      return addr + words * 4 > size ? -1 : addr;
+    };
     return {
       size: BAR0_SIZE,
+      readWords: (offset, out) => {
+        const a = bulkVram(offset, out.length);
+        if (a >= 0) return void vram.readWords(a, out);
+        for (let i = 0; i < out.length; i++) out[i] = this.bar0.read32(offset + i * 4);
+      },
+      writeWords: (offset, words) => {
+        const a = bulkVram(offset, words.length);
+        if (a >= 0) {
+          posted.touchRange(a, words.length * 4);
+          vram.writeWords(a, words);
+          return;
+        }
+        for (let i = 0; i < words.length; i++) this.bar0.write32(offset + i * 4, words[i]);
+      },
       read8: (offset) => {
         if (lost()) return 0xff;
         if (!inPramin(offset)) return narrowRegister(offset, 1, "read");

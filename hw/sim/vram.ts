@@ -102,6 +102,38 @@ export class SparseMemory {
     this.write32(addr + 4, Number((value >> 32n) & 0xffffffffn));
   }
 
+  /**
+   * Reads `out.length` aligned 32-bit words from `addr` (a bulk copy per
+   * chunk; untouched memory reads as zero).
+   */
+  readWords(addr: number, out: Uint32Array): void {
+    let i = 0;
+    while (i < out.length) {
+      const a = addr + i * 4;
+      const inChunk = (a & CHUNK_MASK) >>> 2;
+      const n = Math.min(out.length - i, CHUNK / 4 - inChunk);
+      const c = this.#get(a, false);
+      if (c === undefined) out.fill(0, i, i + n);
+      else out.set(c.u32.subarray(inChunk, inChunk + n), i);
+      i += n;
+    }
+  }
+
+  /** Writes `words` as aligned 32-bit words from `addr` (zeros into untouched memory stay sparse). */
+  writeWords(addr: number, words: Uint32Array): void {
+    let i = 0;
+    while (i < words.length) {
+      const a = addr + i * 4;
+      const inChunk = (a & CHUNK_MASK) >>> 2;
+      const n = Math.min(words.length - i, CHUNK / 4 - inChunk);
+      const part = words.subarray(i, i + n);
+      if (this.#get(a, false) !== undefined || part.some((w) => w !== 0)) {
+        this.#get(a, true)!.u32.set(part, inChunk);
+      }
+      i += n;
+    }
+  }
+
   /** True when the chunk holding `addr` has backing memory. */
   hasChunk(addr: number): boolean {
     return this.#chunks.has(Math.floor(addr / CHUNK));
@@ -146,6 +178,11 @@ export class PostedWrites {
   /** Constructs it over the VRAM it shadows. */
   constructor(vram: SparseMemory) {
     this.#vram = vram;
+  }
+
+  /** Call before CPU writes of [addr, addr + len) reach VRAM (one snapshot per chunk). */
+  touchRange(addr: number, len: number): void {
+    for (let a = addr - (addr % CHUNK); a < addr + len; a += CHUNK) this.touch(a);
   }
 
   /** Call before a CPU write of `addr` reaches VRAM. */
