@@ -23,6 +23,8 @@ export {
   scriptUsage,
 } from "./cli/globals.ts";
 export { Progress } from "./cli/common.ts";
+export { NamedRegister, type RegisterValue } from "./cli/registers.ts";
+export { type Watch, watchHelpers, type WatchOptions } from "./cli/watch.ts";
 export type { Text } from "./cli/repl_format.ts";
 export { fail, hex, NovaError } from "./hw/errors.ts";
 export type { DumpNode } from "./mm/vmm.ts";

@@ -113,6 +113,7 @@ export class Progress {
   #last = 0;
   #t0 = performance.now();
 
+  /** A progress line for `total` units of `label`; drawn only on a terminal unless `enabled` says. */
   constructor(label: string, total: number, options: { enabled?: boolean } = {}) {
     this.#label = label;
     this.#total = total;

@@ -39,11 +39,13 @@ export class Text {
   readonly text: string;
   readonly #color: string | null;
 
+  /** Text to print as is, in an ANSI `color` (e.g. "33") when colors are on. */
   constructor(text: string, color: string | null = null) {
     this.text = text;
     this.#color = color;
   }
 
+  /** How Deno.inspect (and the REPL) prints it. */
   [CUSTOM](_inspect: unknown, options: { colors?: boolean }): string {
     return options?.colors && this.#color !== null
       ? `\x1b[${this.#color}m${this.text}\x1b[39m`
