@@ -74,8 +74,9 @@ function defaultHint(e: NovaError): string | undefined {
 /** Formats an error as one line plus, when known, a hint line. */
 export function formatError(e: unknown): string {
   if (e instanceof NovaError) {
+    // An empty hint means "none": a closed object needs no device advice.
     const hint = e.hint ?? defaultHint(e);
-    return `error: ${e.message}${hint === undefined ? "" : `\nhint: ${hint}`}`;
+    return `error: ${e.message}${hint === undefined || hint === "" ? "" : `\nhint: ${hint}`}`;
   }
   if (e instanceof Error && String((e as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
     // node:util parseArgs: a usage mistake, not a crash.

@@ -15,6 +15,7 @@
  */
 
 import { describe, fail, hex } from "./errors.ts";
+import { checkUint } from "./validate.ts";
 
 /** What a device behind a BAR must do: single aligned accesses, nothing more. */
 export interface MmioBackend {
@@ -157,10 +158,9 @@ export class Mmio {
   }
 
   #check(offset: number, width: Width): void {
-    if (this.#closed) fail("ENODEV", `${this.name} is closed`);
-    if (!Number.isSafeInteger(offset) || offset < 0) {
-      fail("EINVAL", `${this.name} offset ${describe(offset)} is not a non-negative integer`);
-    }
+    if (this.#closed) fail("ENODEV", `${this.name} is closed (its GPU was closed)`, "");
+    // Offsets are numbers, never strings or bigints: "0x1700" must not reach a register.
+    checkUint(offset, `${this.name} offset`);
     if (offset % width !== 0) {
       fail(
         "EINVAL",
@@ -189,8 +189,14 @@ export class Mmio {
     }
     this.#check(offset, width);
     const max = LIMIT[width];
-    if (!Number.isInteger(value) || value > max || value < -(max + 1) / 2) {
-      fail("EINVAL", `value ${describe(value)} does not fit in ${width * 8} bits`);
+    if (typeof value !== "number" || !Number.isInteger(value)) {
+      fail("EINVAL", `value ${describe(value)} is not an integer number (${width * 8}-bit write)`);
+    }
+    if (value > max || value < -(max + 1) / 2) {
+      fail(
+        "EINVAL",
+        `value ${describe(value)} does not fit in ${width * 8} bits (max ${hex(max)})`,
+      );
     }
     return width === 4 ? value >>> 0 : value & max;
   }
@@ -201,7 +207,10 @@ export class Mmio {
 
   /** One 8-bit read. */
   read8(offset: number): number {
-    if (this.#closed || !(offset >= 0 && offset + 1 <= this.size && offset % 1 === 0)) {
+    if (
+      this.#closed ||
+      !(typeof offset === "number" && offset >= 0 && offset + 1 <= this.size && offset % 1 === 0)
+    ) {
       this.#check(offset, 1);
     }
     if (this.#guard !== null) this.#guard(offset, 1, "r");
@@ -214,7 +223,10 @@ export class Mmio {
 
   /** One aligned 16-bit read. */
   read16(offset: number): number {
-    if (this.#closed || !(offset >= 0 && offset + 2 <= this.size && offset % 2 === 0)) {
+    if (
+      this.#closed ||
+      !(typeof offset === "number" && offset >= 0 && offset + 2 <= this.size && offset % 2 === 0)
+    ) {
       this.#check(offset, 2);
     }
     if (this.#guard !== null) this.#guard(offset, 2, "r");
@@ -227,7 +239,10 @@ export class Mmio {
 
   /** One aligned 32-bit read; the result is unsigned. */
   read32(offset: number): number {
-    if (this.#closed || !(offset >= 0 && offset + 4 <= this.size && offset % 4 === 0)) {
+    if (
+      this.#closed ||
+      !(typeof offset === "number" && offset >= 0 && offset + 4 <= this.size && offset % 4 === 0)
+    ) {
       this.#check(offset, 4);
     }
     if (this.#guard !== null) this.#guard(offset, 4, "r");
@@ -240,7 +255,8 @@ export class Mmio {
 
   /** One 8-bit write. */
   write8(offset: number, value: number): void {
-    const v = !this.readOnly && !this.#closed && offset >= 0 && offset + 1 <= this.size &&
+    const v = !this.readOnly && !this.#closed && typeof offset === "number" && offset >= 0 &&
+        offset + 1 <= this.size &&
         offset % 1 === 0 && value >= 0 && value <= 0xff && Number.isInteger(value)
       ? value
       : this.#checkWrite(offset, 1, value);
@@ -253,7 +269,8 @@ export class Mmio {
 
   /** One aligned 16-bit write. */
   write16(offset: number, value: number): void {
-    const v = !this.readOnly && !this.#closed && offset >= 0 && offset + 2 <= this.size &&
+    const v = !this.readOnly && !this.#closed && typeof offset === "number" && offset >= 0 &&
+        offset + 2 <= this.size &&
         offset % 2 === 0 && value >= 0 && value <= 0xffff && Number.isInteger(value)
       ? value
       : this.#checkWrite(offset, 2, value);
@@ -266,7 +283,8 @@ export class Mmio {
 
   /** One aligned 32-bit write; negative int32 values are taken as their unsigned bits. */
   write32(offset: number, value: number): void {
-    const v = !this.readOnly && !this.#closed && offset >= 0 && offset + 4 <= this.size &&
+    const v = !this.readOnly && !this.#closed && typeof offset === "number" && offset >= 0 &&
+        offset + 4 <= this.size &&
         offset % 4 === 0 && value >= 0 && value <= 0xffffffff && Number.isInteger(value)
       ? value
       : this.#checkWrite(offset, 4, value);
@@ -453,13 +471,9 @@ export class Mmio {
   }
 
   #range(offset: number, len: number): void {
-    if (this.#closed) fail("ENODEV", `${this.name} is closed`);
-    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(len) || len < 0) {
-      fail(
-        "EINVAL",
-        `${this.name} range ${describe(offset)} +${describe(len)} must be non-negative integers`,
-      );
-    }
+    if (this.#closed) fail("ENODEV", `${this.name} is closed (its GPU was closed)`, "");
+    checkUint(offset, `${this.name} offset`);
+    checkUint(len, `${this.name} length`);
     if (offset + len > this.size) {
       fail(
         "EINVAL",

@@ -59,6 +59,15 @@ export function checkOptions(
 
 /** A non-negative safe integer (a VRAM address, a size, an offset), or EINVAL naming the limit. */
 export function checkUint(value: unknown, what: string): number {
+  if (typeof value === "bigint") {
+    fail(
+      "EINVAL",
+      `${what} ${describe(value)} is a bigint; this takes a number (${describe(Number(value))})`,
+    );
+  }
+  if (typeof value === "string") {
+    fail("EINVAL", `${what} ${describe(value)} is a string; this takes a number`);
+  }
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
     fail("EINVAL", `${what} ${describe(value)} is not a non-negative integer`);
   }
