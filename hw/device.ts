@@ -138,10 +138,12 @@ export function readVramSize(bar0: Mmio, chip: ChipInfo): number {
     name = "NV_USABLE_FB_SIZE_IN_MB";
     size = readRegister(bar0, NV_USABLE_FB_SIZE_IN_MB, name) * 2 ** 20;
   }
-  if (size === 0 || size > 2 ** 40) {
+  // The smallest boards novamm's chips come with have gigabytes; 64 MiB is a floor no real
+  // card is below, so a tiny value is a register that was not filled in.
+  if (size < 64 * 2 ** 20 || size > 2 ** 40) {
     fail(
       "EIO",
-      `${name} reports ${hex(size)} bytes of VRAM (limit 0x10000000000)`,
+      `${name} reports ${hex(size)} bytes of VRAM (expected 0x4000000..0x10000000000)`,
       "VBIOS devinit has not reported the VRAM size: did GFW boot complete? (regs() shows it)",
     );
   }
@@ -151,6 +153,9 @@ export function readVramSize(bar0: Mmio, chip: ChipInfo): number {
 function identify(bar0: Mmio): ChipInfo {
   return decodeChip(bar0.read32(NV_PMC_BOOT_0), bar0.read32(NV_PMC_BOOT_42));
 }
+
+/** NVIDIA's BAR0 register aperture: 16 MiB (facts §11). */
+const BAR0_BYTES = 16 * 2 ** 20;
 
 const SIM_SPEC = /^sim(?::([a-z0-9]+))?(?::([a-z]+))?$/;
 
@@ -365,6 +370,15 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
   }
   const open = (): [MmioBackend, MmioBackend] => {
     const bar0 = openBar(fn, 0, { readOnly, force });
+    if (bar0.size < BAR0_BYTES) {
+      // The registers novamm uses reach 0xB830B0: a shorter BAR0 would fault past its end.
+      bar0.close();
+      fail(
+        "ENODEV",
+        `BAR0 of ${fn.bdf} maps ${hex(bar0.size)} bytes; NVIDIA's BAR0 is ${hex(BAR0_BYTES)}`,
+        `check ${fn.path}/resource0 and the BAR0 line of ${fn.path}/resource`,
+      );
+    }
     try {
       return [bar0, openBar(fn, 1, { readOnly, force, writeCombining: true })];
     } catch (e) {

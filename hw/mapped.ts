@@ -268,6 +268,10 @@ export function openBar(
   }
   const path = `${fn.path}/resource${barIndex}`;
   const onDisk = fileSize(path, name);
+  if (onDisk === 0 && Deno.statSync(path).isFile) {
+    // A regular empty file (a broken or fake sysfs entry): mapping it would SIGBUS on access.
+    fail("ENODEV", `${name}: ${path} is empty (0 bytes); nothing to map`);
+  }
   let bytes = Math.min(length ?? bar.size, bar.size);
   if (onDisk > 0) bytes = Math.min(bytes, onDisk);
   const fd = openFile(path, { readOnly });

@@ -515,6 +515,7 @@ export class Allocation {
    * release function has run.
    */
   pin(what: string): () => void {
+    if (!this.live) fail("EINVAL", `${String(this)} has been freed: nothing to pin`);
     this.#users.push(what);
     let done = false;
     return () => {

@@ -22,6 +22,8 @@ import { u64 } from "./types.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import {
   getField,
+  isGpuGone,
+  isPriError,
   NV_PRAMIN,
   PRAMIN_BASE_SHIFT,
   PRAMIN_SIZE,
@@ -301,6 +303,16 @@ export class Pramin {
       );
     }
     const saved = this.bar0.read32(this.register.offset);
+    if (isPriError(saved) || isGpuGone(saved)) {
+      // Saving it would mean writing it back on close: a PRI error value aims the window
+      // somewhere nobody chose (TARGET bits set: system memory).
+      fail(
+        "EIO",
+        `${this.register.name} (${hex(this.register.offset)}) read ${hex(saved, 8)} (${
+          isGpuGone(saved) ? "all ones: the GPU is gone" : "a PRI error"
+        }): refusing to open a window that would write it back`,
+      );
+    }
     this.#remember(saved);
     const w = new PraminWindow(this, saved, (raw) => this.#release(w, raw));
     this.#active = w;
@@ -322,6 +334,9 @@ export class Pramin {
   /** Points the aperture at `base` (64 KiB aligned) and returns the view; writes only if it moves. */
   view(base: number): PraminView {
     const v = new PraminView(this.bar0, base);
+    if (base >= this.vramSize) {
+      fail("EINVAL", `PRAMIN base ${hex(base)} is past the end of VRAM (${hex(this.vramSize)})`);
+    }
     if (base >= this.reach) {
       fail(
         "EINVAL",

@@ -887,7 +887,7 @@ function nearProfile(name: string): string | undefined {
  */
 export function createSimGpu(options: SimGpuOptions = {}): SimGpu {
   const name = options.profile ?? DEFAULT_SIM_PROFILE;
-  const profile = SIM_PROFILES[name];
+  const profile = Object.hasOwn(SIM_PROFILES, name) ? SIM_PROFILES[name] : undefined; // not "constructor"
   if (profile === undefined) {
     fail(
       "ENODEV",
