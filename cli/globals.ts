@@ -9,6 +9,7 @@
 
 import { readRegisters } from "../hw/reg_dump.ts";
 import { fail, formatSize, hex } from "../hw/errors.ts";
+import { u64 } from "../mm/types.ts";
 import type { BarUser } from "../mm/bar_user.ts";
 import { type Gpu, openGpu } from "../mm/gpu.ts";
 import type { GpuMm } from "../mm/gpu_mm.ts";
@@ -228,8 +229,10 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
 
   const pde = (raw: bigint | number | readonly [bigint | number, bigint | number]) =>
     Array.isArray(raw)
-      ? codec.decodeDualPde([BigInt(raw[0]), BigInt(raw[1])])
-      : codec.decodePde(BigInt(raw as bigint | number));
+      ? (raw.length === 2
+        ? codec.decodeDualPde([u64(raw[0], "dual PDE low word"), u64(raw[1], "dual PDE high word")])
+        : fail("EINVAL", `a dual PDE is [low, high], not an array of ${raw.length}`))
+      : codec.decodePde(u64(raw as bigint | number, "PDE"));
 
   const walk = (va: bigint | number, pdb?: number): WalkResult =>
     gpu.walk(va, pdb === undefined ? {} : { pdb });
@@ -321,7 +324,7 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   add("GiB", 2 ** 30, "2^30", "mm.createVmm({ vaSize: 64 * GiB })");
   add(
     "pte",
-    (raw: bigint | number) => codec.decodePte(BigInt(raw)),
+    (raw: bigint | number) => codec.decodePte(u64(raw, "PTE")),
     `decode an MMU ${v} PTE`,
     "pte(0x1234501n)",
   );

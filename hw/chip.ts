@@ -9,7 +9,8 @@
  */
 
 import { BOOT_0, BOOT_42, getField } from "./regs.ts";
-import { fail, hex } from "./errors.ts";
+import { describe, fail, hex } from "./errors.ts";
+import { checkUint } from "./validate.ts";
 
 /** GPU architectures novamm knows. */
 export type Architecture = "Turing" | "Ampere" | "Ada" | "Hopper" | "Blackwell";
@@ -78,6 +79,11 @@ export const CHIPS: Readonly<Record<number, string>> = {
  * ```
  */
 export function decodeChip(boot0: number, boot42: number): ChipInfo {
+  for (const [v, what] of [[boot0, "BOOT_0"], [boot42, "BOOT_42"]] as const) {
+    if (checkUint(v, what) > 0xffffffff) {
+      fail("EINVAL", `${what} ${describe(v)} is not a 32-bit value`);
+    }
+  }
   const raw = `BOOT_0=${hex(boot0 >>> 0, 8)} BOOT_42=${hex(boot42 >>> 0, 8)}`;
   if ((boot0 >>> 0) === 0xffffffff || (boot42 >>> 0) === 0xffffffff) {
     fail("ENODEV", `the GPU does not answer (${raw}): it fell off the bus or is in reset`);

@@ -59,6 +59,12 @@ export function fail(code: ErrorCode, message: string, hint?: string): never {
 
 /** Formats a number or bigint as 0x-prefixed hex (for messages and REPL output). */
 export function hex(value: number | bigint, pad = 0): string {
+  if (typeof value !== "bigint" && (typeof value !== "number" || !Number.isInteger(value))) {
+    fail("EINVAL", `hex takes an integer number or a bigint, not ${describe(value)}`);
+  }
+  if (typeof pad !== "number" || !Number.isInteger(pad) || pad < 0 || pad > 64) {
+    fail("EINVAL", `hex padding ${describe(pad)} is not an integer in 0..64`);
+  }
   const neg = value < 0;
   const digits = (neg ? -BigInt(value) : BigInt(value)).toString(16).padStart(pad, "0");
   return `${neg ? "-" : ""}0x${digits}`;
@@ -91,5 +97,11 @@ export function describe(value: unknown): string {
     return Number.isSafeInteger(value) && value >= 0 ? hex(value) : String(value);
   }
   if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "function") return "a function";
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}`;
+  if (value !== null && typeof value === "object") {
+    return `an object { ${Object.keys(value).slice(0, 4).join(", ")} }`;
+  }
   return String(value);
 }

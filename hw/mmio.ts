@@ -15,7 +15,7 @@
  */
 
 import { describe, fail, hex } from "./errors.ts";
-import { checkUint } from "./validate.ts";
+import { checkBytes, checkUint } from "./validate.ts";
 
 /** What a device behind a BAR must do: single aligned accesses, nothing more. */
 export interface MmioBackend {
@@ -257,7 +257,8 @@ export class Mmio {
   write8(offset: number, value: number): void {
     const v = !this.readOnly && !this.#closed && typeof offset === "number" && offset >= 0 &&
         offset + 1 <= this.size &&
-        offset % 1 === 0 && value >= 0 && value <= 0xff && Number.isInteger(value)
+        offset % 1 === 0 && typeof value === "number" && value >= 0 &&
+        value <= 0xff && Number.isInteger(value)
       ? value
       : this.#checkWrite(offset, 1, value);
     if (this.#guard !== null) this.#guard(offset, 1, "w");
@@ -271,7 +272,8 @@ export class Mmio {
   write16(offset: number, value: number): void {
     const v = !this.readOnly && !this.#closed && typeof offset === "number" && offset >= 0 &&
         offset + 2 <= this.size &&
-        offset % 2 === 0 && value >= 0 && value <= 0xffff && Number.isInteger(value)
+        offset % 2 === 0 && typeof value === "number" && value >= 0 &&
+        value <= 0xffff && Number.isInteger(value)
       ? value
       : this.#checkWrite(offset, 2, value);
     if (this.#guard !== null) this.#guard(offset, 2, "w");
@@ -285,7 +287,8 @@ export class Mmio {
   write32(offset: number, value: number): void {
     const v = !this.readOnly && !this.#closed && typeof offset === "number" && offset >= 0 &&
         offset + 4 <= this.size &&
-        offset % 4 === 0 && value >= 0 && value <= 0xffffffff && Number.isInteger(value)
+        offset % 4 === 0 && typeof value === "number" && value >= 0 &&
+        value <= 0xffffffff && Number.isInteger(value)
       ? value
       : this.#checkWrite(offset, 4, value);
     if (this.#guard !== null) this.#guard(offset, 4, "w");
@@ -334,6 +337,7 @@ export class Mmio {
 
   /** Writes `bytes` at `offset`, the same way {@linkcode Mmio.readBytes} reads. */
   writeBytes(offset: number, bytes: Uint8Array): void {
+    checkBytes(bytes, `${this.name} writeBytes bytes`);
     const len = bytes.length;
     if (this.readOnly) this.#checkWrite(offset, 1, 0);
     this.#range(offset, len);
@@ -369,7 +373,9 @@ export class Mmio {
    * word either way.
    */
   readWords(offset: number, out: Uint32Array): Uint32Array {
-    if (!(out instanceof Uint32Array)) fail("EINVAL", `${this.name} readWords takes a Uint32Array`);
+    if (!(out instanceof Uint32Array)) {
+      fail("EINVAL", `${this.name} readWords takes a Uint32Array, not ${describe(out)}`);
+    }
     const len = out.length * 4;
     this.#range(offset, len);
     this.#wordAligned(offset);
@@ -417,7 +423,7 @@ export class Mmio {
    */
   writeWords(offset: number, words: Uint32Array): void {
     if (!(words instanceof Uint32Array)) {
-      fail("EINVAL", `${this.name} writeWords takes a Uint32Array`);
+      fail("EINVAL", `${this.name} writeWords takes a Uint32Array, not ${describe(words)}`);
     }
     const len = words.length * 4;
     if (this.readOnly) this.#checkWrite(offset, 4, words[0] ?? 0);
@@ -494,6 +500,9 @@ export class Mmio {
    * reaches the backend. One guard per aperture: its owner (BAR1) replaces it.
    */
   setGuard(guard: MmioGuard | null): void {
+    if (guard !== null && typeof guard !== "function") {
+      fail("EINVAL", `an Mmio guard is a function or null, not ${describe(guard)}`);
+    }
     this.#guard = guard;
   }
 
@@ -504,6 +513,8 @@ export class Mmio {
    * registers, also when a REPL user pokes them.
    */
   watch(offset: number, fn: (value: number) => void): void {
+    checkUint(offset, `${this.name} watch offset`);
+    if (typeof fn !== "function") fail("EINVAL", `a watcher is a function, not ${describe(fn)}`);
     const fns = this.#watchers.get(offset);
     if (fns === undefined) this.#watchers.set(offset, [fn]);
     else fns.push(fn);

@@ -13,6 +13,7 @@
 
 import { fail, hex, NovaError } from "./errors.ts";
 import { isPermissionError } from "./libc.ts";
+import { checkOptions } from "./validate.ts";
 
 /** Where Linux lists PCI functions. */
 export const DEFAULT_SYSFS_ROOT = "/sys/bus/pci/devices";
@@ -302,6 +303,7 @@ function listBdfs(root: string): string[] | null {
  * ```
  */
 export function listGpus(options: SysfsOptions = {}): PciFunction[] {
+  checkOptions(options, { sysfsRoot: "string" }, "listGpus options");
   const root = (options.sysfsRoot ?? defaultRoot()).replace(/\/+$/, "");
   const names = listBdfs(root) ?? [];
   const gpus: PciFunction[] = [];

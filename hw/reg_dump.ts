@@ -7,7 +7,8 @@
  */
 
 import type { Architecture } from "./chip.ts";
-import { hex } from "./errors.ts";
+import { describe, fail, hex } from "./errors.ts";
+import { checkMmio, checkUint } from "./validate.ts";
 import type { Mmio } from "./mmio.ts";
 import {
   ADDR_VAL_4K,
@@ -75,6 +76,15 @@ const TYPICAL_CHIP: Record<Architecture, number> = {
  * VRAM size and GB20x's boot status live elsewhere), in BAR0 order.
  */
 export function knownRegisters(architecture: Architecture, chipId?: number): KnownRegister[] {
+  if (!Object.hasOwn(TYPICAL_CHIP, architecture as string)) {
+    fail(
+      "EINVAL",
+      `architecture ${describe(architecture)} is not one of ${
+        Object.keys(TYPICAL_CHIP).join(", ")
+      }`,
+    );
+  }
+  if (chipId !== undefined) checkUint(chipId, "chip id");
   const chip = chipId ?? TYPICAL_CHIP[architecture];
   const win = windowRegister(architecture);
   const hopperOn = architecture === "Hopper" || architecture === "Blackwell";
@@ -214,6 +224,7 @@ export function readRegisters(
   architecture: Architecture,
   chipId?: number,
 ): RegisterReading[] {
+  checkMmio(bar0, "readRegisters bar0");
   const out = knownRegisters(architecture, chipId).map((r) => {
     const value = bar0.read32(r.offset);
     const decoded = isPriError(value) ? null : Object.fromEntries(

@@ -35,7 +35,8 @@
  * @module
  */
 
-import { fail, hex } from "./errors.ts";
+import { describe, fail, hex } from "./errors.ts";
+import { checkObject, checkOptions } from "./validate.ts";
 import { type MmioAccess, type MmioBackend, type MmioTracer, type Width } from "./mmio.ts";
 
 /** The first-line magic, followed by the version. */
@@ -107,6 +108,10 @@ const ACCESS_RE = /^([rw]) (bar[01]) ([124]) 0x([0-9a-fA-F]{1,16}) 0x([0-9a-fA-F
  * ```
  */
 export function parseTrace(text: string, options: { path?: string } = {}): Trace {
+  if (typeof text !== "string") {
+    fail("EINVAL", `parseTrace takes the trace text, not ${describe(text)}`);
+  }
+  checkOptions(options, { path: "string" }, "parseTrace options");
   const where = options.path ?? "trace";
   const lines = text.split("\n");
   const first = lines[0]?.trimEnd() ?? "";
@@ -281,6 +286,11 @@ export function replayTrace(
   trace: Trace,
   bars: { readonly bar0?: MmioBackend; readonly bar1?: MmioBackend },
 ): ReplayResult {
+  const t = checkObject(trace, "replayTrace trace");
+  if (!Array.isArray(t.entries)) {
+    fail("EINVAL", `replayTrace takes a parsed trace (parseTrace), not ${describe(trace)}`);
+  }
+  checkOptions(bars, { bar0: "object", bar1: "object" }, "replayTrace bars");
   const byName = bars as Readonly<Record<string, MmioBackend | undefined>>;
   // Validate every line against the apertures first, so a bad file fails before any access.
   for (const e of trace.entries) {

@@ -34,6 +34,7 @@ export function checkOptions(
   known: Readonly<Record<string, OptionKind>>,
   what: string,
 ): void {
+  what = String(what);
   if (options === undefined) return;
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
     fail("EINVAL", `${what} must be an object, not ${describe(options)}`);
@@ -113,4 +114,42 @@ export function didYouMean(word: string, candidates: Iterable<string>): string |
     }
   }
   return bestD <= Math.max(1, Math.floor(word.length / 3)) ? best : null;
+}
+
+/** A non-null object (an options bag or a record argument), or EINVAL. */
+export function checkObject(value: unknown, what: string): Record<string, unknown> {
+  if (value === null || typeof value !== "object") {
+    fail("EINVAL", `${what} must be an object, not ${describe(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** A Uint8Array (bytes to write), or EINVAL naming what it got. */
+export function checkBytes(value: unknown, what: string): Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    const kind = ArrayBuffer.isView(value) ? value.constructor.name : describe(value);
+    fail("EINVAL", `${what} must be a Uint8Array, not ${kind}`);
+  }
+  return value;
+}
+
+/** Something with the `Mmio` accessors (an aperture such as `gpu.bar0`), or EINVAL. */
+export function checkMmio(value: unknown, what: string): void {
+  const v = value as { read32?: unknown; write32?: unknown } | null;
+  if (v === null || typeof v !== "object" || typeof v.read32 !== "function") {
+    fail("EINVAL", `${what} must be an Mmio aperture (gpu.bar0), not ${describe(value)}`);
+  }
+}
+
+/**
+ * A GPU virtual address or size: a bigint, or a safe non-negative integer
+ * number; returned as a bigint. EINVAL names the value and the limit.
+ */
+export function checkVa(value: unknown, what: string): bigint {
+  if (typeof value === "bigint") {
+    if (value < 0n) fail("EINVAL", `${what} ${describe(value)} is negative`);
+    if (value >= 1n << 64n) fail("EINVAL", `${what} ${describe(value)} does not fit in 64 bits`);
+    return value;
+  }
+  return BigInt(checkUint(value, what));
 }

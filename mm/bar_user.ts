@@ -61,7 +61,15 @@ import {
   RAMIN_SUBCONTEXTS,
   setField,
 } from "../hw/regs.ts";
-import { checkOptions } from "../hw/validate.ts";
+import { checkMmio, checkObject, checkOptions, checkUint } from "../hw/validate.ts";
+
+function checkMmuVersion(options: unknown): void {
+  const o = checkObject(options, "options");
+  checkOptions(o, { mmuVersion: "number" }, "options");
+  if (o.mmuVersion !== 2 && o.mmuVersion !== 3) {
+    fail("EINVAL", `mmuVersion ${describe(o.mmuVersion)} is not 2 or 3`);
+  }
+}
 import { Allocation } from "./buddy.ts";
 import type { GpuMm } from "./gpu_mm.ts";
 import type { Pramin } from "./pramin.ts";
@@ -107,6 +115,8 @@ function readOptional(bar0: Mmio, offset: number): number | null {
  * both are virtual); from Hopper on LOW/HIGH.
  */
 export function readBar1Bind(bar0: Mmio, options: { mmuVersion: 2 | 3 }): Bar1BindState {
+  checkMmio(bar0, "readBar1Bind bar0");
+  checkMmuVersion(options);
   if (options.mmuVersion === 2) {
     const vf = readOptional(bar0, NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK);
     const legacy = readOptional(bar0, NV_PBUS_BAR1_BLOCK);
@@ -213,6 +223,17 @@ export function restoreBar1Bind(
   found: Bar1BindState,
   options: { mmuVersion: 2 | 3 },
 ): void {
+  checkMmio(bar0, "restoreBar1Bind bar0");
+  const f = checkObject(found, "restoreBar1Bind found");
+  if (!Array.isArray(f.registers) || typeof f.via !== "string") {
+    fail("EINVAL", `restoreBar1Bind takes what readBar1Bind returned, not ${describe(found)}`);
+  }
+  for (const r of f.registers as unknown[]) {
+    const reg = checkObject(r, "a bind register");
+    checkUint(reg.offset, "bind register offset");
+    checkUint(reg.value, "bind register value");
+  }
+  checkMmuVersion(options);
   const poll = (offset: number, name: string) =>
     pollRegister(
       bar0,
@@ -457,7 +478,9 @@ export class BarUser {
     });
     const found = options.found;
     if (found.instanceBlock !== null) {
-      const b = readInstanceBlock(options.pramin, found.instanceBlock, options);
+      const b = readInstanceBlock(options.pramin, found.instanceBlock, {
+        mmuVersion: options.mmuVersion,
+      });
       if (b === null) {
         this.#bound = { vmm: null, instanceBlock: found.instanceBlock, pdb: null };
       } else {
@@ -570,7 +593,7 @@ export class BarUser {
   #foreignWrite(): void {
     if (this.#writing) return;
     this.#hit = null;
-    const s = readBar1Bind(this.#o.bar0, this.#o);
+    const s = readBar1Bind(this.#o.bar0, { mmuVersion: this.#o.mmuVersion });
     this.#release?.();
     this.#release = null;
     if (s.instanceBlock === null) {
@@ -806,7 +829,7 @@ export class BarUser {
     if (this.#o.readOnly || !this.#changed) return;
     this.#writing = true;
     try {
-      restoreBar1Bind(this.#o.bar0, this.#o.found, this.#o);
+      restoreBar1Bind(this.#o.bar0, this.#o.found, { mmuVersion: this.#o.mmuVersion });
     } finally {
       this.#writing = false;
     }
@@ -925,6 +948,11 @@ function toPieces(target: BarTarget): { extents: Extent[] } | { pfns: number[] }
   if ("start" in target && "size" in target) {
     const r = target as { start: number; size: number };
     return { extents: [check(r.start, r.size)] };
+  }
+  const n = (target as ArrayLike<number>).length;
+  // Bounded before anything is copied: BAR1 cannot hold more pages than 2^53 bytes anyway.
+  if (!Number.isSafeInteger(n) || n < 0 || n > 2 ** 28) {
+    fail("EINVAL", `map target ${describe(target)} is not an array of at most 2^28 frame numbers`);
   }
   return { pfns: Array.from(target as ArrayLike<number>) };
 }

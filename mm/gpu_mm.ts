@@ -11,7 +11,7 @@ import type { MmuFormat } from "./pagetable/format.ts";
 import type { Pramin } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
 import { Vmm } from "./vmm.ts";
-import { checkOptions } from "../hw/validate.ts";
+import { checkObject, checkOptions } from "../hw/validate.ts";
 
 function vaSizeKind(value: unknown, key: string): void {
   if (typeof value !== "bigint" && typeof value !== "number") {
@@ -110,6 +110,7 @@ export class GpuMm {
    * entries already there are scanned and their VA marked taken.
    */
   openVmm(options: { pdb: number; vaSize: bigint | number; name?: string; bar?: boolean }): Vmm {
+    checkObject(options, "openVmm options");
     checkOptions(
       options,
       { pdb: "number", vaSize: vaSizeKind, name: "string", bar: "boolean" },

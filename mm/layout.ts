@@ -19,7 +19,8 @@
  * @module
  */
 
-import { hex } from "../hw/errors.ts";
+import { describe, fail, hex } from "../hw/errors.ts";
+import { checkMmio, checkObject, checkOptions, checkUint } from "../hw/validate.ts";
 import type { ChipInfo } from "../hw/chip.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import {
@@ -82,6 +83,19 @@ function read(bar0: Mmio, offset: number): number | null {
  * ```
  */
 export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOptions): VramRegion[] {
+  checkMmio(bar0, "readVramLayout bar0");
+  checkObject(chip, "readVramLayout chip");
+  checkObject(options, "readVramLayout options");
+  checkOptions(
+    options,
+    {
+      vramSize: "number",
+      bootVga: "boolean",
+      boundInstanceBlock: (v, k) => v === null || checkUint(v, k),
+    },
+    "readVramLayout options",
+  );
+  checkUint(options.vramSize, "VRAM size");
   const size = options.vramSize;
   const regions: VramRegion[] = [
     { name: "vga-memory", start: 0, end: 256 * KiB, source: "first 256 KiB (nouveau ramgp102)" },
@@ -173,6 +187,15 @@ export function usableFrom(
   regions: readonly VramRegion[],
   vramSize: number,
 ): { start: number; end: number } {
+  if (!Array.isArray(regions)) {
+    fail("EINVAL", `usableFrom takes an array of regions, not ${describe(regions)}`);
+  }
+  for (const r of regions) {
+    checkObject(r, "a VRAM region");
+    checkUint(r.start, "region start");
+    checkUint(r.end, "region end");
+  }
+  checkUint(vramSize, "VRAM size");
   const sorted = [...regions].sort((a, b) => a.start - b.start);
   let best = { start: 0, end: 0 };
   let cursor = 0;

@@ -510,6 +510,13 @@ export class PraminWindow {
     if (!Number.isSafeInteger(len) || len < 0) {
       fail("EINVAL", `${what} length ${describe(len)} is not a non-negative integer`);
     }
+    // Before anything is allocated for it: no read or write can be longer than VRAM.
+    if (len > this.#pramin.vramSize) {
+      fail(
+        "EINVAL",
+        `${what} length ${hex(len)} is more than all of VRAM (${hex(this.#pramin.vramSize)})`,
+      );
+    }
   }
 
   /** 8-bit read. */

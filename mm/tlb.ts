@@ -31,7 +31,7 @@ import {
   setField,
   UFLUSH_FB_FLUSH,
 } from "../hw/regs.ts";
-import { checkOptions } from "../hw/validate.ts";
+import { checkMmio, checkOptions } from "../hw/validate.ts";
 
 /** Options for {@linkcode Tlb}. */
 export interface TlbOptions {
@@ -66,6 +66,7 @@ export interface FlushResult {
  * ```
  */
 export function fbFlush(bar0: Mmio, options: { timeoutMs?: number } = {}): number {
+  checkMmio(bar0, "fbFlush bar0");
   checkOptions(options, { timeoutMs: "number" }, "fbFlush options");
   const timeoutMs = checkTimeout(options.timeoutMs ?? 2000, "FB flush timeout");
   bar0.write32(NV_UFLUSH_FB_FLUSH, setField(0, UFLUSH_FB_FLUSH.FLUSH, 1));

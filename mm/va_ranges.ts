@@ -13,7 +13,8 @@
  * @module
  */
 
-import { fail, hex } from "../hw/errors.ts";
+import { describe, fail, hex } from "../hw/errors.ts";
+import { checkVa } from "../hw/validate.ts";
 
 /** One taken VA range [start, end). */
 export interface VaRange {
@@ -176,12 +177,18 @@ export class VaRanges {
 
   /** The taken range containing `va`, if any (O(log n)). */
   find(va: bigint): VaRange | undefined {
+    va = checkVa(va, "VA");
     const f = this.#floor(va);
     return f !== null && f.r.end > va ? f.r : undefined;
   }
 
   /** Checks [start, start + size) is free and inside the space; throws otherwise. */
   check(start: bigint, size: bigint, owner: string): void {
+    start = checkVa(start, "VA range start");
+    size = checkVa(size, "VA range size");
+    if (typeof owner !== "string") {
+      fail("EINVAL", `VA range owner ${describe(owner)} is not a string`);
+    }
     const want = { start, end: start + size, owner };
     if (size <= 0n) fail("EINVAL", `VA range size ${hex(size)} must be positive`);
     if (start < 0n || want.end > this.size) {
@@ -200,6 +207,8 @@ export class VaRanges {
   /** Claims a fixed range (EBUSY on overlap, naming both). */
   claim(start: bigint, size: bigint, owner: string): VaRange {
     this.check(start, size, owner);
+    start = BigInt(start);
+    size = BigInt(size);
     const r: VaRange = Object.freeze({ start, end: start + size, owner });
     const [a, b] = split(this.#root, start);
     const prev = maxNode(a);
@@ -223,6 +232,15 @@ export class VaRanges {
    * `phase` modulo `align` (0: aligned); null if none.
    */
   findFree(size: bigint, align: bigint, lo = 0n, hi = this.size, phase = 0n): bigint | null {
+    size = checkVa(size, "VA size");
+    align = checkVa(align, "VA alignment");
+    lo = checkVa(lo, "VA lower bound");
+    hi = checkVa(hi, "VA upper bound");
+    phase = checkVa(phase, "VA phase");
+    if (size === 0n) fail("EINVAL", "VA range size 0x0 must be positive");
+    if (align === 0n || (align & (align - 1n)) !== 0n) {
+      fail("EINVAL", `VA alignment ${hex(align)} is not a power of two`);
+    }
     const up = (x: bigint) => x + ((phase - (x % align)) % align + align) % align;
     const fits = (gapLo: bigint, gapHi: bigint): bigint | null => {
       const cursor = up(gapLo > lo ? gapLo : lo);
@@ -251,6 +269,9 @@ export class VaRanges {
    * naming the size when none fits).
    */
   allocate(size: bigint, align: bigint, owner: string, phase = 0n): VaRange {
+    if (typeof owner !== "string") {
+      fail("EINVAL", `VA range owner ${describe(owner)} is not a string`);
+    }
     const start = this.findFree(size, align, 0n, this.size, phase);
     if (start === null) {
       const free = this.size - this.list().reduce((n, r) => n + (r.end - r.start), 0n);
@@ -266,6 +287,9 @@ export class VaRanges {
 
   /** Releases a range returned by claim/allocate. */
   release(range: VaRange): void {
+    if (range === null || typeof range !== "object" || typeof range.start !== "bigint") {
+      fail("EINVAL", `${describe(range)} is not a VA range of this address space`);
+    }
     const f = this.#floor(range.start);
     if (f === null || f.r !== range) fail("EINVAL", `${show(range)} is not a live range here`);
     const [a, b] = split(this.#root, range.start);

@@ -462,6 +462,9 @@ export class Vmm {
    * binding) uses its tables; call the returned function to let go.
    */
   hold(reason: string): () => void {
+    if (typeof reason !== "string") {
+      fail("EINVAL", `hold reason ${describe(reason)} is not a string`);
+    }
     const id = ++this.#holdId;
     this.#holds.set(id, reason);
     return () => void this.#holds.delete(id);
@@ -1207,6 +1210,9 @@ export class Vmm {
 
   /** Runs `fn` once this space is destroyed (at once if it already is). */
   whenDestroyed(fn: () => void): void {
+    if (typeof fn !== "function") {
+      fail("EINVAL", `whenDestroyed takes a function, not ${describe(fn)}`);
+    }
     if (this.#destroyed) fn();
     else this.#onDestroy.push(fn);
   }

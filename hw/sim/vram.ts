@@ -134,6 +134,23 @@ export class SparseMemory {
     }
   }
 
+  /** A hash of every byte (FNV-1a over the touched chunks, by address): equal contents, equal hash. */
+  hash(): number {
+    let h = 0x811c9dc5;
+    for (const index of [...this.#chunks.keys()].sort((a, b) => a - b)) {
+      const u32 = this.#chunks.get(index)!.u32;
+      let nonZero = false;
+      for (let i = 0; i < u32.length; i++) {
+        const w = u32[i];
+        if (w === 0) continue;
+        nonZero = true;
+        h = Math.imul(h ^ w ^ i, 0x01000193);
+      }
+      if (nonZero) h = Math.imul(h ^ index, 0x01000193);
+    }
+    return h >>> 0;
+  }
+
   /** True when the chunk holding `addr` has backing memory. */
   hasChunk(addr: number): boolean {
     return this.#chunks.has(Math.floor(addr / CHUNK));
