@@ -8,7 +8,7 @@
  */
 
 import { readRegisters } from "../hw/reg_dump.ts";
-import { fail, formatSize, hex } from "../hw/errors.ts";
+import { describe, fail, formatSize, hex } from "../hw/errors.ts";
 import { u64 } from "../mm/types.ts";
 import type { BarUser } from "../mm/bar_user.ts";
 import { type Gpu, openGpu } from "../mm/gpu.ts";
@@ -213,7 +213,9 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
     }
     return fail(
       "EINVAL",
-      `${what} takes a VRAM address, a Uint8Array or a mapping (something with readBytes(offset, len))`,
+      `${what} takes a VRAM address, a Uint8Array or a mapping (something with readBytes(offset, len)), not ${
+        describe(source)
+      }`,
     );
   };
   const hexdump = (

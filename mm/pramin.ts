@@ -19,6 +19,7 @@
 
 import { describe, fail, hex } from "../hw/errors.ts";
 import { u64 } from "./types.ts";
+import { checkBytes } from "../hw/validate.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import {
   getField,
@@ -607,7 +608,7 @@ export class PraminWindow {
 
   /** Writes `bytes` starting at `addr`, crossing windows as needed. */
   writeBytes(addr: number, bytes: Uint8Array): void {
-    if (!(bytes instanceof Uint8Array)) fail("EINVAL", "writeBytes takes a Uint8Array");
+    checkBytes(bytes, "writeBytes bytes");
     this.#bulk(
       "write",
       addr,

@@ -83,6 +83,7 @@ interface Fingerprint {
   tables: string;
   writes: number;
   window: number;
+  windowOpen: boolean;
   lost: string | null;
   vram: number;
 }
@@ -100,6 +101,7 @@ function fingerprint(gpu: Gpu, vmms: () => api.Vmm[]): Fingerprint {
     tables: live.map((v) => JSON.stringify(v.tableCounts())).join(","),
     writes: gpu.stats().mmioWrites,
     window: sim.praminBase,
+    windowOpen: gpu.pramin.busy,
     lost: sim.lost,
     vram: sim.vram.hash(),
   };
@@ -126,6 +128,9 @@ interface Outcome {
   changed: string[];
 }
 
+/** Objects the matrix made and keeps: a call that returns one of them does not own it. */
+const keep = new WeakSet<object>();
+
 function tryCall(
   label: string,
   fn: (...a: unknown[]) => unknown,
@@ -142,11 +147,10 @@ function tryCall(
     if (r instanceof Promise) r.catch(() => {});
     // A success may change state on purpose (it did what was asked): nothing to compare.
     // Undo what is cheap to undo so later calls start alike.
-    if (
-      r !== null && typeof r === "object" && typeof (r as { free?: unknown }).free === "function" &&
-      r instanceof api.Allocation
-    ) {
-      r.free();
+    if (r !== null && typeof r === "object" && keep.has(r)) return; // an existing object handed back
+    if (r instanceof api.Allocation) r.free();
+    else if (r !== null && typeof r === "object" && Symbol.dispose in r) {
+      (r as { [Symbol.dispose](): void })[Symbol.dispose](); // windows, mappings
     }
     return;
   } catch (e) {
@@ -154,10 +158,17 @@ function tryCall(
       out.raw.push(`${label}: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
       return;
     }
-    const prim = typeof hostile === "number" || typeof hostile === "bigint" ||
-      typeof hostile === "string";
-    if (prim && !e.message.includes(describe(hostile)) && !e.message.includes(String(hostile))) {
-      // Named as a kind of value instead? (e.g. "is a string") — accept those words.
+    const prim = (v: unknown) =>
+      typeof v === "number" || typeof v === "bigint" || typeof v === "string";
+    // The refusal must name what it refused: the hostile value, or another argument of the
+    // call when that one was checked first (spelled as given, or in hex).
+    const names = (v: unknown) =>
+      prim(v) && (e.message.includes(describe(v)) || e.message.includes(String(v)) ||
+        (typeof v !== "string" && Number.isInteger(Number(v)) &&
+          new RegExp(`0x0*${(v as number | bigint).toString(16).replace("-", "")}`).test(
+            e.message,
+          )));
+    if (prim(hostile) && !args.some(names)) {
       if (!/string|bigint|number|integer|NaN|Infinity/.test(e.message)) {
         out.unnamed.push(`${label}: ${e.message}`);
       }
@@ -182,6 +193,7 @@ async function matrix(device: string): Promise<Outcome> {
     const a = gpu.mm.buddy.alloc(64 * 1024);
     const m = ch.mapPages([a.start / 4096], { writable: true });
     const bm = gpu.bar1.map(a, { writable: true });
+    for (const o of [a, m, bm, bm.mapping, ch, gpu.bar1.vmm, gpu.pramin, gpu.bar0]) keep.add(o);
     const vmms = () => gpu.mm.vmms();
     const state = () => fingerprint(gpu, vmms);
     const g = buildGlobals(gpu) as unknown as Record<string, unknown>;
