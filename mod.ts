@@ -50,7 +50,14 @@ export {
   openDevice,
   type OpenDeviceOptions,
 } from "./hw/device.ts";
-export { listGpus, type PciBar, type PciFunction, type SysfsOptions } from "./hw/pci.ts";
+export {
+  type GpuScan,
+  listGpus,
+  type PciBar,
+  type PciFunction,
+  scanGpus,
+  type SysfsOptions,
+} from "./hw/pci.ts";
 export type { SimBootInfo, SimEvent, SimFlush, SimGpu, SimKnobs } from "./hw/sim/gpu.ts";
 export type { SimFirmwareInfo } from "./hw/sim/firmware.ts";
 export type {

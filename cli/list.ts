@@ -11,7 +11,7 @@ import { decodeChip } from "../hw/chip.ts";
 import { hex, NovaError } from "../hw/errors.ts";
 import { openBar } from "../hw/mapped.ts";
 import { Mmio } from "../hw/mmio.ts";
-import { DEFAULT_SYSFS_ROOT, listGpus, noGpusMessage, type PciFunction } from "../hw/pci.ts";
+import { DEFAULT_SYSFS_ROOT, noGpusMessage, type PciFunction, scanGpus } from "../hw/pci.ts";
 import { NV_PMC_BOOT_0, NV_PMC_BOOT_42 } from "../hw/regs.ts";
 import { formatTable, reportError } from "./common.ts";
 import { formatSize } from "./globals.ts";
@@ -38,6 +38,8 @@ export interface GpuRow {
   chip: string | null;
   /** Why the chip could not be read. */
   chipError?: string;
+  /** Why the whole entry was skipped (its sysfs files could not be read). */
+  skipped?: string;
   /** Bound driver, or null. */
   driver: string | null;
   /** BAR sizes by index. */
@@ -70,29 +72,41 @@ function readChip(fn: PciFunction): { chip: string } | { error: string } {
  * ```
  */
 export function listRows(options: { sysfsRoot?: string } = {}): GpuRow[] {
-  return listGpus(options).map((fn) => {
-    const chip = readChip(fn);
-    return {
-      bdf: fn.bdf,
-      device: fn.device,
-      chip: "chip" in chip ? chip.chip : null,
-      ...("error" in chip ? { chipError: chip.error } : {}),
-      driver: fn.driver,
-      bars: fn.bars.filter((b) => !b.io).map((b) => ({
-        index: b.index,
-        size: b.size,
-        prefetchable: b.prefetchable,
-        is64bit: b.is64bit,
-      })),
-    };
-  });
+  const scan = scanGpus(options);
+  const rows: GpuRow[] = scan.skipped.map((s) => ({
+    bdf: s.bdf,
+    device: 0,
+    chip: null,
+    skipped: s.reason,
+    driver: null,
+    bars: [],
+  }));
+  return [
+    ...rows,
+    ...scan.gpus.map((fn) => {
+      const chip = readChip(fn);
+      return {
+        bdf: fn.bdf,
+        device: fn.device,
+        chip: "chip" in chip ? chip.chip : null,
+        ...("error" in chip ? { chipError: chip.error } : {}),
+        driver: fn.driver,
+        bars: fn.bars.filter((b) => !b.io).map((b) => ({
+          index: b.index,
+          size: b.size,
+          prefetchable: b.prefetchable,
+          is64bit: b.is64bit,
+        })),
+      };
+    }),
+  ].sort((a, b) => a.bdf.localeCompare(b.bdf));
 }
 
 /** Formats the rows as a table (with a footnote per unreadable chip). */
 export function formatRows(rows: GpuRow[]): string {
   const lines = formatTable(
     ["PCI address", "device", "chip", "driver", "BARs"],
-    rows.map((r) => [
+    rows.filter((r) => r.skipped === undefined).map((r) => [
       r.bdf,
       hex(r.device, 4),
       r.chip ?? "?",
@@ -102,6 +116,7 @@ export function formatRows(rows: GpuRow[]): string {
   );
   for (const r of rows) {
     if (r.chipError !== undefined) lines.push(`${r.bdf}: chip ?: ${r.chipError}`);
+    if (r.skipped !== undefined) lines.push(`${r.bdf}: skipped: ${r.skipped}`);
   }
   return lines.join("\n");
 }
@@ -135,7 +150,8 @@ export function main(args: string[]): number {
   }
   if (values.json) {
     console.log(JSON.stringify(rows, null, 2));
-  } else if (rows.length === 0) {
+  } else if (rows.every((r) => r.skipped !== undefined)) {
+    for (const r of rows) console.log(`${r.bdf}: skipped: ${r.skipped}`);
     console.log(noGpusMessage(sysfs));
   } else {
     console.log(formatRows(rows));

@@ -303,15 +303,40 @@ function listBdfs(root: string): string[] | null {
  * ```
  */
 export function listGpus(options: SysfsOptions = {}): PciFunction[] {
+  return scanGpus(options).gpus;
+}
+
+/** What {@linkcode scanGpus} found: the GPUs, and the entries it could not read (with why). */
+export interface GpuScan {
+  /** The readable NVIDIA display functions, by address. */
+  gpus: PciFunction[];
+  /** Entries that look like NVIDIA displays but could not be read; never fatal to the rest. */
+  skipped: { bdf: string; reason: string }[];
+}
+
+/**
+ * {@linkcode listGpus}, also saying which entries were skipped and why: one
+ * broken entry under the sysfs root (a half-removed device, a bad `resource`
+ * file) must not hide the healthy card next to it.
+ */
+export function scanGpus(options: SysfsOptions = {}): GpuScan {
   checkOptions(options, { sysfsRoot: "string" }, "listGpus options");
   const root = (options.sysfsRoot ?? defaultRoot()).replace(/\/+$/, "");
   const names = listBdfs(root) ?? [];
   const gpus: PciFunction[] = [];
+  const skipped: GpuScan["skipped"] = [];
   for (const bdf of names) {
-    const fn = readFunction(root, bdf);
-    if (fn !== null) gpus.push(fn);
+    try {
+      const fn = readFunction(root, bdf);
+      if (fn !== null) gpus.push(fn);
+    } catch (e) {
+      skipped.push({
+        bdf,
+        reason: e instanceof Error ? e.message.replace(/^E[A-Z]+: /, "") : String(e),
+      });
+    }
   }
-  return gpus.sort((a, b) => compareBdf(a.bdf, b.bdf));
+  return { gpus: gpus.sort((a, b) => compareBdf(a.bdf, b.bdf)), skipped };
 }
 
 /**
@@ -347,9 +372,12 @@ export function noGpusMessage(options: SysfsOptions = {}): string {
 export function findGpu(bdf: string, options: SysfsOptions = {}): PciFunction {
   const want = parseBdf(bdf);
   const root = (options.sysfsRoot ?? defaultRoot()).replace(/\/+$/, "");
-  const gpus = listGpus({ sysfsRoot: root });
+  const scan = scanGpus({ sysfsRoot: root });
+  const gpus = scan.gpus;
   const hit = gpus.find((g) => g.bdf === want);
   if (hit !== undefined) return hit;
+  const broken = scan.skipped.find((s) => s.bdf === want);
+  if (broken !== undefined) fail("ENODEV", `${want} cannot be read: ${broken.reason}`);
   const found = gpus.length === 0 ? "none" : gpus.map((g) => g.bdf).join(", ");
   // Say what is there instead, if the address exists but is not a GPU.
   const vendor = readHex(`${root}/${want}/vendor`);

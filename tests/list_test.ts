@@ -81,3 +81,37 @@ Deno.test("list: the command prints a table, JSON, or a friendly line when there
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("list: a broken entry under the sysfs root is skipped with its reason, the healthy card still lists and opens", async () => {
+  const { bootedGa102Bar0 } = await import("./fake_sysfs.ts");
+  const { openGpu } = await import("../mod.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    const good = ga102("0000:65:00.0");
+    good.bars[0].fileSize = 0x1000000;
+    const root = makeFakeSysfs(dir, [good, ga102("0000:b3:00.0")]);
+    bootedGa102Bar0(`${root}/0000:65:00.0/resource0`, writeU32);
+    await Deno.remove(`${root}/0000:b3:00.0/resource`); // a half-removed device
+    const rows = listRows({ sysfsRoot: root });
+    assert.deepEqual(rows.map((r) => [r.bdf, r.skipped ?? r.chip]), [
+      ["0000:65:00.0", "GA102 (Ampere)"],
+      [
+        "0000:b3:00.0",
+        "0000:b3:00.0/resource: no resource file".replace(/^/, `${root}/`).replace(
+          `${root}/0000:b3:00.0/resource: no resource file`,
+          `${root}/0000:b3:00.0 has no resource file`,
+        ),
+      ],
+    ]);
+    assert.match(formatRows(rows), /^0000:b3:00\.0: skipped: .* has no resource file$/m);
+    const gpu = await openGpu({ device: "0000:65:00.0", sysfsRoot: root, lockDir: dir });
+    assert.equal(gpu.chip.name, "GA102");
+    gpu.close();
+    await assert.rejects(
+      openGpu({ device: "0000:b3:00.0", sysfsRoot: root, lockDir: dir }),
+      /ENODEV: 0000:b3:00\.0 cannot be read: .* has no resource file/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
