@@ -12,7 +12,7 @@
  * @module
  */
 
-import { DEVICE_HELP, formatError, reportError } from "./cli/common.ts";
+import { DEVICE_HELP, formatError, parseSize, reportError } from "./cli/common.ts";
 import { parseReplArgs, type ReplArgs } from "./cli/repl_args.ts";
 
 const HELP = `deno task repl [options] [--eval EXPR | SCRIPT.ts [script args] | list [list options]]
@@ -30,6 +30,8 @@ ${DEVICE_HELP}
                    awaited value is printed) and exit: 0, or 1 on error
       --trace FILE record every MMIO access of the session to FILE (format in
                    hw/trace.ts); replay it with \`deno task replay FILE\`
+      --trace-max SIZE  stop recording when FILE would pass SIZE (e.g. 512M,
+                   4G; default 1G); the file stays a complete, replayable prefix
       --no-history neither read nor write the history file
 
 SCRIPT.ts runs with the same names as globals (or \`scriptGlobals()\` from
@@ -44,11 +46,18 @@ Examples:
 
 async function run(args: ReplArgs): Promise<number> {
   const { openSession, evalAndPrint, runScript } = await import("./cli/repl_session.ts");
+  let traceMax: number | undefined;
+  try {
+    traceMax = args.traceMax === undefined ? undefined : parseSize(args.traceMax, "--trace-max");
+  } catch (e) {
+    return reportError(e);
+  }
   const sessionOptions = {
     device: args.device,
     readOnly: args.readOnly,
     force: args.force,
     trace: args.trace,
+    traceMax,
   };
   if (args.eval === undefined && args.script === undefined) {
     // The prompt evaluates in a worker, so Ctrl-C and signals reach this thread.

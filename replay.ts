@@ -12,7 +12,7 @@ import { reportError } from "./cli/common.ts";
 import { fail, hex } from "./hw/errors.ts";
 import { createSimGpu } from "./hw/sim/gpu.ts";
 import { SIM_PROFILES, SIM_STATES, type SimCardState } from "./hw/sim/profiles.ts";
-import { formatAccess, parseTrace, replayTrace } from "./hw/trace.ts";
+import { formatAccess, replayTraceFile } from "./hw/trace.ts";
 
 const HELP = `deno task replay FILE [options]
 
@@ -79,16 +79,14 @@ export function main(args: string[]): number {
       );
     }
     const path = positionals[0];
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(path);
-    } catch (e) {
-      fail("ENOENT", `cannot read trace ${path}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    const trace = parseTrace(text, { path });
-    const sim = createSimGpu(profileFor(values.device, trace.header.device));
+    let sim: ReturnType<typeof createSimGpu> | null = null;
     const t0 = performance.now();
-    const r = replayTrace(trace, { bar0: sim.bar0, bar1: sim.bar1 });
+    // Streamed twice (checked, then played): a trace of any size replays in bounded memory.
+    const r = replayTraceFile(path, (header) => {
+      sim = createSimGpu(profileFor(values.device, header.device));
+      return { bar0: sim.bar0, bar1: sim.bar1 };
+    });
+    sim = sim!;
     const ms = performance.now() - t0;
     const where = `sim:${sim.profile.name}${sim.boot.state === "bare" ? "" : `:${sim.boot.state}`}`;
     if (r.divergence !== undefined) {
@@ -106,9 +104,14 @@ export function main(args: string[]): number {
     }
     const errors = sim.errors();
     console.log(
-      `replay ok: ${trace.entries.length} accesses (${r.reads} reads matched, ${r.writes} writes) ` +
+      `replay ok: ${r.reads + r.writes} accesses (${r.reads} reads matched, ${r.writes} writes) ` +
         `on ${where} in ${ms.toFixed(0)} ms`,
     );
+    if (r.footer.limit !== null) {
+      console.log(
+        `  the recording stopped at its size limit (${r.footer.limit} bytes): this was the session's start`,
+      );
+    }
     if (errors.length > 0) {
       console.log(
         `  the simulator noted ${errors.length} driver errors; first: ${errors[0].message}`,

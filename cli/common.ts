@@ -5,7 +5,7 @@
  * @module
  */
 
-import { NovaError } from "../hw/errors.ts";
+import { fail, NovaError } from "../hw/errors.ts";
 import { type Gpu, openGpu } from "../mm/gpu.ts";
 import type { MmioTracer } from "../hw/mmio.ts";
 
@@ -153,4 +153,32 @@ export function formatTable(
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
   const rule = options.rule ? [widths.map((w) => "-".repeat(w)).join("  ")] : [];
   return [line(head), ...rule, ...rows.map(line)];
+}
+
+/**
+ * A size as people type it: `4096`, `0x1000`, `64K`, `512M`, `4G` (binary
+ * units); EINVAL naming the flag otherwise.
+ *
+ * @example
+ * ```ts
+ * parseSize("512M", "--trace-max"); // 536870912
+ * ```
+ */
+export function parseSize(text: string, what: string): number {
+  const m = /^(0x[0-9a-f]+|\d+)([kmgt]?)(i?b)?$/i.exec(text.trim());
+  if (m === null) {
+    fail("EINVAL", `${what} ${JSON.stringify(text)} is not a size (e.g. 4096, 64K, 512M, 4G)`);
+  }
+  const unit = {
+    "": 1,
+    k: 2 ** 10,
+    m: 2 ** 20,
+    g: 2 ** 30,
+    t: 2 ** 40,
+  }[m[2].toLowerCase() as "" | "k"]!;
+  const n = Number(m[1]) * unit;
+  if (!Number.isSafeInteger(n)) {
+    fail("EINVAL", `${what} ${JSON.stringify(text)} is past 2^53 bytes`);
+  }
+  return n;
 }

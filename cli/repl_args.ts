@@ -18,6 +18,8 @@ export interface ReplArgs {
   force: boolean;
   /** Record MMIO to this file. */
   trace?: string;
+  /** Stop recording when the trace file would pass this size (`--trace-max 512M`). */
+  traceMax?: string;
   /** Expression to evaluate and print. */
   eval?: string;
   /** Script to run (first positional), or `list`. */
@@ -30,10 +32,11 @@ export interface ReplArgs {
   noHistory: boolean;
 }
 
-const VALUE_FLAGS: Record<string, "device" | "trace" | "eval"> = {
+const VALUE_FLAGS: Record<string, "device" | "trace" | "traceMax" | "eval"> = {
   "-d": "device",
   "--device": "device",
   "--trace": "trace",
+  "--trace-max": "traceMax",
   "-e": "eval",
   "--eval": "eval",
 };

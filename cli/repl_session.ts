@@ -37,6 +37,8 @@ export interface OpenSessionOptions {
   force: boolean;
   /** Record every MMIO access to this file. */
   trace?: string;
+  /** Stop recording past this many bytes (default 1 GiB). */
+  traceMax?: number;
 }
 
 /** An open session: the GPU, its globals, the evaluator and the trace. */
@@ -113,6 +115,9 @@ export async function openSession(options: OpenSessionOptions): Promise<Session>
       device: gpu.device.spec,
       chip: gpu.chip.name,
       start: "open",
+    }, {
+      ...(options.traceMax === undefined ? {} : { maxBytes: options.traceMax }),
+      onLimit: (message) => console.error(`note: ${message}`),
     });
   } catch (e) {
     gpu.close();

@@ -32,6 +32,19 @@
  * so the BOOT_0/BOOT_42 reads that identify the chip come first: a fresh
  * simulator replaying the file sees exactly the sequence the session made.
  *
+ * The last line is the footer, written when the recording closes:
+ *
+ * ```text
+ * # end accesses=1234
+ * # end accesses=5000000 limit=268435456
+ * ```
+ *
+ * A file without it was cut short (the session crashed or the disk filled)
+ * and is refused, so a truncated trace never replays "ok". `limit=` says the
+ * recording stopped at its size bound (`--trace-max`): what is there is a
+ * complete prefix of the session. Files are read line by line (bounded
+ * memory, whatever their size) by {@linkcode replayTraceFile}.
+ *
  * @module
  */
 
@@ -64,6 +77,81 @@ export interface Trace {
   entries: TraceEntry[];
   /** Comment lines by line number (the REPL's `# > INPUT` lines among them). */
   comments: Map<number, string>;
+  /** The footer: accesses recorded and, when the size bound stopped it, that bound. */
+  footer: TraceFooter;
+}
+
+/** What the footer line says. */
+export interface TraceFooter {
+  /** Accesses the recording wrote. */
+  accesses: number;
+  /** The size bound that stopped the recording (bytes), or null when the session ended first. */
+  limit: number | null;
+}
+
+const FOOTER_RE = /^# end accesses=(\d+)(?: limit=(\d+))?$/;
+
+/** Reads a footer line, or null when the line is not one. */
+function footerOf(line: string): TraceFooter | null {
+  const m = FOOTER_RE.exec(line);
+  return m === null
+    ? null
+    : { accesses: Number(m[1]), limit: m[2] === undefined ? null : Number(m[2]) };
+}
+
+/** The header line parsed, or EINVAL naming what is wrong. */
+function headerOf(first: string, where: string): TraceHeader {
+  if (!first.startsWith(TRACE_MAGIC + " ") && first !== TRACE_MAGIC) {
+    const got = first.startsWith("# novamm trace")
+      ? `version ${JSON.stringify(first.slice(15).split(" ")[0])}`
+      : JSON.stringify(first.slice(0, 60));
+    fail(
+      "EINVAL",
+      `${where} line 1 is not a novamm trace header (got ${got}; expected "${TRACE_MAGIC} device=...")`,
+      "record one with `deno task repl --trace FILE`",
+    );
+  }
+  const header: Record<string, string> = {};
+  for (const pair of first.slice(TRACE_MAGIC.length).trim().split(/\s+/)) {
+    if (pair === "") continue;
+    const eq = pair.indexOf("=");
+    if (eq <= 0) {
+      fail("EINVAL", `${where} line 1: header item ${JSON.stringify(pair)} is not key=value`);
+    }
+    header[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  if (header.device === undefined) fail("EINVAL", `${where} line 1: the header has no device=`);
+  return header as TraceHeader;
+}
+
+/** One access line parsed, or EINVAL naming the line. */
+function entryOf(line: string, n: number, where: string): TraceEntry {
+  const m = ACCESS_RE.exec(line);
+  if (m === null) {
+    fail(
+      "EINVAL",
+      `${where} line ${n}: ${
+        JSON.stringify(line.slice(0, 80))
+      } is not "OP BAR WIDTH OFFSET VALUE" ` +
+        `(e.g. "r bar0 4 0x00000a00 0x172a1000")`,
+    );
+  }
+  const width = Number(m[3]) as Width;
+  const offset = parseInt(m[4], 16);
+  const value = parseInt(m[5], 16);
+  if (!Number.isSafeInteger(offset)) fail("EINVAL", `${where} line ${n}: offset past 2^53`);
+  if (value > 2 ** (8 * width) - 1) {
+    fail("EINVAL", `${where} line ${n}: value ${hex(value)} does not fit the ${width}-byte access`);
+  }
+  return { line: n, op: m[1] as "r" | "w", bar: m[2], width, offset, value };
+}
+
+function truncated(where: string, accesses: number): never {
+  return fail(
+    "EINVAL",
+    `${where} ends without its footer after ${accesses} accesses: the recording was cut short (a crash, a full disk)`,
+    "a truncated trace cannot be trusted to replay the whole session; record it again",
+  );
 }
 
 function pad(n: number, digits: number): string {
@@ -114,60 +202,30 @@ export function parseTrace(text: string, options: { path?: string } = {}): Trace
   checkOptions(options, { path: "string" }, "parseTrace options");
   const where = options.path ?? "trace";
   const lines = text.split("\n");
-  const first = lines[0]?.trimEnd() ?? "";
-  if (!first.startsWith(TRACE_MAGIC + " ") && first !== TRACE_MAGIC) {
-    const got = first.startsWith("# novamm trace")
-      ? `version ${JSON.stringify(first.slice(15).split(" ")[0])}`
-      : JSON.stringify(first.slice(0, 60));
-    fail(
-      "EINVAL",
-      `${where} line 1 is not a novamm trace header (got ${got}; expected "${TRACE_MAGIC} device=...")`,
-      "record one with `deno task repl --trace FILE`",
-    );
-  }
-  const header: Record<string, string> = {};
-  for (const pair of first.slice(TRACE_MAGIC.length).trim().split(/\s+/)) {
-    if (pair === "") continue;
-    const eq = pair.indexOf("=");
-    if (eq <= 0) {
-      fail("EINVAL", `${where} line 1: header item ${JSON.stringify(pair)} is not key=value`);
-    }
-    header[pair.slice(0, eq)] = pair.slice(eq + 1);
-  }
-  if (header.device === undefined) fail("EINVAL", `${where} line 1: the header has no device=`);
+  const header = headerOf(lines[0]?.trimEnd() ?? "", where);
   const entries: TraceEntry[] = [];
   const comments = new Map<number, string>();
+  let footer: TraceFooter | null = null;
   for (let i = 1; i < lines.length; i++) {
     const raw = lines[i];
     const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
     if (line === "") continue;
+    if (footer !== null) fail("EINVAL", `${where} line ${i + 1}: text after the footer`);
     if (line.startsWith("#")) {
-      comments.set(i + 1, line.slice(1).trim());
+      footer = footerOf(line);
+      if (footer === null) comments.set(i + 1, line.slice(1).trim());
       continue;
     }
-    const m = ACCESS_RE.exec(line);
-    if (m === null) {
-      fail(
-        "EINVAL",
-        `${where} line ${i + 1}: ${
-          JSON.stringify(line.slice(0, 80))
-        } is not "OP BAR WIDTH OFFSET VALUE" ` +
-          `(e.g. "r bar0 4 0x00000a00 0x172a1000")`,
-      );
-    }
-    const width = Number(m[3]) as Width;
-    const offset = parseInt(m[4], 16);
-    const value = parseInt(m[5], 16);
-    if (!Number.isSafeInteger(offset)) fail("EINVAL", `${where} line ${i + 1}: offset past 2^53`);
-    if (value > 2 ** (8 * width) - 1) {
-      fail(
-        "EINVAL",
-        `${where} line ${i + 1}: value ${hex(value)} does not fit the ${width}-byte access`,
-      );
-    }
-    entries.push({ line: i + 1, op: m[1] as "r" | "w", bar: m[2], width, offset, value });
+    entries.push(entryOf(line, i + 1, where));
   }
-  return { header: header as TraceHeader, entries, comments };
+  if (footer === null) truncated(where, entries.length);
+  if (footer.accesses !== entries.length) {
+    fail(
+      "EINVAL",
+      `${where}: the footer says ${footer.accesses} accesses, the file holds ${entries.length}`,
+    );
+  }
+  return { header, entries, comments, footer };
 }
 
 const encoder = new TextEncoder();
@@ -194,10 +252,32 @@ export class TraceWriter {
   #file: Deno.FsFile | null;
   #buffer: string[] = [];
   #accesses = 0;
+  #bytes = 0;
+  #maxBytes: number;
+  #onLimit: ((message: string) => void) | undefined;
+  /** True once the size bound stopped the recording. */
+  limited = false;
 
-  /** Creates (truncates) `path` and writes the header. */
-  constructor(path: string, header: TraceHeader) {
+  /**
+   * Creates (truncates) `path` and writes the header. Recording stops (and
+   * `onLimit` is told once) when the file would pass `maxBytes` (default
+   * 1 GiB); the footer then records the bound.
+   */
+  constructor(
+    path: string,
+    header: TraceHeader,
+    options: { maxBytes?: number; onLimit?: (message: string) => void } = {},
+  ) {
+    checkOptions(options, { maxBytes: "number", onLimit: "function" }, "TraceWriter options");
     const head = formatHeader(header);
+    this.#maxBytes = options.maxBytes ?? 2 ** 30;
+    if (!Number.isSafeInteger(this.#maxBytes) || this.#maxBytes < 4096) {
+      fail(
+        "EINVAL",
+        `trace size limit ${describe(this.#maxBytes)} is not an integer of at least 4096 bytes`,
+      );
+    }
+    this.#onLimit = options.onLimit;
     this.path = path;
     try {
       this.#file = Deno.openSync(path, { write: true, create: true, truncate: true });
@@ -216,16 +296,30 @@ export class TraceWriter {
 
   /** Appends one access. */
   record(a: MmioAccess): void {
-    if (this.#file === null) return;
-    this.#buffer.push(formatAccess(a));
+    if (this.#file === null || this.limited) return;
+    const line = formatAccess(a);
+    if (this.#bytes + line.length + 64 > this.#maxBytes) {
+      this.limited = true;
+      this.#onLimit?.(
+        `trace ${this.path} reached its size limit of ${this.#maxBytes} bytes after ${this.#accesses} accesses: recording stopped (the file is a complete prefix; --trace-max raises the limit)`,
+      );
+      return;
+    }
+    this.#bytes += line.length + 1;
+    this.#buffer.push(line);
     this.#accesses++;
     if (this.#buffer.length >= FLUSH_LINES) this.flush();
   }
 
   /** Appends a comment line (newlines become separate comment lines). */
   comment(text: string): void {
-    if (this.#file === null) return;
-    for (const l of text.split("\n")) this.#buffer.push(`# ${l}`);
+    if (this.#file === null || this.limited) return;
+    for (const l of text.split("\n")) {
+      const line = `# ${l}`.slice(0, 4096);
+      if (this.#bytes + line.length + 64 > this.#maxBytes) return;
+      this.#bytes += line.length + 1;
+      this.#buffer.push(line);
+    }
   }
 
   /** Writes the buffered lines to the file. */
@@ -240,6 +334,9 @@ export class TraceWriter {
   /** Flushes and closes the file; later records are dropped. Idempotent. */
   close(): void {
     if (this.#file === null) return;
+    this.#buffer.push(
+      `# end accesses=${this.#accesses}${this.limited ? ` limit=${this.#maxBytes}` : ""}`,
+    );
     this.flush();
     this.#file.close();
     this.#file = null;
@@ -290,7 +387,16 @@ export function replayTrace(
   if (!Array.isArray(t.entries)) {
     fail("EINVAL", `replayTrace takes a parsed trace (parseTrace), not ${describe(trace)}`);
   }
-  checkOptions(bars, { bar0: "object", bar1: "object" }, "replayTrace bars");
+  const b = checkObject(bars, "replayTrace bars");
+  for (const k of ["bar0", "bar1"]) {
+    const ap = b[k] as { read32?: unknown } | undefined;
+    if (ap !== undefined && typeof ap?.read32 !== "function") {
+      fail(
+        "EINVAL",
+        `replayTrace bars.${k} is not an aperture (something with read32), not ${describe(ap)}`,
+      );
+    }
+  }
   const byName = bars as Readonly<Record<string, MmioBackend | undefined>>;
   // Validate every line against the apertures first, so a bad file fails before any access.
   for (const e of trace.entries) {
@@ -331,4 +437,167 @@ export function replayTrace(
     }
   }
   return { reads, writes };
+}
+
+/**
+ * Yields the lines of a file without holding it in memory (1 MiB reads,
+ * streaming UTF-8 decode): traces of any size replay in bounded memory.
+ */
+export function* readLines(path: string): Generator<string> {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true });
+  } catch (e) {
+    return fail(
+      "ENOENT",
+      `cannot read trace ${path}: ${e instanceof Error ? e.message : String(e)}`,
+    );
+  }
+  try {
+    const decoder = new TextDecoder();
+    const buf = new Uint8Array(1 << 20);
+    let rest = "";
+    for (;;) {
+      const n = file.readSync(buf);
+      if (n === null) break;
+      rest += decoder.decode(buf.subarray(0, n), { stream: true });
+      let nl: number;
+      while ((nl = rest.indexOf("\n")) >= 0) {
+        yield rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+      }
+      if (rest.length > 1 << 20) {
+        fail("EINVAL", `${path}: a line longer than 1 MiB is no trace line`);
+      }
+    }
+    rest += decoder.decode();
+    if (rest !== "") yield rest;
+  } finally {
+    file.close();
+  }
+}
+
+/** What {@linkcode replayTraceFile} reports besides the replay itself. */
+export interface FileReplayResult extends ReplayResult {
+  /** The header. */
+  header: TraceHeader;
+  /** The footer. */
+  footer: TraceFooter;
+}
+
+/**
+ * Replays a trace file in two streaming passes (bounded memory): the first
+ * checks every line, the header, the footer and the accesses against the
+ * apertures, so a bad or truncated file fails before any access; the second
+ * performs the accesses. `makeBars` gets the header (the device to replay
+ * on) once the first pass is done.
+ *
+ * @example
+ * ```ts
+ * const r = replayTraceFile("s.trace", (h) => createSimGpu({ profile: "ga102" }));
+ * ```
+ */
+export function replayTraceFile(
+  path: string,
+  makeBars: (header: TraceHeader) => { readonly bar0?: MmioBackend; readonly bar1?: MmioBackend },
+): FileReplayResult {
+  if (typeof path !== "string") fail("EINVAL", `trace path ${describe(path)} is not a string`);
+  if (typeof makeBars !== "function") {
+    fail("EINVAL", "replayTraceFile needs a function making the apertures");
+  }
+  let header: TraceHeader | null = null;
+  let footer: TraceFooter | null = null;
+  let accesses = 0;
+  const sizes = new Map<string, number>();
+  let bars: { readonly bar0?: MmioBackend; readonly bar1?: MmioBackend } | null = null;
+  let n = 0;
+  let bad: unknown = null;
+  for (const raw of readLines(path)) {
+    n++;
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    if (n === 1) {
+      header = headerOf(line.trimEnd(), path);
+      bars = makeBars(header);
+      for (const b of ["bar0", "bar1"] as const) {
+        const ap = bars[b];
+        if (ap !== undefined) sizes.set(b, ap.size);
+      }
+      continue;
+    }
+    if (line === "") continue;
+    if (bad !== null) throw bad; // a bad line with more after it: not a cut-off tail
+    if (footer !== null) fail("EINVAL", `${path} line ${n}: text after the footer`);
+    if (line.startsWith("#")) {
+      footer = footerOf(line);
+      continue;
+    }
+    let e: TraceEntry;
+    try {
+      e = entryOf(line, n, path);
+    } catch (err) {
+      bad = err; // the last line, cut in the middle by a crash, is truncation, not corruption
+      continue;
+    }
+    const size = sizes.get(e.bar);
+    if (size === undefined) fail("EINVAL", `trace line ${e.line}: no ${e.bar} to replay on`);
+    if (e.offset % e.width !== 0 || e.offset + e.width > size) {
+      fail(
+        "EINVAL",
+        `trace line ${e.line}: ${e.width}-byte access at ${hex(e.offset)} is misaligned or past ` +
+          `the end of the ${hex(size)}-byte ${e.bar}`,
+        "replay on the device profile the trace was recorded with (--device sim:PROFILE)",
+      );
+    }
+    accesses++;
+  }
+  if (header === null || bars === null) fail("EINVAL", `${path} is empty: no trace header`);
+  if (footer === null) truncated(path, accesses);
+  if (footer.accesses !== accesses) {
+    fail(
+      "EINVAL",
+      `${path}: the footer says ${footer.accesses} accesses, the file holds ${accesses}`,
+    );
+  }
+  // Second pass: perform them, remembering the last REPL input for a divergence.
+  const byName = bars as Readonly<Record<string, MmioBackend | undefined>>;
+  let reads = 0;
+  let writes = 0;
+  let input: string | undefined;
+  n = 0;
+  for (const raw of readLines(path)) {
+    n++;
+    if (n === 1) continue;
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    if (line === "") continue;
+    if (line.startsWith("#")) {
+      const c = line.slice(1).trim();
+      if (c.startsWith("> ")) input = c.slice(2);
+      continue;
+    }
+    const e = entryOf(line, n, path);
+    const bar = byName[e.bar]!;
+    if (e.op === "w") {
+      if (e.width === 4) bar.write32(e.offset, e.value);
+      else if (e.width === 2) bar.write16(e.offset, e.value);
+      else bar.write8(e.offset, e.value);
+      writes++;
+      continue;
+    }
+    const got = e.width === 4
+      ? bar.read32(e.offset) >>> 0
+      : e.width === 2
+      ? bar.read16(e.offset)
+      : bar.read8(e.offset);
+    reads++;
+    if (got !== e.value) {
+      return {
+        header,
+        footer,
+        reads,
+        writes,
+        divergence: { entry: e, got, ...(input ? { input } : {}) },
+      };
+    }
+  }
+  return { header, footer, reads, writes };
 }

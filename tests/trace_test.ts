@@ -20,7 +20,8 @@ Deno.test("trace: access lines format and parse back", () => {
   );
   const t = parseTrace(
     "# novamm trace v1 device=sim:gh100 chip=GH100\n" +
-      "r bar0 4 0x00000a00 0x172a1000\n# > w.read16(2)\n\nr bar1 2 0x00000002 0xbeef\r\n",
+      "r bar0 4 0x00000a00 0x172a1000\n# > w.read16(2)\n\nr bar1 2 0x00000002 0xbeef\r\n" +
+      "# end accesses=2\n",
   );
   assert.deepEqual(t.header, { device: "sim:gh100", chip: "GH100" });
   assert.deepEqual(t.entries, [
@@ -28,6 +29,7 @@ Deno.test("trace: access lines format and parse back", () => {
     { line: 5, bar: "bar1", op: "r", width: 2, offset: 2, value: 0xbeef },
   ]);
   assert.equal(t.comments.get(3), "> w.read16(2)");
+  assert.deepEqual(t.footer, { accesses: 2, limit: null });
 });
 
 Deno.test("trace: malformed files name the line", () => {
@@ -42,6 +44,19 @@ Deno.test("trace: malformed files name the line", () => {
   bad("# novamm trace v1 chip=GA102\n", /no device=/);
   bad("# novamm trace v1 device=sim\nr bar0 4 0x0 0x1\nr bar2 4 0x0 0x1\n", /line 3: "r bar2/);
   bad("# novamm trace v1 device=sim\nr bar0 1 0x0 0x100\n", /line 2: value 0x100 does not fit/);
+  // Cut short: no footer, or a footer that disagrees, or text after it.
+  bad(
+    "# novamm trace v1 device=sim\nr bar0 4 0x0 0x1\n",
+    /ends without its footer after 1 accesses/,
+  );
+  bad(
+    "# novamm trace v1 device=sim\nr bar0 4 0x0 0x1\n# end accesses=2\n",
+    /footer says 2 accesses, the file holds 1/,
+  );
+  bad(
+    "# novamm trace v1 device=sim\n# end accesses=0\nr bar0 4 0x0 0x1\n",
+    /line 3: text after the footer/,
+  );
 });
 
 Deno.test("trace: the writer buffers and closes; the tracer option sees the boot reads", async () => {
@@ -86,14 +101,15 @@ Deno.test("trace: replay stops at the first read that differs, and checks lines 
     "r bar0 4 0x00000000 0x172000a1\n" +
     "# > peek\n" +
     "r bar0 4 0x00000a00 0x12345678\n" +
-    "r bar0 4 0x00000a00 0x172a1000\n";
+    "r bar0 4 0x00000a00 0x172a1000\n# end accesses=3\n";
   const r = replayTrace(parseTrace(text), createSimGpu());
   assert.equal(r.reads, 2);
   assert.equal(r.divergence?.entry.line, 4);
   assert.equal(r.divergence?.got, 0x172a1000);
   assert.equal(r.divergence?.input, "peek");
   const past =
-    "# novamm trace v1 device=sim:ga102\nw bar0 4 0x00000000 0x0\nr bar1 4 0x10000000 0x0\n";
+    "# novamm trace v1 device=sim:ga102\nw bar0 4 0x00000000 0x0\nr bar1 4 0x10000000 0x0\n" +
+    "# end accesses=2\n";
   const sim = createSimGpu();
   assert.throws(() => replayTrace(parseTrace(past), sim), /line 3: 4-byte access at 0x10000000/);
   assert.equal(sim.log.length, 0, "nothing was replayed before the bad line was found");
@@ -120,7 +136,8 @@ Deno.test("trace: record a REPL session, replay it, tamper with a read, replay n
     assert.equal(lines[1], "r bar0 4 0x00000000 0x180000a1"); // BOOT_0 first
     assert.ok(lines.includes("# > w.read32(0x200000 + 4 * 7)"));
     // At exit the `using` window was disposed: the last access restores the window register.
-    assert.equal(lines.filter((l) => l !== "").at(-1), "w bar0 4 0x0010fd40 0x00000000");
+    assert.equal(lines.filter((l) => l !== "").at(-2), "w bar0 4 0x0010fd40 0x00000000");
+    assert.match(lines.filter((l) => l !== "").at(-1)!, /^# end accesses=\d+$/);
 
     let r = await runDeno("replay.ts", [path]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -181,6 +198,43 @@ Deno.test("trace: a session on a gsp card replays on the same card state (bind, 
     const r = await runDeno("replay.ts", [path]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^replay ok: .* on sim:ga102:gsp in/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("trace: a truncated file is refused; --trace-max stops recording with a complete prefix that replays", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/big.trace`;
+    const rec = await runDeno("repl.ts", [
+      "--trace",
+      path,
+      "--trace-max",
+      "64K",
+      "--eval",
+      "pramin.readBytes(0x100000, 256 * 1024).length",
+    ]);
+    assert.equal(rec.code, 0, rec.stderr);
+    assert.match(
+      rec.stderr,
+      /note: trace .* reached its size limit of 65536 bytes after \d+ accesses: recording stopped/,
+    );
+    const size = (await Deno.stat(path)).size;
+    assert.ok(size <= 65536 + 64, `trace is ${size} bytes`);
+    const text = await Deno.readTextFile(path);
+    assert.match(text, /\n# end accesses=\d+ limit=65536\n$/);
+    let r = await runDeno("replay.ts", [path]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /replay ok: .*\n {2}the recording stopped at its size limit/);
+    // Cut off the footer and the last lines, as a crash would.
+    await Deno.writeTextFile(path, text.slice(0, text.length - 200));
+    r = await runDeno("replay.ts", [path]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /ends without its footer after \d+ accesses: the recording was cut short/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
