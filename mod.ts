@@ -33,12 +33,16 @@ export {
   type RegisterReading,
 } from "./hw/reg_dump.ts";
 export {
+  type FileReplayResult,
   parseTrace,
+  readLines,
   type ReplayResult,
   replayTrace,
+  replayTraceFile,
   type Trace,
   type TraceDivergence,
   type TraceEntry,
+  type TraceFooter,
   type TraceHeader,
   TraceWriter,
 } from "./hw/trace.ts";
