@@ -57,6 +57,8 @@ export function openFromFlags(
 function defaultHint(e: NovaError): string | undefined {
   switch (e.code) {
     case "ENODEV":
+      // A closed, destroyed or unmapped object needs no advice about devices.
+      if (/has been (unmapped|destroyed|closed|freed)|is closed/.test(e.message)) return undefined;
       return "run `deno task list` to see the GPUs here, or use --device sim";
     case "EPERM":
     case "EACCES":

@@ -491,6 +491,7 @@ export class BarUser {
           bar: true,
         });
         // Firmware's tree outlives this session: destroying the Vmm only takes novamm's pages out.
+        vmm.protect("it is BAR1's address space (firmware's tables); gpu.close() lets it go");
         this.#own = vmm;
         this.#adopted = true;
         this.#bound = { vmm, instanceBlock: b.instanceBlock, pdb: b.pdb };
@@ -665,6 +666,7 @@ export class BarUser {
     }
     if (own === null || own.destroyed) {
       own = this.#o.mm().createVmm({ vaSize: BigInt(this.size), name: "bar1", bar: true });
+      own.protect("it is novamm's BAR1 address space; gpu.close() tears it down");
       this.#own = own;
     }
     this.#bindTo(own);

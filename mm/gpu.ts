@@ -16,6 +16,7 @@ import type { SimGpu } from "../hw/sim/gpu.ts";
 import { Pramin } from "./pramin.ts";
 import { Tlb } from "./tlb.ts";
 import { GpuMm } from "./gpu_mm.ts";
+import { TEARDOWN } from "./vmm.ts";
 import { type Bar1Binding, type Bar1BindState, BarUser, readBar1Bind } from "./bar_user.ts";
 import { readVramLayout, usableFrom, type VramRegion } from "./layout.ts";
 import { type MmuFormat, mmuFormat } from "./pagetable/format.ts";
@@ -199,7 +200,7 @@ export class Gpu {
     try {
       if (!this.device.readOnly) {
         step(() => this.#bar1?.restore());
-        for (const v of this.#mm?.vmms() ?? []) step(() => this.#mm!.destroyVmm(v));
+        for (const v of this.#mm?.vmms() ?? []) step(() => this.#mm!.destroyVmm(v, TEARDOWN));
         step(() => this.pramin.close());
       }
     } finally {

@@ -158,8 +158,9 @@ export class GpuMm {
   }
 
   /** Destroys an address space (unmaps everything, frees its root). */
-  destroyVmm(vmm: Vmm): void {
-    vmm.destroy();
+  destroyVmm(vmm: Vmm, teardown?: symbol): void {
+    if (!(vmm instanceof Vmm)) fail("EINVAL", `${describe(vmm)} is not a Vmm`);
+    vmm.destroy(teardown);
     this.#vmms.delete(vmm);
   }
 

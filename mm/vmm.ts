@@ -53,6 +53,12 @@ import { type VaRange, VaRanges } from "./va_ranges.ts";
 
 export type { Extent } from "./pagetable/extents.ts";
 
+/**
+ * Passed by `gpu.close()` (through `GpuMm.destroyVmm`) to tear down address
+ * spaces users may not destroy themselves (BAR1's). Not exported from mod.ts.
+ */
+export const TEARDOWN: unique symbol = Symbol("novamm.teardown");
+
 const PAGE = 4096;
 
 /** What a Vmm needs from its GPU. */
@@ -371,6 +377,7 @@ export class Vmm {
   readonly #mappings = new Set<Mapping>();
   /** The live mapping behind each VA range a mapping holds (for {@linkcode Vmm.liveAt}). */
   readonly #byRange = new Map<VaRange, Mapping>();
+  #protected: string | null = null;
   readonly #holds = new Map<number, string>();
   readonly #onDestroy: (() => void)[] = [];
   #holdId = 0;
@@ -455,6 +462,17 @@ export class Vmm {
     if (r.owner === "firmware") return "firmware";
     const m = this.#byRange.get(r);
     return m !== undefined && m.live ? m : null;
+  }
+
+  /**
+   * Refuses {@linkcode Vmm.destroy} from users from now on (EPERM naming
+   * `reason`): for the BAR1 address space, which only `gpu.close()` tears down.
+   */
+  protect(reason: string): void {
+    if (typeof reason !== "string") {
+      fail("EINVAL", `protect reason ${describe(reason)} is not a string`);
+    }
+    this.#protected = reason;
   }
 
   /**
@@ -1186,8 +1204,12 @@ export class Vmm {
    * what a failed write or flush left (a flush), frees its root if it
    * allocated it. After a failure it can be called again.
    */
-  destroy(): void {
+  destroy(teardown?: symbol): void {
     if (this.#destroyed) return;
+    if (this.#protected !== null && teardown !== TEARDOWN) {
+      // BAR1's address space: destroying it would leave BAR1 bound to freed tables.
+      fail("EPERM", `${this.name} cannot be destroyed: ${this.#protected}`, "");
+    }
     if (this.#holds.size > 0) {
       fail(
         "EBUSY",
