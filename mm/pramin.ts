@@ -19,7 +19,7 @@
 
 import { describe, fail, hex } from "../hw/errors.ts";
 import { u64 } from "./types.ts";
-import { checkBytes } from "../hw/validate.ts";
+import { checkBytes, checkUint } from "../hw/validate.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import {
   getField,
@@ -378,40 +378,76 @@ export class Pramin {
     this.#active?.close();
   }
 
+  /**
+   * Checks a one-shot access before a window is opened for it (opening one
+   * reads the window register): bad input touches nothing.
+   */
+  #pre(addr: unknown, len: number, align: number): void {
+    if (typeof addr !== "number" || !Number.isSafeInteger(addr) || addr < 0) {
+      checkUint(addr, "VRAM address");
+    }
+    const a = addr as number;
+    if (a % align !== 0) {
+      fail("EINVAL", `VRAM address ${hex(a)} is not aligned to the ${align}-byte access width`);
+    }
+    const limit = Math.min(this.vramSize, this.reach);
+    if (a + len > limit) {
+      fail("EINVAL", `VRAM ${hex(a)} + ${hex(len)} is past the end of VRAM (${hex(limit)} bytes)`);
+    }
+  }
+
   /** One-shot 32-bit read (through the open window, or one opened and closed for it). */
   read32(addr: number): number {
+    this.#pre(addr, 4, 4);
     using w = this.borrow();
     return w.read32(addr);
   }
 
   /** One-shot 32-bit write (opens and closes a window). */
   write32(addr: number, value: number): void {
+    this.#pre(addr, 4, 4);
+    checkValue(value, 0xffffffff, 32);
     using w = this.borrow();
     w.write32(addr, value);
   }
 
   /** One-shot 64-bit read. */
   read64(addr: number): bigint {
+    this.#pre(addr, 8, 8);
     using w = this.borrow();
     return w.read64(addr);
   }
 
   /** One-shot 64-bit write. */
   write64(addr: number, value: bigint | number): void {
+    this.#pre(addr, 8, 8);
+    u64(value, "value");
     using w = this.borrow();
     w.write64(addr, value);
   }
 
   /** One-shot bulk read. */
   readBytes(addr: number, len: number): Uint8Array {
+    checkUint(len, "read length");
+    this.#pre(addr, len, 1);
     using w = this.borrow();
     return w.readBytes(addr, len);
   }
 
   /** One-shot bulk write. */
   writeBytes(addr: number, bytes: Uint8Array): void {
+    checkBytes(bytes, "writeBytes bytes");
+    this.#pre(addr, bytes.length, 1);
     using w = this.borrow();
     w.writeBytes(addr, bytes);
+  }
+
+  /** One-shot bulk read into `out` (see {@linkcode PraminWindow.readInto}). */
+  readInto(addr: number, out: Uint8Array): Uint8Array {
+    checkBytes(out, "readInto buffer");
+    this.#pre(addr, out.length, 1);
+    using w = this.borrow();
+    return w.readInto(addr, out);
   }
 }
 
