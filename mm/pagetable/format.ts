@@ -13,9 +13,9 @@
 
 import type { Architecture } from "../../hw/chip.ts";
 import { fail, PAGE_256G, PAGE_2M, PAGE_512M } from "../types.ts";
-import type { EntryCodec as Codec, MmuVersion } from "./codec.ts";
-import { v2, type V2DualPdeFields, type V2PdeFields, type V2PteFields } from "./ver2.ts";
-import { v3, type V3DualPdeFields, type V3PdeFields, type V3PteFields } from "./ver3.ts";
+import type { EntryCodec, MmuVersion } from "./codec.ts";
+import { v2 } from "./ver2.ts";
+import { v3 } from "./ver3.ts";
 
 export type { Architecture } from "../../hw/chip.ts";
 export type {
@@ -23,6 +23,8 @@ export type {
   DecodedDualPde,
   DecodedPde,
   DecodedPte,
+  EntryCodec,
+  EntryTables,
   MmuVersion,
 } from "./codec.ts";
 
@@ -47,18 +49,6 @@ export interface LevelFormat {
   /** Bytes of VA one entry covers (PD1: 512 MiB). */
   readonly pageSize: number;
 }
-
-/**
- * The entry codec of either version (`MmuFormat.codec`): {@linkcode Codec}
- * over the union of the v2 and v3 field types and the common decoded shapes.
- * Instantiate it with one version's field types to check that codec
- * (`V2Codec` and `V3Codec` extend it with their decoded types too).
- */
-export type EntryCodec<
-  PteFields = V2PteFields | V3PteFields,
-  PdeFields = V2PdeFields | V3PdeFields,
-  DualFields = V2DualPdeFields | V3DualPdeFields,
-> = Codec<PteFields, PdeFields, DualFields>;
 
 /** A complete page-table format: levels plus the entry codec. */
 export interface MmuFormat {
