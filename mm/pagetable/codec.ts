@@ -176,6 +176,58 @@ export interface CodecSpec<V extends MmuVersion> {
     /** Each used half of `vramDualPde` (`big` / `small`). */
     readonly dualHalf: Readonly<Record<string, unknown>>;
   };
+  /**
+   * A hand-written `vramPte` for the mapper's hot loop, where the bench shows
+   * the derived one costs (one call per PTE run). {@linkcode makeCodec}
+   * checks it against the encoder derived from `vram` and the PTE table at
+   * load (both permissions, kind 0 and its maximum, the lowest and highest
+   * address, and the errors for a misaligned and a too-high address).
+   */
+  readonly fastVramPte?: (address: number, options: { writable: boolean; kind?: number }) => bigint;
+}
+
+function thrown(fn: () => unknown): string | null {
+  try {
+    fn();
+    return null;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+/** Throws unless the hand-written `vramPte` agrees with the derived one on the edge cases. */
+function checkFastPte(
+  what: string,
+  fast: (address: number, options: { writable: boolean; kind?: number }) => bigint,
+  derived: (address: number, options: { writable: boolean; kind?: number }) => bigint,
+  target: { align: number; limit: number; kindMax: number },
+): void {
+  const cases: [number, { writable: boolean; kind?: number }][] = [];
+  for (const address of [0, target.align, target.limit - target.align]) {
+    for (const writable of [true, false]) {
+      for (const kind of [undefined, 0, 1, target.kindMax]) {
+        cases.push([address, { writable, kind }]);
+      }
+    }
+  }
+  for (const [address, options] of cases) {
+    const a = fast(address, options);
+    const b = derived(address, options);
+    if (a !== b) {
+      throw new Error(
+        `${what}: the fast vramPte gives ${a} for ${address} ${
+          JSON.stringify(options)
+        }, the table ${b}`,
+      );
+    }
+  }
+  for (const address of [target.align / 2, target.limit, -target.align]) {
+    const a = thrown(() => fast(address, { writable: true }));
+    const b = thrown(() => derived(address, { writable: true }));
+    if (a === null || b === null) {
+      throw new Error(`${what}: vramPte accepts ${address} (fast: ${a}, table: ${b})`);
+    }
+  }
 }
 
 const PTE_APERTURE_NAMES: readonly PteAperture[] = [
@@ -233,6 +285,19 @@ export function makeCodec<
   const big = vramEncoderOf(dual, { big: vram.dualHalf }, { group: "big" });
   const small = vramEncoderOf(dual, { small: vram.dualHalf }, { group: "small" });
   const pteInfo = pteInfoOf(pte, spec.pteInfo, PTE_APERTURE_NAMES);
+  const derivedPte = (address: number, options: { writable: boolean; kind?: number }): bigint =>
+    (options.writable ? rw : ro)(address, options.kind);
+  const kindSpec = spec.tables.pte.items.find((f) => f.name === vram.kindField);
+  const kindMax = kindSpec?.kind === "uint" ? 2 ** (kindSpec.hi - kindSpec.lo + 1) - 1 : 0;
+  const addressSpec = pte.layout("address", 0);
+  if (spec.fastVramPte !== undefined && addressSpec !== null) {
+    checkFastPte(`MMU v${spec.version}`, spec.fastVramPte, derivedPte, {
+      align: 2 ** addressSpec.shift,
+      limit: 2 ** (addressSpec.shift + addressSpec.hi - addressSpec.lo + 1),
+      kindMax,
+    });
+  }
+  const vramPte = spec.fastVramPte ?? derivedPte;
   return Object.freeze({
     version: spec.version,
     tables: spec.tables,
@@ -246,9 +311,7 @@ export function makeCodec<
     encodeDualPde: (fields: DualFields) => dual.encode(fields as object) as [bigint, bigint],
     decodeDualPde: (raw: readonly [bigint | number, bigint | number]) =>
       decode128(dual, raw) as unknown as Dual,
-    vramPte(address: number, options: { writable: boolean; kind?: number }): bigint {
-      return (options.writable ? rw : ro)(address, options.kind);
-    },
+    vramPte,
     vramPde: (address: number) => pdeFast(address),
     vramDualPde(tables: { big?: number; small?: number }): [bigint, bigint] {
       const words: [bigint, bigint] = [0n, 0n];

@@ -546,22 +546,42 @@ export function compileEntry(table: EntryTable): CompiledEntry {
   const slotOf = (group: string | null, name: string): number =>
     byPath.get(group === null ? name : `${group}.${name}`)!;
 
+  /** The decoded object's layout: top-level keys with their slot, or a group's keys and slots. */
+  const plan = topItems.map((item) =>
+    item.kind === "group"
+      ? {
+        name: item.name,
+        slot: -1,
+        sub: item.fields.map((f) => ({ name: f.name, slot: slotOf(item.name, f.name) })),
+      }
+      : { name: item.name, slot: slotOf(null, item.name), sub: [] }
+  );
+
   function decodeWords(raw: readonly bigint[]): Record<string, unknown> {
-    const w: number[] = [];
-    let r = 0n;
-    for (let k = raw.length - 1; k >= 0; k--) r = (r << 64n) | raw[k];
-    for (const x of raw) w.push(Number(x & 0xffff_ffffn), Number(x >> 32n));
+    let r: bigint;
+    let w: number[];
+    if (raw.length === 1) {
+      r = raw[0];
+      w = [Number(r & 0xffff_ffffn), Number(r >> 32n)];
+    } else {
+      const [lo, hi] = raw;
+      r = (hi << 64n) | lo;
+      w = [
+        Number(lo & 0xffff_ffffn),
+        Number(lo >> 32n),
+        Number(hi & 0xffff_ffffn),
+        Number(hi >> 32n),
+      ];
+    }
     const variant = variantOf(w);
     const out: Record<string, unknown> = {};
-    for (const item of topItems) {
-      if (item.kind === "group") {
+    for (const item of plan) {
+      if (item.slot < 0) {
         const sub: Record<string, unknown> = {};
-        for (const f of item.fields) {
-          sub[f.name] = valueOf(slots[slotOf(item.name, f.name)], variant, w, r);
-        }
+        for (const f of item.sub) sub[f.name] = valueOf(slots[f.slot], variant, w, r);
         out[item.name] = sub;
       } else {
-        out[item.name] = valueOf(slots[slotOf(null, item.name)], variant, w, r);
+        out[item.name] = valueOf(slots[item.slot], variant, w, r);
       }
     }
     out.reserved = r & variant.free;
@@ -888,19 +908,13 @@ export function vramEncoderOf(
   const extraNumber = extra !== null && extraLo + extraWidth <= 53;
   const extraScale = 2 ** extraLo;
   const extraShift = BigInt(extraLo);
-  const alignMod = 2 ** layout.shift;
-  const limit = 2 ** limitBits;
-  const check = (address: number): void => {
-    if (
-      typeof address !== "number" || !Number.isSafeInteger(address) || address < 0 ||
-      address % alignMod !== 0 || address >= limit
-    ) {
-      const a = typeof address === "number" && Number.isSafeInteger(address) && address >= 0
-        ? BigInt(address)
-        : fail("EINVAL", `${what} ${describe(address)} is not a non-negative safe integer`);
-      checkAddressFits(a, layout.shift, limitBits, what, l.label);
-    }
-  };
+  const target: VramField = Object.freeze({
+    alignBits: layout.shift,
+    limitBits,
+    what,
+    field: l.label,
+  });
+  const check = (address: number): void => vramTarget(address, target);
   if (!fast) {
     return {
       word,
@@ -926,4 +940,42 @@ export function vramEncoderOf(
       return extraNumber ? BigInt(n + e * extraScale) : BigInt(n) | (BigInt(e) << extraShift);
     },
   };
+}
+
+/** An entry field that holds a VRAM address, as the fast `vram*` encoders check it. */
+export interface VramField {
+  /** The address must be aligned to 2^alignBits (the field holds address >> alignBits). */
+  readonly alignBits: number;
+  /** The address must be below 2^limitBits. */
+  readonly limitBits: number;
+  /** What the address is, for errors ("v2 PTE address"). */
+  readonly what: string;
+  /** The hardware field, for errors ("ADDRESS_VID (32:8)"). */
+  readonly field: string;
+}
+
+/**
+ * Checks the VRAM target of a fast `vram*` encoder: a non-negative safe
+ * integer that `target` can hold; throws EINVAL otherwise. The common case
+ * costs only number arithmetic (pass a module-level `target`: no
+ * allocation); bigints appear only to build the error.
+ *
+ * @example
+ * ```ts
+ * const PTE = { alignBits: 12, limitBits: 40, what: "PTE address", field: "ADDRESS_VID" };
+ * vramTarget(0x1000, PTE); // ok
+ * vramTarget(0x1800, PTE); // throws EINVAL: not aligned to 0x1000
+ * ```
+ */
+export function vramTarget(address: number, target: VramField): void {
+  const { alignBits, limitBits } = target;
+  if (
+    typeof address !== "number" || !Number.isSafeInteger(address) || address < 0 ||
+    address % 2 ** alignBits !== 0 || address >= 2 ** limitBits
+  ) {
+    const a = typeof address === "number" && Number.isSafeInteger(address) && address >= 0
+      ? BigInt(address)
+      : fail("EINVAL", `${target.what} ${describe(address)} is not a non-negative safe integer`);
+    checkAddressFits(a, alignBits, limitBits, target.what, target.field);
+  }
 }

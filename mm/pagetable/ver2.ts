@@ -22,9 +22,25 @@
  * @module
  */
 
-import { PDE_APERTURES, type PdeAperture, PTE_APERTURES, type PteAperture } from "../types.ts";
+import {
+  PDE_APERTURES,
+  type PdeAperture,
+  PTE_APERTURES,
+  type PteAperture,
+  uintField,
+} from "../types.ts";
 import { type EntryCodec, makeCodec } from "./codec.ts";
-import { address, aperture, at, type EntryTable, flag, group, uint } from "./fields.ts";
+import {
+  address,
+  aperture,
+  at,
+  type EntryTable,
+  flag,
+  group,
+  uint,
+  type VramField,
+  vramTarget,
+} from "./fields.ts";
 
 /** Fields of an MMU v2 PTE (all optional; missing means false / 0 / `"video"`). */
 export interface V2PteFields {
@@ -223,6 +239,23 @@ const DUAL: EntryTable = Object.freeze({
   print: Object.freeze(["isPte", "big", "small", "noAts"]),
 });
 
+// The mapper's hot path (one call per PTE run): number arithmetic and one BigInt. makeCodec
+// checks it against the encoder derived from the table when the module loads.
+const PTE_TARGET: VramField = Object.freeze({
+  alignBits: 12,
+  limitBits: 37,
+  what: "v2 PTE address",
+  field: "ADDRESS_VID (32:8)",
+});
+
+function vramPte(address: number, options: { writable: boolean; kind?: number }): bigint {
+  vramTarget(address, PTE_TARGET);
+  const kind = uintField(options.kind, 8, "v2 PTE kind");
+  // VALID | APERTURE_VIDEO (0) | READ_ONLY when not writable | ADDRESS_VID = address >> 12 at bit 8.
+  const low = address / 16 + 1 + (options.writable ? 0 : 0x40);
+  return kind === 0 ? BigInt(low) : BigInt(low) | (BigInt(kind) << 56n);
+}
+
 /**
  * The shape of {@linkcode v2}: the MMU v2 entry codec over the v2 field and
  * decoded types. Version specifics:
@@ -272,4 +305,5 @@ export const v2: V2Codec = makeCodec<
     pde: { aperture: "video" },
     dualHalf: { aperture: "video" },
   },
+  fastVramPte: vramPte,
 });

@@ -21,9 +21,25 @@
  * @module
  */
 
-import { PDE_APERTURES, type PdeAperture, PTE_APERTURES, type PteAperture } from "../types.ts";
+import {
+  PDE_APERTURES,
+  type PdeAperture,
+  PTE_APERTURES,
+  type PteAperture,
+  uintField,
+} from "../types.ts";
 import { type EntryCodec, makeCodec } from "./codec.ts";
-import { address, aperture, at, type EntryTable, flag, group, uint } from "./fields.ts";
+import {
+  address,
+  aperture,
+  at,
+  type EntryTable,
+  flag,
+  group,
+  uint,
+  type VramField,
+  vramTarget,
+} from "./fields.ts";
 
 /** Fields of an MMU v3 PTE (all optional; missing means false / 0 / `"video"`). */
 export interface V3PteFields {
@@ -177,6 +193,22 @@ const DUAL: EntryTable = Object.freeze({
   print: Object.freeze(["isPte", "big", "small"]),
 });
 
+// The mapper's hot path (one call per PTE run): number arithmetic and one BigInt. makeCodec
+// checks it against the encoder derived from the table when the module loads.
+const PTE_TARGET: VramField = Object.freeze({
+  alignBits: 12,
+  limitBits: 40,
+  what: "v3 PTE address",
+  field: "ADDRESS_VID (39:12)",
+});
+
+function vramPte(address: number, options: { writable: boolean; kind?: number }): bigint {
+  vramTarget(address, PTE_TARGET);
+  const kind = uintField(options.kind, 4, "v3 PTE kind");
+  // Below 2^40 everything fits a safe number: address in place, PCF at 7:3, KIND at 11:8.
+  return BigInt(address + kind * 256 + (options.writable ? PCF_RW : PCF_RO) * 8 + 1);
+}
+
 /**
  * The shape of {@linkcode v3}: the MMU v3 entry codec over the v3 field and
  * decoded types. Version specifics:
@@ -227,4 +259,5 @@ export const v3: V3Codec = makeCodec<
     pde: { aperture: "video", pcf: PDE_PCF_VRAM },
     dualHalf: { aperture: "video", pcf: PDE_PCF_VRAM },
   },
+  fastVramPte: vramPte,
 });
