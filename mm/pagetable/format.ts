@@ -8,6 +8,14 @@
  * uniform 9-bit split (facts D1). Huge-page levels per architecture: facts §1.2
  * (`kgmmuFmtInitLevels_GP10X` / `_GA10X` / `_GH10X` / `_GB10X`).
  *
+ * A new MMU version of the same shape (PTE, PDE, a 128-bit dual PD0, the same
+ * page sizes) adds one row here: its directory levels in `build`, the
+ * architectures that use it (like `V2_ARCHS`), its codec in `CODECS` and its
+ * number in `MmuVersion`; plus a codec file `verN.ts` whose field tables
+ * `makeCodec` turns into the codec (see `codec.ts`). The tree, the cursor,
+ * the mapper, the walker and `vmm.ts` read only these formats and the
+ * `EntryCodec` interface, and do not change.
+ *
  * @module
  */
 
