@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
 import { mmu, v2, v3 } from "../mm/pagetable/mod.ts";
+import { compileEntry, flag, uint } from "../mm/pagetable/fields.ts";
 import { prng } from "../testing/prng.ts";
 import { throwsNova } from "./util.ts";
 
@@ -717,4 +718,62 @@ Deno.test("codec: random raw words decode without throwing and re-encode exactly
       assert.deepStrictEqual(c.encodeDualPde(c.decodeDualPde([w, w]) as never), [w, w]);
     }
   }
+});
+
+// ---------------------------------------------------------------------------
+// Field tables
+
+Deno.test("codec: decoded keys are the field tables' names, in table order", () => {
+  for (const c of [v2, v3]) {
+    const names = (t: typeof c.tables.pte) => [...t.items.map((i) => i.name), "reserved"];
+    assert.deepStrictEqual(Object.keys(c.decodePte(0n)), names(c.tables.pte));
+    assert.deepStrictEqual(Object.keys(c.decodePde(0n)), names(c.tables.pde));
+    const dual = c.decodeDualPde([0n, 0n]);
+    assert.deepStrictEqual(Object.keys(dual), names(c.tables.dualPde));
+    for (const item of c.tables.dualPde.items) {
+      if (item.kind !== "group") continue;
+      const half = (dual as unknown as Record<string, object>)[item.name];
+      assert.deepStrictEqual(Object.keys(half), item.fields.map((f) => f.name));
+    }
+  }
+});
+
+Deno.test("codec: a field table with overlapping or misplaced fields fails to compile", () => {
+  const table = (items: Parameters<typeof compileEntry>[0]["items"]) => ({
+    title: "PTE t",
+    what: "t PTE",
+    words: 1 as const,
+    items,
+  });
+  throwsNova(
+    () => compileEntry(table([uint("a", 3, 0), uint("b", 4, 2)])),
+    "EINVAL",
+    "b",
+    "overlaps",
+  );
+  throwsNova(() => compileEntry(table([uint("a", 64, 60)])), "EINVAL", "a", "64:60");
+  throwsNova(() => compileEntry(table([flag("a", 0), flag("a", 1)])), "EINVAL", "duplicate");
+  throwsNova(
+    () => compileEntry(table([flag("a", 0, { when: { field: "nope", is: ["x"] } })])),
+    "EINVAL",
+    "nope",
+  );
+  const ok = compileEntry(table([flag("valid", 0), uint("kind", 7, 4, { print: "always" })]));
+  assert.equal(ok.encode({ valid: true, kind: 6 }), 0x61n);
+  assert.equal(String(ok.decodeWords([0x61n])), "PTE t kind=0x6");
+  assert.deepStrictEqual(ok.decodeWords([0x102n]).reserved, 0x102n);
+});
+
+Deno.test("codec: a field set where its condition does not hold names the condition", () => {
+  throwsNova(
+    () => v2.encodePte({ aperture: "sysCoherent", comptagline: 1 }),
+    "EINVAL",
+    'needs aperture "video" or "peer", not "sysCoherent"',
+    "COMPTAGLINE (55:36) overlaps ADDRESS_SYS (53:8)",
+  );
+  throwsNova(
+    () => v2.encodePde({ address: 0x1000 }),
+    "EINVAL",
+    'v2 PDE address 0x1000 needs aperture "video", "sysCoherent" or "sysNonCoherent", not "invalid"',
+  );
 });

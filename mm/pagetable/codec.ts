@@ -1,22 +1,41 @@
 /**
- * What an MMU entry codec is, independent of the version: the generic
+ * What an MMU entry codec is, independent of the version: the one
  * {@linkcode EntryCodec} interface, the version-independent decoded shapes it
- * returns, and small bit helpers both codecs use. `ver2.ts` and `ver3.ts`
- * instantiate the interface with their own field types; `format.ts` names the
- * "either version" instance. This module imports neither codec, so there is
- * no import cycle.
+ * returns, and {@linkcode makeCodec}, which builds a whole codec from a
+ * version's field tables (`fields.ts` derives encode, decode, validation and
+ * printing from them). `ver2.ts` and `ver3.ts` hold nothing but their tables,
+ * their field types and the few constants the tables cannot say (the PCF
+ * nouveau writes, the no-small-pages marker).
+ *
+ * Adding an MMU version of the same shape (PTE, PDE, 128-bit dual PD0, the
+ * same page sizes) touches exactly:
+ * 1. a codec file `verN.ts`: the field tables of its PTE, PDE and dual PDE
+ *    (names, bit ranges, encodings, conditions for overlapping fields), its
+ *    field and decoded types, and a {@linkcode makeCodec} call;
+ * 2. a format row in `format.ts`: its levels (VA bits per level), the
+ *    architectures that use it and its codec in `CODECS`, plus the version
+ *    number in {@linkcode MmuVersion};
+ * 3. the exports of `mod.ts` (`mmu.vN` and the types).
+ *
+ * Nothing in the tree (`tree.ts`), the cursor and mapper, the walker or
+ * `vmm.ts` changes: they see the format's levels and the `EntryCodec`
+ * interface only.
  *
  * @module
  */
 
+import type { PdeAperture, PteAperture, PteInfo } from "../types.ts";
 import {
-  checkAddressFits,
-  fail,
-  type PdeAperture,
-  type PteAperture,
-  type PteInfo,
-  u64,
-} from "../types.ts";
+  type BitRef,
+  compileEntry,
+  decode128,
+  decode64,
+  type EntryTable,
+  pteInfoOf,
+  vramEncoderOf,
+} from "./fields.ts";
+import type { V2DualPdeFields, V2PdeFields, V2PteFields } from "./ver2.ts";
+import type { V3DualPdeFields, V3PdeFields, V3PteFields } from "./ver3.ts";
 
 /** Page-table format version: 2 (Turing, Ampere, Ada) or 3 (Hopper, Blackwell). */
 export type MmuVersion = 2 | 3;
@@ -65,13 +84,25 @@ export interface DecodedDualPde {
   reserved: bigint;
 }
 
+/** The field tables a codec is built from, one per entry type. */
+export interface EntryTables {
+  /** The PTE. */
+  readonly pte: EntryTable;
+  /** The PDE (directory levels above PD0). */
+  readonly pde: EntryTable;
+  /** The 128-bit dual PDE at PD0. */
+  readonly dualPde: EntryTable;
+}
+
 /**
  * What every entry codec provides (`mmu.v2`, `mmu.v3`), over its own field
  * types (`PteFields`, `PdeFields`, `DualFields`) and decoded types (`Pte`,
- * `Pde`, `Dual`). Encoders validate and throw EINVAL naming the field that is
- * out of range or misplaced; decoders never throw on a 64-bit (or
- * `[low, high]` 128-bit) value. Raw entries are bigint (safe numbers are
- * accepted as input).
+ * `Pde`, `Dual`); without type arguments, the codec of either version (what
+ * `MmuFormat.codec` holds). `EntryCodecOf` in `mod.ts` is another name for
+ * this type. Encoders validate and throw EINVAL naming the field that is out
+ * of range or misplaced; decoders never throw on a 64-bit (or `[low, high]`
+ * 128-bit) value. Raw entries are bigint (safe numbers are accepted as
+ * input).
  *
  * @example
  * ```ts
@@ -81,15 +112,17 @@ export interface DecodedDualPde {
  * ```
  */
 export interface EntryCodec<
-  PteFields,
-  PdeFields,
-  DualFields,
+  PteFields = V2PteFields | V3PteFields,
+  PdeFields = V2PdeFields | V3PdeFields,
+  DualFields = V2DualPdeFields | V3DualPdeFields,
   Pte extends DecodedPte = DecodedPte,
   Pde extends DecodedPde = DecodedPde,
   Dual extends DecodedDualPde = DecodedDualPde,
 > {
   /** MMU format version. */
   readonly version: MmuVersion;
+  /** The field tables encode, decode and printing come from (the field lists). */
+  readonly tables: EntryTables;
   /** The invalid PTE (0n). */
   readonly invalidPte: bigint;
   /** The invalid PDE (0n; nova's 0x1 would be a huge PTE at PD0/PD1, facts D14). */
@@ -120,108 +153,173 @@ export interface EntryCodec<
   isNoSmallPte(raw: bigint): boolean;
 }
 
-/**
- * The mask of bits `hi`..`lo` (inclusive).
- *
- * @example
- * ```ts
- * bits(7, 4); // 0xf0n
- * ```
- */
-export function bits(hi: number, lo: number): bigint {
-  return ((1n << BigInt(hi - lo + 1)) - 1n) << BigInt(lo);
+/** What an MMU version declares to get its codec from {@linkcode makeCodec}. */
+export interface CodecSpec<V extends MmuVersion> {
+  /** MMU format version. */
+  readonly version: V;
+  /** The PTE, PDE and dual-PDE field tables. */
+  readonly tables: EntryTables;
+  /** The big-page "no small pages" marker as PTE field values (its test reads only these fields). */
+  readonly noSmallPte: Readonly<Record<string, boolean | number | string>>;
+  /** The PTE bits `pteInfo` reads: read-only (clears `writable`) and privileged. */
+  readonly pteInfo: { readonly readOnly: BitRef; readonly privileged: BitRef };
+  /** The fixed fields of the fast VRAM encoders (the address is added per call). */
+  readonly vram: {
+    /** `vramPte(…, { writable: true })`. */
+    readonly pteWritable: Readonly<Record<string, unknown>>;
+    /** `vramPte(…, { writable: false })`. */
+    readonly pteReadOnly: Readonly<Record<string, unknown>>;
+    /** The uint PTE field `vramPte` takes as `kind`. */
+    readonly kindField: string;
+    /** `vramPde`. */
+    readonly pde: Readonly<Record<string, unknown>>;
+    /** Each used half of `vramDualPde` (`big` / `small`). */
+    readonly dualHalf: Readonly<Record<string, unknown>>;
+  };
+  /**
+   * A hand-written `vramPte` for the mapper's hot loop, where the bench shows
+   * the derived one costs (one call per PTE run). {@linkcode makeCodec}
+   * checks it against the encoder derived from `vram` and the PTE table at
+   * load (both permissions, kind 0 and its maximum, the lowest and highest
+   * address, and the errors for a misaligned and a too-high address).
+   */
+  readonly fastVramPte?: (address: number, options: { writable: boolean; kind?: number }) => bigint;
 }
 
-/**
- * Checks a dual PDE given as `[low, high]` and returns both words as u64
- * bigints; throws EINVAL naming `what` otherwise.
- *
- * @example
- * ```ts
- * dualWords([0x12, 0n], "v3 dual PDE"); // [0x12n, 0n]
- * ```
- */
-export function dualWords(
-  raw: readonly [bigint | number, bigint | number],
+function thrown(fn: () => unknown): string | null {
+  try {
+    fn();
+    return null;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+/** Throws unless the hand-written `vramPte` agrees with the derived one on the edge cases. */
+function checkFastPte(
   what: string,
-): [bigint, bigint] {
-  if (!Array.isArray(raw) || raw.length !== 2) {
-    fail("EINVAL", `${what} must be [low, high] 64-bit words, got ${String(raw)}`);
+  fast: (address: number, options: { writable: boolean; kind?: number }) => bigint,
+  derived: (address: number, options: { writable: boolean; kind?: number }) => bigint,
+  target: { align: number; limit: number; kindMax: number },
+): void {
+  const cases: [number, { writable: boolean; kind?: number }][] = [];
+  for (const address of [0, target.align, target.limit - target.align]) {
+    for (const writable of [true, false]) {
+      for (const kind of [undefined, 0, 1, target.kindMax]) {
+        cases.push([address, { writable, kind }]);
+      }
+    }
   }
-  return [u64(raw[0], `${what} low word`), u64(raw[1], `${what} high word`)];
+  for (const [address, options] of cases) {
+    const a = fast(address, options);
+    const b = derived(address, options);
+    if (a !== b) {
+      throw new Error(
+        `${what}: the fast vramPte gives ${a} for ${address} ${
+          JSON.stringify(options)
+        }, the table ${b}`,
+      );
+    }
+  }
+  for (const address of [target.align / 2, target.limit, -target.align]) {
+    const a = thrown(() => fast(address, { writable: true }));
+    const b = thrown(() => derived(address, { writable: true }));
+    if (a === null || b === null) {
+      throw new Error(`${what}: vramPte accepts ${address} (fast: ${a}, table: ${b})`);
+    }
+  }
 }
 
-/** An entry field that holds a VRAM address, as the fast `vram*` encoders check it. */
-export interface VramField {
-  /** The address must be aligned to 2^alignBits (the field holds address >> alignBits). */
-  readonly alignBits: number;
-  /** The address must be below 2^limitBits. */
-  readonly limitBits: number;
-  /** What the address is, for errors ("v2 PTE address"). */
-  readonly what: string;
-  /** The hardware field, for errors ("ADDRESS_VID"). */
-  readonly field: string;
-}
-
-/** The four VRAM targets of a codec's fast encoders, as {@linkcode vramFields} builds them. */
-export interface VramFields {
-  /** `vramPte`: 4 KiB aligned. */
-  readonly pte: VramField;
-  /** `vramPde`: 4 KiB aligned. */
-  readonly pde: VramField;
-  /** `vramDualPde` big half: 256 B aligned (a 64 KiB-page table is 256 bytes). */
-  readonly big: VramField;
-  /** `vramDualPde` small half: 4 KiB aligned. */
-  readonly small: VramField;
-}
+const PTE_APERTURE_NAMES: readonly PteAperture[] = [
+  "video",
+  "peer",
+  "sysCoherent",
+  "sysNonCoherent",
+];
 
 /**
- * The VRAM targets of a codec's `vramPte` / `vramPde` / `vramDualPde`, named
- * after `codec` ("v2") in errors, all below 2^`limitBits` in field `field`.
+ * Builds an entry codec from a version's field tables: encoders and decoders
+ * (with their checks and summaries) come from the tables, `pteInfo` and
+ * `isNoSmallPte` from the named PTE fields, and the mapper's `vramPte` /
+ * `vramPde` / `vramDualPde` are specialised from the tables once, so that a
+ * call is number arithmetic and one BigInt.
  *
  * @example
  * ```ts
- * const t = vramFields("v3", { limitBits: 40, field: "VRAM address field" });
- * t.big.what; // "v3 dual PDE big address"
+ * import { v3 } from "./ver3.ts";
+ * const again = makeCodec({
+ *   version: 3,
+ *   tables: v3.tables,
+ *   noSmallPte: { valid: false, pcf: 3 },
+ *   pteInfo: { readOnly: { field: "pcf", bit: 2 }, privileged: { field: "pcf", bit: 1 } },
+ *   vram: {
+ *     pteWritable: { valid: true, pcf: 0x10 },
+ *     pteReadOnly: { valid: true, pcf: 0x14 },
+ *     kindField: "kind",
+ *     pde: { aperture: "video", pcf: 2 },
+ *     dualHalf: { aperture: "video", pcf: 2 },
+ *   },
+ * });
+ * again.vramPde(0x200000); // 0x200012n
  * ```
  */
-export function vramFields(
-  codec: string,
-  options: { limitBits: number; field: string },
-): VramFields {
-  const { limitBits, field } = options;
-  const at = (alignBits: number, what: string): VramField =>
-    Object.freeze({ alignBits, limitBits, what: `${codec} ${what}`, field });
+export function makeCodec<
+  V extends MmuVersion,
+  PteFields,
+  PdeFields,
+  DualFields,
+  Pte extends DecodedPte,
+  Pde extends DecodedPde,
+  Dual extends DecodedDualPde,
+>(
+  spec: CodecSpec<V>,
+): EntryCodec<PteFields, PdeFields, DualFields, Pte, Pde, Dual> & { readonly version: V } {
+  const pte = compileEntry(spec.tables.pte);
+  const pde = compileEntry(spec.tables.pde);
+  const dual = compileEntry(spec.tables.dualPde);
+  const marker = pte.pattern(spec.noSmallPte);
+  const { vram } = spec;
+  const rw = vramEncoderOf(pte, vram.pteWritable, { extra: vram.kindField }).encode;
+  const ro = vramEncoderOf(pte, vram.pteReadOnly, { extra: vram.kindField }).encode;
+  const pdeFast = vramEncoderOf(pde, vram.pde).encode;
+  const big = vramEncoderOf(dual, { big: vram.dualHalf }, { group: "big" });
+  const small = vramEncoderOf(dual, { small: vram.dualHalf }, { group: "small" });
+  const pteInfo = pteInfoOf(pte, spec.pteInfo, PTE_APERTURE_NAMES);
+  const derivedPte = (address: number, options: { writable: boolean; kind?: number }): bigint =>
+    (options.writable ? rw : ro)(address, options.kind);
+  const kindSpec = spec.tables.pte.items.find((f) => f.name === vram.kindField);
+  const kindMax = kindSpec?.kind === "uint" ? 2 ** (kindSpec.hi - kindSpec.lo + 1) - 1 : 0;
+  const addressSpec = pte.layout("address", 0);
+  if (spec.fastVramPte !== undefined && addressSpec !== null) {
+    checkFastPte(`MMU v${spec.version}`, spec.fastVramPte, derivedPte, {
+      align: 2 ** addressSpec.shift,
+      limit: 2 ** (addressSpec.shift + addressSpec.hi - addressSpec.lo + 1),
+      kindMax,
+    });
+  }
+  const vramPte = spec.fastVramPte ?? derivedPte;
   return Object.freeze({
-    pte: at(12, "PTE address"),
-    pde: at(12, "PDE address"),
-    big: at(8, "dual PDE big address"),
-    small: at(12, "dual PDE small address"),
+    version: spec.version,
+    tables: spec.tables,
+    invalidPte: 0n,
+    invalidPde: 0n,
+    noSmallPte: marker.value,
+    encodePte: (fields: PteFields) => pte.encode(fields as object) as bigint,
+    decodePte: (raw: bigint | number) => decode64(pte, raw) as unknown as Pte,
+    encodePde: (fields: PdeFields) => pde.encode(fields as object) as bigint,
+    decodePde: (raw: bigint | number) => decode64(pde, raw) as unknown as Pde,
+    encodeDualPde: (fields: DualFields) => dual.encode(fields as object) as [bigint, bigint],
+    decodeDualPde: (raw: readonly [bigint | number, bigint | number]) =>
+      decode128(dual, raw) as unknown as Dual,
+    vramPte,
+    vramPde: (address: number) => pdeFast(address),
+    vramDualPde(tables: { big?: number; small?: number }): [bigint, bigint] {
+      const words: [bigint, bigint] = [0n, 0n];
+      if (tables.big !== undefined) words[big.word] |= big.encode(tables.big);
+      if (tables.small !== undefined) words[small.word] |= small.encode(tables.small);
+      return words;
+    },
+    pteInfo,
+    isNoSmallPte: (raw: bigint) => (raw & marker.mask) === marker.value,
   });
-}
-
-/**
- * Checks the VRAM target of a fast `vram*` encoder: a non-negative safe
- * integer that `target` can hold; throws EINVAL otherwise. The common case
- * costs only number arithmetic (pass a module-level `target`: no allocation);
- * bigints appear only to build the error.
- *
- * @example
- * ```ts
- * const PTE = { alignBits: 12, limitBits: 40, what: "PTE address", field: "ADDRESS_VID" };
- * vramTarget(0x1000, PTE); // ok
- * vramTarget(0x1800, PTE); // throws EINVAL: not aligned to 0x1000
- * ```
- */
-export function vramTarget(address: number, target: VramField): void {
-  const { alignBits, limitBits } = target;
-  if (
-    typeof address !== "number" || !Number.isSafeInteger(address) || address < 0 ||
-    address % 2 ** alignBits !== 0 || address >= 2 ** limitBits
-  ) {
-    const a = typeof address === "number" && Number.isSafeInteger(address) && address >= 0
-      ? BigInt(address)
-      : fail("EINVAL", `${target.what} ${String(address)} is not a non-negative safe integer`);
-    checkAddressFits(a, alignBits, limitBits, target.what, target.field);
-  }
 }

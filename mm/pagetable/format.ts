@@ -8,14 +8,22 @@
  * uniform 9-bit split (facts D1). Huge-page levels per architecture: facts §1.2
  * (`kgmmuFmtInitLevels_GP10X` / `_GA10X` / `_GH10X` / `_GB10X`).
  *
+ * A new MMU version of the same shape (PTE, PDE, a 128-bit dual PD0, the same
+ * page sizes) adds one row here: its directory levels in `build`, the
+ * architectures that use it (like `V2_ARCHS`), its codec in `CODECS` and its
+ * number in `MmuVersion`; plus a codec file `verN.ts` whose field tables
+ * `makeCodec` turns into the codec (see `codec.ts`). The tree, the cursor,
+ * the mapper, the walker and `vmm.ts` read only these formats and the
+ * `EntryCodec` interface, and do not change.
+ *
  * @module
  */
 
 import type { Architecture } from "../../hw/chip.ts";
 import { fail, PAGE_256G, PAGE_2M, PAGE_512M } from "../types.ts";
-import type { EntryCodec as Codec, MmuVersion } from "./codec.ts";
-import { v2, type V2DualPdeFields, type V2PdeFields, type V2PteFields } from "./ver2.ts";
-import { v3, type V3DualPdeFields, type V3PdeFields, type V3PteFields } from "./ver3.ts";
+import type { EntryCodec, MmuVersion } from "./codec.ts";
+import { v2 } from "./ver2.ts";
+import { v3 } from "./ver3.ts";
 
 export type { Architecture } from "../../hw/chip.ts";
 export type {
@@ -23,6 +31,8 @@ export type {
   DecodedDualPde,
   DecodedPde,
   DecodedPte,
+  EntryCodec,
+  EntryTables,
   MmuVersion,
 } from "./codec.ts";
 
@@ -47,18 +57,6 @@ export interface LevelFormat {
   /** Bytes of VA one entry covers (PD1: 512 MiB). */
   readonly pageSize: number;
 }
-
-/**
- * The entry codec of either version (`MmuFormat.codec`): {@linkcode Codec}
- * over the union of the v2 and v3 field types and the common decoded shapes.
- * Instantiate it with one version's field types to check that codec
- * (`V2Codec` and `V3Codec` extend it with their decoded types too).
- */
-export type EntryCodec<
-  PteFields = V2PteFields | V3PteFields,
-  PdeFields = V2PdeFields | V3PdeFields,
-  DualFields = V2DualPdeFields | V3DualPdeFields,
-> = Codec<PteFields, PdeFields, DualFields>;
 
 /** A complete page-table format: levels plus the entry codec. */
 export interface MmuFormat {

@@ -44,12 +44,24 @@ export type {
 } from "./ver3.ts";
 export { levelIndex, mmuFormat } from "./format.ts";
 export type {
+  AddressLayout,
+  AddressSpec,
+  ApertureSpec,
+  EntryTable,
+  FieldCondition,
+  FieldSpec,
+  FlagSpec,
+  GroupSpec,
+  UintSpec,
+} from "./fields.ts";
+export type {
   Architecture,
   DecodedDualHalf,
   DecodedDualPde,
   DecodedPde,
   DecodedPte,
   EntryCodec,
+  EntryTables,
   LevelFormat,
   MmuFormat,
   MmuVersion,
