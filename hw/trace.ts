@@ -503,7 +503,10 @@ export function replayTraceFile(
 ): FileReplayResult {
   if (typeof path !== "string") fail("EINVAL", `trace path ${describe(path)} is not a string`);
   if (typeof makeBars !== "function") {
-    fail("EINVAL", "replayTraceFile needs a function making the apertures");
+    fail(
+      "EINVAL",
+      `replayTraceFile needs a function making the apertures, not ${describe(makeBars)}`,
+    );
   }
   let header: TraceHeader | null = null;
   let footer: TraceFooter | null = null;

@@ -29,7 +29,7 @@
  */
 
 import { describe, fail, hex } from "../hw/errors.ts";
-import { checkOptions } from "../hw/validate.ts";
+import { checkOptions, checkUint } from "../hw/validate.ts";
 import type { Allocation, BuddyAllocator } from "./buddy.ts";
 import type { Pramin, PraminWindow } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
@@ -457,6 +457,8 @@ export class Vmm {
    * range firmware mapped (found by the scan), or null (it would fault).
    */
   liveAt(va: number, length: number): Mapping | "firmware" | null {
+    checkUint(va, "BAR1 VA");
+    checkUint(length, "access length");
     const r = this.ranges.find(BigInt(va));
     if (r === undefined || r.end < BigInt(va) + BigInt(length)) return null;
     if (r.owner === "firmware") return "firmware";
@@ -1089,6 +1091,7 @@ export class Vmm {
    * first VA and decoded value, children nested. Prints as an indented tree.
    */
   dump(options: DumpOptions = {}): DumpNode {
+    checkOptions(options, { maxPtes: "number", fromHardware: "boolean" }, "dump options");
     if (options.fromHardware) {
       // A throw-away Vmm whose shadow is a fresh scan of VRAM: what the hardware holds.
       const scanned = new Vmm(this.#deps, {

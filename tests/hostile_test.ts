@@ -69,6 +69,7 @@ const SKIP = new Set([
   "setGuard",
   "setWatchPrinter",
   "hold",
+  "protect",
   "pin",
   "whenDestroyed",
   "whenUnmapped",

@@ -24,7 +24,9 @@
  * @module
  */
 
-import type { PdeAperture, PteAperture, PteInfo } from "../types.ts";
+import { type PdeAperture, type PteAperture, type PteInfo, u64 } from "../types.ts";
+import { describe, fail } from "../../hw/errors.ts";
+import { checkObject, checkOptions } from "../../hw/validate.ts";
 import {
   type BitRef,
   compileEntry,
@@ -311,15 +313,22 @@ export function makeCodec<
     encodeDualPde: (fields: DualFields) => dual.encode(fields as object) as [bigint, bigint],
     decodeDualPde: (raw: readonly [bigint | number, bigint | number]) =>
       decode128(dual, raw) as unknown as Dual,
-    vramPte,
+    vramPte: (address: number, options: { writable: boolean; kind?: number }): bigint => {
+      if (options === null || typeof options !== "object") {
+        fail("EINVAL", `vramPte options must be { writable, kind? }, not ${describe(options)}`);
+      }
+      return vramPte(address, options);
+    },
     vramPde: (address: number) => pdeFast(address),
     vramDualPde(tables: { big?: number; small?: number }): [bigint, bigint] {
+      checkObject(tables, "vramDualPde tables");
+      checkOptions(tables, { big: "number", small: "number" }, "vramDualPde tables");
       const words: [bigint, bigint] = [0n, 0n];
       if (tables.big !== undefined) words[big.word] |= big.encode(tables.big);
       if (tables.small !== undefined) words[small.word] |= small.encode(tables.small);
       return words;
     },
-    pteInfo,
-    isNoSmallPte: (raw: bigint) => (raw & marker.mask) === marker.value,
+    pteInfo: (raw: bigint) => pteInfo(u64(raw, "PTE")),
+    isNoSmallPte: (raw: bigint) => (u64(raw, "PTE") & marker.mask) === marker.value,
   });
 }

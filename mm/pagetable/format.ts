@@ -20,7 +20,8 @@
  */
 
 import type { Architecture } from "../../hw/chip.ts";
-import { fail, PAGE_256G, PAGE_2M, PAGE_512M } from "../types.ts";
+import { describe, fail, PAGE_256G, PAGE_2M, PAGE_512M } from "../types.ts";
+import { checkObject, checkOptions } from "../../hw/validate.ts";
 import type { EntryCodec, MmuVersion } from "./codec.ts";
 import { v2 } from "./ver2.ts";
 import { v3 } from "./ver3.ts";
@@ -142,9 +143,11 @@ const cache = new Map<string, MmuFormat>();
 export function mmuFormat(
   options: { version: MmuVersion; architecture?: Architecture },
 ): MmuFormat {
+  checkObject(options, "mmuFormat options");
+  checkOptions(options, { version: "number", architecture: "string" }, "mmuFormat options");
   const { version } = options;
   if (version !== 2 && version !== 3) {
-    fail("EINVAL", `MMU version ${String(version)} is not supported (2 or 3)`);
+    fail("EINVAL", `MMU version ${describe(version)} is not supported (2 or 3)`);
   }
   const architecture = options.architecture ?? (version === 2 ? "Ampere" : "Hopper");
   const allowed = version === 2 ? V2_ARCHS : V3_ARCHS;

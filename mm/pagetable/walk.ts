@@ -34,6 +34,8 @@
  * @module
  */
 
+import { describe } from "../../hw/errors.ts";
+import { checkObject, checkOptions, checkUint, checkVa } from "../../hw/validate.ts";
 import {
   fail,
   hex,
@@ -218,7 +220,30 @@ function tableFits(address: number | bigint, bytes: number, limit: number): addr
  * ```
  */
 export function walk(reader: EntryReader, options: WalkOptions): WalkResult {
+  if (reader === null || typeof reader !== "object" || typeof reader.read64 !== "function") {
+    fail(
+      "EINVAL",
+      `walk reads entries through something with read64 (a PRAMIN window), not ${describe(reader)}`,
+    );
+  }
+  checkObject(options, "walk options");
+  checkOptions(
+    options,
+    {
+      format: "object",
+      pdb: (v, k) => void checkUint(v, k),
+      va: (v, k) => void checkVa(v, k),
+      vramSize: "number",
+    },
+    "walk options",
+  );
   const { format } = options;
+  if (format === null || typeof format !== "object" || format.codec === undefined) {
+    fail(
+      "EINVAL",
+      `walk options.format is not an MMU format (mmuFormat()), not ${describe(format)}`,
+    );
+  }
   const codec = format.codec;
   const va = virtualAddress(options.va, format.vaBits);
   let limit = VRAM_ADDRESS_LIMIT;
