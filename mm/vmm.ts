@@ -28,7 +28,7 @@
  * @module
  */
 
-import { describe, fail, hex } from "../hw/errors.ts";
+import { describe, fail, formatSize, hex } from "../hw/errors.ts";
 import { checkOptions, checkUint } from "../hw/validate.ts";
 import type { Allocation, BuddyAllocator } from "./buddy.ts";
 import type { Pramin, PraminWindow } from "./pramin.ts";
@@ -158,7 +158,7 @@ export class PreparedMapping {
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     return `PreparedMapping ${hex(this.va)} +${
-      hex(this.size)
+      formatSize(this.size)
     } (${this.newTables.length} new tables, ${this.state})`;
   }
 }
@@ -251,10 +251,15 @@ export class Mapping {
 
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
-    const pages = Object.entries(this.pages).map(([k, v]) => `${v}×${k}`).join(" ");
-    return `Mapping ${hex(this.va)} +${hex(this.size)} ${this.writable ? "rw" : "ro"} ${pages}${
-      this.#live ? "" : " (unmapped)"
-    }`;
+    const by = new Map<number, number>();
+    const r = this.runs;
+    for (let i = 0; i < r.length; i++) {
+      by.set(r.pageSize(i), (by.get(r.pageSize(i)) ?? 0) + r.count(i));
+    }
+    const pages = [...by].map(([size, n]) => `${n}×${formatSize(size)}`).join(" ");
+    return `Mapping ${hex(this.va)} +${formatSize(this.size)} ${
+      this.writable ? "rw" : "ro"
+    } ${pages}${this.#live ? "" : " (unmapped)"}`;
   }
 }
 
@@ -1054,7 +1059,7 @@ export class Vmm {
       writable: info.writable,
       [Symbol.for("Deno.customInspect")]() {
         return `${hex(r.va)} -> ${r.aperture === "video" ? "VRAM" : r.aperture} ${hex(r.pa)} (${
-          sizeName(r.pageSize)
+          formatSize(r.pageSize)
         } page at ${r.level}, ${info.writable ? "rw" : "ro"})`;
       },
     };
