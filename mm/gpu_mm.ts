@@ -129,6 +129,12 @@ export class GpuMm {
       name: options.name,
       bar: options.bar,
     });
+    // Tables built by hand in an allocation: that allocation must not be freed (and handed
+    // out again) while this space still walks and writes them.
+    const holder = this.buddy.allocations().find((a) =>
+      a.blocks.some((b) => options.pdb >= b.start && options.pdb < b.start + b.size)
+    );
+    if (holder !== undefined) vmm.whenDestroyed(holder.pin(`the page directory of ${vmm.name}`));
     this.#vmms.add(vmm);
     return vmm;
   }

@@ -119,3 +119,13 @@ Deno.test("doors: BAR1's address space refuses destroy; closed objects say so wi
   const c = throwsNova(() => gpu.bar0.read32(0), "ENODEV", "is closed");
   assert.doesNotMatch(formatError(c), /hint/);
 });
+
+Deno.test("doors: an address space opened over an allocation pins it until destroyed", async () => {
+  using gpu = await openGpu();
+  const a = gpu.mm.buddy.alloc(4 * 4096);
+  gpu.pramin.writeBytes(a.start, new Uint8Array(4096)); // an empty root
+  const vmm = gpu.mm.openVmm({ pdb: a.start, vaSize: 1n << 30n, name: "hand-built" });
+  throwsNova(() => a.free(), "EBUSY", "the page directory of hand-built");
+  gpu.mm.destroyVmm(vmm);
+  a.free();
+});
