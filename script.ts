@@ -8,7 +8,7 @@
  * ```ts
  * import { formatSize, hex, scriptGlobals } from "./script.ts";
  * const { gpu, args } = await scriptGlobals();
- * console.log(gpu.name, formatSize(gpu.vram.size), hex(0x1000), args);
+ * console.log(gpu.chip.name, formatSize(gpu.vram.size), hex(0x1000), args);
  * ```
  *
  * @module
