@@ -348,6 +348,21 @@ export class TraceWriter {
   }
 }
 
+/** Performs one access on a backend: null for a write, else the value read. */
+function perform(bar: MmioBackend, e: TraceEntry): number | null {
+  if (e.op === "w") {
+    if (e.width === 4) bar.write32(e.offset, e.value);
+    else if (e.width === 2) bar.write16(e.offset, e.value);
+    else bar.write8(e.offset, e.value);
+    return null;
+  }
+  return e.width === 4
+    ? bar.read32(e.offset) >>> 0
+    : e.width === 2
+    ? bar.read16(e.offset)
+    : bar.read8(e.offset);
+}
+
 /** Where {@linkcode replayTrace} first saw a different value. */
 export interface TraceDivergence {
   /** The trace entry (with its line number). */
@@ -418,18 +433,11 @@ export function replayTrace(
   let next = 0;
   for (const e of trace.entries) {
     const bar = byName[e.bar]!;
-    if (e.op === "w") {
-      if (e.width === 4) bar.write32(e.offset, e.value);
-      else if (e.width === 2) bar.write16(e.offset, e.value);
-      else bar.write8(e.offset, e.value);
+    const got = perform(bar, e);
+    if (got === null) {
       writes++;
       continue;
     }
-    const got = e.width === 4
-      ? bar.read32(e.offset) >>> 0
-      : e.width === 2
-      ? bar.read16(e.offset)
-      : bar.read8(e.offset);
     reads++;
     if (got !== e.value) {
       while (next < inputs.length && inputs[next][0] < e.line) input = inputs[next++][1].slice(2);
@@ -579,18 +587,11 @@ export function replayTraceFile(
     }
     const e = entryOf(line, n, path);
     const bar = byName[e.bar]!;
-    if (e.op === "w") {
-      if (e.width === 4) bar.write32(e.offset, e.value);
-      else if (e.width === 2) bar.write16(e.offset, e.value);
-      else bar.write8(e.offset, e.value);
+    const got = perform(bar, e);
+    if (got === null) {
       writes++;
       continue;
     }
-    const got = e.width === 4
-      ? bar.read32(e.offset) >>> 0
-      : e.width === 2
-      ? bar.read16(e.offset)
-      : bar.read8(e.offset);
     reads++;
     if (got !== e.value) {
       return {

@@ -63,6 +63,19 @@ import {
 } from "../hw/regs.ts";
 import { checkMmio, checkObject, checkOptions, checkUint } from "../hw/validate.ts";
 
+/** Polls a bind status (or LOW) register until BAR1 PENDING and OUTSTANDING are clear (2 s). */
+function pollBind(bar0: Mmio, offset: number, name: string): void {
+  pollRegister(
+    bar0,
+    offset,
+    name,
+    (v) =>
+      getField(v, BIND_STATUS.BAR1_PENDING) === 0 &&
+      getField(v, BIND_STATUS.BAR1_OUTSTANDING) === 0,
+    { what: "BAR1 bind" },
+  );
+}
+
 function checkMmuVersion(options: unknown): void {
   const o = checkObject(options, "options");
   checkOptions(o, { mmuVersion: "number" }, "options");
@@ -234,16 +247,7 @@ export function restoreBar1Bind(
     checkUint(reg.value, "bind register value");
   }
   checkMmuVersion(options);
-  const poll = (offset: number, name: string) =>
-    pollRegister(
-      bar0,
-      offset,
-      name,
-      (v) =>
-        getField(v, BIND_STATUS.BAR1_PENDING) === 0 &&
-        getField(v, BIND_STATUS.BAR1_OUTSTANDING) === 0,
-      { what: "BAR1 bind" },
-    );
+  const poll = (offset: number, name: string) => pollBind(bar0, offset, name);
   if (options.mmuVersion === 2) {
     const live = found.via === "NV_PBUS_BAR1_BLOCK"
       ? NV_PBUS_BAR1_BLOCK
@@ -811,15 +815,7 @@ export class BarUser {
   }
 
   #pollBind(offset: number, name: string): void {
-    pollRegister(
-      this.#o.bar0,
-      offset,
-      name,
-      (v) =>
-        getField(v, BIND_STATUS.BAR1_PENDING) === 0 &&
-        getField(v, BIND_STATUS.BAR1_OUTSTANDING) === 0,
-      { what: "BAR1 bind" },
-    );
+    pollBind(this.#o.bar0, offset, name);
   }
 
   /**
