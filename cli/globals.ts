@@ -179,6 +179,7 @@ class Lazy {
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
  * const g = buildGlobals(await openGpu({ device: "sim" }));
  * g.hexdump(0x100000, 32);
  * g.help();

@@ -171,6 +171,8 @@ export function mask32(
  *
  * @example
  * ```ts
+ * import { knownRegisters, openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * const { reg, set32 } = buildRegisters(gpu.bar0, knownRegisters("Ampere", 0x172));
  * reg.NV_PBUS_BAR0_WINDOW.read();
  * set32(0x1700, 0x1);

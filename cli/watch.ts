@@ -103,6 +103,8 @@ export interface WatchOptions {
  *
  * @example
  * ```ts
+ * import { knownRegisters, openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * const { watch } = watchHelpers(gpu, knownRegisters("Ampere", 0x172));
  * watch("NV_PBUS_BAR0_WINDOW");
  * watch(0x100000, { vram: true, every: 500 });

@@ -31,7 +31,9 @@ export type ErrorCode =
  *
  * @example
  * ```ts
- * try { w.read32(1 << 41); } catch (e) { if (e instanceof NovaError) console.log(e.code); }
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
+ * try { gpu.pramin.read32(2 ** 41); } catch (e) { if (e instanceof NovaError) console.log(e.code); }
  * ```
  */
 export class NovaError extends Error {

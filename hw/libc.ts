@@ -213,6 +213,7 @@ export function openFile(path: string, options: OpenFileOptions = {}): number {
  *
  * @example
  * ```ts
+ * const fd = openFile("/sys/bus/pci/devices/0000:65:00.0/resource0");
  * const m = mmapFile(fd, 16 << 20);
  * const regs = new Uint32Array(Deno.UnsafePointerView.getArrayBuffer(m.pointer, m.length));
  * ```

@@ -237,6 +237,8 @@ function fileSize(path: string, bar: string): number {
  *
  * @example
  * ```ts
+ * import { Mmio } from "./mmio.ts";
+ * import { findGpu } from "./pci.ts";
  * const fn = findGpu("0000:65:00.0");
  * const bar0 = new Mmio("bar0", openBar(fn, 0, { readOnly: true }), { readOnly: true });
  * bar0.read32(0x0); // NV_PMC_BOOT_0
@@ -306,6 +308,7 @@ export function openBar(
  *
  * @example
  * ```ts
+ * import { findGpu } from "./pci.ts";
  * using bar0 = openBarMmio(findGpu("65:00.0"), 0, { readOnly: true });
  * bar0.read32(0xa00); // NV_PMC_BOOT_42
  * ```

@@ -129,6 +129,8 @@ function interrupted(): never {
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * const boot0 = gpu.bar0.read32(0x0);
  * ```
  */

@@ -299,6 +299,7 @@ function listBdfs(root: string): string[] | null {
  *
  * @example
  * ```ts
+ * import { hex } from "./errors.ts";
  * for (const g of listGpus()) console.log(g.bdf, hex(g.device), g.driver ?? "no driver");
  * ```
  */
@@ -400,7 +401,7 @@ export function findGpu(bdf: string, options: SysfsOptions = {}): PciFunction {
  *
  * @example
  * ```ts
- * checkDriver(findGpu("65:00.0"), { force: flags.force });
+ * checkDriver(findGpu("65:00.0"), { force: Deno.args.includes("--force") });
  * ```
  */
 export function checkDriver(fn: PciFunction, options: CheckDriverOptions = {}): void {

@@ -43,6 +43,8 @@ export function checkTimeout(ms: unknown, what: string): number {
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * pollRegister(gpu.bar0, 0x70000, "NV_UFLUSH_FB_FLUSH", (v) => (v & 2) === 0);
  * ```
  */

@@ -216,6 +216,8 @@ export interface RegisterReading extends KnownRegister {
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * console.log(readRegisters(gpu.bar0, gpu.chip.architecture));
  * ```
  */

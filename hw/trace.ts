@@ -237,6 +237,8 @@ const FLUSH_LINES = 8192;
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * const t = new TraceWriter("s.trace", { device: "sim:ga102", chip: "GA102" });
  * gpu.device.bar0.tracer = t.tracer;
  * gpu.device.bar1.tracer = t.tracer;
@@ -389,6 +391,8 @@ export interface ReplayResult {
  *
  * @example
  * ```ts
+ * import { createSimGpu } from "./sim/gpu.ts";
+ * const text = Deno.readTextFileSync("s.trace");
  * const sim = createSimGpu({ profile: "ga102" });
  * const r = replayTrace(parseTrace(text), sim); // anything with bar0/bar1 backends
  * if (r.divergence) console.log(r.divergence.entry.line);
@@ -502,6 +506,7 @@ export interface FileReplayResult extends ReplayResult {
  *
  * @example
  * ```ts
+ * import { createSimGpu } from "./sim/gpu.ts";
  * const r = replayTraceFile("s.trace", (h) => createSimGpu({ profile: "ga102" }));
  * ```
  */

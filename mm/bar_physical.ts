@@ -39,6 +39,8 @@ const FILL_CHUNK = 1 << 20;
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * const a = gpu.mm.buddy.alloc(4096);
  * gpu.bar1.physical.write32(a.start, 0x1234);
  * gpu.pramin.read32(a.start); // 0x1234

@@ -443,6 +443,8 @@ interface Bound {
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * gpu.bar1.mode; // "physical" on a card no driver booted
  * const a = gpu.mm.buddy.alloc(4 << 20);
  * using m = gpu.bar1.map(a, { writable: true }); // brings BAR1 up first

@@ -474,6 +474,7 @@ let retire: (a: Allocation) => boolean;
  *
  * @example
  * ```ts
+ * const buddy = new BuddyAllocator({ start: 0x200000, size: 1 << 30 });
  * const a = buddy.alloc(12 << 10); // Allocation 0x200000 +12 KiB (2 blocks)
  * a.blocks; // [{ start: 0x200000, size: 0x2000 }, { start: 0x202000, size: 0x1000 }]
  * a.free();
@@ -683,6 +684,7 @@ export class BuddyAllocator {
    *
    * @example
    * ```ts
+   * const buddy = new BuddyAllocator({ start: 0, size: 4 * 2 ** 30 });
    * buddy.alloc(2 << 20);                                // 2 MiB, 2 MiB aligned
    * buddy.alloc(4096, { align: 64 << 10 });              // one 4 KiB block on a 64 KiB boundary
    * buddy.alloc(3 * 4096, { range: { start: 0x203000, end: 0x206000 } }); // exactly there
@@ -1040,6 +1042,9 @@ export class BuddyAllocator {
    *
    * @example
    * ```ts
+   * import { openGpu } from "../mod.ts";
+   * using gpu = await openGpu({ device: "sim" });
+   * const buddy = gpu.mm.buddy;
    * buddy.stats().largestFree; // 0x200000000
    * ```
    */

@@ -38,6 +38,8 @@ export interface GpuMmOptions {
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * const a = gpu.mm.buddy.alloc(2 << 20);
  * const ch = gpu.mm.createVmm({ vaSize: 1n << 40n });
  * ```

@@ -77,6 +77,8 @@ function read(bar0: Mmio, offset: number): number | null {
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * const regions = readVramLayout(gpu.bar0, gpu.chip, {
  *   vramSize: gpu.vram.size, bootVga: false, boundInstanceBlock: null,
  * });
@@ -180,7 +182,9 @@ export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOption
  *
  * @example
  * ```ts
- * usableFrom(regions, gpu.vram.size); // { start: 0x40000, end: 0x5ffe00000 }
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
+ * usableFrom(gpu.vram.layout, gpu.vram.size); // { start: 0x40000, end: 0x5ffe00000 }
  * ```
  */
 export function usableFrom(

@@ -211,6 +211,8 @@ export interface PraminOptions {
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * using w = gpu.pramin.window();
  * w.write32(0x1000, 0xdeadbeef);
  * w.read32(0x1000); // 0xdeadbeef

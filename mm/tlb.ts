@@ -62,6 +62,8 @@ export interface FlushResult {
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * fbFlush(gpu.bar0);
  * ```
  */
@@ -84,6 +86,8 @@ export function fbFlush(bar0: Mmio, options: { timeoutMs?: number } = {}): numbe
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim:ga102:gsp" }); // BAR1 on the tables GSP built
  * gpu.tlb.flush(gpu.bar1.pdb, { hubOnly: true });
  * gpu.tlb.flush("all");
  * ```

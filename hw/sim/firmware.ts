@@ -123,6 +123,7 @@ function fill(vram: SparseMemory, addr: number, size: number, pattern: number): 
  *
  * @example
  * ```ts
+ * import { SparseMemory } from "./vram.ts";
  * const vram = new SparseMemory(24 * 2 ** 30);
  * const fw = bootFirmware(vram, {
  *   vramSize: 24 * 2 ** 30, version: 2, architecture: "Ampere", bar1Size: 256 * 2 ** 20,

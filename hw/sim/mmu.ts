@@ -159,6 +159,8 @@ function directoryLevels(version: 2 | 3, arch: SimArchitecture): Level[] {
  *
  * @example
  * ```ts
+ * import { SparseMemory } from "./vram.ts";
+ * const vram = new SparseMemory(1 << 30);
  * const mmu = new SimMmu({ vram, vramSize: 1 << 30, version: 2, architecture: "Ampere" });
  * const t = mmu.walk(0x10000, 0x1234n);          // uncached: SimTranslation or { fault, level }
  * const r = mmu.access(0x10000, 0x1234n, "write", 4); // { pa } or { fault } (recorded)
@@ -233,6 +235,9 @@ export class SimMmu {
    *
    * @example
    * ```ts
+   * import { createSimGpu } from "./gpu.ts";
+   * const { mmu, firmware } = createSimGpu({ state: "gsp" });
+   * const pdb = firmware!.bar1Pdb; // the BAR1 tables GSP built
    * const t = mmu.walk(pdb, 0x10000n);
    * if ("fault" in t) console.log(t.fault, t.level); else console.log(t.pa, t.pageSize, t.level);
    * ```
@@ -384,6 +389,9 @@ export class SimMmu {
    *
    * @example
    * ```ts
+   * import { createSimGpu } from "./gpu.ts";
+   * const { mmu, vram, firmware } = createSimGpu({ state: "gsp" });
+   * const pdb = firmware!.bar1Pdb; // the BAR1 tables GSP built
    * const r = mmu.access(pdb, 0x2000n, "read", 4);
    * if ("pa" in r) vram.read32(r.pa);
    * ```
@@ -587,6 +595,10 @@ export const BAR1_FAULT_VALUE = 0xbad1fa17;
  *
  * @example
  * ```ts
+ * import { Mmio } from "../mmio.ts";
+ * import { createSimGpu } from "./gpu.ts";
+ * const { mmu, firmware } = createSimGpu({ state: "gsp" });
+ * const pdb = firmware!.bar1Pdb;
  * const bar1 = new Mmio("bar1", createBar1Backend(mmu, { size: 256 << 20, pdb: () => pdb }));
  * bar1.write32(0x1000, 0xcafe); // lands at the PA the tables give VA 0x1000
  * ```
