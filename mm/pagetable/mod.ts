@@ -3,7 +3,7 @@
  *
  * @example
  * ```ts
- * import { mmu, mmuFormat, walk } from "./mm/pagetable/mod.ts";
+ * import { mmu, mmuFormat } from "./mod.ts";
  * mmu.v2.decodePte(0x1234501n).address; // 0x12345000
  * mmu.v3.encodePde({ aperture: "video", address: 0x200000 }); // 0x200002n
  * const format = mmuFormat({ version: 3, architecture: "Blackwell" });

@@ -127,6 +127,7 @@ export type PtCreate = (parent: PtTable, idx: number, slot: number, depth: numbe
  *
  * @example
  * ```ts
+ * import { mmuFormat } from "./mod.ts";
  * const tree = new ShadowTree(mmuFormat({ version: 2 }), 0x200000, null);
  * tree.leaf(0, 0x1000, 4096); // null: no page table there yet
  * ```

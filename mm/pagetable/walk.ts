@@ -213,6 +213,9 @@ function tableFits(address: number | bigint, bytes: number, limit: number): addr
  *
  * @example
  * ```ts
+ * import { hex, openGpu } from "../../mod.ts";
+ * import { mmuFormat } from "./mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * using w = gpu.pramin.window();
  * const r = walk(w, { format: mmuFormat({ version: 2 }), pdb: 0x200000, va: 0x10000n });
  * if (r.mapped) console.log(hex(r.pa), r.pageSize, r.level);
