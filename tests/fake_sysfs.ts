@@ -75,8 +75,16 @@ export function resourceText(bars: FakeBar[], rom?: [bigint, bigint]): string {
  *
  * @example
  * ```ts
- * const root = makeFakeSysfs(await Deno.makeTempDir(), [GA102]);
- * listGpus({ sysfsRoot: root });
+ * import { listGpus } from "../hw/pci.ts";
+ * const ga102: FakeFunction = {
+ *   bdf: "0000:65:00.0",
+ *   vendor: 0x10de,
+ *   device: 0x2204,
+ *   class: 0x030000,
+ *   bars: [{ index: 0, start: 0xfb000000n, size: 0x1000000n, flags: FLAGS_MEM32 }],
+ * };
+ * const root = makeFakeSysfs(await Deno.makeTempDir(), [ga102]);
+ * listGpus({ sysfsRoot: root }).length; // 1
  * ```
  */
 export function makeFakeSysfs(dir: string, functions: FakeFunction[]): string {
