@@ -42,12 +42,13 @@ import type { Allocation, BuddyAllocator } from "./buddy.ts";
 import type { Pramin } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
 import type { MmuFormat } from "./pagetable/format.ts";
-import { walk, type WalkResult } from "./pagetable/walk.ts";
+import { type Translation, translation, walk, type WalkResult } from "./pagetable/walk.ts";
+
+export type { Translation } from "./pagetable/walk.ts";
 import { Mapper, type TableHold } from "./pagetable/mapper.ts";
 import { type DumpNode, dumpTree } from "./pagetable/dump.ts";
-import { scanTables } from "./pagetable/scan.ts";
-import { type Extent, ExtentList, type PteRuns } from "./pagetable/extents.ts";
-import { type PtTable, ShadowTree, splitVa } from "./pagetable/tree.ts";
+import { type Extent, ExtentList, type PteRuns, vaPlacements } from "./pagetable/extents.ts";
+import type { PtTable } from "./pagetable/tree.ts";
 import { virtualAddress } from "./types.ts";
 import { type VaRange, VaRanges } from "./va_ranges.ts";
 
@@ -199,11 +200,7 @@ export class Mapping {
   get pages(): Record<string, number> {
     if (this.#pages === null) {
       const out: Record<string, number> = {};
-      const r = this.runs;
-      for (let i = 0; i < r.length; i++) {
-        const name = sizeName(r.pageSize(i));
-        out[name] = (out[name] ?? 0) + r.count(i);
-      }
+      for (const [size, n] of this.runs.pageCounts()) out[sizeName(size)] = n;
       this.#pages = out;
     }
     return { ...this.#pages };
@@ -251,12 +248,9 @@ export class Mapping {
 
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
-    const by = new Map<number, number>();
-    const r = this.runs;
-    for (let i = 0; i < r.length; i++) {
-      by.set(r.pageSize(i), (by.get(r.pageSize(i)) ?? 0) + r.count(i));
-    }
-    const pages = [...by].map(([size, n]) => `${n}×${formatSize(size)}`).join(" ");
+    const pages = [...this.runs.pageCounts()].map(([size, n]) => `${n}×${formatSize(size)}`).join(
+      " ",
+    );
     return `Mapping ${hex(this.va)} +${formatSize(this.size)} ${
       this.writable ? "rw" : "ro"
     } ${pages}${this.#live ? "" : " (unmapped)"}`;
@@ -448,26 +442,6 @@ export class Vmm {
   // --- mapping ----------------------------------------------------------------
 
   /**
-   * Where a new mapping's VA may go, best first: for each page size larger
-   * than 4 KiB whose aligned block fits inside the first physically
-   * contiguous extent, a VA with the same offset modulo that size as the
-   * physical address (so that block maps as one big page); 4 KiB last.
-   */
-  #vaPlacements(extents: ExtentList, forced: number | undefined): [bigint, bigint][] {
-    if (forced !== undefined) return [[BigInt(forced), 0n]];
-    const pa = extents.pa(0);
-    const end = pa + extents.size(0);
-    const out: [bigint, bigint][] = [];
-    for (const s of this.#mapper.pageSizes) {
-      if (s === PAGE) continue;
-      const aligned = Math.ceil(pa / s) * s;
-      if (aligned + s <= end) out.push([BigInt(s), BigInt(pa % s)]);
-    }
-    out.push([BigInt(PAGE), 0n]);
-    return out;
-  }
-
-  /**
    * Reserves a VA range and allocates every page table the mapping will need
    * (in the shadow; nothing is written, no MMIO access). Fails with nothing
    * changed.
@@ -485,31 +459,12 @@ export class Vmm {
   prepareExtents(extents: readonly Extent[], options: MapOptions = {}): PreparedMapping {
     this.#alive();
     checkOptions(options, MAP_OPTIONS, "map options");
-    if (!Array.isArray(extents) || extents.length === 0) {
-      fail("EINVAL", `extents must be a non-empty array of { pa, size }, not ${describe(extents)}`);
-    }
-    const list = new ExtentList(extents.length);
-    for (let i = 0; i < extents.length; i++) {
-      const e = extents[i];
-      if (e === null || typeof e !== "object") {
-        fail("EINVAL", `extents[${i}] = ${describe(e)} is not a { pa, size } object`);
-      }
-      const one = ExtentList.range(e.pa, e.size, this.#deps.vramSize);
-      list.push(one.pa(0), one.size(0));
-    }
-    return this.#prepare(list, options);
+    return this.#prepare(ExtentList.fromExtents(extents, this.#deps.vramSize), options);
   }
 
   #prepare(extents: ExtentList, options: MapOptions): PreparedMapping {
     const forced = options.pageSize;
-    if (forced !== undefined && !this.#mapper.pageSizes.includes(forced)) {
-      fail(
-        "EINVAL",
-        `page size ${describe(forced)} is not one this chip maps (${
-          this.#mapper.pageSizes.map(hex).join(", ")
-        })`,
-      );
-    }
+    this.#mapper.checkPageSize(forced);
     const size = extents.bytes;
     const label = options.label ?? "mapping";
     let range: VaRange;
@@ -527,7 +482,7 @@ export class Vmm {
         );
       }
       // Prefer a VA that lets big pages be used; fall back to any 4 KiB-aligned hole.
-      const places = this.#vaPlacements(extents, forced);
+      const places = vaPlacements(extents, this.#mapper.pageSizes, forced);
       let found: VaRange | null = null;
       for (const [align, phase] of places.slice(0, -1)) {
         const start = this.ranges.findFree(BigInt(size), align, 0n, this.vaSize, phase);
@@ -673,21 +628,7 @@ export class Vmm {
    */
   translate(va: bigint | number): Translation | null {
     const r = this.walk(va);
-    if (!r.mapped) return null;
-    const info = this.format.codec.pteInfo(lastRaw(r));
-    return {
-      va: r.va,
-      pa: r.pa,
-      aperture: r.aperture,
-      pageSize: r.pageSize,
-      level: r.level,
-      writable: info.writable,
-      [Symbol.for("Deno.customInspect")]() {
-        return `${hex(r.va)} -> ${r.aperture === "video" ? "VRAM" : r.aperture} ${hex(r.pa)} (${
-          formatSize(r.pageSize)
-        } page at ${r.level}, ${info.writable ? "rw" : "ro"})`;
-      },
-    };
+    return r.mapped ? translation(r, this.format) : null;
   }
 
   /**
@@ -696,9 +637,7 @@ export class Vmm {
    * {@linkcode Vmm.translate} for every VA this Vmm mapped.
    */
   lookup(va: bigint | number): { pte: bigint; pageSize: number; level: string } | null {
-    const v = virtualAddress(va, this.format.vaBits);
-    const [block, offset] = splitVa(v);
-    return this.#mapper.lookup(block, offset);
+    return this.#mapper.lookup(virtualAddress(va, this.format.vaBits));
   }
 
   /** The full walk of a VA (every level visited) through PRAMIN. */
@@ -718,15 +657,12 @@ export class Vmm {
     const pteForeign = (va: bigint) => this.#firmwareVa(va);
     if (options.fromHardware) {
       // A throw-away shadow, a fresh scan of VRAM: what the hardware holds.
-      const scanned = new ShadowTree(this.format, this.pdb, null);
-      {
-        using w = this.#deps.pramin.borrow();
-        scanTables(scanned, w, this.vaSize, this.#deps.vramSize);
-      }
+      const scanned = new Mapper(this.format, this.pdb, null, this.#deps);
+      scanned.scan(this.vaSize);
       // Ownership comes from this Vmm: a table it allocated is not firmware's.
       const ours = new Set<number>();
       for (const t of this.#mapper.tree.tables()) if (t.alloc !== null) ours.add(t.addr);
-      return dumpTree(scanned, {
+      return dumpTree(scanned.tree, {
         maxPtes,
         tableForeign: (t) => !ours.has(t.addr),
         pteForeign,
@@ -817,26 +753,4 @@ export class Vmm {
       hex(this.vaSize)
     } (${this.#mappings.size} mappings, ${this.ranges.count} ranges taken)`;
   }
-}
-
-/** What {@linkcode Vmm.translate} returns. */
-export interface Translation {
-  /** The VA translated. */
-  va: bigint;
-  /** Physical address. */
-  pa: number | bigint;
-  /** Where pa lives. */
-  aperture: string;
-  /** Bytes of the page. */
-  pageSize: number;
-  /** Level that held the PTE. */
-  level: string;
-  /** GPU writes allowed. */
-  writable: boolean;
-}
-
-function lastRaw(r: WalkResult): bigint {
-  const s = r.steps.at(-1)!;
-  if (typeof s.raw === "bigint") return s.raw;
-  return s.raw[0];
 }

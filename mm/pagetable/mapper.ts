@@ -25,6 +25,7 @@
  */
 
 import type { Allocation, BuddyAllocator } from "../buddy.ts";
+import { describe, fail, hex } from "../../hw/errors.ts";
 import type { Pramin, PraminWindow } from "../pramin.ts";
 import type { MmuFormat } from "./format.ts";
 import { choosePages, type ExtentList, type PteRuns } from "./extents.ts";
@@ -193,6 +194,18 @@ export class Mapper {
   scan(vaSize: bigint): [bigint, bigint][] {
     using w = this.#deps.pramin.borrow();
     return scanTables(this.tree, w, vaSize, this.#deps.vramSize);
+  }
+
+  /** EINVAL unless `forced` is undefined or a page size this chip maps. */
+  checkPageSize(forced: number | undefined): void {
+    if (forced !== undefined && !this.pageSizes.includes(forced)) {
+      fail(
+        "EINVAL",
+        `page size ${describe(forced)} is not one this chip maps (${
+          this.pageSizes.map(hex).join(", ")
+        })`,
+      );
+    }
   }
 
   /**
@@ -442,10 +455,11 @@ export class Mapper {
   }
 
   /**
-   * What the shadow says maps the VA (`block`, `offset`): the valid PTE the
+   * What the shadow says maps `va`: the valid PTE the
    * cursor finds for each page size, largest first (as the MMU decides), or null.
    */
-  lookup(block: number, offset: number): { pte: bigint; pageSize: number; level: string } | null {
+  lookup(va: bigint): { pte: bigint; pageSize: number; level: string } | null {
+    const [block, offset] = splitVa(va);
     for (const size of this.pageSizes) {
       const leaf = this.tree.leaf(block, offset, size);
       if (leaf === null) continue;
