@@ -1,9 +1,17 @@
 /**
- * One GPU virtual address space (nova-core's `Vmm`): VA ranges, the Mapping
- * objects, two-phase mapping (prepare/execute) and the flush-then-free order.
- * The page-table engine it drives lives in `mm/pagetable/`: the shadow tree
- * and its cursor (`tree.ts`), extents and the page-size choice
- * (`extents.ts`), the formats and codecs, the walker.
+ * One GPU virtual address space (nova-core's `Vmm`). What stays here is the
+ * address space: the VA ranges (placement, firmware's ranges, `liveAt`), the
+ * `Mapping` and `PreparedMapping` objects, the two-phase API
+ * (prepare/execute/cancel/unmap), the TLB flush and the flush-then-free
+ * order, `hold`/`protect`/`whenDestroyed`, and the entry points of
+ * translate, lookup, walk and dump.
+ *
+ * The page-table engine it drives lives in `mm/pagetable/`: the writes
+ * (`mapper.ts`: the tables a mapping needs, the PRAMIN write order, the
+ * rollback of a failed write, reclaim of emptied tables), the firmware scan
+ * (`scan.ts`), the dump (`dump.ts`), the shadow tree and its cursor
+ * (`tree.ts`), extents and the page-size choice (`extents.ts`), the formats
+ * and codecs, the walker.
  *
  * Invariants:
  * - The shadow mirrors what is in VRAM for every table the Vmm created or
@@ -31,23 +39,16 @@
 import { describe, fail, formatSize, hex } from "../hw/errors.ts";
 import { checkOptions, checkUint } from "../hw/validate.ts";
 import type { Allocation, BuddyAllocator } from "./buddy.ts";
-import type { Pramin, PraminWindow } from "./pramin.ts";
+import type { Pramin } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
 import type { MmuFormat } from "./pagetable/format.ts";
-import { walk, type WalkResult } from "./pagetable/walk.ts";
-import { choosePages, type Extent, ExtentList, PteRuns } from "./pagetable/extents.ts";
-import {
-  BIG_HALF,
-  dualSlot,
-  entryLive,
-  type PtTable,
-  setWord,
-  ShadowTree,
-  SMALL_HALF,
-  splitVa,
-  wordOf,
-  wordZero,
-} from "./pagetable/tree.ts";
+import { type Translation, translation, walk, type WalkResult } from "./pagetable/walk.ts";
+
+export type { Translation } from "./pagetable/walk.ts";
+import { Mapper, type TableHold } from "./pagetable/mapper.ts";
+import { type DumpNode, dumpTree } from "./pagetable/dump.ts";
+import { type Extent, ExtentList, type PteRuns, vaPlacements } from "./pagetable/extents.ts";
+import type { PtTable } from "./pagetable/tree.ts";
 import { virtualAddress } from "./types.ts";
 import { type VaRange, VaRanges } from "./va_ranges.ts";
 
@@ -199,11 +200,7 @@ export class Mapping {
   get pages(): Record<string, number> {
     if (this.#pages === null) {
       const out: Record<string, number> = {};
-      const r = this.runs;
-      for (let i = 0; i < r.length; i++) {
-        const name = sizeName(r.pageSize(i));
-        out[name] = (out[name] ?? 0) + r.count(i);
-      }
+      for (const [size, n] of this.runs.pageCounts()) out[sizeName(size)] = n;
       this.#pages = out;
     }
     return { ...this.#pages };
@@ -251,35 +248,16 @@ export class Mapping {
 
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
-    const by = new Map<number, number>();
-    const r = this.runs;
-    for (let i = 0; i < r.length; i++) {
-      by.set(r.pageSize(i), (by.get(r.pageSize(i)) ?? 0) + r.count(i));
-    }
-    const pages = [...by].map(([size, n]) => `${n}×${formatSize(size)}`).join(" ");
+    const pages = [...this.runs.pageCounts()].map(([size, n]) => `${n}×${formatSize(size)}`).join(
+      " ",
+    );
     return `Mapping ${hex(this.va)} +${formatSize(this.size)} ${
       this.writable ? "rw" : "ro"
     } ${pages}${this.#live ? "" : " (unmapped)"}`;
   }
 }
 
-/** One node of {@linkcode Vmm.dump}. */
-export interface DumpNode {
-  /** Level name. */
-  level: string;
-  /** Index in the parent table (-1 for the root). */
-  index: number;
-  /** VRAM address of the entry (the PDB for the root). */
-  address: number;
-  /** First VA the entry covers. */
-  va: bigint;
-  /** Decoded entry (a PTE or PDE), or null for the root. */
-  entry: unknown;
-  /** Child nodes. */
-  children: DumpNode[];
-  /** True for tables this Vmm did not create. */
-  foreign: boolean;
-}
+export type { DumpNode } from "./pagetable/dump.ts";
 
 /** Options for {@linkcode Vmm.dump}. */
 export interface DumpOptions {
@@ -295,21 +273,6 @@ function sizeName(n: number): string {
   return `${n / 1024}K`;
 }
 
-/** Words of a table as they were before a change (to put the shadow back). */
-interface Saved {
-  t: PtTable;
-  /** First 32-bit word. */
-  from: number;
-  words: Uint32Array;
-  live: number;
-}
-
-/** A range of 64-bit words of a written table that VRAM may not hold yet. */
-type Unsynced = [t: PtTable, word: number, count: number];
-
-const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-const TWO_32 = 2 ** 32;
-
 function vaKind(value: unknown, key: string): void {
   if (typeof value !== "bigint" && typeof value !== "number") {
     fail("EINVAL", `map options.${key} must be a bigint or number, not ${describe(value)}`);
@@ -322,24 +285,6 @@ const MAP_OPTIONS = {
   pageSize: "number",
   label: "string",
 } as const;
-
-/**
- * Calls `fn(offset, pageSize, count, firstRun)` for each stretch of equal-size
- * pages of `runs` (consecutive runs of one size are consecutive in VA too).
- */
-function vaRuns(
-  runs: PteRuns,
-  fn: (offset: number, pageSize: number, count: number, firstRun: number) => void,
-): void {
-  for (let r = 0; r < runs.length;) {
-    const ps = runs.pageSize(r);
-    let count = runs.count(r);
-    let e = r + 1;
-    while (e < runs.length && runs.pageSize(e) === ps) count += runs.count(e++);
-    fn(runs.offset(r), ps, count, r);
-    r = e;
-  }
-}
 
 /** Runs every callback, then throws the first error one threw (after all ran). */
 function runAll(callbacks: readonly (() => void)[]): void {
@@ -377,7 +322,8 @@ export class Vmm {
   /** Taken VA ranges (mappings and, on a scanned space, firmware's). */
   readonly ranges: VaRanges;
   readonly #deps: VmmDeps;
-  readonly #tree: ShadowTree;
+  /** The page-table engine (the shadow tree and every write to it or VRAM). */
+  readonly #mapper: Mapper;
   readonly #rootAllocation: Allocation | null;
   readonly #mappings = new Set<Mapping>();
   /** The live mapping behind each VA range a mapping holds (for {@linkcode Vmm.liveAt}). */
@@ -388,10 +334,6 @@ export class Vmm {
   #holdId = 0;
   readonly #bar: boolean;
   readonly #pending = new Set<PreparedMapping>();
-  /** Page sizes this chip can map, largest first. */
-  readonly #sizes: number[];
-  /** Words VRAM may not hold yet (a write failed): written before the next flush. */
-  #unsynced: Unsynced[] = [];
   /** Unlinked tables and unmap callbacks waiting for a completed flush (one failed). */
   #deferredTables: PtTable[] = [];
   #deferredCallbacks: (() => void)[] = [];
@@ -426,12 +368,13 @@ export class Vmm {
     this.name = options.name ?? `vmm@${hex(options.pdb)}`;
     this.ranges = new VaRanges(options.vaSize);
     this.#rootAllocation = options.rootAllocation ?? null;
-    this.#tree = new ShadowTree(format, options.pdb, this.#rootAllocation);
-    const sizes: number[] = [];
-    for (const d of format.directories) if (d.hugePageSize !== null) sizes.push(d.hugePageSize);
-    sizes.sort((a, b) => b - a);
-    this.#sizes = [...sizes, format.bigPt.pageSize, format.smallPt.pageSize];
-    if (options.scan) this.#scan();
+    this.#mapper = new Mapper(format, options.pdb, this.#rootAllocation, deps);
+    if (options.scan) {
+      // Firmware's tables into the shadow, and the VA their entries take.
+      for (const [start, end] of this.#mapper.scan(this.vaSize)) {
+        this.ranges.claim(start, end - start, "firmware");
+      }
+    }
   }
 
   /**
@@ -439,21 +382,12 @@ export class Vmm {
    * and hands back the callbacks that waited for a completed flush.
    */
   #flush(): (() => void)[] {
-    if (this.#unsynced.length > 0) {
-      using w = this.#deps.pramin.borrow();
-      for (const [t, word, count] of this.#unsynced) this.#writeRange(w, t, word, count);
-      this.#unsynced = [];
-    }
+    this.#mapper.sync();
     this.#deps.tlb.flush(this.pdb, { hubOnly: this.#bar });
     const tables = this.#deferredTables;
     this.#deferredTables = [];
     for (const t of tables) t.alloc!.free();
     return this.#deferredCallbacks.splice(0);
-  }
-
-  /** Writes 64-bit words [word, word + count) of `t` from the shadow. */
-  #writeRange(w: PraminWindow, t: PtTable, word: number, count: number): void {
-    w.writeWords(t.addr + word * 8, t.raw.subarray(2 * word, 2 * (word + count)));
   }
 
   /**
@@ -497,7 +431,7 @@ export class Vmm {
 
   /** Page sizes this address space can map, largest first. */
   get pageSizes(): readonly number[] {
-    return this.#sizes;
+    return this.#mapper.pageSizes;
   }
 
   /** Live mappings made through this Vmm. */
@@ -505,121 +439,7 @@ export class Vmm {
     return [...this.#mappings];
   }
 
-  // --- shadow -----------------------------------------------------------------
-
-  /** Reads the existing tables (through PRAMIN) into the shadow and marks mapped VA as taken. */
-  #scan(): void {
-    using w = this.#deps.pramin.borrow();
-    const tree = this.#tree;
-    const codec = this.format.codec;
-    const dirs = this.format.directories;
-    const pd0 = dirs.length - 1;
-    const vramSize = this.#deps.vramSize;
-    const taken: [bigint, bigint][] = [];
-    const take = (va: bigint, size: bigint) => {
-      taken.push([va, va + size > this.vaSize ? this.vaSize : va + size]);
-    };
-    const child = (t: PtTable, idx: number, slot: number, addr: number, va: bigint) => {
-      const c = tree.newTable(tree.childDepth(t.depth, slot), addr, null);
-      c.written = true;
-      tree.attach(t, idx, slot, c);
-      visit(c, va);
-    };
-    const visit = (t: PtTable, base: bigint) => {
-      const level = t.level;
-      const span = 1n << BigInt(level.vaLo);
-      const count = Math.min(level.entries, Number((this.vaSize - base + span - 1n) / span));
-      const perEntry = level.dual ? 4 : 2;
-      // One bulk read of the entries this space can reach (the same 32-bit reads, in order).
-      w.readWords(t.addr, count * perEntry, t.raw.subarray(0, count * perEntry));
-      const entryVa = (i: number) => base + (BigInt(i) << BigInt(level.vaLo));
-      if (t.depth > pd0) {
-        for (let i = 0; i < count; i++) {
-          if (wordZero(t, i)) continue;
-          t.live++;
-          // Any non-zero PTE (valid, sparse or marker) is firmware's: keep clear of it.
-          take(entryVa(i), span);
-        }
-        return;
-      }
-      for (let i = 0; i < count; i++) {
-        const va = entryVa(i);
-        if (level.dual) {
-          const lo = wordOf(t, dualSlot(i, BIG_HALF));
-          const hi = wordOf(t, dualSlot(i, SMALL_HALF));
-          if (lo === 0n && hi === 0n) continue;
-          t.live++;
-          const d = codec.decodeDualPde([lo, hi]);
-          const ok = (h: { aperture: string; address: number | bigint }, size: number) =>
-            h.aperture === "video" && typeof h.address === "number" &&
-            h.address + size <= vramSize;
-          // A half that is not a table we can follow (sysmem, out of range, or an
-          // invalid but non-zero word such as a sparse marker) makes the whole
-          // 2 MiB firmware's, so its word is never rewritten.
-          const odd = (
-            h: { aperture: string; address: number | bigint },
-            word: bigint,
-            size: number,
-          ) => h.aperture === "invalid" ? word !== 0n : !ok(h, size);
-          if (d.isPte || odd(d.big, lo, 256) || odd(d.small, hi, PAGE)) {
-            take(va, span);
-            continue;
-          }
-          if (d.big.aperture === "video") {
-            child(t, i, dualSlot(i, BIG_HALF), d.big.address as number, va);
-          }
-          if (d.small.aperture === "video") {
-            child(t, i, dualSlot(i, SMALL_HALF), d.small.address as number, va);
-          }
-          continue;
-        }
-        const raw = wordOf(t, i);
-        if (raw === 0n) continue;
-        t.live++;
-        const d = codec.decodePde(raw);
-        if (
-          d.isPte || d.aperture !== "video" || typeof d.address !== "number" ||
-          d.address + PAGE > vramSize
-        ) {
-          take(va, span);
-          continue;
-        }
-        child(t, i, i, d.address, va);
-      }
-    };
-    visit(tree.root, 0n);
-    // Big and small pages may cover the same VA (the hardware allows it): merge first.
-    taken.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    const merged: [bigint, bigint][] = [];
-    for (const [start, end] of taken) {
-      const last = merged.at(-1);
-      if (last !== undefined && start <= last[1]) last[1] = end > last[1] ? end : last[1];
-      else merged.push([start, end]);
-    }
-    for (const [start, end] of merged) this.ranges.claim(start, end - start, "firmware");
-  }
-
   // --- mapping ----------------------------------------------------------------
-
-  /**
-   * Where a new mapping's VA may go, best first: for each page size larger
-   * than 4 KiB whose aligned block fits inside the first physically
-   * contiguous extent, a VA with the same offset modulo that size as the
-   * physical address (so that block maps as one big page); 4 KiB last.
-   */
-  #vaPlacements(extents: ExtentList, forced: number | undefined): [bigint, bigint][] {
-    if (forced !== undefined) return [[BigInt(forced), 0n]];
-    const pa = extents.pa(0);
-    const end = pa + extents.size(0);
-    const out: [bigint, bigint][] = [];
-    for (const s of this.#sizes) {
-      if (s === PAGE) continue;
-      const aligned = Math.ceil(pa / s) * s;
-      if (aligned + s <= end) out.push([BigInt(s), BigInt(pa % s)]);
-    }
-    out.push([BigInt(PAGE), 0n]);
-    return out;
-  }
 
   /**
    * Reserves a VA range and allocates every page table the mapping will need
@@ -639,31 +459,12 @@ export class Vmm {
   prepareExtents(extents: readonly Extent[], options: MapOptions = {}): PreparedMapping {
     this.#alive();
     checkOptions(options, MAP_OPTIONS, "map options");
-    if (!Array.isArray(extents) || extents.length === 0) {
-      fail("EINVAL", `extents must be a non-empty array of { pa, size }, not ${describe(extents)}`);
-    }
-    const list = new ExtentList(extents.length);
-    for (let i = 0; i < extents.length; i++) {
-      const e = extents[i];
-      if (e === null || typeof e !== "object") {
-        fail("EINVAL", `extents[${i}] = ${describe(e)} is not a { pa, size } object`);
-      }
-      const one = ExtentList.range(e.pa, e.size, this.#deps.vramSize);
-      list.push(one.pa(0), one.size(0));
-    }
-    return this.#prepare(list, options);
+    return this.#prepare(ExtentList.fromExtents(extents, this.#deps.vramSize), options);
   }
 
   #prepare(extents: ExtentList, options: MapOptions): PreparedMapping {
     const forced = options.pageSize;
-    if (forced !== undefined && !this.#sizes.includes(forced)) {
-      fail(
-        "EINVAL",
-        `page size ${describe(forced)} is not one this chip maps (${
-          this.#sizes.map(hex).join(", ")
-        })`,
-      );
-    }
+    this.#mapper.checkPageSize(forced);
     const size = extents.bytes;
     const label = options.label ?? "mapping";
     let range: VaRange;
@@ -681,7 +482,7 @@ export class Vmm {
         );
       }
       // Prefer a VA that lets big pages be used; fall back to any 4 KiB-aligned hole.
-      const places = this.#vaPlacements(extents, forced);
+      const places = vaPlacements(extents, this.#mapper.pageSizes, forced);
       let found: VaRange | null = null;
       for (const [align, phase] of places.slice(0, -1)) {
         const start = this.ranges.findFree(BigInt(size), align, 0n, this.vaSize, phase);
@@ -693,65 +494,31 @@ export class Vmm {
       const [align, phase] = places[places.length - 1];
       range = found ?? this.ranges.allocate(BigInt(size), align, label, phase);
     }
-    const newTables: PtTable[] = [];
-    const pinned: PtTable[] = [];
+    const hold: TableHold = { newTables: [], pinned: [] };
     try {
-      const tree = this.#tree;
-      const [block, offset] = splitVa(range.start);
-      const runs = choosePages(extents, {
-        tree,
-        sizes: this.#sizes,
-        bigPageSize: this.format.bigPt.pageSize,
-        block,
-        offset,
-        forced,
-      });
-      const seen = new Set<PtTable>();
-      const create = (parent: PtTable, idx: number, slot: number, depth: number) => {
-        const a = this.#deps.buddy.alloc(PAGE);
-        const child = tree.newTable(depth, a.start, a);
-        newTables.push(child);
-        tree.link(parent, idx, slot, child);
-        return child;
-      };
-      const onPath = (t: PtTable) => {
-        if (seen.has(t)) return;
-        seen.add(t);
-        t.pins++;
-        pinned.push(t);
-      };
-      const none = () => {};
-      vaRuns(
-        runs,
-        (off, ps, count) => tree.runs(block, offset + off, ps, count, none, create, onPath),
-      );
+      const runs = this.#mapper.prepare(extents, range.start, forced, hold);
       const prepared = new PreparedMapping(this, {
         range,
         size,
         runs,
         writable: options.writable ?? false,
-        newTables,
-        pinned,
+        newTables: hold.newTables,
+        pinned: hold.pinned,
       });
       this.#pending.add(prepared);
       return prepared;
     } catch (e) {
-      this.#abandon(range, newTables, pinned);
+      this.#abandon(range, hold);
       throw e;
     }
   }
 
-  /** Undoes a prepare: unpins, reclaims the tables it created (still unused), releases the VA. */
-  #abandon(range: VaRange, newTables: PtTable[], pinned: PtTable[]): void {
-    for (const t of pinned) t.pins--;
-    const writes: [PtTable, number][] = [];
-    const freed: PtTable[] = [];
-    // Its own new tables, and any table an unmap emptied while this prepare pinned it.
-    this.#tree.reclaim([...newTables, ...pinned].filter((t) => t.live === 0), writes, freed);
+  /** Undoes a prepare: the engine reclaims its tables (still unused), the VA goes back. */
+  #abandon(range: VaRange, hold: TableHold): void {
+    const freed = this.#mapper.abandon(hold);
     this.ranges.release(range);
-    if (writes.length > 0 || this.#unsynced.length > 0) {
+    if (this.#mapper.unsynced) {
       // Links in VRAM were cleared (tables an unmap emptied): flush before the pages go back.
-      for (const [t, word] of writes) this.#unsynced.push([t, word, 1]);
       this.#deferredTables.push(...freed);
       runAll(this.#flush());
       return;
@@ -772,89 +539,13 @@ export class Vmm {
     if (prepared.state !== "prepared") {
       fail("EINVAL", `this prepared mapping was already ${prepared.state}`);
     }
-    const tree = this.#tree;
-    const codec = this.format.codec;
-    // Tables not yet in VRAM on this mapping's paths (including ones another
-    // pending prepare created), with their unwritten ancestors.
-    const fresh = new Set<PtTable>();
-    const addFresh = (t: PtTable | null) => {
-      while (t !== null && !t.written && !fresh.has(t)) {
-        fresh.add(t);
-        t = t.parentLink?.parent ?? null;
-      }
-    };
-    for (const t of prepared.newTables) addFresh(t);
-    // Set the PTEs in the shadow; remember the runs in tables already in VRAM.
-    const saved: Saved[] = [];
-    const touched: [PtTable, number, number][] = [];
-    const runs = prepared.runs;
-    const opts = { writable: prepared.writable };
-    const [block, offset] = splitVa(prepared.range.start);
-    vaRuns(runs, (off, ps, count, first) => {
-      let ri = first;
-      let rk = 0;
-      let base = 0;
-      let step = 0;
-      const start = (r: number) => {
-        const pa = runs.pa(r);
-        base = Number(codec.vramPte(pa, opts));
-        step = runs.count(r) > 1 ? Number(codec.vramPte(pa + ps, opts)) - base : 0;
-      };
-      start(ri);
-      tree.runs(block, offset + off, ps, count, (t, index, n) => {
-        const stride = t.level.dual ? 4 : 2;
-        const raw = t.raw;
-        const from = index * stride;
-        saved.push({ t, from, words: raw.slice(from, from + n * stride), live: t.live });
-        for (let j = 0; j < n; j++) {
-          const at = from + j * stride;
-          if (raw[at] === 0 && raw[at + 1] === 0 && (stride === 2 || entryFree(raw, at))) t.live++;
-          const v = base + rk * step;
-          if (v <= MAX_SAFE) {
-            const lo = v % TWO_32;
-            raw[at] = lo;
-            raw[at + 1] = (v - lo) / TWO_32;
-          } else {
-            const big = codec.vramPte(runs.pa(ri) + rk * ps, opts);
-            raw[at] = Number(big & 0xffffffffn);
-            raw[at + 1] = Number(big >> 32n);
-          }
-          if (++rk === runs.count(ri) && ri + 1 < runs.length) {
-            ri++;
-            rk = 0;
-            start(ri);
-          }
-        }
-        if (t.written) touched.push([t, index, n]);
-        else addFresh(t);
-      });
+    this.#mapper.write(prepared, () => {
+      prepared.state = "cancelled";
+      this.#pending.delete(prepared);
+      this.#abandon(prepared.range, prepared);
     });
-    // Deepest first, so every table is complete before the PDE pointing to it.
-    const order = [...fresh].sort((a, b) => b.depth - a.depth);
-    const wrote: PtTable[] = [];
-    let linking = false;
-    try {
-      using w = this.#deps.pramin.borrow();
-      for (const t of order) {
-        this.#writeTable(w, t, fresh);
-        t.written = true;
-        wrote.push(t);
-      }
-      linking = true;
-      for (const t of order) {
-        const link = t.parentLink;
-        if (link !== null && !fresh.has(link.parent)) {
-          this.#writeRange(w, link.parent, link.parent.level.dual ? link.slot : link.idx, 1);
-        }
-      }
-      for (const [t, index, n] of touched) this.#writePtes(w, t, index, n);
-    } catch (e) {
-      this.#rollBack(prepared, saved, wrote, linking ? order : [], touched);
-      throw e;
-    }
     // The PTEs are in VRAM: the mapping exists from here on, even if the flush
     // fails (the caller can still unmap it: prepared.mapping, vmm.mappings()).
-    for (const t of prepared.pinned) t.pins--;
     prepared.state = "executed";
     this.#pending.delete(prepared);
     const m = new Mapping(this, prepared);
@@ -865,80 +556,13 @@ export class Vmm {
     return m;
   }
 
-  /**
-   * A write of executeMap failed: the shadow goes back to what it was, the
-   * words that may have reached VRAM are cleared there (before the next
-   * flush, which comes at once), and the prepare is abandoned (VA and its
-   * tables back).
-   */
-  #rollBack(
-    prepared: PreparedMapping,
-    saved: Saved[],
-    wrote: PtTable[],
-    linked: PtTable[],
-    touched: [PtTable, number, number][],
-  ): void {
-    for (const t of wrote) t.written = false;
-    for (let i = saved.length - 1; i >= 0; i--) {
-      const s = saved[i];
-      s.t.raw.set(s.words, s.from);
-      s.t.live = s.live;
-    }
-    const fresh = new Set(wrote);
-    for (const t of linked) {
-      const link = t.parentLink;
-      if (link !== null && !fresh.has(link.parent) && link.parent.written) {
-        // The link may be in VRAM: the abandon below zeroes it in the shadow, the flush in VRAM.
-        this.#unsynced.push([link.parent, link.parent.level.dual ? link.slot : link.idx, 1]);
-      }
-    }
-    for (const [t, index, n] of touched) {
-      const perEntry = t.level.dual ? 2 : 1;
-      this.#unsynced.push([t, index * perEntry, n * perEntry]);
-    }
-    prepared.state = "cancelled";
-    this.#pending.delete(prepared);
-    try {
-      this.#abandon(prepared.range, prepared.newTables, prepared.pinned);
-    } catch {
-      // PRAMIN or the flush failed again: the words stay unsynced and the
-      // tables deferred until a flush completes; the original error is what matters.
-    }
-  }
-
-  /** Writes PTE entries [index, index + n) of `t` (at PD0 only the low words: 2 MiB PTEs). */
-  #writePtes(w: PraminWindow, t: PtTable, index: number, n: number): void {
-    if (!t.level.dual) {
-      this.#writeRange(w, t, index, n);
-      return;
-    }
-    for (let j = index; j < index + n; j++) this.#writeRange(w, t, dualSlot(j, BIG_HALF), 1);
-  }
-
-  /**
-   * Writes a whole table. A link to a child that is not in VRAM yet (another
-   * pending prepare's table) goes as zero: that prepare's execute writes the
-   * link once the child is complete.
-   */
-  #writeTable(w: PraminWindow, t: PtTable, fresh: Set<PtTable>): void {
-    let image = t.raw;
-    for (let i = 0; i < t.children.length; i++) {
-      const child = t.children[i];
-      if (child === null || child.written || fresh.has(child)) continue;
-      if (image === t.raw) image = t.raw.slice();
-      image[2 * i] = 0;
-      image[2 * i + 1] = 0;
-    }
-    w.writeWords(t.addr, image);
-  }
-
   /** Releases a prepared mapping's VA range and tables (before execute). */
   cancelMap(prepared: PreparedMapping): void {
     this.#own(prepared);
     if (prepared.state !== "prepared") return;
     prepared.state = "cancelled";
     this.#pending.delete(prepared);
-    this.#abandon(prepared.range, prepared.newTables, prepared.pinned);
+    this.#abandon(prepared.range, prepared);
   }
 
   /**
@@ -980,51 +604,7 @@ export class Vmm {
    * the mappings' callbacks until a flush completes.
    */
   #unmapAll(mappings: Mapping[]): void {
-    const tree = this.#tree;
-    const emptied: PtTable[] = [];
-    const writes: [PtTable, number, number][] = [];
-    for (const mapping of mappings) {
-      const [block, offset] = splitVa(mapping.va);
-      vaRuns(mapping.runs, (off, ps, count) => {
-        tree.runs(block, offset + off, ps, count, (t, index, n) => {
-          if (t.level.dual) {
-            for (let j = index; j < index + n; j++) {
-              const word = dualSlot(j, BIG_HALF);
-              setWord(t, word, 0n);
-              writes.push([t, word, 1]);
-            }
-          } else {
-            t.raw.fill(0, 2 * index, 2 * (index + n));
-            writes.push([t, index, n]);
-          }
-          t.live -= n;
-          if (t.live === 0) emptied.push(t);
-        });
-      });
-    }
-    const links: [PtTable, number][] = [];
-    const freed: PtTable[] = [];
-    tree.reclaim(emptied, links, freed);
-    for (const [t, word] of links) writes.push([t, word, 1]);
-    const dead = new Set(freed);
-    let failure: { error: unknown } | null = null;
-    {
-      using w = this.#deps.pramin.borrow();
-      for (let i = 0; i < writes.length; i++) {
-        const [t, word, count] = writes[i];
-        if (dead.has(t)) continue;
-        if (failure !== null) {
-          this.#unsynced.push(writes[i]);
-          continue;
-        }
-        try {
-          this.#writeRange(w, t, word, count);
-        } catch (e) {
-          failure = { error: e };
-          this.#unsynced.push(writes[i]);
-        }
-      }
-    }
+    const { freed, failure } = this.#mapper.unmap(mappings);
     // The mappings are gone from the shadow whatever VRAM got: finish the bookkeeping.
     const callbacks: (() => void)[] = [];
     for (const mapping of mappings) {
@@ -1048,21 +628,7 @@ export class Vmm {
    */
   translate(va: bigint | number): Translation | null {
     const r = this.walk(va);
-    if (!r.mapped) return null;
-    const info = this.format.codec.pteInfo(lastRaw(r));
-    return {
-      va: r.va,
-      pa: r.pa,
-      aperture: r.aperture,
-      pageSize: r.pageSize,
-      level: r.level,
-      writable: info.writable,
-      [Symbol.for("Deno.customInspect")]() {
-        return `${hex(r.va)} -> ${r.aperture === "video" ? "VRAM" : r.aperture} ${hex(r.pa)} (${
-          formatSize(r.pageSize)
-        } page at ${r.level}, ${info.writable ? "rw" : "ro"})`;
-      },
-    };
+    return r.mapped ? translation(r, this.format) : null;
   }
 
   /**
@@ -1071,17 +637,7 @@ export class Vmm {
    * {@linkcode Vmm.translate} for every VA this Vmm mapped.
    */
   lookup(va: bigint | number): { pte: bigint; pageSize: number; level: string } | null {
-    const v = virtualAddress(va, this.format.vaBits);
-    const [block, offset] = splitVa(v);
-    for (const size of this.#sizes) {
-      // Largest first, as the MMU decides: a huge PTE, then the big table, then the small.
-      const leaf = this.#tree.leaf(block, offset, size);
-      if (leaf === null) continue;
-      const t = leaf.table;
-      const pte = wordOf(t, t.level.dual ? dualSlot(leaf.index, BIG_HALF) : leaf.index);
-      if (this.format.codec.pteInfo(pte).valid) return { pte, pageSize: size, level: t.level.name };
-    }
-    return null;
+    return this.#mapper.lookup(virtualAddress(va, this.format.vaBits));
   }
 
   /** The full walk of a VA (every level visited) through PRAMIN. */
@@ -1097,28 +653,32 @@ export class Vmm {
    */
   dump(options: DumpOptions = {}): DumpNode {
     checkOptions(options, { maxPtes: "number", fromHardware: "boolean" }, "dump options");
+    const maxPtes = options.maxPtes ?? 256;
+    const pteForeign = (va: bigint) => this.#firmwareVa(va);
     if (options.fromHardware) {
-      // A throw-away Vmm whose shadow is a fresh scan of VRAM: what the hardware holds.
-      const scanned = new Vmm(this.#deps, {
-        pdb: this.pdb,
-        vaSize: this.vaSize,
-        scan: true,
-        name: `${this.name} (read from VRAM)`,
-      });
+      // A throw-away shadow, a fresh scan of VRAM: what the hardware holds.
+      const scanned = new Mapper(this.format, this.pdb, null, this.#deps);
+      scanned.scan(this.vaSize);
       // Ownership comes from this Vmm: a table it allocated is not firmware's.
       const ours = new Set<number>();
-      for (const t of this.#tree.tables()) if (t.alloc !== null) ours.add(t.addr);
-      return scanned.#dumpTree(
-        options.maxPtes ?? 256,
-        (t) => !ours.has(t.addr),
-        (va) => this.#firmwareVa(va),
-      );
+      for (const t of this.#mapper.tree.tables()) if (t.alloc !== null) ours.add(t.addr);
+      return dumpTree(scanned.tree, {
+        maxPtes,
+        tableForeign: (t) => !ours.has(t.addr),
+        pteForeign,
+        header: this.#dumpHeader(`${this.name} (read from VRAM)`),
+      });
     }
-    return this.#dumpTree(
-      options.maxPtes ?? 256,
-      (t) => t.alloc === null,
-      (va) => this.#firmwareVa(va),
-    );
+    return dumpTree(this.#mapper.tree, {
+      maxPtes,
+      tableForeign: (t) => t.alloc === null,
+      pteForeign,
+      header: this.#dumpHeader(this.name),
+    });
+  }
+
+  #dumpHeader(name: string): string {
+    return `${name}: MMU v${this.format.version} PDB ${hex(this.pdb)} VA ${hex(this.vaSize)}`;
   }
 
   /** True when `va` is in a range this Vmm found taken (firmware's), not one it mapped. */
@@ -1127,84 +687,9 @@ export class Vmm {
     return r === undefined || r.owner === "firmware";
   }
 
-  /**
-   * The tree behind {@linkcode Vmm.dump}. An entry is marked foreign when the
-   * table it points to is (`tableForeign`) or, for a PTE, when its VA is
-   * (`pteForeign`): a page mapped by this Vmm into firmware's table is ours.
-   */
-  #dumpTree(
-    maxPtes: number,
-    tableForeign: (t: PtTable) => boolean,
-    pteForeign: (va: bigint) => boolean,
-  ): DumpNode {
-    let budget = maxPtes;
-    const codec = this.format.codec;
-    const dirs = this.format.directories.length;
-    const visit = (t: PtTable, base: bigint): DumpNode[] => {
-      const out: DumpNode[] = [];
-      const span = 1n << BigInt(t.level.vaLo);
-      for (let i = 0; i < t.level.entries && budget > 0; i++) {
-        if (!entryLive(t, i)) continue;
-        const va = base + BigInt(i) * span;
-        if (t.level.dual) {
-          const lo = wordOf(t, dualSlot(i, BIG_HALF));
-          const hi = wordOf(t, dualSlot(i, SMALL_HALF));
-          const d = codec.decodeDualPde([lo, hi]);
-          const children: DumpNode[] = [];
-          const big = t.children[dualSlot(i, BIG_HALF)];
-          const small = t.children[dualSlot(i, SMALL_HALF)];
-          if (big !== null) children.push(...visit(big, va));
-          if (small !== null) children.push(...visit(small, va));
-          if (d.isPte) budget--;
-          out.push({
-            level: t.level.name,
-            index: i,
-            address: t.addr + i * 16,
-            va,
-            entry: d.isPte ? codec.decodePte(lo) : d,
-            children,
-            foreign: d.isPte
-              ? pteForeign(va)
-              : [big, small].every((c) => c === null || tableForeign(c)),
-          });
-          continue;
-        }
-        const raw = wordOf(t, i);
-        const child = t.depth < dirs ? t.children[i] : null;
-        const isPte = t.depth >= dirs || (raw & 1n) === 1n;
-        if (isPte) budget--;
-        out.push({
-          level: t.level.name,
-          index: i,
-          address: t.addr + i * 8,
-          va,
-          entry: isPte ? codec.decodePte(raw) : codec.decodePde(raw),
-          children: child === null ? [] : visit(child, va),
-          foreign: child === null ? pteForeign(va) : tableForeign(child),
-        });
-      }
-      return out;
-    };
-    const root: DumpNode = {
-      level: "PDB",
-      index: -1,
-      address: this.pdb,
-      va: 0n,
-      entry: null,
-      children: visit(this.#tree.root, 0n),
-      foreign: tableForeign(this.#tree.root),
-    };
-    const truncated = budget <= 0;
-    Object.defineProperty(root, Symbol.for("Deno.customInspect"), {
-      value: () => formatDump(this, root, truncated),
-      enumerable: false,
-    });
-    return root;
-  }
-
   /** Counts of tables in the shadow, by level name (root included). */
   tableCounts(): Record<string, number> {
-    return this.#tree.counts();
+    return this.#mapper.tree.counts();
   }
 
   /**
@@ -1228,7 +713,7 @@ export class Vmm {
     for (const p of [...this.#pending]) this.cancelMap(p);
     if (this.#mappings.size > 0) this.#unmapAll([...this.#mappings]);
     else if (
-      this.#unsynced.length > 0 || this.#deferredTables.length > 0 ||
+      this.#mapper.unsynced || this.#deferredTables.length > 0 ||
       this.#deferredCallbacks.length > 0
     ) {
       runAll(this.#flush());
@@ -1268,50 +753,4 @@ export class Vmm {
       hex(this.vaSize)
     } (${this.#mappings.size} mappings, ${this.ranges.count} ranges taken)`;
   }
-}
-
-/** True when the small half (words at+2, at+3) of a PD0 entry at 32-bit word `at` is zero. */
-function entryFree(raw: Uint32Array, at: number): boolean {
-  return raw[at + 2] === 0 && raw[at + 3] === 0;
-}
-
-/** What {@linkcode Vmm.translate} returns. */
-export interface Translation {
-  /** The VA translated. */
-  va: bigint;
-  /** Physical address. */
-  pa: number | bigint;
-  /** Where pa lives. */
-  aperture: string;
-  /** Bytes of the page. */
-  pageSize: number;
-  /** Level that held the PTE. */
-  level: string;
-  /** GPU writes allowed. */
-  writable: boolean;
-}
-
-function lastRaw(r: WalkResult): bigint {
-  const s = r.steps.at(-1)!;
-  if (typeof s.raw === "bigint") return s.raw;
-  return s.raw[0];
-}
-
-function formatDump(vmm: Vmm, root: DumpNode, truncated: boolean): string {
-  const lines = [
-    `${vmm.name}: MMU v${vmm.format.version} PDB ${hex(root.address)} VA ${hex(vmm.vaSize)}`,
-  ];
-  const visit = (nodes: DumpNode[], indent: string) => {
-    for (const n of nodes) {
-      lines.push(
-        `${indent}${n.level}[${n.index}] va ${hex(n.va)} @${hex(n.address)} ${String(n.entry)}${
-          n.foreign ? "  (firmware)" : ""
-        }`,
-      );
-      visit(n.children, indent + "  ");
-    }
-  };
-  visit(root.children, "  ");
-  if (truncated) lines.push("  … (more PTEs; dump({ maxPtes }) shows more)");
-  return lines.join("\n");
 }

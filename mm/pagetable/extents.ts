@@ -124,6 +124,27 @@ export class ExtentList {
     return out;
   }
 
+  /**
+   * Checks extents (`{ pa, size }`, 4 KiB aligned, below `vramSize`, in VA
+   * order; a non-empty array) and coalesces touching ones; EINVAL naming the
+   * first bad one.
+   */
+  static fromExtents(extents: readonly Extent[], vramSize: number): ExtentList {
+    if (!Array.isArray(extents) || extents.length === 0) {
+      fail("EINVAL", `extents must be a non-empty array of { pa, size }, not ${describe(extents)}`);
+    }
+    const list = new ExtentList(extents.length);
+    for (let i = 0; i < extents.length; i++) {
+      const e = extents[i];
+      if (e === null || typeof e !== "object") {
+        fail("EINVAL", `extents[${i}] = ${describe(e)} is not a { pa, size } object`);
+      }
+      const one = ExtentList.range(e.pa, e.size, vramSize);
+      list.push(one.pa(0), one.size(0));
+    }
+    return list;
+  }
+
   /** One extent [pa, pa + size), checked against `vramSize`. */
   static range(pa: number, size: number, vramSize: number): ExtentList {
     if (!Number.isSafeInteger(pa) || pa < 0 || pa % PAGE !== 0) {
@@ -215,6 +236,15 @@ export class PteRuns {
     return lo;
   }
 
+  /** Pages by page size (sizes in the order they first appear; O(runs)). */
+  pageCounts(): Map<number, number> {
+    const by = new Map<number, number>();
+    for (let i = 0; i < this.#length; i++) {
+      by.set(this.pageSize(i), (by.get(this.pageSize(i)) ?? 0) + this.count(i));
+    }
+    return by;
+  }
+
   /** The extents the runs map, coalesced (O(runs)). */
   extents(): ExtentList {
     const out = new ExtentList();
@@ -304,4 +334,36 @@ export function choosePages(extents: ExtentList, c: PageChoice): PteRuns {
     offset += size;
   }
   return runs;
+}
+
+/**
+ * Where a new mapping's VA may go, best first, as `[alignment, phase]`
+ * pairs (a VA with `va % alignment === phase`): for each page size larger
+ * than 4 KiB (of `sizes`, largest first) whose aligned block fits inside the
+ * first physically contiguous extent, that size with the physical address's
+ * offset modulo it (so that block maps as one big page); 4 KiB last. A
+ * forced page size is the only choice.
+ *
+ * @example
+ * ```ts
+ * vaPlacements(ExtentList.range(0x200000, 0x400000, 2 ** 30), [2 ** 21, 65536, 4096], undefined);
+ * // [[0x200000n, 0n], [0x10000n, 0n], [0x1000n, 0n]]
+ * ```
+ */
+export function vaPlacements(
+  extents: ExtentList,
+  sizes: readonly number[],
+  forced: number | undefined,
+): [bigint, bigint][] {
+  if (forced !== undefined) return [[BigInt(forced), 0n]];
+  const pa = extents.pa(0);
+  const end = pa + extents.size(0);
+  const out: [bigint, bigint][] = [];
+  for (const s of sizes) {
+    if (s === PAGE) continue;
+    const aligned = Math.ceil(pa / s) * s;
+    if (aligned + s <= end) out.push([BigInt(s), BigInt(pa % s)]);
+  }
+  out.push([BigInt(PAGE), 0n]);
+  return out;
 }

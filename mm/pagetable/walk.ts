@@ -31,10 +31,13 @@
  * so it always terminates whatever the tables contain (garbage or tables that
  * point at themselves); it never throws on table contents.
  *
+ * {@linkcode translation} turns a walk that translated into the brief
+ * `Translation` that `Vmm.translate` returns.
+ *
  * @module
  */
 
-import { describe } from "../../hw/errors.ts";
+import { describe, formatSize } from "../../hw/errors.ts";
 import { checkObject, checkOptions, checkUint, checkVa } from "../../hw/validate.ts";
 import {
   fail,
@@ -353,4 +356,48 @@ function walkDual(
   steps.push(step(pt.name, i, pteAt, raw, pte));
   if (pte.valid) return mapped(va, pte, pt.pageSize, pt.name, steps);
   return stop(va, pt.name, "invalid-pte", steps);
+}
+
+/** What `Vmm.translate` returns: a VA that translates, in brief. */
+export interface Translation {
+  /** The VA translated. */
+  va: bigint;
+  /** Physical address. */
+  pa: number | bigint;
+  /** Where pa lives. */
+  aperture: string;
+  /** Bytes of the page. */
+  pageSize: number;
+  /** Level that held the PTE. */
+  level: string;
+  /** GPU writes allowed. */
+  writable: boolean;
+}
+
+/**
+ * The {@linkcode Translation} of a walk that translated, its writability
+ * read from the last entry with `format`'s codec; prints as one line.
+ *
+ * @example
+ * ```ts
+ * const r = walk(window, { format, pdb, va: 0x1000n });
+ * if (r.mapped) translation(r, format); // 0x1000 -> VRAM 0x1200000 (4 KiB page at PT, rw)
+ * ```
+ */
+export function translation(r: WalkMapped, format: MmuFormat): Translation {
+  const s = r.steps.at(-1)!;
+  const info = format.codec.pteInfo(typeof s.raw === "bigint" ? s.raw : s.raw[0]);
+  return {
+    va: r.va,
+    pa: r.pa,
+    aperture: r.aperture,
+    pageSize: r.pageSize,
+    level: r.level,
+    writable: info.writable,
+    [Symbol.for("Deno.customInspect")]() {
+      return `${hex(r.va)} -> ${r.aperture === "video" ? "VRAM" : r.aperture} ${hex(r.pa)} (${
+        formatSize(r.pageSize)
+      } page at ${r.level}, ${info.writable ? "rw" : "ro"})`;
+    },
+  };
 }

@@ -1,0 +1,472 @@
+/**
+ * The page-table write engine of one address space: it owns the shadow
+ * tree ({@linkcode ShadowTree}) and everything that changes it or VRAM.
+ *
+ * - **Prepare**: the page sizes of a mapping ({@linkcode choosePages}) and
+ *   the tables it needs, allocated and linked in the shadow and pinned
+ *   against reclaim; no MMIO access.
+ * - **Write** (execute): the PTEs into the shadow, then through PRAMIN the
+ *   new tables complete, deepest first (each entry once), the links to them,
+ *   then the entries of tables already in VRAM. A write that fails puts the
+ *   shadow back and records what may have reached VRAM as unsynced.
+ * - **Abandon** (cancel, a failed prepare or write): unpins and reclaims the
+ *   tables the prepare made.
+ * - **Unmap**: invalidates the PTEs, reclaims the tables left empty (their
+ *   parent links cleared) and hands the tables to free back to the caller.
+ * - **Sync**: writes the unsynced words (before every TLB flush).
+ * - The firmware scan ({@linkcode scanTables}) and the shadow lookup.
+ *
+ * What it does not own is the address space's: VA ranges, the mapping
+ * objects, the TLB flush and the order "flush, then free the tables, then
+ * run the callbacks" (`mm/vmm.ts`). It never flushes and never frees a
+ * table; the caller does both, in that order.
+ *
+ * @module
+ */
+
+import type { Allocation, BuddyAllocator } from "../buddy.ts";
+import { describe, fail, hex } from "../../hw/errors.ts";
+import type { Pramin, PraminWindow } from "../pramin.ts";
+import type { MmuFormat } from "./format.ts";
+import { choosePages, type ExtentList, type PteRuns } from "./extents.ts";
+import { scanTables } from "./scan.ts";
+import { BIG_HALF, dualSlot, type PtTable, setWord, ShadowTree, splitVa, wordOf } from "./tree.ts";
+
+const PAGE = 4096;
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const TWO_32 = 2 ** 32;
+
+/** What a {@linkcode Mapper} needs from its GPU. */
+export interface MapperDeps {
+  /** PRAMIN, to write and read tables. */
+  pramin: Pramin;
+  /** Where page-table pages come from. */
+  buddy: BuddyAllocator;
+  /** VRAM size (tables must lie below it). */
+  vramSize: number;
+}
+
+/**
+ * The tables a prepare made and pinned; filled as it goes, so a prepare that
+ * fails midway can still be abandoned ({@linkcode Mapper.abandon}).
+ */
+export interface TableHold {
+  /** Tables allocated for the mapping (unwritten until its write). */
+  readonly newTables: PtTable[];
+  /** Tables on the mapping's paths, pinned against reclaim until its write. */
+  readonly pinned: PtTable[];
+}
+
+/** One mapping as the engine writes or unmaps it. */
+export interface MapJob {
+  /** First VA. */
+  readonly va: bigint;
+  /** Its PTE runs (from {@linkcode Mapper.prepare}). */
+  readonly runs: PteRuns;
+}
+
+/** A prepared mapping as the engine writes it. */
+export interface WriteJob extends MapJob, TableHold {
+  /** GPU writes allowed. */
+  readonly writable: boolean;
+}
+
+/** Words of a table as they were before a change (to put the shadow back). */
+interface Saved {
+  t: PtTable;
+  /** First 32-bit word. */
+  from: number;
+  words: Uint32Array;
+  live: number;
+}
+
+/** A range of 64-bit words of a written table that VRAM may not hold yet. */
+type Unsynced = [t: PtTable, word: number, count: number];
+
+/**
+ * Calls `fn(offset, pageSize, count, firstRun)` for each stretch of equal-size
+ * pages of `runs` (consecutive runs of one size are consecutive in VA too).
+ */
+function vaRuns(
+  runs: PteRuns,
+  fn: (offset: number, pageSize: number, count: number, firstRun: number) => void,
+): void {
+  for (let r = 0; r < runs.length;) {
+    const ps = runs.pageSize(r);
+    let count = runs.count(r);
+    let e = r + 1;
+    while (e < runs.length && runs.pageSize(e) === ps) count += runs.count(e++);
+    fn(runs.offset(r), ps, count, r);
+    r = e;
+  }
+}
+
+/** True when the small half (words at+2, at+3) of a PD0 entry at 32-bit word `at` is zero. */
+function entryFree(raw: Uint32Array, at: number): boolean {
+  return raw[at + 2] === 0 && raw[at + 3] === 0;
+}
+
+/** Writes 64-bit words [word, word + count) of `t` from the shadow. */
+function writeRange(w: PraminWindow, t: PtTable, word: number, count: number): void {
+  w.writeWords(t.addr + word * 8, t.raw.subarray(2 * word, 2 * (word + count)));
+}
+
+/** Writes PTE entries [index, index + n) of `t` (at PD0 only the low words: 2 MiB PTEs). */
+function writePtes(w: PraminWindow, t: PtTable, index: number, n: number): void {
+  if (!t.level.dual) {
+    writeRange(w, t, index, n);
+    return;
+  }
+  for (let j = index; j < index + n; j++) writeRange(w, t, dualSlot(j, BIG_HALF), 1);
+}
+
+/**
+ * Writes a whole table. A link to a child that is not in VRAM yet (another
+ * pending prepare's table) goes as zero: that prepare's write puts the link
+ * in once the child is complete.
+ */
+function writeTable(w: PraminWindow, t: PtTable, fresh: Set<PtTable>): void {
+  let image = t.raw;
+  for (let i = 0; i < t.children.length; i++) {
+    const child = t.children[i];
+    if (child === null || child.written || fresh.has(child)) continue;
+    if (image === t.raw) image = t.raw.slice();
+    image[2 * i] = 0;
+    image[2 * i + 1] = 0;
+  }
+  w.writeWords(t.addr, image);
+}
+
+/**
+ * The write engine over one shadow tree (see the module documentation).
+ *
+ * @example
+ * ```ts
+ * const mapper = new Mapper(format, pdb, null, { pramin, buddy, vramSize });
+ * const hold = { newTables: [], pinned: [] };
+ * const runs = mapper.prepare(extents, 0x1000n, undefined, hold);
+ * mapper.write({ va: 0x1000n, runs, writable: false, ...hold }, () => mapper.abandon(hold));
+ * tlb.flush(pdb); // then free what unmap handed back
+ * ```
+ */
+export class Mapper {
+  /** The shadow tables. */
+  readonly tree: ShadowTree;
+  /** The page-table format. */
+  readonly format: MmuFormat;
+  /** Page sizes this chip can map, largest first. */
+  readonly pageSizes: readonly number[];
+  readonly #deps: MapperDeps;
+  /** Words VRAM may not hold yet (a write failed): written by the next {@linkcode Mapper.sync}. */
+  #unsynced: Unsynced[] = [];
+
+  /** An engine over a tree of only the root at `pdb` (`rootAlloc` when the caller allocated it). */
+  constructor(format: MmuFormat, pdb: number, rootAlloc: Allocation | null, deps: MapperDeps) {
+    this.format = format;
+    this.#deps = deps;
+    this.tree = new ShadowTree(format, pdb, rootAlloc);
+    const sizes: number[] = [];
+    for (const d of format.directories) if (d.hugePageSize !== null) sizes.push(d.hugePageSize);
+    sizes.sort((a, b) => b - a);
+    this.pageSizes = [...sizes, format.bigPt.pageSize, format.smallPt.pageSize];
+  }
+
+  /** True when some words may be missing from VRAM (a write failed): sync before a flush. */
+  get unsynced(): boolean {
+    return this.#unsynced.length > 0;
+  }
+
+  /**
+   * Writes the words a failed write left out (all of them again, in order).
+   * On a failure they stay unsynced.
+   */
+  sync(): void {
+    if (this.#unsynced.length === 0) return;
+    using w = this.#deps.pramin.borrow();
+    for (const [t, word, count] of this.#unsynced) writeRange(w, t, word, count);
+    this.#unsynced = [];
+  }
+
+  /**
+   * Reads the tables in VRAM into the shadow (a firmware-built space); the
+   * VA ranges `[start, end)` their entries take, merged ({@linkcode scanTables}).
+   */
+  scan(vaSize: bigint): [bigint, bigint][] {
+    using w = this.#deps.pramin.borrow();
+    return scanTables(this.tree, w, vaSize, this.#deps.vramSize);
+  }
+
+  /** EINVAL unless `forced` is undefined or a page size this chip maps. */
+  checkPageSize(forced: number | undefined): void {
+    if (forced !== undefined && !this.pageSizes.includes(forced)) {
+      fail(
+        "EINVAL",
+        `page size ${describe(forced)} is not one this chip maps (${
+          this.pageSizes.map(hex).join(", ")
+        })`,
+      );
+    }
+  }
+
+  /**
+   * Chooses the page sizes for `extents` at `va` and allocates, links (in the
+   * shadow) and pins every table they need, recording them in `hold`. No
+   * MMIO access. On a failure `hold` has what was made: abandon it.
+   */
+  prepare(
+    extents: ExtentList,
+    va: bigint,
+    forced: number | undefined,
+    hold: TableHold,
+  ): PteRuns {
+    const tree = this.tree;
+    const [block, offset] = splitVa(va);
+    const runs = choosePages(extents, {
+      tree,
+      sizes: this.pageSizes,
+      bigPageSize: this.format.bigPt.pageSize,
+      block,
+      offset,
+      forced,
+    });
+    const seen = new Set<PtTable>();
+    const create = (parent: PtTable, idx: number, slot: number, depth: number) => {
+      const a = this.#deps.buddy.alloc(PAGE);
+      const child = tree.newTable(depth, a.start, a);
+      hold.newTables.push(child);
+      tree.link(parent, idx, slot, child);
+      return child;
+    };
+    const onPath = (t: PtTable) => {
+      if (seen.has(t)) return;
+      seen.add(t);
+      t.pins++;
+      hold.pinned.push(t);
+    };
+    const none = () => {};
+    vaRuns(
+      runs,
+      (off, ps, count) => tree.runs(block, offset + off, ps, count, none, create, onPath),
+    );
+    return runs;
+  }
+
+  /**
+   * Undoes a prepare: unpins, and reclaims the tables it created (still
+   * unused) and any table an unmap emptied while it was pinned. Parent links
+   * cleared in VRAM become unsynced words; the returned tables are to be
+   * freed after the next flush (at once when nothing is unsynced).
+   */
+  abandon(hold: TableHold): PtTable[] {
+    for (const t of hold.pinned) t.pins--;
+    const writes: [PtTable, number][] = [];
+    const freed: PtTable[] = [];
+    this.tree.reclaim(
+      [...hold.newTables, ...hold.pinned].filter((t) => t.live === 0),
+      writes,
+      freed,
+    );
+    for (const [t, word] of writes) this.#unsynced.push([t, word, 1]);
+    return freed;
+  }
+
+  /**
+   * Writes a prepared mapping: its PTEs into the shadow, then new tables
+   * complete (each entry once, deepest first), the links to them, then the
+   * entries of existing tables. On success the prepare's pins go. A write
+   * that fails puts the shadow back, marks what may have reached VRAM as
+   * unsynced (it is cleared there by the next sync), calls `onWriteFailed`
+   * (errors from it are dropped: the write's error is what matters) and
+   * rethrows.
+   */
+  write(job: WriteJob, onWriteFailed: () => void): void {
+    const tree = this.tree;
+    const codec = this.format.codec;
+    // Tables not yet in VRAM on this mapping's paths (including ones another
+    // pending prepare created), with their unwritten ancestors.
+    const fresh = new Set<PtTable>();
+    const addFresh = (t: PtTable | null) => {
+      while (t !== null && !t.written && !fresh.has(t)) {
+        fresh.add(t);
+        t = t.parentLink?.parent ?? null;
+      }
+    };
+    for (const t of job.newTables) addFresh(t);
+    // Set the PTEs in the shadow; remember the runs in tables already in VRAM.
+    const saved: Saved[] = [];
+    const touched: [PtTable, number, number][] = [];
+    const runs = job.runs;
+    const opts = { writable: job.writable };
+    const [block, offset] = splitVa(job.va);
+    vaRuns(runs, (off, ps, count, first) => {
+      let ri = first;
+      let rk = 0;
+      let base = 0;
+      let step = 0;
+      const start = (r: number) => {
+        const pa = runs.pa(r);
+        base = Number(codec.vramPte(pa, opts));
+        step = runs.count(r) > 1 ? Number(codec.vramPte(pa + ps, opts)) - base : 0;
+      };
+      start(ri);
+      tree.runs(block, offset + off, ps, count, (t, index, n) => {
+        const stride = t.level.dual ? 4 : 2;
+        const raw = t.raw;
+        const from = index * stride;
+        saved.push({ t, from, words: raw.slice(from, from + n * stride), live: t.live });
+        for (let j = 0; j < n; j++) {
+          const at = from + j * stride;
+          if (raw[at] === 0 && raw[at + 1] === 0 && (stride === 2 || entryFree(raw, at))) t.live++;
+          const v = base + rk * step;
+          if (v <= MAX_SAFE) {
+            const lo = v % TWO_32;
+            raw[at] = lo;
+            raw[at + 1] = (v - lo) / TWO_32;
+          } else {
+            const big = codec.vramPte(runs.pa(ri) + rk * ps, opts);
+            raw[at] = Number(big & 0xffffffffn);
+            raw[at + 1] = Number(big >> 32n);
+          }
+          if (++rk === runs.count(ri) && ri + 1 < runs.length) {
+            ri++;
+            rk = 0;
+            start(ri);
+          }
+        }
+        if (t.written) touched.push([t, index, n]);
+        else addFresh(t);
+      });
+    });
+    // Deepest first, so every table is complete before the PDE pointing to it.
+    const order = [...fresh].sort((a, b) => b.depth - a.depth);
+    const wrote: PtTable[] = [];
+    let linking = false;
+    try {
+      using w = this.#deps.pramin.borrow();
+      for (const t of order) {
+        writeTable(w, t, fresh);
+        t.written = true;
+        wrote.push(t);
+      }
+      linking = true;
+      for (const t of order) {
+        const link = t.parentLink;
+        if (link !== null && !fresh.has(link.parent)) {
+          writeRange(w, link.parent, link.parent.level.dual ? link.slot : link.idx, 1);
+        }
+      }
+      for (const [t, index, n] of touched) writePtes(w, t, index, n);
+    } catch (e) {
+      this.#rollBack(saved, wrote, linking ? order : [], touched);
+      try {
+        onWriteFailed();
+      } catch {
+        // PRAMIN or the flush failed again: the words stay unsynced and the
+        // tables deferred until a flush completes; the original error is what matters.
+      }
+      throw e;
+    }
+    for (const t of job.pinned) t.pins--;
+  }
+
+  /**
+   * A write failed: the shadow goes back to what it was and the words that
+   * may have reached VRAM are marked unsynced (the abandon that follows
+   * zeroes the links in the shadow, the next sync in VRAM).
+   */
+  #rollBack(
+    saved: Saved[],
+    wrote: PtTable[],
+    linked: PtTable[],
+    touched: [PtTable, number, number][],
+  ): void {
+    for (const t of wrote) t.written = false;
+    for (let i = saved.length - 1; i >= 0; i--) {
+      const s = saved[i];
+      s.t.raw.set(s.words, s.from);
+      s.t.live = s.live;
+    }
+    const fresh = new Set(wrote);
+    for (const t of linked) {
+      const link = t.parentLink;
+      if (link !== null && !fresh.has(link.parent) && link.parent.written) {
+        this.#unsynced.push([link.parent, link.parent.level.dual ? link.slot : link.idx, 1]);
+      }
+    }
+    for (const [t, index, n] of touched) {
+      const perEntry = t.level.dual ? 2 : 1;
+      this.#unsynced.push([t, index * perEntry, n * perEntry]);
+    }
+  }
+
+  /**
+   * Invalidates the PTEs of `jobs` in the shadow and reclaims the tables left
+   * empty (unlinked in their parents), then writes the changed words through
+   * PRAMIN. The shadow is updated whatever VRAM got: after a failed write the
+   * rest become unsynced and the error is returned (not thrown), so the
+   * caller can finish its bookkeeping. `freed` are the tables to free after
+   * the next completed flush.
+   */
+  unmap(jobs: readonly MapJob[]): { freed: PtTable[]; failure: { error: unknown } | null } {
+    const tree = this.tree;
+    const emptied: PtTable[] = [];
+    const writes: [PtTable, number, number][] = [];
+    for (const job of jobs) {
+      const [block, offset] = splitVa(job.va);
+      vaRuns(job.runs, (off, ps, count) => {
+        tree.runs(block, offset + off, ps, count, (t, index, n) => {
+          if (t.level.dual) {
+            for (let j = index; j < index + n; j++) {
+              const word = dualSlot(j, BIG_HALF);
+              setWord(t, word, 0n);
+              writes.push([t, word, 1]);
+            }
+          } else {
+            t.raw.fill(0, 2 * index, 2 * (index + n));
+            writes.push([t, index, n]);
+          }
+          t.live -= n;
+          if (t.live === 0) emptied.push(t);
+        });
+      });
+    }
+    const links: [PtTable, number][] = [];
+    const freed: PtTable[] = [];
+    tree.reclaim(emptied, links, freed);
+    for (const [t, word] of links) writes.push([t, word, 1]);
+    const dead = new Set(freed);
+    let failure: { error: unknown } | null = null;
+    using w = this.#deps.pramin.borrow();
+    for (let i = 0; i < writes.length; i++) {
+      const [t, word, count] = writes[i];
+      if (dead.has(t)) continue;
+      if (failure !== null) {
+        this.#unsynced.push(writes[i]);
+        continue;
+      }
+      try {
+        writeRange(w, t, word, count);
+      } catch (e) {
+        failure = { error: e };
+        this.#unsynced.push(writes[i]);
+      }
+    }
+    return { freed, failure };
+  }
+
+  /**
+   * What the shadow says maps `va`: the valid PTE the
+   * cursor finds for each page size, largest first (as the MMU decides), or null.
+   */
+  lookup(va: bigint): { pte: bigint; pageSize: number; level: string } | null {
+    const [block, offset] = splitVa(va);
+    for (const size of this.pageSizes) {
+      const leaf = this.tree.leaf(block, offset, size);
+      if (leaf === null) continue;
+      const t = leaf.table;
+      const pte = wordOf(t, t.level.dual ? dualSlot(leaf.index, BIG_HALF) : leaf.index);
+      if (this.format.codec.pteInfo(pte).valid) return { pte, pageSize: size, level: t.level.name };
+    }
+    return null;
+  }
+}
