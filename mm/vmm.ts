@@ -304,6 +304,8 @@ function runAll(callbacks: readonly (() => void)[]): void {
  *
  * @example
  * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
  * const ch = gpu.mm.createVmm({ vaSize: 1n << 40n });
  * const m = ch.mapPages([0x1200, 0x1201], { writable: true });
  * ch.translate(m.va); // { pa: 0x1200000, pageSize: 4096, level: "PT", ... }

@@ -15,8 +15,13 @@ const wait = async (p) => { while (!exists(p)) await new Promise((r) => setTimeo
 for (let r = 0; r < Number(rounds); r++) {
   await wait(dir + "/go-" + r);
   let lock = null;
-  try { lock = lockCard("0000:65:00.0", { dir: dir + "/locks-" + r }); } catch { lock = null; }
-  Deno.writeTextFileSync(dir + "/r-" + r + "-" + id, lock === null ? "lost" : "won");
+  let err = "";
+  try { lock = lockCard("0000:65:00.0", { dir: dir + "/locks-" + r }); }
+  catch (e) { if (e?.code !== "EBUSY") err = String(e); }
+  // Written aside and renamed, so the test never reads a half-written answer.
+  const answer = dir + "/r-" + r + "-" + id;
+  Deno.writeTextFileSync(answer + ".tmp", err || (lock === null ? "lost" : "won"));
+  Deno.renameSync(answer + ".tmp", answer);
   await wait(dir + "/end-" + r);
   lock?.release();
 }
@@ -56,7 +61,9 @@ Deno.test("lock: eight processes over a stale lock file, 50 rounds, exactly one 
         if (performance.now() - t0 > 30_000) throw new Error(`round ${r}: racers did not answer`);
         await new Promise((res) => setTimeout(res, 5));
       }
-      const won = files.filter((f) => Deno.readTextFileSync(f) === "won").length;
+      const answers = files.map((f) => Deno.readTextFileSync(f));
+      assert.ok(answers.every((a) => a === "won" || a === "lost"), `round ${r}: ${answers}`);
+      const won = answers.filter((a) => a === "won").length;
       assert.equal(won, 1, `round ${r}: ${won} writers`);
       await Deno.writeTextFile(`${dir}/end-${r}`, "");
     }

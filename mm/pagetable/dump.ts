@@ -55,6 +55,9 @@ export interface DumpTreeOptions {
  *
  * @example
  * ```ts
+ * import { mmuFormat } from "./mod.ts";
+ * import { ShadowTree } from "./tree.ts";
+ * const tree = new ShadowTree(mmuFormat({ version: 2 }), 0x200000, null);
  * const root = dumpTree(tree, {
  *   maxPtes: 256,
  *   tableForeign: (t) => t.alloc === null,

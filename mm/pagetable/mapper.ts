@@ -142,11 +142,24 @@ function writeTable(w: PraminWindow, t: PtTable, fresh: Set<PtTable>): void {
  *
  * @example
  * ```ts
- * const mapper = new Mapper(format, pdb, null, { pramin, buddy, vramSize });
- * const hold = { newTables: [], pinned: [] };
- * const runs = mapper.prepare(extents, 0x1000n, undefined, hold);
- * mapper.write({ va: 0x1000n, runs, writable: false, ...hold }, () => mapper.abandon(hold));
- * tlb.flush(pdb); // then free what unmap handed back
+ * import { openGpu } from "../../mod.ts";
+ * import { ExtentList } from "./extents.ts";
+ * import { mmuFormat } from "./mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
+ * const { pramin, buddy, vramSize, tlb } = gpu.mm;
+ * const root = buddy.alloc(4096);
+ * const mapper = new Mapper(mmuFormat({ version: 2 }), root.start, root, {
+ *   pramin,
+ *   buddy,
+ *   vramSize,
+ * });
+ * const data = buddy.alloc(64 << 10);
+ * const extents = ExtentList.fromExtents([{ pa: data.start, size: data.size }], vramSize);
+ * const hold: TableHold = { newTables: [], pinned: [] };
+ * const runs = mapper.prepare(extents, 0x10000n, undefined, hold);
+ * mapper.write({ va: 0x10000n, runs, writable: true, ...hold }, () => mapper.abandon(hold));
+ * mapper.sync();
+ * tlb.flush(root.start); // then free what an unmap handed back
  * ```
  */
 export class Mapper {

@@ -38,9 +38,14 @@ interface ScannedHalf {
  *
  * @example
  * ```ts
- * using w = pramin.borrow();
- * for (const [start, end] of scanTables(tree, w, vaSize, vramSize)) {
- *   ranges.claim(start, end - start, "firmware");
+ * import { openGpu } from "../../mod.ts";
+ * import { mmuFormat } from "./mod.ts";
+ * import { ShadowTree } from "./tree.ts";
+ * using gpu = await openGpu({ device: "sim" });
+ * const tree = new ShadowTree(mmuFormat({ version: 2 }), 0x200000, null);
+ * using w = gpu.pramin.window();
+ * for (const [start, end] of scanTables(tree, w, 1n << 40n, gpu.mm.vramSize)) {
+ *   console.log("firmware maps", start, end); // a fresh card: none
  * }
  * ```
  */

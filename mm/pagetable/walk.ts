@@ -380,7 +380,12 @@ export interface Translation {
  *
  * @example
  * ```ts
- * const r = walk(window, { format, pdb, va: 0x1000n });
+ * import { openGpu } from "../../mod.ts";
+ * import { mmuFormat } from "./mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
+ * using w = gpu.pramin.window();
+ * const format = mmuFormat({ version: 2 });
+ * const r = walk(w, { format, pdb: 0x200000, va: 0x1000n });
  * if (r.mapped) translation(r, format); // 0x1000 -> VRAM 0x1200000 (4 KiB page at PT, rw)
  * ```
  */
