@@ -106,7 +106,10 @@ async function run(args: ReplArgs): Promise<number> {
     } else {
       code = await runScript(session, args.script!, args.args);
     }
-    await new Promise((r) => setTimeout(r, 0)); // let pending rejections surface
+    // Let pending rejections surface: the runtime reports them at the end of an
+    // event-loop turn, after that turn's timers, so one due timer can run first
+    // (seen under load); the second timer fires in a later turn, after a report.
+    for (let i = 0; i < 2; i++) await new Promise((r) => setTimeout(r, 0));
     if (rejected > 0) code = 1;
   } finally {
     for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
