@@ -365,6 +365,37 @@ function perform(bar: MmioBackend, e: TraceEntry): number | null {
     : bar.read8(e.offset);
 }
 
+/** Refuses an entry with no aperture to replay on, or one misaligned or past its end. */
+function checkFits(e: TraceEntry, size: number | undefined): void {
+  if (size === undefined) fail("EINVAL", `trace line ${e.line}: no ${e.bar} to replay on`);
+  if (e.offset % e.width !== 0 || e.offset + e.width > size) {
+    fail(
+      "EINVAL",
+      `trace line ${e.line}: ${e.width}-byte access at ${hex(e.offset)} is misaligned or past ` +
+        `the end of the ${hex(size)}-byte ${e.bar}`,
+      "replay on the device profile the trace was recorded with (--device sim:PROFILE)",
+    );
+  }
+}
+
+/** Replay counters; {@linkcode step} performs one entry and says whether its read diverged. */
+class Replay {
+  reads = 0;
+  writes = 0;
+  constructor(readonly bars: Readonly<Record<string, MmioBackend | undefined>>) {}
+
+  /** Performs `e`: the value read when it differs from the trace, else null. */
+  step(e: TraceEntry): number | null {
+    const got = perform(this.bars[e.bar]!, e);
+    if (got === null) {
+      this.writes++;
+      return null;
+    }
+    this.reads++;
+    return got === e.value ? null : got;
+  }
+}
+
 /** Where {@linkcode replayTrace} first saw a different value. */
 export interface TraceDivergence {
   /** The trace entry (with its line number). */
@@ -416,39 +447,21 @@ export function replayTrace(
       );
     }
   }
-  const byName = bars as Readonly<Record<string, MmioBackend | undefined>>;
+  const r = new Replay(bars as Readonly<Record<string, MmioBackend | undefined>>);
   // Validate every line against the apertures first, so a bad file fails before any access.
-  for (const e of trace.entries) {
-    const bar = byName[e.bar];
-    if (bar === undefined) fail("EINVAL", `trace line ${e.line}: no ${e.bar} to replay on`);
-    if (e.offset % e.width !== 0 || e.offset + e.width > bar.size) {
-      fail(
-        "EINVAL",
-        `trace line ${e.line}: ${e.width}-byte access at ${hex(e.offset)} is misaligned or past ` +
-          `the end of the ${hex(bar.size)}-byte ${e.bar}`,
-        "replay on the device profile the trace was recorded with (--device sim:PROFILE)",
-      );
-    }
-  }
-  let reads = 0;
-  let writes = 0;
+  for (const e of trace.entries) checkFits(e, r.bars[e.bar]?.size);
   let input: string | undefined;
   const inputs = [...trace.comments].filter(([, c]) => c.startsWith("> "));
   let next = 0;
   for (const e of trace.entries) {
-    const bar = byName[e.bar]!;
-    const got = perform(bar, e);
-    if (got === null) {
-      writes++;
-      continue;
-    }
-    reads++;
-    if (got !== e.value) {
+    const got = r.step(e);
+    if (got !== null) {
       while (next < inputs.length && inputs[next][0] < e.line) input = inputs[next++][1].slice(2);
+      const { reads, writes } = r;
       return { reads, writes, divergence: { entry: e, got, ...(input ? { input } : {}) } };
     }
   }
-  return { reads, writes };
+  return { reads: r.reads, writes: r.writes };
 }
 
 /**
@@ -554,16 +567,7 @@ export function replayTraceFile(
       bad = err; // the last line, cut in the middle by a crash, is truncation, not corruption
       continue;
     }
-    const size = sizes.get(e.bar);
-    if (size === undefined) fail("EINVAL", `trace line ${e.line}: no ${e.bar} to replay on`);
-    if (e.offset % e.width !== 0 || e.offset + e.width > size) {
-      fail(
-        "EINVAL",
-        `trace line ${e.line}: ${e.width}-byte access at ${hex(e.offset)} is misaligned or past ` +
-          `the end of the ${hex(size)}-byte ${e.bar}`,
-        "replay on the device profile the trace was recorded with (--device sim:PROFILE)",
-      );
-    }
+    checkFits(e, sizes.get(e.bar));
     accesses++;
   }
   if (header === null || bars === null) fail("EINVAL", `${path} is empty: no trace header`);
@@ -575,9 +579,7 @@ export function replayTraceFile(
     );
   }
   // Second pass: perform them, remembering the last REPL input for a divergence.
-  const byName = bars as Readonly<Record<string, MmioBackend | undefined>>;
-  let reads = 0;
-  let writes = 0;
+  const r = new Replay(bars as Readonly<Record<string, MmioBackend | undefined>>);
   let input: string | undefined;
   n = 0;
   for (const raw of readLines(path)) {
@@ -591,14 +593,9 @@ export function replayTraceFile(
       continue;
     }
     const e = entryOf(line, n, path);
-    const bar = byName[e.bar]!;
-    const got = perform(bar, e);
-    if (got === null) {
-      writes++;
-      continue;
-    }
-    reads++;
-    if (got !== e.value) {
+    const got = r.step(e);
+    if (got !== null) {
+      const { reads, writes } = r;
       return {
         header,
         footer,
@@ -608,5 +605,5 @@ export function replayTraceFile(
       };
     }
   }
-  return { header, footer, reads, writes };
+  return { header, footer, reads: r.reads, writes: r.writes };
 }
