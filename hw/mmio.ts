@@ -124,6 +124,11 @@ function interrupted(): never {
   return fail("EINTR", "interrupted (Ctrl-C) before the next MMIO access");
 }
 
+/** EINTR when Ctrl-C set the shared word (one load; inlined on the access paths). */
+function checkInterrupt(): void {
+  if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+}
+
 /**
  * A checked, counted MMIO aperture.
  *
@@ -216,7 +221,7 @@ export class Mmio {
       this.#check(offset, 1);
     }
     if (this.#guard !== null) this.#guard(offset, 1, "r");
-    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+    checkInterrupt();
     this.counters.mmioReads++;
     const v = this.#backend.read8(offset);
     if (this.tracer) this.#trace("r", 1, offset, v);
@@ -232,7 +237,7 @@ export class Mmio {
       this.#check(offset, 2);
     }
     if (this.#guard !== null) this.#guard(offset, 2, "r");
-    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+    checkInterrupt();
     this.counters.mmioReads++;
     const v = this.#backend.read16(offset);
     if (this.tracer) this.#trace("r", 2, offset, v);
@@ -248,7 +253,7 @@ export class Mmio {
       this.#check(offset, 4);
     }
     if (this.#guard !== null) this.#guard(offset, 4, "r");
-    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+    checkInterrupt();
     this.counters.mmioReads++;
     const v = this.#backend.read32(offset);
     if (this.tracer) this.#trace("r", 4, offset, v);
@@ -264,7 +269,7 @@ export class Mmio {
       ? value
       : this.#checkWrite(offset, 1, value);
     if (this.#guard !== null) this.#guard(offset, 1, "w");
-    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+    checkInterrupt();
     this.counters.mmioWrites++;
     this.#backend.write8(offset, v);
     if (this.tracer) this.#trace("w", 1, offset, v);
@@ -279,7 +284,7 @@ export class Mmio {
       ? value
       : this.#checkWrite(offset, 2, value);
     if (this.#guard !== null) this.#guard(offset, 2, "w");
-    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+    checkInterrupt();
     this.counters.mmioWrites++;
     this.#backend.write16(offset, v);
     if (this.tracer) this.#trace("w", 2, offset, v);
@@ -294,7 +299,7 @@ export class Mmio {
       ? value
       : this.#checkWrite(offset, 4, value);
     if (this.#guard !== null) this.#guard(offset, 4, "w");
-    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+    checkInterrupt();
     this.counters.mmioWrites++;
     this.#backend.write32(offset, v);
     if (this.#watchers.size !== 0) {
@@ -322,7 +327,7 @@ export class Mmio {
         this.#readWordsRaw(offset + i, new Uint32Array(out.buffer, out.byteOffset + i, words));
         i += words * 4;
       } else if (this.#backend.readBlock !== undefined && this.tracer === undefined) {
-        if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+        checkInterrupt();
         this.#backend.readBlock(offset + i, out.subarray(i, i + words * 4));
         this.counters.mmioReads += words;
         i += words * 4;
@@ -352,7 +357,7 @@ export class Mmio {
         this.#writeWordsRaw(offset + i, new Uint32Array(bytes.buffer, bytes.byteOffset + i, words));
         i += words * 4;
       } else if (this.#backend.writeBlock !== undefined && this.tracer === undefined) {
-        if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+        checkInterrupt();
         this.#backend.writeBlock(offset + i, bytes.subarray(i, i + words * 4));
         this.counters.mmioWrites += words;
         i += words * 4;
@@ -391,7 +396,7 @@ export class Mmio {
   #readWordsRaw(offset: number, out: Uint32Array): void {
     const b = this.#backend;
     const len = out.length * 4;
-    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+    checkInterrupt();
     if (this.tracer === undefined) {
       if (b.readWords !== undefined) {
         b.readWords(offset, out);
@@ -407,9 +412,7 @@ export class Mmio {
     const c = this.counters;
     for (let i = 0; i < out.length; i++) {
       const at = offset + i * 4;
-      if ((i & 1023) === 1023 && interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) {
-        interrupted();
-      }
+      if ((i & 1023) === 1023) checkInterrupt();
       c.mmioReads++;
       const v = b.read32(at);
       out[i] = v;
@@ -440,7 +443,7 @@ export class Mmio {
   #writeWordsRaw(offset: number, words: Uint32Array): void {
     const b = this.#backend;
     const len = words.length * 4;
-    if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+    checkInterrupt();
     let watched = false;
     for (const at of this.#watchers.keys()) if (at >= offset && at < offset + len) watched = true;
     if (this.tracer === undefined && !watched) {
@@ -459,9 +462,7 @@ export class Mmio {
     for (let i = 0; i < words.length; i++) {
       const at = offset + i * 4;
       const v = words[i];
-      if ((i & 1023) === 1023 && interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) {
-        interrupted();
-      }
+      if ((i & 1023) === 1023) checkInterrupt();
       c.mmioWrites++;
       b.write32(at, v);
       if (watched) {
