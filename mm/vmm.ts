@@ -47,7 +47,13 @@ import { type Translation, translation, walk, type WalkResult } from "./pagetabl
 export type { Translation } from "./pagetable/walk.ts";
 import { Mapper, type TableHold } from "./pagetable/mapper.ts";
 import { type DumpNode, dumpTree } from "./pagetable/dump.ts";
-import { type Extent, ExtentList, type PteRuns, vaPlacements } from "./pagetable/extents.ts";
+import {
+  type Extent,
+  ExtentList,
+  type PteRuns,
+  sizeName,
+  vaPlacements,
+} from "./pagetable/extents.ts";
 import type { PtTable } from "./pagetable/tree.ts";
 import { virtualAddress } from "./types.ts";
 import { type VaRange, VaRanges } from "./va_ranges.ts";
@@ -265,12 +271,6 @@ export interface DumpOptions {
   maxPtes?: number;
   /** Read the tables from VRAM through PRAMIN instead of printing the shadow. */
   fromHardware?: boolean;
-}
-
-function sizeName(n: number): string {
-  if (n >= 2 ** 30) return `${n / 2 ** 30}G`;
-  if (n >= 2 ** 20) return `${n / 2 ** 20}M`;
-  return `${n / 1024}K`;
 }
 
 function vaKind(value: unknown, key: string): void {

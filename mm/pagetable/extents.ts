@@ -269,7 +269,8 @@ export interface PageChoice {
   forced: number | undefined;
 }
 
-function sizeName(n: number): string {
+/** A page size as a mapping's page counts name it: "4K", "2M", "1G". */
+export function sizeName(n: number): string {
   if (n >= 2 ** 30) return `${n / 2 ** 30}G`;
   if (n >= 2 ** 20) return `${n / 2 ** 20}M`;
   return `${n / 1024}K`;

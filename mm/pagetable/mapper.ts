@@ -30,7 +30,15 @@ import type { Pramin, PraminWindow } from "../pramin.ts";
 import type { MmuFormat } from "./format.ts";
 import { choosePages, type ExtentList, type PteRuns } from "./extents.ts";
 import { scanTables } from "./scan.ts";
-import { BIG_HALF, dualSlot, type PtTable, setWord, ShadowTree, splitVa, wordOf } from "./tree.ts";
+import {
+  entryLive,
+  pteWord,
+  type PtTable,
+  ShadowTree,
+  splitVa,
+  wordOf,
+  wordsPerEntry,
+} from "./tree.ts";
 
 const PAGE = 4096;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -101,11 +109,6 @@ function vaRuns(
   }
 }
 
-/** True when the small half (words at+2, at+3) of a PD0 entry at 32-bit word `at` is zero. */
-function entryFree(raw: Uint32Array, at: number): boolean {
-  return raw[at + 2] === 0 && raw[at + 3] === 0;
-}
-
 /** Writes 64-bit words [word, word + count) of `t` from the shadow. */
 function writeRange(w: PraminWindow, t: PtTable, word: number, count: number): void {
   w.writeWords(t.addr + word * 8, t.raw.subarray(2 * word, 2 * (word + count)));
@@ -117,7 +120,7 @@ function writePtes(w: PraminWindow, t: PtTable, index: number, n: number): void 
     writeRange(w, t, index, n);
     return;
   }
-  for (let j = index; j < index + n; j++) writeRange(w, t, dualSlot(j, BIG_HALF), 1);
+  for (let j = index; j < index + n; j++) writeRange(w, t, pteWord(t, j), 1);
 }
 
 /**
@@ -274,11 +277,7 @@ export class Mapper {
     for (const t of hold.pinned) t.pins--;
     const writes: [PtTable, number][] = [];
     const freed: PtTable[] = [];
-    this.tree.reclaim(
-      [...hold.newTables, ...hold.pinned].filter((t) => t.live === 0),
-      writes,
-      freed,
-    );
+    this.tree.reclaim([...hold.newTables, ...hold.pinned], writes, freed);
     for (const [t, word] of writes) this.#unsynced.push([t, word, 1]);
     return freed;
   }
@@ -323,13 +322,13 @@ export class Mapper {
       };
       start(ri);
       tree.runs(block, offset + off, ps, count, (t, index, n) => {
-        const stride = t.level.dual ? 4 : 2;
+        const stride = 2 * wordsPerEntry(t);
         const raw = t.raw;
         const from = index * stride;
         saved.push({ t, from, words: raw.slice(from, from + n * stride), live: t.live });
         for (let j = 0; j < n; j++) {
           const at = from + j * stride;
-          if (raw[at] === 0 && raw[at + 1] === 0 && (stride === 2 || entryFree(raw, at))) t.live++;
+          if (!entryLive(t, index + j)) t.live++;
           const v = base + rk * step;
           if (v <= MAX_SAFE) {
             const lo = v % TWO_32;
@@ -365,7 +364,7 @@ export class Mapper {
       for (const t of order) {
         const link = t.parentLink;
         if (link !== null && !fresh.has(link.parent)) {
-          writeRange(w, link.parent, link.parent.level.dual ? link.slot : link.idx, 1);
+          writeRange(w, link.parent, link.slot, 1);
         }
       }
       for (const [t, index, n] of touched) writePtes(w, t, index, n);
@@ -403,11 +402,11 @@ export class Mapper {
     for (const t of linked) {
       const link = t.parentLink;
       if (link !== null && !fresh.has(link.parent) && link.parent.written) {
-        this.#unsynced.push([link.parent, link.parent.level.dual ? link.slot : link.idx, 1]);
+        this.#unsynced.push([link.parent, link.slot, 1]);
       }
     }
     for (const [t, index, n] of touched) {
-      const perEntry = t.level.dual ? 2 : 1;
+      const perEntry = wordsPerEntry(t);
       this.#unsynced.push([t, index * perEntry, n * perEntry]);
     }
   }
@@ -430,8 +429,8 @@ export class Mapper {
         tree.runs(block, offset + off, ps, count, (t, index, n) => {
           if (t.level.dual) {
             for (let j = index; j < index + n; j++) {
-              const word = dualSlot(j, BIG_HALF);
-              setWord(t, word, 0n);
+              const word = pteWord(t, j);
+              t.raw.fill(0, 2 * word, 2 * word + 2);
               writes.push([t, word, 1]);
             }
           } else {
@@ -477,7 +476,7 @@ export class Mapper {
       const leaf = this.tree.leaf(block, offset, size);
       if (leaf === null) continue;
       const t = leaf.table;
-      const pte = wordOf(t, t.level.dual ? dualSlot(leaf.index, BIG_HALF) : leaf.index);
+      const pte = wordOf(t, pteWord(t, leaf.index));
       if (this.format.codec.pteInfo(pte).valid) return { pte, pageSize: size, level: t.level.name };
     }
     return null;

@@ -19,8 +19,10 @@ import {
   type ShadowTree,
   SMALL_HALF,
   wordOf,
+  wordsPerEntry,
   wordZero,
 } from "./tree.ts";
+import { tableFits } from "./walk.ts";
 
 const PAGE = 4096;
 
@@ -68,11 +70,14 @@ export function scanTables(
     tree.attach(t, idx, slot, c);
     visit(c, va);
   };
+  // A table we can follow: in VRAM, wholly below its end.
+  const ok = (h: ScannedHalf, size: number) =>
+    h.aperture === "video" && tableFits(h.address, size, vramSize);
   const visit = (t: PtTable, base: bigint) => {
     const level = t.level;
     const span = 1n << BigInt(level.vaLo);
     const count = Math.min(level.entries, Number((vaSize - base + span - 1n) / span));
-    const perEntry = level.dual ? 4 : 2;
+    const perEntry = 2 * wordsPerEntry(t);
     // One bulk read of the entries this space can reach (the same 32-bit reads, in order).
     w.readWords(t.addr, count * perEntry, t.raw.subarray(0, count * perEntry));
     const entryVa = (i: number) => base + (BigInt(i) << BigInt(level.vaLo));
@@ -93,9 +98,6 @@ export function scanTables(
         if (lo === 0n && hi === 0n) continue;
         t.live++;
         const d = codec.decodeDualPde([lo, hi]);
-        const ok = (h: ScannedHalf, size: number) =>
-          h.aperture === "video" && typeof h.address === "number" &&
-          h.address + size <= vramSize;
         // A half that is not a table we can follow (sysmem, out of range, or an
         // invalid but non-zero word such as a sparse marker) makes the whole
         // 2 MiB firmware's, so its word is never rewritten.
@@ -117,14 +119,11 @@ export function scanTables(
       if (raw === 0n) continue;
       t.live++;
       const d = codec.decodePde(raw);
-      if (
-        d.isPte || d.aperture !== "video" || typeof d.address !== "number" ||
-        d.address + PAGE > vramSize
-      ) {
+      if (d.isPte || !ok(d, PAGE)) {
         take(va, span);
         continue;
       }
-      child(t, i, i, d.address, va);
+      child(t, i, i, d.address as number, va);
     }
   };
   visit(tree.root, 0n);

@@ -111,6 +111,11 @@ export function wordsPerEntry(t: PtTable): 1 | 2 {
   return t.level.dual ? 2 : 1;
 }
 
+/** The 64-bit word of `t` that holds the PTE of entry `idx` (at PD0 a 2 MiB PTE: the big half). */
+export function pteWord(t: PtTable, idx: number): number {
+  return t.level.dual ? dualSlot(idx, BIG_HALF) : idx;
+}
+
 /** What the cursor found for one VA: the table holding its entry and the entry index. */
 export interface PtLeaf {
   /** The table holding the PTE (a page table, or a directory for a huge page). */
@@ -216,25 +221,21 @@ export class ShadowTree {
    */
   reclaim(candidates: Iterable<PtTable>, writes: [PtTable, number][], freed: PtTable[]): void {
     const queue = [...new Set(candidates)];
-    const dead = new Set<PtTable>();
     while (queue.length > 0) {
       const t = queue.shift()!;
       const link = t.parentLink;
-      if (link === null || t.alloc === null || t.live !== 0 || t.pins !== 0 || dead.has(t)) {
-        continue;
-      }
+      // A reclaimed table has no parent link, so one queued twice is skipped.
+      if (link === null || t.alloc === null || t.live !== 0 || t.pins !== 0) continue;
       const { parent, idx, slot } = link;
       parent.children[slot] = null;
       t.parentLink = null;
-      const word = parent.level.dual ? slot : idx;
-      setWord(parent, word, 0n);
+      setWord(parent, slot, 0n);
       // A link reaches VRAM only once its table is written: clear it there too.
-      if (parent.written && t.written) writes.push([parent, word]);
+      if (parent.written && t.written) writes.push([parent, slot]);
       if (!entryLive(parent, idx)) {
         parent.live--;
         if (parent.live === 0) queue.push(parent);
       }
-      dead.add(t);
       freed.push(t);
     }
   }

@@ -207,7 +207,11 @@ function stop(va: bigint, level: string, reason: WalkStopReason, steps: WalkStep
 }
 
 /** Whether a table of `bytes` at `address` lies wholly inside VRAM. */
-function tableFits(address: number | bigint, bytes: number, limit: number): address is number {
+export function tableFits(
+  address: number | bigint,
+  bytes: number,
+  limit: number,
+): address is number {
   return typeof address === "number" && address + bytes <= limit;
 }
 
