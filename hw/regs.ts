@@ -183,6 +183,12 @@ export function isGpuGone(value: number): boolean {
   return value >>> 0 === 0xffffffff;
 }
 
+/** One 32-bit read of `offset`; null when it reads as a PRI error or all ones (no value there). */
+export function readValid(bar0: { read32(offset: number): number }, offset: number): number | null {
+  const v = bar0.read32(offset);
+  return isPriError(v) || isGpuGone(v) ? null : v;
+}
+
 // --- GFW boot (devinit) status (nova-core gfw.rs, regs.rs; facts §13.2) ------
 
 /** NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_PRIV_LEVEL_MASK (Turing, Ampere, Ada). */

@@ -42,15 +42,12 @@ import {
   BAR1_BLOCK_LOW,
   BIND_STATUS,
   getField,
-  isGpuGone,
-  isPriError,
   NV_PBUS_BAR1_BLOCK,
   NV_PBUS_BIND_STATUS,
   NV_RAMIN_ADR_LIMIT_HI,
   NV_RAMIN_ADR_LIMIT_LO,
   NV_RAMIN_PAGE_DIR_BASE_HI,
   NV_RAMIN_PAGE_DIR_BASE_LO,
-  NV_RAMIN_SC_CONFIG,
   NV_RAMIN_SC_PAGE_DIR_BASE,
   NV_RAMIN_SC_PDB_VALID,
   NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK,
@@ -59,6 +56,7 @@ import {
   NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR,
   RAMIN_PDB,
   RAMIN_SUBCONTEXTS,
+  readValid,
   setField,
 } from "../hw/regs.ts";
 import { checkMmio, checkObject, checkOptions, checkUint } from "../hw/validate.ts";
@@ -117,11 +115,6 @@ export interface Bar1BindState {
 
 const PAGE = 4096;
 
-function readOptional(bar0: Mmio, offset: number): number | null {
-  const v = bar0.read32(offset);
-  return isPriError(v) || isGpuGone(v) ? null : v;
-}
-
 /**
  * Reads the BAR1 bind registers (single reads, nothing written): on MMU v2
  * chips the VF register 0xB80F40 and the legacy 0x1704 (the VF one wins when
@@ -131,8 +124,8 @@ export function readBar1Bind(bar0: Mmio, options: { mmuVersion: 2 | 3 }): Bar1Bi
   checkMmio(bar0, "readBar1Bind bar0");
   checkMmuVersion(options);
   if (options.mmuVersion === 2) {
-    const vf = readOptional(bar0, NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK);
-    const legacy = readOptional(bar0, NV_PBUS_BAR1_BLOCK);
+    const vf = readValid(bar0, NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK);
+    const legacy = readValid(bar0, NV_PBUS_BAR1_BLOCK);
     const registers: Bar1BindState["registers"] = [];
     if (vf !== null) registers.push({ offset: NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, value: vf });
     if (legacy !== null) registers.push({ offset: NV_PBUS_BAR1_BLOCK, value: legacy });
@@ -160,8 +153,8 @@ export function readBar1Bind(bar0: Mmio, options: { mmuVersion: 2 | 3 }): Bar1Bi
       registers,
     };
   }
-  const lo = readOptional(bar0, NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR);
-  const hi = readOptional(bar0, NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR);
+  const lo = readValid(bar0, NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR);
+  const hi = readValid(bar0, NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR);
   const registers: Bar1BindState["registers"] = [];
   if (lo !== null && hi !== null) {
     // PENDING/OUTSTANDING are status: never written back.
@@ -209,19 +202,6 @@ export function readInstanceBlock(
   const pdb = getField(word, RAMIN_PDB.LO) * PAGE +
     w.read32(inst + NV_RAMIN_PAGE_DIR_BASE_HI) * 2 ** 32;
   return { instanceBlock: inst, pdb };
-}
-
-/**
- * Reads the BAR1 binding from the registers and the instance block; null if
- * BAR1 is not virtual.
- */
-export function readBar1Binding(
-  bar0: Mmio,
-  pramin: Pramin,
-  options: { mmuVersion: 2 | 3 },
-): Bar1Binding | null {
-  const s = readBar1Bind(bar0, options);
-  return s.instanceBlock === null ? null : readInstanceBlock(pramin, s.instanceBlock, options);
 }
 
 /**
@@ -667,7 +647,7 @@ export class BarUser {
       } finally {
         this.#setBound({ vmm: own, instanceBlock: inst, pdb: own.pdb });
       }
-      this.#o.tlb.flush(own.pdb, { hubOnly: true });
+      this.#o.tlb.invalidate(own.pdb, { hubOnly: true }); // flushed above, nothing written since
       return this;
     }
     if (own === null || own.destroyed) {
@@ -739,15 +719,15 @@ export class BarUser {
       const limit = Number(vmm.vaSize) - 1;
       w.write32(inst + NV_RAMIN_ADR_LIMIT_LO, ((limit % 2 ** 32) | 0xfff) >>> 0);
       w.write32(inst + NV_RAMIN_ADR_LIMIT_HI, Math.floor(limit / 2 ** 32));
-      // Volta+ subcontexts as nouveau's gv100_vmm_join: 0 valid with the same PDB, the rest invalid.
-      w.write32(inst + NV_RAMIN_SC_CONFIG, 0);
+      // Volta+ subcontexts as nouveau's gv100_vmm_join: 0 valid with the same PDB, the rest
+      // invalid. SC_CONFIG, the high words of subcontexts 1..63 and of SC_PDB_VALID stay 0
+      // from the fill above.
       for (let i = 0; i < RAMIN_SUBCONTEXTS; i++) {
         const at = inst + NV_RAMIN_SC_PAGE_DIR_BASE + i * 0x10;
         w.write32(at, i === 0 ? word : 1);
-        w.write32(at + 4, i === 0 ? hi : 0);
+        if (i === 0) w.write32(at + 4, hi);
       }
       w.write32(inst + NV_RAMIN_SC_PDB_VALID, 1);
-      w.write32(inst + NV_RAMIN_SC_PDB_VALID + 4, 0);
     } catch (e) {
       a.free();
       throw e;
@@ -774,7 +754,7 @@ export class BarUser {
       // virtual (the guard then only lets live mappings through, which is safe either way).
       this.#setBound({ vmm, instanceBlock: inst.start, pdb: vmm.pdb });
     }
-    this.#o.tlb.flush(vmm.pdb, { hubOnly: true });
+    this.#o.tlb.invalidate(vmm.pdb, { hubOnly: true }); // flushed above, nothing written since
   }
 
   /** Writes the bind registers for `inst` (null: physical) and polls the bind status. */

@@ -628,7 +628,6 @@ export class BuddyAllocator {
   #runs: RunTree;
   /** Free bytes. */
   #free: number;
-  #live = 0;
   readonly #allocations = new Set<Allocation>();
   /** The run the last successful #find landed in. */
   #hit: Run | null = null;
@@ -798,7 +797,6 @@ export class BuddyAllocator {
     }
     if (p < 0) this.#noMemory(size, "contiguous", align, ranged ? [lo, hi] : undefined, need);
     this.#carve(this.#hit as Run, p, p + n);
-    this.#live++;
     return this.#track(new Allocation(ISSUE, this, [p * unit, (p + n) * unit], true));
   }
 
@@ -850,7 +848,6 @@ export class BuddyAllocator {
       left -= block;
     }
     for (let i = 0; i < taken.length; i++) taken[i] *= unit;
-    this.#live++;
     return this.#track(new Allocation(ISSUE, this, taken, false));
   }
 
@@ -1011,7 +1008,6 @@ export class BuddyAllocator {
     const runs = runsOf(allocation);
     const unit = this.minChunk;
     for (let i = 0; i < runs.length; i += 2) this.#release(runs[i] / unit, runs[i + 1] / unit);
-    this.#live--;
   }
 
   #track(a: Allocation): Allocation {
@@ -1067,7 +1063,7 @@ export class BuddyAllocator {
       used: this.size - this.#free,
       largestFree: this.#largestFree(),
       blocksPerOrder,
-      liveAllocations: this.#live,
+      liveAllocations: this.#allocations.size,
       freeExtents: this.#runs.count,
       minChunk: this.minChunk,
     }, summarizeStats);
@@ -1103,7 +1099,7 @@ export class BuddyAllocator {
   toString(): string {
     return `BuddyAllocator [${hex(this.start)}, ${hex(this.end)}) ${formatSize(this.size)}: ` +
       `${formatSize(this.#free)} free, largest free block ${formatSize(this.#largestFree())}, ` +
-      `${plural(this.#live, "live allocation")}`;
+      `${plural(this.#allocations.size, "live allocation")}`;
   }
 
   /** The one-line summary in Deno's REPL and `console.log`. */

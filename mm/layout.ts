@@ -26,14 +26,13 @@ import type { Mmio } from "../hw/mmio.ts";
 import {
   ADDR_VAL_4K,
   getField,
-  isGpuGone,
-  isPriError,
   NV_PDISP_VGA_WORKSPACE_BASE,
   NV_PFB_PRI_MMU_LOCK_ADDR_HI,
   NV_PFB_PRI_MMU_LOCK_ADDR_LO,
   NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK,
   NV_PFB_PRI_MMU_WPR2_ADDR_HI,
   NV_PFB_PRI_MMU_WPR2_ADDR_LO,
+  readValid,
   VGA_WORKSPACE_BASE,
 } from "../hw/regs.ts";
 
@@ -65,11 +64,6 @@ const MiB = 1024 * KiB;
 export const CONSOLE_RESERVE = 32 * MiB;
 /** Alignment of the usable region's ends (the 64 KiB big page). */
 const USABLE_ALIGN = 64 * KiB;
-
-function read(bar0: Mmio, offset: number): number | null {
-  const v = bar0.read32(offset);
-  return isPriError(v) || isGpuGone(v) ? null : v;
-}
 
 /**
  * Reads the firmware-owned regions from the FB registers (single 32-bit
@@ -111,7 +105,7 @@ export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOption
     });
   }
 
-  const vga = read(bar0, NV_PDISP_VGA_WORKSPACE_BASE);
+  const vga = readValid(bar0, NV_PDISP_VGA_WORKSPACE_BASE);
   let base: number;
   let source: string;
   if (vga !== null && getField(vga, VGA_WORKSPACE_BASE.STATUS_VALID) === 1) {
@@ -130,10 +124,10 @@ export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOption
   regions.push({ name: "vga-workspace", start: Math.max(0, base), end: size, source });
 
   if (chip.architecture !== "Turing") {
-    const plm = read(bar0, NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK);
+    const plm = readValid(bar0, NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK);
     if (plm !== null && (plm & 1) === 1) {
-      const lo = read(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_LO);
-      const hi = read(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_HI);
+      const lo = readValid(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_LO);
+      const hi = readValid(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_HI);
       if (lo !== null && hi !== null) {
         const start = getField(lo, ADDR_VAL_4K.VAL) * 4096;
         const last = getField(hi, ADDR_VAL_4K.VAL) * 4096;
@@ -150,8 +144,8 @@ export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOption
     }
   }
 
-  const wlo = read(bar0, NV_PFB_PRI_MMU_WPR2_ADDR_LO);
-  const whi = read(bar0, NV_PFB_PRI_MMU_WPR2_ADDR_HI);
+  const wlo = readValid(bar0, NV_PFB_PRI_MMU_WPR2_ADDR_LO);
+  const whi = readValid(bar0, NV_PFB_PRI_MMU_WPR2_ADDR_HI);
   if (wlo !== null && whi !== null && getField(whi, ADDR_VAL_4K.VAL) !== 0) {
     regions.push({
       name: "wpr2",

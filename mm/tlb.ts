@@ -117,7 +117,23 @@ export class Tlb {
    * of all (`"all"`) and poll until done.
    */
   flush(pdb: number | "all", options: FlushOptions = {}): FlushResult {
-    checkOptions(options, { hubOnly: "boolean" }, "tlb.flush options");
+    const control = this.#control(pdb, options, "tlb.flush options");
+    this.fbFlush();
+    return this.#invalidate(pdb, control);
+  }
+
+  /**
+   * The invalidate half of {@linkcode Tlb.flush}, without its FB flush: for a
+   * caller that has just flushed and written nothing to VRAM since (a BAR1
+   * bind flushes before it writes the bind register).
+   */
+  invalidate(pdb: number | "all", options: FlushOptions = {}): FlushResult {
+    return this.#invalidate(pdb, this.#control(pdb, options, "tlb.invalidate options"));
+  }
+
+  /** Checks the arguments and builds the MMU_INVALIDATE word. */
+  #control(pdb: number | "all", options: FlushOptions, what: string): number {
+    checkOptions(options, { hubOnly: "boolean" }, what);
     let control = setField(0, MMU_INVALIDATE.ALL_VA, 1);
     control = setField(control, MMU_INVALIDATE.ACK, MMU_INVALIDATE_ACK_GLOBALLY);
     if (options.hubOnly) control = setField(control, MMU_INVALIDATE.HUBTLB_ONLY, 1);
@@ -132,8 +148,11 @@ export class Tlb {
         fail("EINVAL", `PDB ${hex(pdb)} is past the end of VRAM (${hex(this.#vramSize)})`);
       }
     }
+    return control;
+  }
+
+  #invalidate(pdb: number | "all", control: number): FlushResult {
     const what = `TLB invalidate of ${pdb === "all" ? "all PDBs" : `PDB ${hex(pdb)}`}`;
-    this.fbFlush();
     const pending = (v: number) => getField(v, MMU_INVALIDATE.TRIGGER) === 0;
     const state = () =>
       [
