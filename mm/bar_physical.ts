@@ -14,7 +14,7 @@
 
 import { describe, fail, hex } from "../hw/errors.ts";
 import type { Mmio } from "../hw/mmio.ts";
-import { checkUint } from "../hw/validate.ts";
+import { checkBytes, checkUint } from "../hw/validate.ts";
 import { u64 } from "./types.ts";
 
 /** What {@linkcode BarPhysical} needs. */
@@ -131,9 +131,7 @@ export class BarPhysical {
 
   /** Writes `bytes` to VRAM at `addr`. */
   writeBytes(addr: number, bytes: Uint8Array): void {
-    if (!(bytes instanceof Uint8Array)) {
-      fail("EINVAL", `bytes ${describe(bytes)} is not a Uint8Array`);
-    }
+    checkBytes(bytes, "bar1.physical.writeBytes bytes");
     this.#o.bar1.writeBytes(this.#at(addr, bytes.length, "a write"), bytes);
   }
 

@@ -59,7 +59,7 @@ import {
   readValid,
   setField,
 } from "../hw/regs.ts";
-import { checkMmio, checkObject, checkOptions, checkUint } from "../hw/validate.ts";
+import { checkBytes, checkMmio, checkObject, checkOptions, checkUint } from "../hw/validate.ts";
 
 /** Polls a bind status (or LOW) register until BAR1 PENDING and OUTSTANDING are clear (2 s). */
 function pollBind(bar0: Mmio, offset: number, name: string): void {
@@ -361,9 +361,7 @@ export class BarMapping {
   /** Writes bytes (as {@linkcode BarMapping.readBytes} reads). */
   writeBytes(offset: number, bytes: Uint8Array): void {
     this.#writable();
-    if (!(bytes instanceof Uint8Array)) {
-      fail("EINVAL", `bytes ${describe(bytes)} is not a Uint8Array`);
-    }
+    checkBytes(bytes, "writeBytes bytes");
     this.#bar1.writeBytes(this.#at(offset, bytes.length), bytes);
   }
 

@@ -11,7 +11,7 @@ import { checkOptions } from "../hw/validate.ts";
 import { type Device, openDevice, type OpenDeviceOptions } from "../hw/device.ts";
 import type { ChipInfo } from "../hw/chip.ts";
 import type { Mmio } from "../hw/mmio.ts";
-import { windowRegister } from "../hw/regs.ts";
+import { isGpuGone, windowRegister } from "../hw/regs.ts";
 import type { SimGpu } from "../hw/sim/gpu.ts";
 import { Pramin } from "./pramin.ts";
 import { Tlb } from "./tlb.ts";
@@ -212,7 +212,7 @@ export class Gpu {
 
   /** True when the GPU reads all ones (fell off the bus, or lost after a BAR fault). */
   #lost(): boolean {
-    return this.bar0.read32(0) === 0xffffffff;
+    return isGpuGone(this.bar0.read32(0));
   }
 
   /** Releases it at the end of a `using` scope (same as closing it explicitly). */

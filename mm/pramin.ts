@@ -639,7 +639,7 @@ export class PraminWindow {
    * would cost more than the copy). Returns `out`.
    */
   readInto(addr: number, out: Uint8Array): Uint8Array {
-    if (!(out instanceof Uint8Array)) fail("EINVAL", "readInto takes a Uint8Array");
+    checkBytes(out, "readInto buffer");
     this.#bulk("read", addr, out.length, (v, at, n) => v.transfer(at, out, at - addr, n, false));
     return out;
   }
