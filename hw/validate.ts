@@ -58,6 +58,15 @@ export function checkOptions(
   }
 }
 
+/** An option kind for a VA or VA size, which takes a bigint or a number (`what` names the bag). */
+export function bigintOrNumber(what: string): OptionKind {
+  return (value: unknown, key: string) => {
+    if (typeof value !== "bigint" && typeof value !== "number") {
+      fail("EINVAL", `${what}.${key} must be a bigint or number, not ${describe(value)}`);
+    }
+  };
+}
+
 /** A non-negative safe integer (a VRAM address, a size, an offset), or EINVAL naming the limit. */
 export function checkUint(value: unknown, what: string): number {
   if (typeof value === "bigint") {

@@ -59,7 +59,14 @@ import {
   readValid,
   setField,
 } from "../hw/regs.ts";
-import { checkBytes, checkMmio, checkObject, checkOptions, checkUint } from "../hw/validate.ts";
+import {
+  bigintOrNumber,
+  checkBytes,
+  checkMmio,
+  checkObject,
+  checkOptions,
+  checkUint,
+} from "../hw/validate.ts";
 
 /** Polls a bind status (or LOW) register until BAR1 PENDING and OUTSTANDING are clear (2 s). */
 function pollBind(bar0: Mmio, offset: number, name: string): void {
@@ -114,6 +121,7 @@ export interface Bar1BindState {
 }
 
 const PAGE = 4096;
+const MAP_VA = bigintOrNumber("bar1.map options");
 
 /**
  * Reads the BAR1 bind registers (single reads, nothing written): on MMU v2
@@ -823,7 +831,7 @@ export class BarUser {
   map(target: BarTarget, options: BarMapOptions = {}): BarMapping {
     checkOptions(
       options,
-      { writable: "boolean", va: mapVa, pageSize: "number" },
+      { writable: "boolean", va: MAP_VA, pageSize: "number" },
       "bar1.map options",
     );
     const pieces = toPieces(target);
@@ -891,12 +899,6 @@ export class BarUser {
     }${b.pdb === null ? "" : `, PDB ${hex(b.pdb)}`}${
       b.vmm === null ? "" : `, ${b.vmm.mappings().length} mappings`
     }`;
-  }
-}
-
-function mapVa(value: unknown, key: string): void {
-  if (typeof value !== "bigint" && typeof value !== "number") {
-    fail("EINVAL", `bar1.map options.${key} must be a bigint or number, not ${describe(value)}`);
   }
 }
 

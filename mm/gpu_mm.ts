@@ -11,13 +11,9 @@ import type { MmuFormat } from "./pagetable/format.ts";
 import type { Pramin } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
 import { Vmm } from "./vmm.ts";
-import { checkObject, checkOptions } from "../hw/validate.ts";
+import { bigintOrNumber, checkObject, checkOptions } from "../hw/validate.ts";
 
-function vaSizeKind(value: unknown, key: string): void {
-  if (typeof value !== "bigint" && typeof value !== "number") {
-    fail("EINVAL", `options.${key} must be a bigint or number, not ${describe(value)}`);
-  }
-}
+const VA_SIZE = bigintOrNumber("options");
 
 /** What {@linkcode GpuMm} is built from. */
 export interface GpuMmOptions {
@@ -84,7 +80,7 @@ export class GpuMm {
   createVmm(options: { vaSize?: bigint | number; name?: string; bar?: boolean } = {}): Vmm {
     checkOptions(
       options,
-      { vaSize: vaSizeKind, name: "string", bar: "boolean" },
+      { vaSize: VA_SIZE, name: "string", bar: "boolean" },
       "createVmm options",
     );
     const vaSize = this.#vaSize(options.vaSize ?? 1n << BigInt(this.format.vaBits));
@@ -115,7 +111,7 @@ export class GpuMm {
     checkObject(options, "openVmm options");
     checkOptions(
       options,
-      { pdb: "number", vaSize: vaSizeKind, name: "string", bar: "boolean" },
+      { pdb: "number", vaSize: VA_SIZE, name: "string", bar: "boolean" },
       "openVmm options",
     );
     const vaSize = this.#vaSize(options.vaSize);

@@ -37,7 +37,7 @@
  */
 
 import { describe, fail, formatSize, hex } from "../hw/errors.ts";
-import { checkOptions, checkUint } from "../hw/validate.ts";
+import { bigintOrNumber, checkOptions, checkUint } from "../hw/validate.ts";
 import type { Allocation, BuddyAllocator } from "./buddy.ts";
 import type { Pramin } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
@@ -273,14 +273,8 @@ export interface DumpOptions {
   fromHardware?: boolean;
 }
 
-function vaKind(value: unknown, key: string): void {
-  if (typeof value !== "bigint" && typeof value !== "number") {
-    fail("EINVAL", `map options.${key} must be a bigint or number, not ${describe(value)}`);
-  }
-}
-
 const MAP_OPTIONS = {
-  va: vaKind,
+  va: bigintOrNumber("map options"),
   writable: "boolean",
   pageSize: "number",
   label: "string",
