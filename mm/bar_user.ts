@@ -646,14 +646,7 @@ export class BarUser {
     let own = this.#own;
     if (this.#adopted && own !== null && !own.destroyed) {
       // Back to firmware's own instance block, as found at open.
-      const inst = this.#o.found.instanceBlock!;
-      this.#o.tlb.fbFlush();
-      try {
-        this.#writeBind(inst);
-      } finally {
-        this.#setBound({ vmm: own, instanceBlock: inst, pdb: own.pdb });
-      }
-      this.#o.tlb.invalidate(own.pdb, { hubOnly: true }); // flushed above, nothing written since
+      this.#bindTo(own, this.#o.found.instanceBlock!);
       return this;
     }
     if (own === null || own.destroyed) {
@@ -749,16 +742,16 @@ export class BarUser {
     return block;
   }
 
-  #bindTo(vmm: Vmm): void {
-    const inst = this.#instanceBlock(vmm);
+  /** Binds BAR1 to `vmm` through `inst` (by default its own instance block, made on first use). */
+  #bindTo(vmm: Vmm, inst: number = this.#instanceBlock(vmm).start): void {
     // The instance block and the tables must be in VRAM before the GPU fetches them.
     this.#o.tlb.fbFlush();
     try {
-      this.#writeBind(inst.start);
+      this.#writeBind(inst);
     } finally {
       // Even when the status poll fails the bind register was written: treat BAR1 as
       // virtual (the guard then only lets live mappings through, which is safe either way).
-      this.#setBound({ vmm, instanceBlock: inst.start, pdb: vmm.pdb });
+      this.#setBound({ vmm, instanceBlock: inst, pdb: vmm.pdb });
     }
     this.#o.tlb.invalidate(vmm.pdb, { hubOnly: true }); // flushed above, nothing written since
   }
