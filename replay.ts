@@ -9,9 +9,15 @@
 
 import { parseArgs } from "node:util";
 import { reportError } from "./cli/common.ts";
+import { parseSimSpec } from "./hw/device.ts";
 import { fail, hex } from "./hw/errors.ts";
 import { createSimGpu } from "./hw/sim/gpu.ts";
-import { SIM_PROFILES, SIM_STATES, type SimCardState } from "./hw/sim/profiles.ts";
+import {
+  DEFAULT_SIM_STATE,
+  SIM_PROFILES,
+  SIM_STATES,
+  type SimCardState,
+} from "./hw/sim/profiles.ts";
 import { formatAccess, replayTraceFile } from "./hw/trace.ts";
 
 const HELP = `deno task replay FILE [options]
@@ -36,9 +42,8 @@ function profileFor(
   flag: string | undefined,
   recorded: string,
 ): { profile?: string; state?: SimCardState } {
-  const spec = flag ?? recorded;
-  const m = /^sim(?::([a-z0-9]+))?(?::([a-z]+))?$/.exec(spec);
-  if (m === null) {
+  const options = parseSimSpec(flag ?? recorded);
+  if (options === null) {
     fail(
       "EINVAL",
       flag === undefined
@@ -47,10 +52,7 @@ function profileFor(
       "pass --device sim:PROFILE (e.g. sim:ga102) to replay it on a simulated chip",
     );
   }
-  return {
-    ...(m[1] === undefined ? {} : { profile: m[1] }),
-    ...(m[2] === undefined ? {} : { state: m[2] as SimCardState }),
-  };
+  return options;
 }
 
 /** Runs the command; returns the exit code. */
@@ -88,7 +90,9 @@ export function main(args: string[]): number {
     });
     sim = sim!;
     const ms = performance.now() - t0;
-    const where = `sim:${sim.profile.name}${sim.boot.state === "bare" ? "" : `:${sim.boot.state}`}`;
+    const where = `sim:${sim.profile.name}${
+      sim.boot.state === DEFAULT_SIM_STATE ? "" : `:${sim.boot.state}`
+    }`;
     if (r.divergence !== undefined) {
       const { entry, got, input } = r.divergence;
       const digits = entry.width * 2;

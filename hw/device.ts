@@ -31,6 +31,7 @@ import { createSimGpu, type SimGpu } from "./sim/gpu.ts";
 import { DEFAULT_SIM_STATE, SIM_PROFILES, SIM_STATES, type SimCardState } from "./sim/profiles.ts";
 import { enableDevice, findGpu, type PciFunction } from "./pci.ts";
 import { openBar } from "./mapped.ts";
+import { checkTimeout } from "./poll.ts";
 import { closeFd, openFile, tryLockFd } from "./libc.ts";
 
 /** Options for {@linkcode openDevice}. */
@@ -97,14 +98,9 @@ export interface Device {
   close(): void;
 }
 
-/**
- * Reads a register and refuses a PRI-error value (`(v & 0xFFF00000) ==
- * 0xBAD00000`, EIO) or all ones (the GPU fell off the bus, ENODEV) instead of
- * returning it as data.
- */
-export function readRegister(bar0: Mmio, offset: number, name: string): number {
-  const v = bar0.read32(offset);
-  if (isGpuGone(v)) {
+/** Throws ENODEV, as {@linkcode readRegister} does, when `value` read from `offset` is all ones. */
+function checkNotGone(value: number, offset: number, name: string): void {
+  if (isGpuGone(value)) {
     fail(
       "ENODEV",
       `${name} (${
@@ -113,6 +109,16 @@ export function readRegister(bar0: Mmio, offset: number, name: string): number {
       "reopen the device; on a card, check dmesg and `lspci -vs` for the function",
     );
   }
+}
+
+/**
+ * Reads a register and refuses a PRI-error value (`(v & 0xFFF00000) ==
+ * 0xBAD00000`, EIO) or all ones (the GPU fell off the bus, ENODEV) instead of
+ * returning it as data.
+ */
+export function readRegister(bar0: Mmio, offset: number, name: string): number {
+  const v = bar0.read32(offset);
+  checkNotGone(v, offset, name);
   if (isPriError(v)) {
     fail("EIO", `${name} (${hex(offset)}) read a PRI error value ${hex(v, 8)}`);
   }
@@ -159,6 +165,20 @@ const BAR0_BYTES = 16 * 2 ** 20;
 
 const SIM_SPEC = /^sim(?::([a-z0-9]+))?(?::([a-z]+))?$/;
 
+/**
+ * Parses a simulator device spec (`sim`, `sim:PROFILE`, `sim:PROFILE:STATE`)
+ * into {@linkcode createSimGpu} options; null when `spec` is not of that form.
+ * The profile and state are not checked here (createSimGpu does).
+ */
+export function parseSimSpec(spec: string): { profile?: string; state?: SimCardState } | null {
+  const m = SIM_SPEC.exec(spec);
+  if (m === null) return null;
+  return {
+    ...(m[1] === undefined ? {} : { profile: m[1] }),
+    ...(m[2] === undefined ? {} : { state: m[2] as SimCardState }),
+  };
+}
+
 /** Sleeps the thread for `ms` (the open is synchronous; polls must not spin on a card). */
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -175,10 +195,7 @@ export function waitGfwBoot(
   chip: ChipInfo,
   options: { timeoutMs?: number } = {},
 ): GfwStatus {
-  const timeoutMs = options.timeoutMs ?? 4000;
-  if (!Number.isFinite(timeoutMs) || timeoutMs < 0 || timeoutMs > 60_000) {
-    fail("EINVAL", `GFW boot timeout ${timeoutMs} ms is not in 0..60000`);
-  }
+  const timeoutMs = checkTimeout(options.timeoutMs ?? 4000, "GFW boot timeout");
   const regs = gfwBootRegisters(chip.chipId);
   const start = performance.now();
   let polls = 0;
@@ -190,7 +207,7 @@ export function waitGfwBoot(
     if (regs.plm !== null) {
       what = "NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_PRIV_LEVEL_MASK";
       value = bar0.read32(regs.plm);
-      if (isGpuGone(value)) readRegister(bar0, regs.plm, what);
+      checkNotGone(value, regs.plm, what);
       if (!isPriError(value) && getField(value, SCRATCH_GROUP_05_PLM.READ_PROTECTION_LEVEL0)) {
         what = regs.name;
         value = bar0.read32(regs.progress);
@@ -198,7 +215,7 @@ export function waitGfwBoot(
       }
     } else {
       value = bar0.read32(regs.progress);
-      if (isGpuGone(value)) readRegister(bar0, regs.progress, what);
+      checkNotGone(value, regs.progress, what);
       done = getField(value, regs.field) === FSP_BOOT_COMPLETE_SUCCESS;
     }
     const waited = performance.now() - start;
@@ -314,12 +331,9 @@ export function lockCard(bdf: string, options: { dir?: string } = {}): CardLock 
  */
 export function openDevice(options: OpenDeviceOptions = {}): Device {
   const spec = options.device ?? "sim";
-  const m = SIM_SPEC.exec(spec);
-  if (m !== null) {
-    const sim = createSimGpu({
-      ...(m[1] === undefined ? {} : { profile: m[1] }),
-      ...(m[2] === undefined ? {} : { state: m[2] as SimCardState }),
-    });
+  const simOptions = parseSimSpec(spec);
+  if (simOptions !== null) {
+    const sim = createSimGpu(simOptions);
     const state = sim.boot.state;
     return assemble(() => [sim.bar0, sim.bar1], options, {
       spec: `sim:${sim.profile.name}${state === DEFAULT_SIM_STATE ? "" : `:${state}`}`,

@@ -34,8 +34,6 @@ export const MAP_SHARED = 0x1;
 export const LOCK_EX = 2;
 /** `LOCK_NB` (flock). */
 export const LOCK_NB = 4;
-/** `LOCK_UN` (flock). */
-export const LOCK_UN = 8;
 
 // x86_64 Linux errno numbers (asm-generic/errno-base.h, errno.h): enough to name
 // what open/mmap/munmap/close can return.
@@ -281,9 +279,4 @@ export function tryLockFd(fd: number): boolean {
   const n = errno(c);
   if (errnoName(n) === "EAGAIN") return false; // EWOULDBLOCK
   return fail("EIO", `flock of fd ${fd} failed: ${errnoName(n)} (${errnoText(c, n)})`);
-}
-
-/** Drops a lock taken with {@linkcode tryLockFd} (closing the fd drops it too). */
-export function unlockFd(fd: number): void {
-  load().flock(fd, LOCK_UN);
 }

@@ -74,8 +74,6 @@ export class MappedBar implements MmioBackend {
   #fd: number;
   #closed = false;
   #wc: { mapping: Mapping; fd: number; u8: Uint8Array } | null = null;
-  /** The `resourceN_wc` file bulk copies go through, or null. */
-  readonly wcPath: string | null;
   /** Wide copy out (present only with a write-combining mapping). */
   readonly readBlock?: (offset: number, out: Uint8Array) => void;
   /** Wide copy in, fenced (present only with a write-combining mapping). */
@@ -90,7 +88,7 @@ export class MappedBar implements MmioBackend {
       index: number;
       path: string;
       readOnly: boolean;
-      wc?: { mapping: Mapping; fd: number; path: string };
+      wc?: { mapping: Mapping; fd: number };
     },
   ) {
     this.size = mapping.length;
@@ -104,7 +102,6 @@ export class MappedBar implements MmioBackend {
     this.#u8 = new Uint8Array(buffer);
     this.#u16 = new Uint16Array(buffer, 0, Math.floor(mapping.length / 2));
     this.#u32 = new Uint32Array(buffer, 0, Math.floor(mapping.length / 4));
-    this.wcPath = info.wc?.path ?? null;
     if (info.wc !== undefined) {
       const wc = info.wc;
       const length = Math.min(wc.mapping.length, mapping.length);
@@ -284,14 +281,14 @@ export function openBar(
     closeFd(fd);
     throw error;
   }
-  let wc: { mapping: Mapping; fd: number; path: string } | undefined;
+  let wc: { mapping: Mapping; fd: number } | undefined;
   if (options.writeCombining && fn.wc.includes(barIndex)) {
     const wcPath = `${path}_wc`;
     const wcOnDisk = fileSize(wcPath, name);
     const wcBytes = wcOnDisk > 0 ? Math.min(bytes, wcOnDisk) : bytes;
     const wcFd = openFile(wcPath, { readOnly });
     try {
-      wc = { mapping: mmapFile(wcFd, wcBytes, { readOnly }), fd: wcFd, path: wcPath };
+      wc = { mapping: mmapFile(wcFd, wcBytes, { readOnly }), fd: wcFd };
     } catch (error) {
       closeFd(wcFd);
       munmap(mapping);

@@ -124,6 +124,11 @@ function headerOf(first: string, where: string): TraceHeader {
   return header as TraceHeader;
 }
 
+/** A line without the `\r` a CRLF file leaves at its end. */
+function withoutCr(raw: string): string {
+  return raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+}
+
 /** One access line parsed, or EINVAL naming the line. */
 function entryOf(line: string, n: number, where: string): TraceEntry {
   const m = ACCESS_RE.exec(line);
@@ -208,7 +213,7 @@ export function parseTrace(text: string, options: { path?: string } = {}): Trace
   let footer: TraceFooter | null = null;
   for (let i = 1; i < lines.length; i++) {
     const raw = lines[i];
-    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    const line = withoutCr(raw);
     if (line === "") continue;
     if (footer !== null) fail("EINVAL", `${where} line ${i + 1}: text after the footer`);
     if (line.startsWith("#")) {
@@ -537,20 +542,15 @@ export function replayTraceFile(
   let header: TraceHeader | null = null;
   let footer: TraceFooter | null = null;
   let accesses = 0;
-  const sizes = new Map<string, number>();
-  let bars: { readonly bar0?: MmioBackend; readonly bar1?: MmioBackend } | null = null;
+  let bars: Readonly<Record<string, MmioBackend | undefined>> | null = null;
   let n = 0;
   let bad: unknown = null;
   for (const raw of readLines(path)) {
     n++;
-    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    const line = withoutCr(raw);
     if (n === 1) {
       header = headerOf(line.trimEnd(), path);
       bars = makeBars(header);
-      for (const b of ["bar0", "bar1"] as const) {
-        const ap = bars[b];
-        if (ap !== undefined) sizes.set(b, ap.size);
-      }
       continue;
     }
     if (line === "") continue;
@@ -567,7 +567,7 @@ export function replayTraceFile(
       bad = err; // the last line, cut in the middle by a crash, is truncation, not corruption
       continue;
     }
-    checkFits(e, sizes.get(e.bar));
+    checkFits(e, bars![e.bar]?.size); // bars is set: line 1 is the header
     accesses++;
   }
   if (header === null || bars === null) fail("EINVAL", `${path} is empty: no trace header`);
@@ -579,13 +579,13 @@ export function replayTraceFile(
     );
   }
   // Second pass: perform them, remembering the last REPL input for a divergence.
-  const r = new Replay(bars as Readonly<Record<string, MmioBackend | undefined>>);
+  const r = new Replay(bars);
   let input: string | undefined;
   n = 0;
   for (const raw of readLines(path)) {
     n++;
     if (n === 1) continue;
-    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    const line = withoutCr(raw);
     if (line === "") continue;
     if (line.startsWith("#")) {
       const c = line.slice(1).trim();

@@ -149,8 +149,6 @@ export interface SimBootInfo {
   wpr2: { start: number; end: number } | null;
   /** True for the boot VGA device (state `vga`): a console scans out from VRAM 0. */
   bootVga: boolean;
-  /** Bytes of console scanout the simulated kernel console draws at VRAM 0 (0 when not boot VGA). */
-  consoleBytes: number;
 }
 
 /** What a BAR access hits while the GPU is lost (it fell off the bus). */
@@ -323,7 +321,6 @@ export class SimGpu {
       mmuLock,
       wpr2,
       bootVga,
-      consoleBytes: bootVga ? CONSOLE_BYTES : 0,
     };
   }
 
@@ -614,15 +611,15 @@ export class SimGpu {
       }
       case NV_PBUS_BIND_STATUS:
       case NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS:
-        return this.#bindStatusRead(v);
+        return this.#bindStatusRead();
       case NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR:
-        return ((v & ~3) | this.#bindStatusRead(this.#bindStatus)) >>> 0;
+        return ((v & ~3) | this.#bindStatusRead()) >>> 0;
     }
     return v;
   }
 
   /** Bind PENDING/OUTSTANDING as a status read sees them; they clear after the bind latency. */
-  #bindStatusRead(_stored: number): number {
+  #bindStatusRead(): number {
     if (this.#bindStatus === 0) return 0;
     if (this.knobs.bindHang) return this.#bindStatus;
     if (this.#bindPendingReads > 0) {
@@ -657,7 +654,7 @@ export class SimGpu {
       case NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS:
       case this.#gfw.progress:
       case this.#gfw.plm:
-        if (this.#regs.has(offset) || offset === this.#gfw.progress || offset === this.#gfw.plm) {
+        if (this.#regs.has(offset)) {
           // Firmware-owned or level-protected: a CPU write at level 0 does not land.
           this.#note("error", "read-only-register", `write of read-only register ${hex(offset)}`);
           return;

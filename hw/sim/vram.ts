@@ -151,15 +151,10 @@ export class SparseMemory {
     return h >>> 0;
   }
 
-  /** True when the chunk holding `addr` has backing memory. */
-  hasChunk(addr: number): boolean {
-    return this.#chunks.has(Math.floor(addr / CHUNK));
-  }
-
-  /** A copy of the 64 KiB chunk holding `addr` (zeros when it has none). */
-  copyChunk(addr: number): Uint32Array {
+  /** A copy of the 64 KiB chunk holding `addr`, or null when it has no backing memory. */
+  copyChunk(addr: number): Uint32Array | null {
     const c = this.#chunks.get(Math.floor(addr / CHUNK));
-    return c === undefined ? new Uint32Array(CHUNK / 4) : c.u32.slice();
+    return c === undefined ? null : c.u32.slice();
   }
 
   /** Copies `len` bytes starting at `addr` out (for tests and the simulator's own use). */
@@ -208,10 +203,8 @@ export class PostedWrites {
     if (chunk === this.#lastChunk) return;
     this.#lastChunk = chunk;
     if (this.#before.has(chunk)) return;
-    const base = chunk * CHUNK;
     // Sparse: an untouched chunk is remembered as all zeros.
-    const copy = this.#vram.hasChunk(base) ? this.#vram.copyChunk(base) : null;
-    this.#before.set(chunk, copy);
+    this.#before.set(chunk, this.#vram.copyChunk(chunk * CHUNK));
     if (this.#before.size > POSTED_CHUNKS) {
       const oldest = this.#before.keys().next().value!;
       this.#before.delete(oldest);
