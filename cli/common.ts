@@ -103,6 +103,23 @@ export function isTty(): boolean {
   }
 }
 
+/** True when `stream` is a terminal and colours are not turned off (NO_COLOR). */
+export function colorsOn(stream: { isTerminal(): boolean }): boolean {
+  try {
+    return stream.isTerminal() && !Deno.noColor;
+  } catch {
+    return false;
+  }
+}
+
+/** Colours a {@linkcode formatError} text for a terminal: `error:` red, `hint:` cyan. */
+export function colorError(text: string): string {
+  return text.replace(/^error:/, "\x1b[31merror:\x1b[39m").replace(
+    /\nhint:/,
+    "\n\x1b[36mhint:\x1b[39m",
+  );
+}
+
 const encoder = new TextEncoder();
 
 /**

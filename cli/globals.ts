@@ -127,6 +127,14 @@ export function bar1Pdb(gpu: Gpu): number | null {
   }
 }
 
+/**
+ * The VRAM layout, one indented line a region (name, range, where it comes
+ * from): the REPL banner and `regs()` print it.
+ */
+export function layoutLines(layout: Gpu["vram"]["layout"]): string[] {
+  return layout.map((r) => `  ${r.name.padEnd(13)} ${hex(r.start)}-${hex(r.end)}  ${r.source}`);
+}
+
 /** Formats a byte count for people: `24 GiB`, `1.5 MiB`, `512 B` (the one size formatter). */
 export { formatSize };
 
@@ -340,9 +348,7 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
       const rs = readRegisters(gpu.bar0, gpu.chip.architecture, gpu.chip.chipId);
       const table = Deno.inspect(rs);
       // The registers, then what they say about VRAM: the layout novamm keeps clear of.
-      const layout = gpu.vram.layout.map((r) =>
-        `  ${r.name.padEnd(13)} ${hex(r.start)}-${hex(r.end)}  ${r.source}`
-      );
+      const layout = layoutLines(gpu.vram.layout);
       const u = gpu.vram.usable;
       return Object.defineProperty(rs, Symbol.for("Deno.customInspect"), {
         value: () =>

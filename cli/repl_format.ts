@@ -137,23 +137,7 @@ function forDisplay(
  * ```
  */
 export function hexdumpText(bytes: Uint8Array, address: number | bigint = 0): string {
-  const base = BigInt(address);
-  const end = base + BigInt(bytes.length);
-  const width = Math.max(8, end.toString(16).length);
-  const addr = (a: bigint) => `0x${a.toString(16).padStart(width, "0")}`;
-  const lines: string[] = [];
-  let previous = "";
-  let starred = false;
-  for (let i = 0; i < bytes.length; i += 16) {
-    const row = bytes.subarray(i, Math.min(i + 16, bytes.length));
-    const key = row.join(",");
-    if (key === previous && row.length === 16) {
-      if (!starred) lines.push("*");
-      starred = true;
-      continue;
-    }
-    previous = key;
-    starred = false;
+  return foldedDump(bytes, address, (row) => {
     let hexPart = "";
     let ascii = "";
     for (let j = 0; j < 16; j++) {
@@ -165,7 +149,39 @@ export function hexdumpText(bytes: Uint8Array, address: number | bigint = 0): st
         hexPart += "   ";
       }
     }
-    lines.push(`${addr(base + BigInt(i))}  ${hexPart} |${ascii}|`);
+    return `${hexPart} |${ascii}|`;
+  });
+}
+
+/**
+ * The frame both dumps share: one line per 16 bytes, `formatRow(row, offset)`
+ * after the address (`offset` is the row's first byte in `bytes`); a full row
+ * that formats as the one before it is folded into one `*` line a run; the
+ * end address last. The address column is at least 8 hex digits wide.
+ */
+function foldedDump(
+  bytes: Uint8Array,
+  address: number | bigint,
+  formatRow: (row: Uint8Array, offset: number) => string,
+): string {
+  const base = BigInt(address);
+  const end = base + BigInt(bytes.length);
+  const width = Math.max(8, end.toString(16).length);
+  const addr = (a: bigint) => `0x${a.toString(16).padStart(width, "0")}`;
+  const lines: string[] = [];
+  let previous = "";
+  let starred = false;
+  for (let i = 0; i < bytes.length; i += 16) {
+    const row = bytes.subarray(i, Math.min(i + 16, bytes.length));
+    const text = formatRow(row, i);
+    if (text === previous && row.length === 16) {
+      if (!starred) lines.push("*");
+      starred = true;
+      continue;
+    }
+    previous = text;
+    starred = false;
+    lines.push(`${addr(base + BigInt(i))}  ${text}`);
   }
   lines.push(addr(end));
   return lines.join("\n");
@@ -222,17 +238,10 @@ export function formatValue(value: unknown, options: FormatOptions = {}): string
  * ```
  */
 export function hexdump32Text(bytes: Uint8Array, address: number | bigint = 0): string {
-  const base = BigInt(address);
-  const end = base + BigInt(bytes.length);
-  const width = Math.max(8, end.toString(16).length);
-  const addr = (a: bigint) => `0x${a.toString(16).padStart(width, "0")}`;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const lines: string[] = [];
-  let previous = "";
-  let starred = false;
-  for (let i = 0; i < bytes.length; i += 16) {
+  return foldedDump(bytes, address, (row, i) => {
     const words: string[] = [];
-    for (let j = i; j < Math.min(i + 16, bytes.length); j += 4) {
+    for (let j = i; j < i + row.length; j += 4) {
       if (j + 4 <= bytes.length) words.push(dv.getUint32(j, true).toString(16).padStart(8, "0"));
       else {
         let w = "";
@@ -240,16 +249,6 @@ export function hexdump32Text(bytes: Uint8Array, address: number | bigint = 0): 
         words.push(w);
       }
     }
-    const key = words.join(" ");
-    if (key === previous && words.length === 4) {
-      if (!starred) lines.push("*");
-      starred = true;
-      continue;
-    }
-    previous = key;
-    starred = false;
-    lines.push(`${addr(base + BigInt(i))}  ${key}`);
-  }
-  lines.push(addr(end));
-  return lines.join("\n");
+    return words.join(" ");
+  });
 }

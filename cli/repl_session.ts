@@ -12,12 +12,13 @@ import { didYouMean } from "../hw/validate.ts";
 import type { MmioAccess } from "../hw/mmio.ts";
 import { TraceWriter } from "../hw/trace.ts";
 import type { Gpu } from "../mm/gpu.ts";
-import { formatError, isTty, openFromFlags, Progress } from "./common.ts";
+import { colorError, colorsOn, formatError, isTty, openFromFlags, Progress } from "./common.ts";
 import {
   bar1Pdb,
   buildGlobals,
   formatSize,
   installGlobals,
+  layoutLines,
   memberNames,
   type ReplGlobals,
   scriptUsage,
@@ -156,7 +157,7 @@ export function banner(gpu: Gpu): string {
     `VRAM ${formatSize(vram.size)}, usable ${hex(usable.start)}-${hex(usable.end)} (${
       formatSize(usable.end - usable.start)
     }, ${vram.usableSource === "layout" ? "largest range firmware leaves" : vram.usableSource})`,
-    ...vram.layout.map((r) => `  ${r.name.padEnd(13)} ${hex(r.start)}-${hex(r.end)}  ${r.source}`),
+    ...layoutLines(vram.layout),
     "Type help() for the preloaded names; .exit or Ctrl-D quits.",
   ];
   return lines.join("\n");
@@ -269,14 +270,6 @@ export function complete(line: string, preloaded: readonly string[] = []): [stri
   return [[...names].filter((n) => n.startsWith(partial)).sort(), partial];
 }
 
-function colorsOn(stream: { isTerminal(): boolean }): boolean {
-  try {
-    return stream.isTerminal() && !Deno.noColor;
-  } catch {
-    return false;
-  }
-}
-
 /** V8's words for assigning to a read-only global, said the way the prompt means it. */
 function plainer(e: unknown): unknown {
   if (e instanceof TypeError) {
@@ -306,11 +299,7 @@ function nearName(e: unknown): string | null {
 function errorText(e: unknown, colors: boolean): string {
   const near = nearName(e);
   const text = formatError(plainer(e)) + (near === null ? "" : `\nhint: did you mean ${near}?`);
-  if (!colors) return text;
-  return text.replace(/^error:/, "\x1b[31merror:\x1b[39m").replace(
-    /\nhint:/,
-    "\n\x1b[36mhint:\x1b[39m",
-  );
+  return colors ? colorError(text) : text;
 }
 
 function debugStack(e: unknown): void {

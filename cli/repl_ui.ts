@@ -25,7 +25,7 @@ import process from "node:process";
 import { openDevice } from "../hw/device.ts";
 import { closeFd } from "../hw/libc.ts";
 import { checkInput } from "./repl_eval.ts";
-import { formatError } from "./common.ts";
+import { colorError, colorsOn, formatError } from "./common.ts";
 import { restoreBar1Bind } from "../mm/bar_user.ts";
 import { hex } from "../hw/errors.ts";
 import type { OpenSessionOptions } from "./repl_session.ts";
@@ -58,14 +58,6 @@ function loadHistory(path: string): string[] {
     return lines.slice(-HISTORY_SIZE).reverse();
   } catch {
     return [];
-  }
-}
-
-function colorsOn(stream: { isTerminal(): boolean }): boolean {
-  try {
-    return stream.isTerminal() && !Deno.noColor;
-  } catch {
-    return false;
   }
 }
 
@@ -284,7 +276,7 @@ export async function interactive(
     return killing;
   };
   const killNow = async () => {
-    const card = ready !== null && typeof ready !== "string" ? ready.card : null;
+    const card = typeof ready !== "string" ? ready.card : null;
     ev.worker.terminate();
     ev.abandon();
     let what: string;
@@ -361,6 +353,21 @@ export async function interactive(
     });
   }
 
+  /**
+   * Closes the session (which restores the card) and prints its errors; when
+   * it does not close within `timeoutMs`, terminates the worker and puts the
+   * card back from here. Returns the errors, or null on timeout.
+   */
+  const closeSession = async (timeoutMs: number, onTimeout = () => {}) => {
+    const errors = await ev.close(timeoutMs);
+    if (errors === null) {
+      onTimeout();
+      ev.worker.terminate();
+      if (typeof ready !== "string") restoreKilledCard(ready.card, sessionOptions);
+    } else for (const e of errors) console.error(e);
+    return errors;
+  };
+
   // SIGTERM / SIGHUP: restore the card, then exit.
   const onSignal = (signal: Deno.Signal, code: number) => async () => {
     if (ev.running !== null) {
@@ -371,11 +378,7 @@ export async function interactive(
       }
       if (ev.running !== null) await kill();
     }
-    const errors = await ev.close(3000);
-    if (errors === null) {
-      ev.worker.terminate();
-      if (typeof ready !== "string") restoreKilledCard(ready.card, sessionOptions);
-    } else for (const e of errors) console.error(e);
+    await closeSession(3000);
     console.error(`(${signal}: the card was restored, exiting)`);
     Deno.exit(code);
   };
@@ -428,7 +431,7 @@ export async function interactive(
     }
     if (state.state === "error") {
       const text = formatError(state.error);
-      console.log(colors ? text.replace(/^error:/, "\x1b[31merror:\x1b[39m") : text);
+      console.log(colors ? colorError(text) : text);
     } else if (input.trim() !== "") {
       await ev.evaluate(input);
       if (killing !== null) await killing; // the prompt comes back once the fresh session is up
@@ -441,16 +444,10 @@ export async function interactive(
   }
   rl.close();
   if (terminal) process.stdout.write("\n");
-  const errors = await ev.close(10_000);
-  if (errors === null) {
+  const errors = await closeSession(10_000, () => {
     console.error("error: the session did not close in 10 s; putting the card back from here");
-    ev.worker.terminate();
-    if (typeof ready !== "string") restoreKilledCard(ready.card, sessionOptions);
-    code = 1;
-  } else {
-    for (const e of errors) console.error(e);
-    if (errors.length > 0) code = 1;
-  }
+  });
+  if (errors === null || errors.length > 0) code = 1;
   ev.worker.terminate();
   for (const [s, fn] of signals) Deno.removeSignalListener(s, fn);
   return code;

@@ -44,8 +44,6 @@ export interface SavedCard {
   kind: "sim" | "pci";
   /** Device spec as opened. */
   spec: string;
-  /** Opened with --force. */
-  force: boolean;
   /** Opened read-only (nothing was written, nothing to restore). */
   readOnly: boolean;
   /** Page-table format version (for the BAR1 bind registers). */
@@ -66,8 +64,6 @@ export interface ReadyMessage {
   banner: string;
   /** The prompt (`ga102> `). */
   prompt: string;
-  /** Preloaded names (completion of bare words). */
-  preloaded: string[];
   /** What to restore if this worker must be killed. */
   card: SavedCard;
 }
@@ -90,6 +86,8 @@ export type FromWorker =
 
 const post = (m: FromWorker) => self.postMessage(m);
 let session: Session | null = null;
+/** The session's preloaded names (completion of bare words), set when it opens. */
+let preloaded: string[] = [];
 let colors = false;
 let evaluating = false;
 
@@ -193,7 +191,7 @@ async function evaluate(id: number, code: string): Promise<void> {
   }
 }
 
-function savedCard(s: Session, options: OpenSessionOptions): SavedCard {
+function savedCard(s: Session): SavedCard {
   const gpu = s.gpu;
   const reg = windowRegister(gpu.chip.architecture);
   let window: SavedCard["window"] = null;
@@ -206,7 +204,6 @@ function savedCard(s: Session, options: OpenSessionOptions): SavedCard {
   return {
     kind: gpu.device.kind,
     spec: gpu.device.spec,
-    force: options.force,
     readOnly: gpu.device.readOnly,
     mmuVersion: gpu.chip.mmuVersion,
     window,
@@ -228,12 +225,12 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
       }
       setInterruptWord(new Int32Array(m.interrupt));
       session.install();
+      preloaded = globalEntries(session.globals).map((e) => e.name);
       post({
         t: "ready",
         banner: banner(session.gpu),
         prompt: promptFor(session.gpu),
-        preloaded: globalEntries(session.globals).map((e) => e.name),
-        card: savedCard(session, m.options),
+        card: savedCard(session),
       });
       return;
     }
@@ -244,10 +241,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
       post({
         t: "completion",
         id: m.id,
-        result: complete(
-          m.line,
-          session === null ? [] : globalEntries(session.globals).map((e) => e.name),
-        ),
+        result: complete(m.line, preloaded),
       });
       return;
     case "close": {
