@@ -63,6 +63,8 @@ export const CHIPS: Readonly<Record<number, string>> = {
   0x197: "AD107",
   0x1a0: "GB100",
   0x1a2: "GB102",
+  0x1a3: "GB110",
+  0x1a4: "GB112",
   0x1b2: "GB202",
   0x1b3: "GB203",
   0x1b5: "GB205",

@@ -10,13 +10,14 @@
  */
 
 import { type ChipInfo, decodeChip } from "./chip.ts";
+import { type ChipFamily, chipFamily } from "./family/mod.ts";
 import { fail, hex, NovaError } from "./errors.ts";
 import { Mmio, type MmioBackend, type MmioCounters, type MmioTracer, newCounters } from "./mmio.ts";
 import {
   FSP_BOOT_COMPLETE_SUCCESS,
   getField,
   GFW_BOOT_PROGRESS_COMPLETED,
-  gfwBootRegisters,
+  gpuLost,
   isGpuGone,
   isPriError,
   LOCAL_MEMORY_RANGE,
@@ -88,6 +89,10 @@ export interface Device {
   readonly bootVga: boolean;
   /** GFW boot as the open saw it. */
   readonly gfw: GfwStatus;
+  /** The post-reset memory-clear wait as the open saw it. */
+  readonly memClear: MemClearStatus;
+  /** The chip family's mechanics (FB flush, bind registers, layout registers, boot waits). */
+  readonly family: ChipFamily;
   /** The simulator behind a `sim` device; null for a card. */
   readonly sim: SimGpu | null;
   /** The PCI function behind a card; null for the simulator. */
@@ -98,9 +103,13 @@ export interface Device {
   close(): void;
 }
 
-/** Throws ENODEV, as {@linkcode readRegister} does, when `value` read from `offset` is all ones. */
-function checkNotGone(value: number, offset: number, name: string): void {
-  if (isGpuGone(value)) {
+/**
+ * Throws ENODEV, as {@linkcode readRegister} does, when `value` read from
+ * `offset` is all ones and BOOT_0 reads all ones too (a register may
+ * legitimately read all ones; facts §14.1).
+ */
+function checkNotGone(bar0: Mmio, value: number, offset: number, name: string): void {
+  if (isGpuGone(value) && (offset === NV_PMC_BOOT_0 || gpuLost(bar0))) {
     fail(
       "ENODEV",
       `${name} (${
@@ -118,7 +127,7 @@ function checkNotGone(value: number, offset: number, name: string): void {
  */
 export function readRegister(bar0: Mmio, offset: number, name: string): number {
   const v = bar0.read32(offset);
-  checkNotGone(v, offset, name);
+  checkNotGone(bar0, v, offset, name);
   if (isPriError(v)) {
     fail("EIO", `${name} (${hex(offset)}) read a PRI error value ${hex(v, 8)}`);
   }
@@ -195,8 +204,9 @@ export function waitGfwBoot(
   chip: ChipInfo,
   options: { timeoutMs?: number } = {},
 ): GfwStatus {
-  const timeoutMs = checkTimeout(options.timeoutMs ?? 4000, "GFW boot timeout");
-  const regs = gfwBootRegisters(chip.chipId);
+  const boot = chipFamily(chip).boot;
+  const timeoutMs = checkTimeout(options.timeoutMs ?? boot.gfwTimeoutMs, "GFW boot timeout");
+  const regs = boot.gfw;
   const start = performance.now();
   let polls = 0;
   let value = 0;
@@ -207,7 +217,7 @@ export function waitGfwBoot(
     if (regs.plm !== null) {
       what = "NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_PRIV_LEVEL_MASK";
       value = bar0.read32(regs.plm);
-      checkNotGone(value, regs.plm, what);
+      checkNotGone(bar0, value, regs.plm, what);
       if (!isPriError(value) && getField(value, SCRATCH_GROUP_05_PLM.READ_PROTECTION_LEVEL0)) {
         what = regs.name;
         value = bar0.read32(regs.progress);
@@ -215,7 +225,7 @@ export function waitGfwBoot(
       }
     } else {
       value = bar0.read32(regs.progress);
-      checkNotGone(value, regs.progress, what);
+      checkNotGone(bar0, value, regs.progress, what);
       done = getField(value, regs.field) === FSP_BOOT_COMPLETE_SUCCESS;
     }
     const waited = performance.now() - start;
@@ -228,6 +238,53 @@ export function waitGfwBoot(
           hex(value, 8)
         } after ${polls} polls (want ${what === regs.name ? "0xff" : "bit 0 set"})`,
         "devinit is still running or failed: wait and reopen, or reset the function (sysfs reset)",
+      );
+    }
+    sleepSync(1);
+  }
+}
+
+/** What the memory-clear wait at open saw. */
+export interface MemClearStatus {
+  /** The register polled. */
+  offset: number;
+  /** Its last value; null when it read a PRI error (not available on this chip or firmware). */
+  value: number | null;
+  /** Milliseconds spent waiting. */
+  waitedMs: number;
+}
+
+/**
+ * Waits until the frame buffer's post-reset memory clear is done, as NVIDIA's
+ * gpu-admin-tools does before its first BAR0-window access (facts §14.2 item
+ * 2): the family's register (0x100B20; 0x8A004C on Blackwell) reads exactly 1,
+ * 5 s. Writes made while the clear runs may be wiped. The register is in no
+ * published header, so a PRI error there means "not available" and is no
+ * failure; all ones is checked against BOOT_0.
+ */
+export function waitMemClear(
+  bar0: Mmio,
+  chip: ChipInfo,
+  options: { timeoutMs?: number } = {},
+): MemClearStatus {
+  const timeoutMs = checkTimeout(options.timeoutMs ?? 5000, "memory-clear timeout");
+  const offset = chipFamily(chip).boot.memClear;
+  const start = performance.now();
+  let polls = 0;
+  for (;;) {
+    const v = bar0.read32(offset);
+    polls++;
+    checkNotGone(bar0, v, offset, "memory-clear status");
+    const waitedMs = Math.round(performance.now() - start);
+    if (isPriError(v)) return { offset, value: null, waitedMs };
+    if (v === 1) return { offset, value: v, waitedMs };
+    if (performance.now() - start > timeoutMs) {
+      fail(
+        "ETIMEDOUT",
+        `the post-reset memory clear did not finish in ${timeoutMs} ms: ${hex(offset)} reads ${
+          hex(v, 8)
+        } after ${polls} polls (want 1)`,
+        "the frame buffer is still being cleared or the clear failed: wait and reopen, or reset the function",
       );
     }
     sleepSync(1);
@@ -472,8 +529,10 @@ function assemble(
   try {
     const chip = identify(bar0);
     countWindowMoves(bar0, chip);
-    // VRAM and the FB registers are not to be used before devinit is done (facts §13.2).
+    // VRAM and the FB registers are not to be used before devinit is done (facts §13.2),
+    // nor VRAM written while the post-reset memory clear may still wipe it (§14.2 item 2).
     const gfw = waitGfwBoot(bar0, chip, { timeoutMs: options.gfwTimeoutMs });
+    const memClear = waitMemClear(bar0, chip);
     const { release: _, ...rest } = info;
     return {
       ...rest,
@@ -481,7 +540,9 @@ function assemble(
       bar1,
       counters,
       chip,
+      family: chipFamily(chip),
       gfw,
+      memClear,
       vramSize: readVramSize(bar0, chip),
       readOnly,
       close,

@@ -27,6 +27,11 @@ export interface BarPhysicalOptions {
   vramSize: number;
   /** BAR1's mode now. */
   mode: () => "physical" | "virtual";
+  /**
+   * Why physical BAR1 may not be used now (MODE physical with a TARGET other
+   * than VID: the aperture reaches system memory), or null.
+   */
+  problem?: () => string | null;
   /** Reach any VRAM the aperture covers, firmware's included. */
   force?: boolean;
 }
@@ -75,6 +80,14 @@ export class BarPhysical {
         "EFAULT",
         `BAR1 is virtual: ${what} of VRAM ${hex(addr)} by address would be a BAR1 VA access`,
         "gpu.bar1.unbind() first, or map the VRAM (gpu.bar1.map)",
+      );
+    }
+    const problem = this.#o.problem?.() ?? null;
+    if (problem !== null) {
+      fail(
+        "EFAULT",
+        `BAR1 is not physical into VRAM: ${what} of VRAM ${hex(addr)} refused (${problem})`,
+        "gpu.bar1.unbind() puts BAR1 in physical mode with TARGET VID; PRAMIN reaches VRAM meanwhile",
       );
     }
     if (addr + len > this.reach) {

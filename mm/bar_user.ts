@@ -16,13 +16,13 @@
  *   tables: the `gsp` state) is adopted: its tables are scanned, never
  *   rewritten.
  *
- * The bind registers (facts §7.4, §13.1): Turing/Ampere/Ada bind through
- * NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK 0xB80F40 (status 0xB80F50), as RM and
- * nouveau do; the legacy NV_PBUS_BAR1_BLOCK 0x1704 (status 0x1710) is a
- * separate register that may read zero while BAR1 is bound, so both are read
- * and the VF one is the one written. Hopper and later: LOW 0xB80F60 then
- * HIGH 0xB80F64, whose write starts the bind; LOW's PENDING/OUTSTANDING
- * bits are the status.
+ * The per-family mechanics — the bind registers and their sequences, the FB
+ * flush, the instance-block words — are the chip family's table
+ * (`hw/family/`); this file keeps the BAR1 object, its mappings and its
+ * guard. After every bind or unbind attempt (success, timeout or PRI error)
+ * the bind registers are read back and BAR1 is treated as what they say.
+ * GB10x has no CPU-side FB flush: BAR1 stays physical there (refused with
+ * ENOTSUP before anything is allocated or written).
  *
  * While BAR1 is virtual, every access through the BAR1 aperture (mappings,
  * REPL pokes of `gpu.device.bar1`) must lie inside a live mapping: anything
@@ -36,28 +36,20 @@
 
 import { describe, fail, formatSize, hex } from "../hw/errors.ts";
 import type { Mmio } from "../hw/mmio.ts";
-import { pollRegister } from "../hw/poll.ts";
 import {
-  BAR1_BLOCK,
-  BAR1_BLOCK_LOW,
-  BIND_STATUS,
+  type Bar1BindOps,
+  type Bar1BindState,
+  type Bar1Mode,
+  type ChipFamily,
+  instanceBlockWords,
+  LOWHIGH_BIND,
+  VF_BIND,
+} from "../hw/family/mod.ts";
+import {
   getField,
-  NV_PBUS_BAR1_BLOCK,
-  NV_PBUS_BIND_STATUS,
-  NV_RAMIN_ADR_LIMIT_HI,
-  NV_RAMIN_ADR_LIMIT_LO,
   NV_RAMIN_PAGE_DIR_BASE_HI,
   NV_RAMIN_PAGE_DIR_BASE_LO,
-  NV_RAMIN_SC_PAGE_DIR_BASE,
-  NV_RAMIN_SC_PDB_VALID,
-  NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK,
-  NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS,
-  NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR,
-  NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR,
   RAMIN_PDB,
-  RAMIN_SUBCONTEXTS,
-  readValid,
-  setField,
 } from "../hw/regs.ts";
 import {
   bigintOrNumber,
@@ -65,28 +57,20 @@ import {
   checkMmio,
   checkObject,
   checkOptions,
-  checkUint,
 } from "../hw/validate.ts";
 
-/** Polls a bind status (or LOW) register until BAR1 PENDING and OUTSTANDING are clear (2 s). */
-function pollBind(bar0: Mmio, offset: number, name: string): void {
-  pollRegister(
-    bar0,
-    offset,
-    name,
-    (v) =>
-      getField(v, BIND_STATUS.BAR1_PENDING) === 0 &&
-      getField(v, BIND_STATUS.BAR1_OUTSTANDING) === 0,
-    { what: "BAR1 bind" },
-  );
-}
+export type { Bar1BindState, Bar1Mode } from "../hw/family/mod.ts";
 
-function checkMmuVersion(options: unknown): void {
+/** Bind timeout (RM, nouveau and nova-core use 2 s). */
+const BIND_TIMEOUT_MS = 2000;
+
+function bindOps(options: unknown, what: string): Bar1BindOps {
   const o = checkObject(options, "options");
-  checkOptions(o, { mmuVersion: "number" }, "options");
+  checkOptions(o, { mmuVersion: "number" }, what);
   if (o.mmuVersion !== 2 && o.mmuVersion !== 3) {
     fail("EINVAL", `mmuVersion ${describe(o.mmuVersion)} is not 2 or 3`);
   }
+  return o.mmuVersion === 2 ? VF_BIND : LOWHIGH_BIND;
 }
 import { Allocation } from "./buddy.ts";
 import type { GpuMm } from "./gpu_mm.ts";
@@ -105,81 +89,17 @@ export interface Bar1Binding {
   pdb: number;
 }
 
-/** How BAR1 translates CPU accesses. */
-export type Bar1Mode = "physical" | "virtual";
-
-/** The BAR1 bind registers as read: what the live binding is and the raw values to restore. */
-export interface Bar1BindState {
-  /** Physical or virtual. */
-  mode: Bar1Mode;
-  /** The bound instance block (virtual mode), else null. */
-  instanceBlock: number | null;
-  /** The register the live binding came from, for messages. */
-  via: string;
-  /** Each bind register's offset and value (PRI-error reads are left out: never written back). */
-  registers: { offset: number; value: number }[];
-}
-
 const PAGE = 4096;
 const MAP_VA = bigintOrNumber("bar1.map options");
 
 /**
  * Reads the BAR1 bind registers (single reads, nothing written): on MMU v2
- * chips the VF register 0xB80F40 and the legacy 0x1704 (the VF one wins when
- * both are virtual); from Hopper on LOW/HIGH.
+ * chips the VF register 0xB80F40 and the legacy 0x1704 (virtual if either
+ * says so); from Hopper on LOW/HIGH. See `hw/family/bar1_bind.ts`.
  */
 export function readBar1Bind(bar0: Mmio, options: { mmuVersion: 2 | 3 }): Bar1BindState {
   checkMmio(bar0, "readBar1Bind bar0");
-  checkMmuVersion(options);
-  if (options.mmuVersion === 2) {
-    const vf = readValid(bar0, NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK);
-    const legacy = readValid(bar0, NV_PBUS_BAR1_BLOCK);
-    const registers: Bar1BindState["registers"] = [];
-    if (vf !== null) registers.push({ offset: NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, value: vf });
-    if (legacy !== null) registers.push({ offset: NV_PBUS_BAR1_BLOCK, value: legacy });
-    for (
-      const [v, via] of [[vf, "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK"], [
-        legacy,
-        "NV_PBUS_BAR1_BLOCK",
-      ]] as const
-    ) {
-      if (
-        v !== null && getField(v, BAR1_BLOCK.MODE) === 1 && getField(v, BAR1_BLOCK.TARGET) === 0
-      ) {
-        return {
-          mode: "virtual",
-          instanceBlock: getField(v, BAR1_BLOCK.PTR) * PAGE,
-          via,
-          registers,
-        };
-      }
-    }
-    return {
-      mode: "physical",
-      instanceBlock: null,
-      via: "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK",
-      registers,
-    };
-  }
-  const lo = readValid(bar0, NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR);
-  const hi = readValid(bar0, NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR);
-  const registers: Bar1BindState["registers"] = [];
-  if (lo !== null && hi !== null) {
-    // PENDING/OUTSTANDING are status: never written back.
-    registers.push(
-      { offset: NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, value: (lo & ~3) >>> 0 },
-      { offset: NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR, value: hi },
-    );
-  }
-  const via = "NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR";
-  if (
-    lo !== null && hi !== null && getField(lo, BAR1_BLOCK_LOW.MODE) === 1 &&
-    getField(lo, BAR1_BLOCK_LOW.TARGET) === 0
-  ) {
-    const inst = getField(lo, BAR1_BLOCK_LOW.PTR) * PAGE + hi * 2 ** 32;
-    return { mode: "virtual", instanceBlock: inst, via, registers };
-  }
-  return { mode: "physical", instanceBlock: null, via, registers };
+  return bindOps(options, "readBar1Bind options").read(bar0);
 }
 
 /** Reads the PDB an instance block names (through PRAMIN); refuses formats novamm cannot map. */
@@ -225,39 +145,7 @@ export function restoreBar1Bind(
   options: { mmuVersion: 2 | 3 },
 ): void {
   checkMmio(bar0, "restoreBar1Bind bar0");
-  const f = checkObject(found, "restoreBar1Bind found");
-  if (!Array.isArray(f.registers) || typeof f.via !== "string") {
-    fail("EINVAL", `restoreBar1Bind takes what readBar1Bind returned, not ${describe(found)}`);
-  }
-  for (const r of f.registers as unknown[]) {
-    const reg = checkObject(r, "a bind register");
-    checkUint(reg.offset, "bind register offset");
-    checkUint(reg.value, "bind register value");
-  }
-  checkMmuVersion(options);
-  const poll = (offset: number, name: string) => pollBind(bar0, offset, name);
-  if (options.mmuVersion === 2) {
-    const live = found.via === "NV_PBUS_BAR1_BLOCK"
-      ? NV_PBUS_BAR1_BLOCK
-      : NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK;
-    const regs = [...found.registers].sort((a, b) =>
-      Number(a.offset === live) - Number(b.offset === live)
-    );
-    for (const r of regs) {
-      if (bar0.read32(r.offset) === r.value) continue;
-      bar0.write32(r.offset, r.value);
-      if (r.offset === NV_PBUS_BAR1_BLOCK) poll(NV_PBUS_BIND_STATUS, "NV_PBUS_BIND_STATUS");
-      else poll(NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS, "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS");
-    }
-    return;
-  }
-  if (found.registers.length !== 2) return; // unreadable at open: nothing safe to write back
-  const [low, high] = found.registers;
-  const now = [(bar0.read32(low.offset) & ~3) >>> 0, bar0.read32(high.offset)];
-  if (now[0] === low.value && now[1] === high.value) return;
-  bar0.write32(low.offset, low.value);
-  bar0.write32(high.offset, high.value); // starts the bind
-  poll(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, "BAR1_BLOCK_LOW_ADDR");
+  bindOps(options, "restoreBar1Bind options").restore(bar0, found, BIND_TIMEOUT_MS);
 }
 
 /** What {@linkcode BarUser.map} takes: an allocation, a VRAM range, or 4 KiB frame numbers. */
@@ -405,6 +293,8 @@ export interface BarUserOptions {
   mm: () => GpuMm;
   /** Page-table format version. */
   mmuVersion: 2 | 3;
+  /** The chip family: bind registers, FB flush, instance-block words. */
+  family: ChipFamily;
   /** The usable VRAM region (physical access is kept inside it unless forced). */
   usable: { start: number; end: number };
   /** VRAM bytes. */
@@ -417,10 +307,13 @@ export interface BarUserOptions {
   found: Bar1BindState;
 }
 
-/** The address space BAR1 is bound to now: a Vmm novamm manages, or a foreign instance block. */
+/**
+ * The address space BAR1 is bound to now: a Vmm novamm manages, or a foreign
+ * instance block (null: one outside VRAM, or a binding the registers cannot say).
+ */
 interface Bound {
   vmm: Vmm | null;
-  instanceBlock: number;
+  instanceBlock: number | null;
   pdb: number | null;
 }
 
@@ -453,6 +346,10 @@ export class BarUser {
   readonly #instanceBlocks = new Map<Vmm, Allocation>();
   #writing = false;
   #changed = false;
+  /** Why BAR1 may not be used as it is (physical into system memory, a bind that failed). */
+  #problem: string | null = null;
+  /** A bind or unbind failed: BAR1's state is not trusted until one succeeds. */
+  #unsettled = false;
   #hit: Mapping | null = null;
   #hitStart = 0;
   #hitEnd = 0;
@@ -467,9 +364,13 @@ export class BarUser {
       usable: options.usable,
       vramSize: options.vramSize,
       mode: () => this.mode,
+      problem: () => this.#bound === null ? this.#problem : null,
     });
     const found = options.found;
-    if (found.instanceBlock !== null) {
+    this.#problem = found.problem;
+    if (found.mode === "virtual" && found.instanceBlock === null) {
+      this.#bound = { vmm: null, instanceBlock: null, pdb: null };
+    } else if (found.instanceBlock !== null) {
       const b = readInstanceBlock(options.pramin, found.instanceBlock, {
         mmuVersion: options.mmuVersion,
       });
@@ -491,10 +392,9 @@ export class BarUser {
     }
     this.#bar1.setGuard((offset, length, op) => this.#guard(offset, length, op));
     const bar0 = options.bar0;
-    const watched = options.mmuVersion === 2
-      ? [NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, NV_PBUS_BAR1_BLOCK]
-      : [NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR];
-    for (const offset of watched) bar0.watch(offset, () => this.#foreignWrite());
+    for (const offset of options.family.bar1.watched) {
+      bar0.watch(offset, () => this.#foreignWrite());
+    }
   }
 
   /** `"physical"` (BAR1 offset = VRAM address) or `"virtual"` (translated through page tables). */
@@ -511,13 +411,18 @@ export class BarUser {
   get boundName(): string {
     const b = this.#bound;
     if (b === null) return "nothing (physical mode)";
-    return b.vmm?.name ?? `the instance block at ${hex(b.instanceBlock)} (not novamm's)`;
+    if (b.vmm !== null) return b.vmm.name;
+    return b.instanceBlock === null
+      ? `an instance block novamm cannot reach (${this.#problem ?? "unknown binding"})`
+      : `the instance block at ${hex(b.instanceBlock)} (not novamm's)`;
   }
 
   /** Instance block and root directory BAR1 is bound to, or null in physical mode. */
   get binding(): Bar1Binding | null {
     const b = this.#bound;
-    return b === null || b.pdb === null ? null : { instanceBlock: b.instanceBlock, pdb: b.pdb };
+    return b === null || b.pdb === null || b.instanceBlock === null
+      ? null
+      : { instanceBlock: b.instanceBlock, pdb: b.pdb };
   }
 
   /** The bound root page directory (ENODEV in physical mode). */
@@ -556,7 +461,11 @@ export class BarUser {
   /** The guard on the BAR1 aperture: while virtual, only live mappings may be touched. */
   #guard(offset: number, length: number, op: "r" | "w"): void {
     const b = this.#bound;
-    if (b === null) return;
+    if (b === null) {
+      // Physical with TARGET not VID: the aperture reaches system memory.
+      if (this.#problem !== null) this.#refuse(offset, length, op, this.#problem);
+      return;
+    }
     const hit = this.#hit;
     if (hit !== null && hit.live && offset >= this.#hitStart && offset + length <= this.#hitEnd) {
       if (op === "w" && !hit.writable) this.#refuse(offset, length, op, "read-only mapping");
@@ -573,11 +482,19 @@ export class BarUser {
   }
 
   #refuse(offset: number, length: number, op: "r" | "w", why: string): never {
+    const access = `refused CPU ${op === "r" ? "read" : "write"} of BAR1 offset ${
+      hex(offset)
+    } (+${length})`;
+    if (this.#bound === null) {
+      fail(
+        "EFAULT",
+        `${access}: ${why}`,
+        "gpu.bar1.bringUp() binds novamm's tables (TARGET VID); PRAMIN reaches VRAM meanwhile",
+      );
+    }
     fail(
       "EFAULT",
-      `refused CPU ${op === "r" ? "read" : "write"} of BAR1 VA ${
-        hex(offset)
-      } (+${length}): ${why}; while BAR1 is virtual that access is a BAR fault, fatal on hardware`,
+      `${access}: ${why}; while BAR1 is virtual that access is a BAR fault, fatal on hardware`,
       "map the page first (gpu.bar1.map(...)), or use gpu.bar1.physical after gpu.bar1.unbind()",
     );
   }
@@ -585,27 +502,53 @@ export class BarUser {
   /** Someone else (a REPL poke) wrote a bind register: follow what the hardware now has. */
   #foreignWrite(): void {
     if (this.#writing) return;
+    this.#follow();
+  }
+
+  /**
+   * Reads the bind registers back and treats BAR1 as what they say (after
+   * every bind, unbind or restore attempt, and after a raw write): novamm's
+   * address space when one of its instance blocks is bound, firmware's
+   * adopted one, or a foreign binding the guard lets nothing through.
+   */
+  #follow(): Bar1BindState {
     this.#hit = null;
-    const s = readBar1Bind(this.#o.bar0, { mmuVersion: this.#o.mmuVersion });
+    const s = this.#o.family.bar1.read(this.#o.bar0);
     this.#release?.();
     this.#release = null;
-    if (s.instanceBlock === null) {
+    this.#problem = s.problem;
+    if (s.mode === "physical") {
       this.#bound = null;
-      return;
+      return s;
     }
-    for (const [vmm, a] of this.#instanceBlocks) {
-      if (a.start === s.instanceBlock) {
-        this.#bound = { vmm, instanceBlock: a.start, pdb: vmm.pdb };
-        this.#release = vmm.hold("BAR1 is bound to it");
-        return;
+    const inst = s.instanceBlock;
+    if (inst !== null) {
+      for (const [vmm, a] of this.#instanceBlocks) {
+        if (a.start === inst) {
+          this.#bound = { vmm, instanceBlock: a.start, pdb: vmm.pdb };
+          this.#release = vmm.hold("BAR1 is bound to it");
+          return s;
+        }
+      }
+      const own = this.#own;
+      if (own !== null && this.#adopted && this.#o.found.instanceBlock === inst) {
+        this.#bound = { vmm: own, instanceBlock: inst, pdb: own.pdb };
+        return s;
       }
     }
-    const own = this.#own;
-    if (own !== null && this.#o.found.instanceBlock === s.instanceBlock) {
-      this.#bound = { vmm: own, instanceBlock: s.instanceBlock, pdb: own.pdb };
-      return;
-    }
-    this.#bound = { vmm: null, instanceBlock: s.instanceBlock, pdb: null };
+    this.#bound = { vmm: null, instanceBlock: inst, pdb: null };
+    return s;
+  }
+
+  /** Refuses a bind on a family without a CPU-side FB flush (GB10x), before anything is written. */
+  #canFlush(what: string): void {
+    const flush = this.#o.family.fbFlush;
+    if (flush.mechanism !== "gsp") return;
+    fail(
+      "ENOTSUP",
+      `${what}: ${this.#o.family.name} flushes the frame buffer only through GSP-RM (${flush.description}), so the GPU would never see the instance block and tables; BAR1 stays physical here`,
+      "use gpu.bar1.physical and PRAMIN; binding BAR1 on GB10x needs GSP-RM",
+    );
   }
 
   #writable(what: string): void {
@@ -627,6 +570,7 @@ export class BarUser {
   bringUp(options: { force?: boolean } = {}): this {
     checkOptions(options, { force: "boolean" }, "bar1.bringUp options");
     this.#writable("bar1.bringUp()");
+    this.#canFlush("bar1.bringUp()");
     const b = this.#bound;
     if (b !== null && b.vmm !== null && b.vmm === this.#own) return this;
     if (b === null && this.#o.bootVga && !options.force) {
@@ -636,7 +580,7 @@ export class BarUser {
         "gpu.bar1.bringUp({ force: true }) if the console may go blank; gpu.bar1.physical works without it",
       );
     }
-    if (b !== null && b.vmm === null) {
+    if (b !== null && b.vmm === null && !this.#unsettled) {
       fail(
         "EBUSY",
         `BAR1 is bound to ${this.boundName}`,
@@ -672,61 +616,86 @@ export class BarUser {
     }
     this.#writable("bar1.bind()");
     if (this.#bound?.vmm === vmm) return;
+    this.#canFlush("bar1.bind()");
     this.#bindTo(vmm);
   }
 
   /**
-   * Puts BAR1 back in physical mode (BAR1 offset = VRAM address). Address
-   * spaces stay. Should the bind status poll fail, BAR1 is still treated as
-   * virtual (the safe assumption for the guard).
+   * Puts BAR1 back in physical mode (BAR1 offset = VRAM address, TARGET VID)
+   * in every bind register. Address spaces stay. The registers are read back
+   * afterwards: should they still say virtual, or the bind status never
+   * settle, BAR1 is treated as unusable (nothing goes through it) until a
+   * bind or unbind succeeds.
    */
   unbind(): void {
     this.#writable("bar1.unbind()");
-    if (this.#bound === null) return;
-    this.#writeBind(null);
-    this.#setBound(null);
-  }
-
-  #setBound(bound: Bound | null): void {
-    this.#hit = null;
-    this.#release?.();
-    this.#release = null;
-    this.#bound = bound;
-    const vmm = bound?.vmm ?? null;
-    if (vmm !== null && !(this.#adopted && vmm === this.#own)) {
-      this.#release = vmm.hold("BAR1 is bound to it");
+    if (this.#bound === null && this.#problem === null) return;
+    const s = this.#change(() => this.#o.family.bar1.unbind(this.#o.bar0, BIND_TIMEOUT_MS));
+    if (s.mode !== "physical") {
+      this.#unsettle(`still virtual after the unbind (${registersText(s)})`);
+      fail("EIO", `bar1.unbind(): the bind registers still say virtual: ${registersText(s)}`);
     }
   }
 
-  /** The instance block of `vmm`, written (not yet flushed) on first use. */
+  /**
+   * Runs a bind-register sequence, then reads the registers back and follows
+   * them. A sequence that failed (timeout, PRI error) leaves BAR1 unsettled:
+   * the registers may already say the new binding while the GPU has not
+   * switched, so neither binding is trusted.
+   */
+  #change(op: () => void): Bar1BindState {
+    this.#changed = true;
+    this.#writing = true;
+    let error: unknown = null;
+    try {
+      op();
+    } catch (e) {
+      error = e;
+    } finally {
+      this.#writing = false;
+    }
+    let s: Bar1BindState | null = null;
+    try {
+      s = this.#follow();
+    } catch (e) {
+      error ??= e;
+    }
+    if (error !== null || s === null) {
+      this.#unsettle(
+        `the last BAR1 bind did not complete (${
+          error instanceof Error ? error.message : String(error)
+        })`,
+      );
+      throw error;
+    }
+    this.#unsettled = false;
+    return s;
+  }
+
+  /** Nothing goes through BAR1 until a bind or unbind succeeds. */
+  #unsettle(why: string): void {
+    this.#release?.();
+    this.#release = null;
+    this.#hit = null;
+    this.#bound = { vmm: null, instanceBlock: null, pdb: null };
+    this.#problem = why;
+    this.#unsettled = true;
+  }
+
+  /** The instance block of `vmm`, written whole (not yet flushed) on first use. */
   #instanceBlock(vmm: Vmm): Allocation {
     let a = this.#instanceBlocks.get(vmm);
     if (a !== undefined && a.live) return a;
+    // Computed before anything is allocated: a bad VA size changes nothing.
+    const words = instanceBlockWords(this.#o.family.instanceBlock, {
+      pdb: vmm.pdb,
+      vaSize: vmm.vaSize,
+    });
     const mm = this.#o.mm();
     a = mm.buddy.alloc(PAGE);
     try {
       using w = this.#o.pramin.borrow();
-      const inst = a.start;
-      w.fill(inst, PAGE, 0);
-      let word = setField(0, RAMIN_PDB.TARGET, 0);
-      word = setField(word, RAMIN_PDB.USE_VER2_PT_FORMAT, 1);
-      word = setField(word, RAMIN_PDB.BIG_PAGE_SIZE, 1);
-      word = setField(word, RAMIN_PDB.LO, Math.floor((vmm.pdb % 2 ** 32) / PAGE));
-      const hi = Math.floor(vmm.pdb / 2 ** 32);
-      w.write32(inst + NV_RAMIN_PAGE_DIR_BASE_LO, word);
-      w.write32(inst + NV_RAMIN_PAGE_DIR_BASE_HI, hi);
-      const limit = Number(vmm.vaSize) - 1;
-      w.write32(inst + NV_RAMIN_ADR_LIMIT_LO, ((limit % 2 ** 32) | 0xfff) >>> 0);
-      w.write32(inst + NV_RAMIN_ADR_LIMIT_HI, Math.floor(limit / 2 ** 32));
-      // Volta+ subcontexts as nouveau's gv100_vmm_join: 0 valid with the same PDB, the rest
-      // invalid. SC_CONFIG, the high words of subcontexts 1..63 and of SC_PDB_VALID stay 0
-      // from the fill above.
-      for (let i = 0; i < RAMIN_SUBCONTEXTS; i++) {
-        const at = inst + NV_RAMIN_SC_PAGE_DIR_BASE + i * 0x10;
-        w.write32(at, i === 0 ? word : 1);
-        if (i === 0) w.write32(at + 4, hi);
-      }
-      w.write32(inst + NV_RAMIN_SC_PDB_VALID, 1);
+      w.writeWords(a.start, words);
     } catch (e) {
       a.free();
       throw e;
@@ -746,74 +715,28 @@ export class BarUser {
   #bindTo(vmm: Vmm, inst: number = this.#instanceBlock(vmm).start): void {
     // The instance block and the tables must be in VRAM before the GPU fetches them.
     this.#o.tlb.fbFlush();
-    try {
-      this.#writeBind(inst);
-    } finally {
-      // Even when the status poll fails the bind register was written: treat BAR1 as
-      // virtual (the guard then only lets live mappings through, which is safe either way).
-      this.#setBound({ vmm, instanceBlock: inst, pdb: vmm.pdb });
+    const s = this.#change(() => this.#o.family.bar1.bind(this.#o.bar0, inst, BIND_TIMEOUT_MS));
+    if (s.mode !== "virtual" || s.instanceBlock !== inst || this.#bound?.vmm !== vmm) {
+      this.#unsettle(`the bind of ${hex(inst)} did not take (${registersText(s)})`);
+      fail(
+        "EIO",
+        `BAR1 bind of the instance block at ${hex(inst)}: the bind registers read back ${
+          registersText(s)
+        }`,
+      );
     }
     this.#o.tlb.invalidate(vmm.pdb, { hubOnly: true }); // flushed above, nothing written since
   }
 
-  /** Writes the bind registers for `inst` (null: physical) and polls the bind status. */
-  #writeBind(inst: number | null): void {
-    const bar0 = this.#o.bar0;
-    this.#changed = true;
-    this.#writing = true;
-    try {
-      if (this.#o.mmuVersion === 2) {
-        let v = 0;
-        if (inst !== null) {
-          v = setField(0, BAR1_BLOCK.PTR, inst / PAGE);
-          v = setField(v, BAR1_BLOCK.MODE, 1);
-        }
-        bar0.write32(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, v);
-        this.#pollBind(
-          NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS,
-          "NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS",
-        );
-      } else {
-        let lo = 0;
-        if (inst !== null) {
-          lo = setField(0, BAR1_BLOCK_LOW.PTR, (inst % 2 ** 32) / PAGE);
-          lo = setField(lo, BAR1_BLOCK_LOW.MODE, 1);
-        }
-        bar0.write32(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, lo);
-        // The HIGH write starts the bind.
-        bar0.write32(
-          NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR,
-          inst === null ? 0 : Math.floor(inst / 2 ** 32),
-        );
-        this.#pollBind(
-          NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR,
-          "BAR1_BLOCK_LOW_ADDR",
-        );
-      }
-    } finally {
-      this.#writing = false;
-    }
-  }
-
-  #pollBind(offset: number, name: string): void {
-    pollBind(this.#o.bar0, offset, name);
-  }
-
   /**
    * Writes back the bind registers the session found (run by `gpu.close()`),
-   * then frees novamm's instance blocks. Nothing is written when the session
-   * never changed the binding, or when it is read-only.
+   * then reads them back. Nothing is written when the session never changed
+   * the binding, or when it is read-only.
    */
   restore(): void {
     if (this.#o.readOnly || !this.#changed) return;
-    this.#writing = true;
-    try {
-      restoreBar1Bind(this.#o.bar0, this.#o.found, { mmuVersion: this.#o.mmuVersion });
-    } finally {
-      this.#writing = false;
-    }
+    this.#change(() => this.#o.family.bar1.restore(this.#o.bar0, this.#o.found, BIND_TIMEOUT_MS));
     this.#changed = false;
-    this.#foreignWrite();
   }
 
   /**
@@ -885,10 +808,12 @@ export class BarUser {
   [Symbol.for("Deno.customInspect")](): string {
     const b = this.#bound;
     if (b === null) {
-      return `BAR1 ${formatSize(this.size)}, physical mode (BAR1 offset = VRAM address)`;
+      return `BAR1 ${formatSize(this.size)}, physical mode (${
+        this.#problem ?? "BAR1 offset = VRAM address"
+      })`;
     }
-    return `BAR1 ${formatSize(this.size)}, virtual: ${this.boundName}, instance block ${
-      hex(b.instanceBlock)
+    return `BAR1 ${formatSize(this.size)}, virtual: ${this.boundName}${
+      b.instanceBlock === null ? "" : `, instance block ${hex(b.instanceBlock)}`
     }${b.pdb === null ? "" : `, PDB ${hex(b.pdb)}`}${
       b.vmm === null ? "" : `, ${b.vmm.mappings().length} mappings`
     }`;
@@ -928,4 +853,10 @@ function toPieces(target: BarTarget): { extents: Extent[] } | { pfns: number[] }
     fail("EINVAL", `map target ${describe(target)} is not an array of at most 2^28 frame numbers`);
   }
   return { pfns: Array.from(target as ArrayLike<number>) };
+}
+
+/** The bind registers of a state, for messages: `0xb80f40=0x80000041 0x1704=0x0`. */
+function registersText(s: Bar1BindState): string {
+  const regs = s.registers.map((r) => `${hex(r.offset)}=${hex(r.value, 8)}`).join(" ");
+  return `${regs || "no readable bind register"}${s.problem === null ? "" : `; ${s.problem}`}`;
 }

@@ -11,13 +11,14 @@ import { checkOptions } from "../hw/validate.ts";
 import { type Device, openDevice, type OpenDeviceOptions } from "../hw/device.ts";
 import type { ChipInfo } from "../hw/chip.ts";
 import type { Mmio } from "../hw/mmio.ts";
-import { isGpuGone, windowRegister } from "../hw/regs.ts";
+import { gpuLost, windowRegister } from "../hw/regs.ts";
+import { type ChipFamily, chipFamily } from "../hw/family/mod.ts";
 import type { SimGpu } from "../hw/sim/gpu.ts";
 import { Pramin } from "./pramin.ts";
 import { Tlb } from "./tlb.ts";
 import { GpuMm } from "./gpu_mm.ts";
 import { TEARDOWN } from "./vmm.ts";
-import { type Bar1Binding, type Bar1BindState, BarUser, readBar1Bind } from "./bar_user.ts";
+import { type Bar1Binding, type Bar1BindState, BarUser } from "./bar_user.ts";
 import { readVramLayout, usableFrom, type VramRegion } from "./layout.ts";
 import { type MmuFormat, mmuFormat } from "./pagetable/format.ts";
 import { walk, type WalkResult } from "./pagetable/walk.ts";
@@ -72,6 +73,8 @@ export class Gpu {
   readonly tlb: Tlb;
   /** Page-table format of this chip. */
   readonly format: MmuFormat;
+  /** The chip family's mechanics: FB flush, BAR1 bind registers, instance-block words, layout registers, boot waits. */
+  readonly family: ChipFamily;
   /** The BAR1 bind registers as this session found them (restored by {@linkcode Gpu.close}). */
   readonly bar1AtOpen: Bar1BindState;
   #mm: GpuMm | null = null;
@@ -86,12 +89,13 @@ export class Gpu {
       register: windowRegister(device.chip.architecture),
       vramSize: device.vramSize,
     });
-    this.tlb = new Tlb(device.bar0, { vramSize: device.vramSize });
+    this.family = chipFamily(device.chip);
+    this.tlb = new Tlb(device.bar0, { vramSize: device.vramSize, family: this.family });
     this.format = mmuFormat({
       version: device.chip.mmuVersion,
       architecture: device.chip.architecture,
     });
-    this.bar1AtOpen = readBar1Bind(device.bar0, { mmuVersion: device.chip.mmuVersion });
+    this.bar1AtOpen = this.family.bar1.read(device.bar0);
     const layout = readVramLayout(device.bar0, device.chip, {
       vramSize: device.vramSize,
       bootVga: device.bootVga,
@@ -136,6 +140,7 @@ export class Gpu {
         tlb: this.tlb,
         mm: () => this.mm,
         mmuVersion: this.chip.mmuVersion,
+        family: this.family,
         usable: this.vram.usable,
         vramSize: this.vram.size,
         bootVga: this.device.bootVga,
@@ -210,9 +215,9 @@ export class Gpu {
     if (first !== null && !gone) throw first;
   }
 
-  /** True when the GPU reads all ones (fell off the bus, or lost after a BAR fault). */
+  /** True when BOOT_0 reads all ones (fell off the bus, or lost after a BAR fault). */
   #lost(): boolean {
-    return isGpuGone(this.bar0.read32(0));
+    return gpuLost(this.bar0);
   }
 
   /** Releases it at the end of a `using` scope (same as closing it explicitly). */

@@ -3,16 +3,24 @@
  * driver does before GSP is up (facts §13.2 item 4), and the usable region
  * derived from it: the largest range no firmware region touches.
  *
+ * Which registers exist is the chip family's (`hw/family/`, facts §14.1).
  * Regions (each `{ name, start, end, source }`, end exclusive):
- * - `vga-memory`: the first 256 KiB (nouveau `ramgp102`: legacy VGA memory);
+ * - `vga-memory`: the first 256 KiB (nouveau `ramgp102`: legacy VGA memory),
+ *   on chips with a display only;
  * - `console`: the boot VGA device's scanout at VRAM 0 (sysfs `boot_vga`);
- * - `vga-workspace`: NV_PDISP_VGA_WORKSPACE_BASE (valid bit 3, address
- *   31:8 << 16) up to the end of VRAM; not valid → the top 1 MiB; below
- *   size − 1 MiB → the last 128 KiB (nova-core `fb.rs`);
- * - `mmu-lock`: NV_PFB_PRI_MMU_LOCK_ADDR_LO/HI when readable and HI ≥ LO,
- *   HI aligned up to 64 KiB (RM `memmgrReadMmuLock_GA100`; GA100 and later);
- * - `wpr2`: NV_PFB_PRI_MMU_WPR2_ADDR_LO/HI while HI is non-zero (HI names
- *   the last 4 KiB page);
+ * - `vga-workspace`: only where the chip has a display — none at all on
+ *   GA100, GH100 and GB10x, else NV_FUSE_STATUS_OPT_DISPLAY bit 0 clear (an
+ *   unreadable fuse counts as a display): NV_PDISP_VGA_WORKSPACE_BASE (valid
+ *   bit 3, address 31:8 << 16) up to the end of VRAM; not valid → the top
+ *   1 MiB; below size − 1 MiB → the last 128 KiB (nova-core `fb.rs`, RM
+ *   `kernel_gsp_tu102.c`);
+ * - `mmu-lock`: GA100 only (`memmgrReadMmuLock_GA100`): NV_PFB_PRI_MMU_LOCK_ADDR_LO/HI
+ *   when the privilege mask lets level 0 read them and HI ≥ LO (0/0: none):
+ *   [LO << 12, align_up(HI << 12, 64 KiB));
+ * - `wpr2`: each WPR2 register pair of the family (NV_PFB everywhere; also
+ *   NV_HUBMMU 0x88A824/8 on Blackwell): [LO << 12, HI << 12) — HI is the
+ *   exclusive end (RM `rangeMake(start, end - 1)`); empty when the end is 0
+ *   or equals the start (a GH100 LO resets to 0xFFFFFFF0);
  * - `bar1-tables`: from a BAR1 instance block bound at open (someone else's
  *   tables, which live in firmware's reserved memory) to the end of VRAM.
  *
@@ -25,16 +33,16 @@ import type { ChipInfo } from "../hw/chip.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import {
   ADDR_VAL_4K,
+  FUSE_STATUS_OPT_DISPLAY,
   getField,
   NV_PDISP_VGA_WORKSPACE_BASE,
   NV_PFB_PRI_MMU_LOCK_ADDR_HI,
   NV_PFB_PRI_MMU_LOCK_ADDR_LO,
   NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK,
-  NV_PFB_PRI_MMU_WPR2_ADDR_HI,
-  NV_PFB_PRI_MMU_WPR2_ADDR_LO,
   readValid,
   VGA_WORKSPACE_BASE,
 } from "../hw/regs.ts";
+import { chipFamily, type LayoutRegisters } from "../hw/family/mod.ts";
 
 /** One VRAM region firmware owns. */
 export interface VramRegion {
@@ -93,9 +101,17 @@ export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOption
   );
   checkUint(options.vramSize, "VRAM size");
   const size = options.vramSize;
-  const regions: VramRegion[] = [
-    { name: "vga-memory", start: 0, end: 256 * KiB, source: "first 256 KiB (nouveau ramgp102)" },
-  ];
+  const layout = chipFamily(chip).layout;
+  const regions: VramRegion[] = [];
+  const display = hasDisplay(bar0, layout);
+  if (display.present) {
+    regions.push({
+      name: "vga-memory",
+      start: 0,
+      end: 256 * KiB,
+      source: "first 256 KiB (nouveau ramgp102)",
+    });
+  }
   if (options.bootVga) {
     regions.push({
       name: "console",
@@ -104,7 +120,55 @@ export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOption
       source: "boot VGA device (sysfs boot_vga = 1): console scanout at 0, 32 MiB assumed",
     });
   }
+  if (display.present) regions.push(vgaWorkspace(bar0, size, display.why));
+  if (layout.mmuLock) {
+    const lock = mmuLock(bar0, size);
+    if (lock !== null) regions.push(lock);
+  }
+  for (const pair of layout.wpr2) {
+    const lo = readValid(bar0, pair.lo);
+    const hi = readValid(bar0, pair.hi);
+    if (lo === null || hi === null) continue;
+    const start = getField(lo, ADDR_VAL_4K.VAL) * 4096;
+    const end = getField(hi, ADDR_VAL_4K.VAL) * 4096; // exclusive
+    if (end === 0 || end <= start) continue;
+    const source = `${pair.name}_LO/HI (${hex(pair.lo)}) = ${hex(lo, 8)}/${
+      hex(hi, 8)
+    } (set: firmware ran; GSP-RM or its remains)`;
+    const same = regions.find((r) => r.name === "wpr2" && r.start === start);
+    if (same !== undefined && same.end === Math.min(size, end)) {
+      same.source += `; ${source}`;
+      continue;
+    }
+    regions.push({ name: "wpr2", start, end: Math.min(size, end), source });
+  }
 
+  if (options.boundInstanceBlock !== null) {
+    const start = Math.floor(options.boundInstanceBlock / (2 * MiB)) * 2 * MiB;
+    regions.push({
+      name: "bar1-tables",
+      start,
+      end: size,
+      source: `BAR1 was bound at open to the instance block at ${
+        hex(options.boundInstanceBlock)
+      }: firmware's reserved memory`,
+    });
+  }
+  return regions.sort((a, b) => a.start - b.start || a.end - b.end);
+}
+
+/** Whether the chip has a display (and so a VGA workspace), and why novamm thinks so. */
+function hasDisplay(bar0: Mmio, layout: LayoutRegisters): { present: boolean; why: string } {
+  if (layout.displayFuse === null) return { present: false, why: "the chip has no display" };
+  const fuse = readValid(bar0, layout.displayFuse);
+  if (fuse === null) {
+    return { present: true, why: `NV_FUSE_STATUS_OPT_DISPLAY unreadable: display assumed` };
+  }
+  const present = getField(fuse, FUSE_STATUS_OPT_DISPLAY.DATA) === 0;
+  return { present, why: `NV_FUSE_STATUS_OPT_DISPLAY = ${hex(fuse, 8)}` };
+}
+
+function vgaWorkspace(bar0: Mmio, size: number, why: string): VramRegion {
   const vga = readValid(bar0, NV_PDISP_VGA_WORKSPACE_BASE);
   let base: number;
   let source: string;
@@ -121,54 +185,32 @@ export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOption
       vga === null ? "unreadable" : `= ${hex(vga, 8)}, not valid`
     }: the top 1 MiB assumed`;
   }
-  regions.push({ name: "vga-workspace", start: Math.max(0, base), end: size, source });
+  return {
+    name: "vga-workspace",
+    start: Math.max(0, base),
+    end: size,
+    source: `${source}; ${why}`,
+  };
+}
 
-  if (chip.architecture !== "Turing") {
-    const plm = readValid(bar0, NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK);
-    if (plm !== null && (plm & 1) === 1) {
-      const lo = readValid(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_LO);
-      const hi = readValid(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_HI);
-      if (lo !== null && hi !== null) {
-        const start = getField(lo, ADDR_VAL_4K.VAL) * 4096;
-        const last = getField(hi, ADDR_VAL_4K.VAL) * 4096;
-        if (last >= start && (lo !== 0 || hi !== 0)) {
-          const end = Math.min(size, Math.ceil((last + 4096) / (64 * KiB)) * 64 * KiB);
-          regions.push({
-            name: "mmu-lock",
-            start,
-            end,
-            source: `NV_PFB_PRI_MMU_LOCK_ADDR_LO/HI = ${hex(lo, 8)}/${hex(hi, 8)}`,
-          });
-        }
-      }
-    }
-  }
-
-  const wlo = readValid(bar0, NV_PFB_PRI_MMU_WPR2_ADDR_LO);
-  const whi = readValid(bar0, NV_PFB_PRI_MMU_WPR2_ADDR_HI);
-  if (wlo !== null && whi !== null && getField(whi, ADDR_VAL_4K.VAL) !== 0) {
-    regions.push({
-      name: "wpr2",
-      start: getField(wlo, ADDR_VAL_4K.VAL) * 4096,
-      end: Math.min(size, getField(whi, ADDR_VAL_4K.VAL) * 4096 + 4096),
-      source: `NV_PFB_PRI_MMU_WPR2_ADDR_LO/HI = ${hex(wlo, 8)}/${
-        hex(whi, 8)
-      } (set: firmware ran; GSP-RM or its remains)`,
-    });
-  }
-
-  if (options.boundInstanceBlock !== null) {
-    const start = Math.floor(options.boundInstanceBlock / (2 * MiB)) * 2 * MiB;
-    regions.push({
-      name: "bar1-tables",
-      start,
-      end: size,
-      source: `BAR1 was bound at open to the instance block at ${
-        hex(options.boundInstanceBlock)
-      }: firmware's reserved memory`,
-    });
-  }
-  return regions.sort((a, b) => a.start - b.start || a.end - b.end);
+/** GA100's VBIOS-locked region (RM `memmgrReadMmuLock_GA100`), or null. */
+function mmuLock(bar0: Mmio, size: number): VramRegion | null {
+  const plm = readValid(bar0, NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK);
+  if (plm === null || (plm & 1) !== 1) return null;
+  const lo = readValid(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_LO);
+  const hi = readValid(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_HI);
+  if (lo === null || hi === null) return null;
+  const start = getField(lo, ADDR_VAL_4K.VAL) * 4096;
+  const last = getField(hi, ADDR_VAL_4K.VAL) * 4096;
+  if (last < start || (start === 0 && last === 0)) return null;
+  const end = Math.min(size, Math.ceil(last / (64 * KiB)) * 64 * KiB);
+  if (end <= start) return null;
+  return {
+    name: "mmu-lock",
+    start,
+    end,
+    source: `NV_PFB_PRI_MMU_LOCK_ADDR_LO/HI = ${hex(lo, 8)}/${hex(hi, 8)}`,
+  };
 }
 
 /**

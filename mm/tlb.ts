@@ -1,16 +1,19 @@
 /**
  * Making page-table writes visible to the GPU, in the order §13.3 of the
- * facts gives: the FB flush (NV_UFLUSH_FB_FLUSH: posted CPU writes reach the
- * frame buffer), then the TLB invalidate through the
+ * facts gives: the FB flush (posted CPU writes reach the frame buffer; the
+ * mechanism is the chip family's: NV_UFLUSH_FB_FLUSH on Turing..Ada, a read
+ * of NV_XAL_EP_ZB_UFLUSH_FB_FLUSH and a token poll on GH100/GB20x, none on
+ * GB10x — see `hw/family/fb_flush.ts`), then the TLB invalidate through the
  * NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE registers — started only once no
  * earlier invalidate is pending, and polled until TRIGGER clears.
  *
- * The control value is ALL_VA | ACK_GLOBALLY | TRIGGER (0x80000081), what
- * nova-core settled on in v11 (facts D12), plus HUBTLB_ONLY for a BAR
- * address space (nouveau writes 0x80000005 there; facts §13.1); ALL_PDB
- * replaces the PDB for a flush of every address space. The PDB goes as
- * NVIDIA's RM encodes it: ADDR = PDB >> 12 in bits 31:4 with APERTURE 0
- * (video memory), and UPPER_PDB = PDB >> 40 in its full 20 bits (D13).
+ * The control value is what NVIDIA's RM writes (facts §14.1,
+ * `kern_gmmu_gm107.c`): TRIGGER | ALL_VA, plus HUBTLB_ONLY for a BAR address
+ * space (nouveau: 0x80000001 / 0x80000005); SYS_MEMBAR and ACK_GLOBALLY go
+ * together, only for PTE downgrades (unmap), only on TU10x; ALL_PDB replaces
+ * the PDB for a flush of every address space. The PDB goes as RM encodes it:
+ * ADDR = PDB >> 12 in bits 31:4 with APERTURE 0 (video memory), and
+ * UPPER_PDB = PDB >> 40 in its full 20 bits (D13).
  *
  * @module
  */
@@ -24,41 +27,37 @@ import {
   MMU_INVALIDATE_ACK_GLOBALLY,
   MMU_INVALIDATE_PDB,
   MMU_INVALIDATE_UPPER_PDB,
-  NV_UFLUSH_FB_FLUSH,
+  NV_PMC_BOOT_0,
+  NV_PMC_BOOT_42,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_UPPER_PDB,
   setField,
-  UFLUSH_FB_FLUSH,
 } from "../hw/regs.ts";
-import { checkMmio, checkOptions } from "../hw/validate.ts";
+import { decodeChip } from "../hw/chip.ts";
+import { type ChipFamily, chipFamily } from "../hw/family/mod.ts";
+import { checkMmio, checkObject, checkOptions } from "../hw/validate.ts";
 
-/** Options for {@linkcode Tlb}. */
-export interface TlbOptions {
-  /** Poll timeout in milliseconds (nova-core and nouveau use 2 s). */
-  timeoutMs?: number;
-  /** VRAM size, to refuse a PDB outside VRAM. */
-  vramSize?: number;
+/** The family of the chip behind `bar0`, from BOOT_0/BOOT_42 (two reads). */
+function familyOf(bar0: Mmio): ChipFamily {
+  return chipFamily(decodeChip(bar0.read32(NV_PMC_BOOT_0), bar0.read32(NV_PMC_BOOT_42)));
 }
 
-/** Options for {@linkcode Tlb.flush}. */
-export interface FlushOptions {
-  /** Invalidate only the hub TLB (the one BAR1 and BAR2 translate through): for BAR address spaces. */
-  hubOnly?: boolean;
-}
-
-/** What one flush did. */
-export interface FlushResult {
-  /** The PDB named, or `"all"`. */
-  pdb: number | "all";
-  /** Reads of the invalidate register until TRIGGER cleared. */
-  polls: number;
+function checkFamily(v: unknown, k: string): void {
+  const f = checkObject(v, k);
+  if (
+    typeof f.name !== "string" || typeof (f.fbFlush as { flush?: unknown })?.flush !== "function"
+  ) {
+    fail("EINVAL", `${k} ${describe(v)} is not a chip-family table (hw/family)`);
+  }
 }
 
 /**
- * Flushes posted CPU writes to the frame buffer: writes FLUSH, polls PENDING
- * clear (nouveau `g84_bar_flush`, 2 s). Page-table and instance-block writes
- * made through PRAMIN or BAR1 are not seen by the GPU before this completes.
+ * Flushes posted CPU writes to the frame buffer the way the chip's family
+ * does (see the module doc) and waits for completion (2 s). Page-table and
+ * instance-block writes made through PRAMIN or BAR1 are not seen by the GPU
+ * before this completes. Without `family` the chip is read from BOOT_0/42.
+ * Returns the status polls made.
  *
  * @example
  * ```ts
@@ -67,18 +66,44 @@ export interface FlushResult {
  * fbFlush(gpu.bar0);
  * ```
  */
-export function fbFlush(bar0: Mmio, options: { timeoutMs?: number } = {}): number {
+export function fbFlush(
+  bar0: Mmio,
+  options: { timeoutMs?: number; family?: ChipFamily } = {},
+): number {
   checkMmio(bar0, "fbFlush bar0");
-  checkOptions(options, { timeoutMs: "number" }, "fbFlush options");
+  checkOptions(options, { timeoutMs: "number", family: checkFamily }, "fbFlush options");
   const timeoutMs = checkTimeout(options.timeoutMs ?? 2000, "FB flush timeout");
-  bar0.write32(NV_UFLUSH_FB_FLUSH, setField(0, UFLUSH_FB_FLUSH.FLUSH, 1));
-  return pollRegister(
-    bar0,
-    NV_UFLUSH_FB_FLUSH,
-    "NV_UFLUSH_FB_FLUSH",
-    (v) => getField(v, UFLUSH_FB_FLUSH.PENDING) === 0,
-    { timeoutMs, what: "FB flush" },
-  ).polls;
+  const family = options.family ?? familyOf(bar0);
+  return family.fbFlush.flush(bar0, timeoutMs);
+}
+
+/** Options for {@linkcode Tlb}. */
+export interface TlbOptions {
+  /** Poll timeout in milliseconds (nova-core and nouveau use 2 s). */
+  timeoutMs?: number;
+  /** VRAM size, to refuse a PDB outside VRAM. */
+  vramSize?: number;
+  /** The chip family (its FB flush and invalidate rules); read from BOOT_0/42 when absent. */
+  family?: ChipFamily;
+}
+
+/** Options for {@linkcode Tlb.flush}. */
+export interface FlushOptions {
+  /** Invalidate only the hub TLB (the one BAR1 and BAR2 translate through): for BAR address spaces. */
+  hubOnly?: boolean;
+  /**
+   * The change took permissions away (an unmap): on TU10x RM then adds
+   * SYS_MEMBAR | ACK_GLOBALLY (facts §14.1); elsewhere it changes nothing.
+   */
+  downgrade?: boolean;
+}
+
+/** What one flush did. */
+export interface FlushResult {
+  /** The PDB named, or `"all"`. */
+  pdb: number | "all";
+  /** Reads of the invalidate register until TRIGGER cleared. */
+  polls: number;
 }
 
 /**
@@ -96,6 +121,7 @@ export class Tlb {
   readonly #bar0: Mmio;
   readonly #timeoutMs: number;
   readonly #vramSize: number;
+  #family: ChipFamily | null;
   /** Flushes completed since open. */
   flushes = 0;
 
@@ -104,11 +130,18 @@ export class Tlb {
     this.#bar0 = bar0;
     this.#timeoutMs = checkTimeout(options.timeoutMs ?? 2000, "TLB timeout");
     this.#vramSize = options.vramSize ?? 2 ** 40;
+    this.#family = options.family ?? null;
+  }
+
+  /** The chip family whose mechanics this TLB uses. */
+  get family(): ChipFamily {
+    this.#family ??= familyOf(this.#bar0);
+    return this.#family;
   }
 
   /** The FB flush alone (see {@linkcode fbFlush}). */
   fbFlush(): void {
-    fbFlush(this.#bar0, { timeoutMs: this.#timeoutMs });
+    this.family.fbFlush.flush(this.#bar0, this.#timeoutMs);
   }
 
   /**
@@ -133,10 +166,18 @@ export class Tlb {
 
   /** Checks the arguments and builds the MMU_INVALIDATE word. */
   #control(pdb: number | "all", options: FlushOptions, what: string): number {
-    checkOptions(options, { hubOnly: "boolean" }, what);
+    checkOptions(options, { hubOnly: "boolean", downgrade: "boolean" }, what);
     let control = setField(0, MMU_INVALIDATE.ALL_VA, 1);
-    control = setField(control, MMU_INVALIDATE.ACK, MMU_INVALIDATE_ACK_GLOBALLY);
+    if (options.downgrade && this.family.invalidate.membarOnDowngrade) {
+      control = setField(control, MMU_INVALIDATE.SYS_MEMBAR, 1);
+      control = setField(control, MMU_INVALIDATE.ACK, MMU_INVALIDATE_ACK_GLOBALLY);
+    }
     if (options.hubOnly) control = setField(control, MMU_INVALIDATE.HUBTLB_ONLY, 1);
+    // An address space's invalidate names its scope (GA100+); ALL_PDB goes with ALL_TLBS (0).
+    const scope = this.family.invalidate.scope;
+    if (scope !== null && pdb !== "all") {
+      control = setField(control, MMU_INVALIDATE.INVAL_SCOPE, scope);
+    }
     control = setField(control, MMU_INVALIDATE.TRIGGER, 1);
     if (pdb === "all") {
       control = setField(control, MMU_INVALIDATE.ALL_PDB, 1);

@@ -375,11 +375,17 @@ export class Vmm {
 
   /**
    * Writes what VRAM may still lack, flushes the TLB, then frees the tables
-   * and hands back the callbacks that waited for a completed flush.
+   * and hands back the callbacks that waited for a completed flush. Anything
+   * but a map that followed only completed flushes is a downgrade (entries
+   * went away), which TU10x's invalidate marks (facts §14.1).
    */
-  #flush(): (() => void)[] {
+  #flush(downgrade = true): (() => void)[] {
     this.#mapper.sync();
-    this.#deps.tlb.flush(this.pdb, { hubOnly: this.#bar });
+    this.#deps.tlb.flush(this.pdb, {
+      hubOnly: this.#bar,
+      downgrade: downgrade || this.#deferredTables.length > 0 ||
+        this.#deferredCallbacks.length > 0,
+    });
     const tables = this.#deferredTables;
     this.#deferredTables = [];
     for (const t of tables) t.alloc!.free();
@@ -548,7 +554,7 @@ export class Vmm {
     prepared.mapping = m;
     this.#mappings.add(m);
     this.#byRange.set(prepared.range, m);
-    runAll(this.#flush());
+    runAll(this.#flush(false));
     return m;
   }
 
