@@ -29,11 +29,13 @@ import {
   windowRegister,
 } from "./regs.ts";
 import { createSimGpu, type SimGpu } from "./sim/gpu.ts";
-import { DEFAULT_SIM_STATE, SIM_PROFILES, SIM_STATES, type SimCardState } from "./sim/profiles.ts";
+import { formatSimSpec, type ParsedSimSpec, parseSimSpec as parseSim } from "./sim/spec.ts";
+import { SIM_PROFILES, SIM_STATES } from "./sim/profiles.ts";
 import { enableDevice, findGpu, type PciFunction } from "./pci.ts";
 import { openBar } from "./mapped.ts";
 import { checkTimeout } from "./poll.ts";
 import { closeFd, openFile, tryLockFd } from "./libc.ts";
+import { type BarFirewallResult, isBlackwellDeviceId, waitBarFirewall } from "./pci_config.ts";
 
 /** Options for {@linkcode openDevice}. */
 export interface OpenDeviceOptions {
@@ -172,20 +174,14 @@ function identify(bar0: Mmio): ChipInfo {
 /** NVIDIA's BAR0 register aperture: 16 MiB (facts §11). */
 const BAR0_BYTES = 16 * 2 ** 20;
 
-const SIM_SPEC = /^sim(?::([a-z0-9]+))?(?::([a-z]+))?$/;
-
 /**
- * Parses a simulator device spec (`sim`, `sim:PROFILE`, `sim:PROFILE:STATE`)
- * into {@linkcode createSimGpu} options; null when `spec` is not of that form.
- * The profile and state are not checked here (createSimGpu does).
+ * Parses a simulator device spec (`sim`, `sim:PROFILE`, `sim:PROFILE:STATE`,
+ * each optionally followed by `?knob=value&...`, the CONFLICT knobs of facts
+ * §14.1) into {@linkcode createSimGpu} options; null when `spec` is not of
+ * that form. The profile and state are not checked here (createSimGpu does).
  */
-export function parseSimSpec(spec: string): { profile?: string; state?: SimCardState } | null {
-  const m = SIM_SPEC.exec(spec);
-  if (m === null) return null;
-  return {
-    ...(m[1] === undefined ? {} : { profile: m[1] }),
-    ...(m[2] === undefined ? {} : { state: m[2] as SimCardState }),
-  };
+export function parseSimSpec(spec: string): ParsedSimSpec | null {
+  return parseSim(spec);
 }
 
 /** Sleeps the thread for `ms` (the open is synchronous; polls must not spin on a card). */
@@ -393,7 +389,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
     const sim = createSimGpu(simOptions);
     const state = sim.boot.state;
     return assemble(() => [sim.bar0, sim.bar1], options, {
-      spec: `sim:${sim.profile.name}${state === DEFAULT_SIM_STATE ? "" : `:${state}`}`,
+      spec: formatSimSpec(sim.profile.name, state, sim.conflicts),
       kind: "sim",
       // Only GSP reports a usable region; a card without it has none to give.
       firmwareUsable: state === "gsp" && sim.firmware !== null ? { ...sim.firmware.usable } : null,
@@ -409,7 +405,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       "ENODEV",
       `bad simulator spec ${
         JSON.stringify(spec)
-      }: use sim, sim:PROFILE or sim:PROFILE:STATE (e.g. sim:gh100, sim:ga102:gsp; states ${
+      }: use sim, sim:PROFILE or sim:PROFILE:STATE, optionally ?knob=value&... (e.g. sim:gh100, sim:ga102:gsp, sim:gh100?lowbind=high; states ${
         SIM_STATES.join(", ")
       })`,
     );
@@ -430,6 +426,17 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
     ? null
     : lockCard(fn.bdf, options.lockDir === undefined ? {} : { dir: options.lockDir });
   const release = () => lock?.release();
+  // Blackwell: the PCIe BAR firewall must drop before the first BAR0 access (facts §14.2
+  // item 3, gpu-admin-tools `wait_for_bar_firewall`). Without the DVSEC, BOOT_0 decides below.
+  let firewall: BarFirewallResult | null = null;
+  if (isBlackwellDeviceId(fn.device)) {
+    try {
+      firewall = waitBarFirewall(fn, { noDvsecDelayMs: 0 });
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
   if (!readOnly && fn.driver === null) {
     // An unbound card may have memory decoding off (every read all ones): turn it on,
     // as tinygrad does. A failure here shows up as the all-ones error below.
@@ -467,6 +474,12 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       pci: fn,
       lock,
       release,
+      beforeIdentify: firewall?.warning == null ? undefined : (bar0) => {
+        // gpu-admin-tools: no DVSEC and BOOT_0 all ones → the firewall may be up: 3 s, then retry.
+        if (!isGpuGone(bar0.read32(NV_PMC_BOOT_0))) return;
+        console.warn(`warning: ${firewall!.warning}; BOOT_0 reads all ones: waiting 3 s`);
+        sleepSync(3000);
+      },
     });
   } catch (e) {
     if (e instanceof NovaError && e.code === "ENODEV" && e.message.includes("does not answer")) {
@@ -507,6 +520,7 @@ function assemble(
   options: OpenDeviceOptions,
   info: Pick<Device, "spec" | "kind" | "firmwareUsable" | "bootVga" | "sim" | "pci" | "lock"> & {
     release: () => void;
+    beforeIdentify?: (bar0: Mmio) => void;
   },
 ): Device {
   const readOnly = options.readOnly ?? false;
@@ -527,13 +541,14 @@ function assemble(
     info.release();
   };
   try {
+    info.beforeIdentify?.(bar0);
     const chip = identify(bar0);
     countWindowMoves(bar0, chip);
     // VRAM and the FB registers are not to be used before devinit is done (facts §13.2),
     // nor VRAM written while the post-reset memory clear may still wipe it (§14.2 item 2).
     const gfw = waitGfwBoot(bar0, chip, { timeoutMs: options.gfwTimeoutMs });
     const memClear = waitMemClear(bar0, chip);
-    const { release: _, ...rest } = info;
+    const { release: _, beforeIdentify: __, ...rest } = info;
     return {
       ...rest,
       bar0,

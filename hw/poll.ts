@@ -1,15 +1,16 @@
 /**
  * Polling a status register until a condition holds, with a timeout, the way
  * drivers wait for the TLB invalidate, the FB flush and a BAR1 bind (RM,
- * nouveau and nova-core all use 2 s). A read that returns a PRI error or all
- * ones stops the wait at once instead of spinning until the timeout.
+ * nouveau and nova-core all use 2 s). A read that returns a PRI error, or all
+ * ones while NV_PMC_BOOT_0 reads all ones too (the GPU is lost), stops the
+ * wait at once instead of spinning until the timeout.
  *
  * @module
  */
 
 import { fail, hex } from "./errors.ts";
 import type { Mmio } from "./mmio.ts";
-import { isGpuGone, isPriError } from "./regs.ts";
+import { gpuLost, isGpuGone, isPriError, NV_PMC_BOOT_0 } from "./regs.ts";
 
 /** Options for {@linkcode pollRegister}. */
 export interface PollOptions {
@@ -61,7 +62,9 @@ export function pollRegister(
   for (;;) {
     const v = bar0.read32(offset);
     polls++;
-    if (isGpuGone(v)) {
+    // All ones is suspicious, not proof: only a BOOT_0 that reads all ones too means the GPU
+    // is lost (facts §14.1); a status register may read all ones (an XAL token of 0x7FFFFFFF, BUSY).
+    if (isGpuGone(v) && (offset === NV_PMC_BOOT_0 || gpuLost(bar0))) {
       fail(
         "ENODEV",
         `${name} (${hex(offset)}) read 0xffffffff while waiting for ${

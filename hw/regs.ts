@@ -5,6 +5,8 @@
  * @module
  */
 
+import { fail, hex } from "./errors.ts";
+
 /** A bit field `hi:lo` of a 32-bit register. */
 export interface Field {
   /** Highest bit (inclusive). */
@@ -122,9 +124,12 @@ export const MMU_INVALIDATE = {
   REPLAY: field(5, 3),
   SYS_MEMBAR: field(6, 6),
   ACK: field(8, 7),
+  INVAL_SCOPE: field(16, 15),
   CACHE_LEVEL: field(26, 24),
   TRIGGER: field(31, 31),
 } as const;
+/** INVAL_SCOPE NON_LINK_TLBS (GA100 and later; RM `kgmmuSetTlbInvalidationScope_GA100`). */
+export const MMU_INVALIDATE_SCOPE_NON_LINK_TLBS = 2;
 /** ACK value GLOBALLY. */
 export const MMU_INVALIDATE_ACK_GLOBALLY = 1;
 
@@ -178,15 +183,49 @@ export function isPriError(value: number): boolean {
   return (value >>> 20) === 0xbad; // unsigned: `&` would give a negative int32
 }
 
-/** True when a read returned all ones: the GPU fell off the bus (facts §13.1). */
+/**
+ * True when a read returned all ones. That is only *suspicious*: a register may
+ * legitimately read all ones; the GPU is lost only when NV_PMC_BOOT_0 reads all
+ * ones too (RM `gpu_access.c`; facts §14.1) — see {@linkcode gpuLost}.
+ */
 export function isGpuGone(value: number): boolean {
   return value >>> 0 === 0xffffffff;
 }
 
-/** One 32-bit read of `offset`; null when it reads as a PRI error or all ones (no value there). */
+/** Re-reads NV_PMC_BOOT_0: true when it reads all ones (the GPU fell off the bus or was lost). */
+export function gpuLost(bar0: { read32(offset: number): number }): boolean {
+  return isGpuGone(bar0.read32(NV_PMC_BOOT_0));
+}
+
+/**
+ * One 32-bit read of `offset`; an all-ones value is re-checked through BOOT_0
+ * and throws ENODEV when the GPU is lost (else it is the register's value).
+ * PRI errors are returned: the caller decides what they mean there.
+ */
+export function readChecked(bar0: { read32(offset: number): number }, offset: number): number {
+  const v = bar0.read32(offset);
+  if (isGpuGone(v) && (offset === NV_PMC_BOOT_0 || gpuLost(bar0))) {
+    fail(
+      "ENODEV",
+      `register ${
+        hex(offset)
+      } and NV_PMC_BOOT_0 read 0xffffffff: the GPU is gone (fell off the bus, in reset, or lost after a BAR fault)`,
+      "reopen the device; on a card, check dmesg and `lspci -vs` for the function",
+    );
+  }
+  return v;
+}
+
+/**
+ * One 32-bit read of `offset`; null when it reads as a PRI error, or all ones
+ * while BOOT_0 also reads all ones (no value there). All ones with a live
+ * BOOT_0 is the register's value.
+ */
 export function readValid(bar0: { read32(offset: number): number }, offset: number): number | null {
   const v = bar0.read32(offset);
-  return isPriError(v) || isGpuGone(v) ? null : v;
+  if (isPriError(v)) return null;
+  if (isGpuGone(v) && (offset === NV_PMC_BOOT_0 || gpuLost(bar0))) return null;
+  return v;
 }
 
 // --- GFW boot (devinit) status (nova-core gfw.rs, regs.rs; facts §13.2) ------
@@ -275,7 +314,10 @@ export const BIND_STATUS = {
   BAR2_PENDING: field(2, 2),
   BAR2_OUTSTANDING: field(3, 3),
 } as const;
-/** NV_UFLUSH_FB_FLUSH: write 1 to flush posted FB writes; bit 1 reads 1 while pending. */
+/**
+ * NV_UFLUSH_FB_FLUSH (Turing, Ampere, Ada only: `gm107/dev_flush.h`; no Hopper or
+ * Blackwell header has it): write 1 to flush posted FB writes; bit 1 reads 1 while pending.
+ */
 export const NV_UFLUSH_FB_FLUSH = 0x070000;
 /** FB_FLUSH fields. */
 export const UFLUSH_FB_FLUSH = { FLUSH: field(0, 0), PENDING: field(1, 1) } as const;
@@ -286,8 +328,21 @@ export const UFLUSH_FB_FLUSH = { FLUSH: field(0, 0), PENDING: field(1, 1) } as c
 export const NV_RAMIN_ADR_LIMIT_LO = 0x208;
 /** NV_RAMIN_ADR_LIMIT_HI: VA limit - 1, bits 63:32. */
 export const NV_RAMIN_ADR_LIMIT_HI = 0x20c;
-/** Word nouveau clears before the subcontext table (Volta and later). */
-export const NV_RAMIN_SC_CONFIG = 0x21c;
+/**
+ * Word 135 (byte 0x21C): NV_RAMIN_ENABLE_ATS (bit 31) and NV_RAMIN_PASID (19:0)
+ * (OGD ga100 `dev_ram.ref.txt`; facts §14.1). Zero for an address space without ATS.
+ */
+export const NV_RAMIN_ENABLE_ATS = 0x21c;
+/** The fields of word 135. */
+export const RAMIN_ATS = { PASID: field(19, 0), ENABLE_ATS: field(31, 31) } as const;
+/**
+ * Word 131 (byte 0x20C): NV_RAMIN_ENGINE_CTXSW_FW_MAGIC_VALUE on GB1xx/GB20x,
+ * where RM writes {@linkcode RAMIN_CTXSW_FW_MAGIC} (the same word is ADR_LIMIT_HI on
+ * TU10x; facts §14.1).
+ */
+export const NV_RAMIN_ENGINE_CTXSW_FW_MAGIC_VALUE = 0x20c;
+/** The value RM writes into word 131 on Blackwell. */
+export const RAMIN_CTXSW_FW_MAGIC = 0xcafeca11;
 /** Subcontext valid mask (two words). */
 export const NV_RAMIN_SC_PDB_VALID = 0x298;
 /** First subcontext PDB copy; subcontext i at + i × 0x10. */
@@ -337,3 +392,55 @@ export function windowRegister(architecture: string): WindowRegister {
       };
   }
 }
+
+// --- Hopper/Blackwell FB flush (OGKM hopper/gh100 dev_nv_xal_ep_zb.h, hwproject.h;
+// kern_bus_gh100.c kbusSendSysmembarSingle_GH100; facts §14.1) ---------------
+
+/** NV_XAL_EP base (hwproject.h): the XAL block holding the window and the memops. */
+export const NV_XAL_EP_BASE = 0x10f000;
+/**
+ * NV_XAL_EP_ZB_UFLUSH_FB_FLUSH (R--4R, GH100 and GB20x): a **read** injects an FB
+ * flush and returns its start token (TOKEN 30:0). Never written; never read
+ * except to flush.
+ */
+export const NV_XAL_EP_ZB_UFLUSH_FB_FLUSH = NV_XAL_EP_BASE + 0x800;
+/** NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED: the last completed token and whether one is busy. */
+export const NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED = NV_XAL_EP_BASE + 0x804;
+/** Fields of the two XAL flush registers (STATUS only in _COMPLETED; 1 = BUSY). */
+export const XAL_FB_FLUSH = { TOKEN: field(30, 0), STATUS: field(31, 31) } as const;
+/** STATUS value while a memop is outstanding. */
+export const XAL_FB_FLUSH_STATUS_BUSY = 1;
+/** Tokens count modulo 2^31. */
+export const XAL_TOKEN_MASK = 0x7fffffff;
+/** NV_XAL_EP_ZB_MEMOP_MAX_OUTSTANDING (OGKM gh100 `dev_nv_xal_zb_addendum.h`): 140. */
+export const XAL_MEMOP_MAX_OUTSTANDING = 140;
+
+// --- display fuse (OGKM tu102/ga100 dev_fuse.h; kern_gpu_ga100.c; facts §14.1) --
+
+/** NV_FUSE_STATUS_OPT_DISPLAY on Turing. */
+export const NV_FUSE_STATUS_OPT_DISPLAY_TU102 = 0x021c04;
+/** NV_FUSE_STATUS_OPT_DISPLAY from GA100 on. */
+export const NV_FUSE_STATUS_OPT_DISPLAY_GA100 = 0x820c04;
+/** DATA bit 0: 0 = display ENABLE, 1 = DISABLE (no display engine, no VGA workspace). */
+export const FUSE_STATUS_OPT_DISPLAY = { DATA: field(0, 0) } as const;
+
+// --- Blackwell WPR2 (OGKM gb100 hwproject.h, dev_hubmmu_base.h; kern_bus_gb100.c) --
+
+/** NV_HUBMMU0_PRI_BASE on Blackwell. */
+export const NV_HUBMMU0_PRI_BASE = 0x880000;
+/** NV_HUBMMU_PRI_MMU_WPR2_ADDR_LO on Blackwell (VAL 31:4 = address >> 12). */
+export const NV_HUBMMU_PRI_MMU_WPR2_ADDR_LO = NV_HUBMMU0_PRI_BASE + 0xa824;
+/** NV_HUBMMU_PRI_MMU_WPR2_ADDR_HI on Blackwell: VAL 31:4 = exclusive end >> 12. */
+export const NV_HUBMMU_PRI_MMU_WPR2_ADDR_HI = NV_HUBMMU0_PRI_BASE + 0xa828;
+
+// --- memory clear after reset (NVIDIA gpu-admin-tools; no OGKM header; facts §14.2) --
+
+/**
+ * The register NVIDIA's gpu-admin-tools polls for 1 before its first BAR0-window
+ * access after a reset (Turing..Hopper): the FB memory clear has started/finished.
+ * Not in any published header, so its name here is descriptive; a PRI error there
+ * means "not available".
+ */
+export const MEM_CLEAR_STATUS = 0x100b20;
+/** The same on Blackwell. */
+export const MEM_CLEAR_STATUS_GB = 0x8a004c;

@@ -46,6 +46,8 @@ export interface FakeFunction {
    * true): a symlink to `resourceN`, since on a card both map the same BAR.
    */
   wc?: boolean;
+  /** Content of the `config` file (PCI config space); no file when undefined. */
+  config?: Uint8Array;
 }
 
 /** Flags as Linux prints them for a 32-bit non-prefetchable BAR0 (MEM | SIZEALIGN). */
@@ -111,6 +113,7 @@ export function makeFakeSysfs(dir: string, functions: FakeFunction[]): string {
     if (f.bootVga !== undefined) {
       Deno.writeTextFileSync(`${path}/boot_vga`, f.bootVga ? "1\n" : "0\n");
     }
+    if (f.config !== undefined) Deno.writeFileSync(`${path}/config`, f.config);
     if (f.driver !== undefined) {
       Deno.mkdirSync(`${dir}/bus/pci/drivers/${f.driver}`, { recursive: true });
       Deno.symlinkSync(`../../drivers/${f.driver}`, `${path}/driver`);
@@ -158,4 +161,43 @@ export function bootedGa102Bar0(
   write(bar0, 0x1183a4, options.fbSizeMiB ?? 24 * 1024); // NV_USABLE_FB_SIZE_IN_MB
   write(bar0, 0x118128, 1); // GFW: READ_PROTECTION_LEVEL0 enabled
   write(bar0, 0x118234, 0xff); // GFW_BOOT progress COMPLETED
+  write(bar0, 0x100b20, 1); // the post-reset memory clear is done (gpu-admin-tools)
+}
+
+/** One extended capability for {@linkcode fakeConfigSpace}: header at `offset`, then `body` dwords. */
+export interface FakeExtCap {
+  /** Byte offset of the header (0x100 for the first). */
+  offset: number;
+  /** Capability id. */
+  id: number;
+  /** Version (default 1). */
+  version?: number;
+  /** Next pointer (0 ends the list). */
+  next: number;
+  /** Dwords after the header (a DVSEC: header 1, header 2, ...). */
+  body?: number[];
+}
+
+/**
+ * A 4 KiB PCI config-space image: vendor/device at 0, and the given extended
+ * capabilities (little-endian dwords, as sysfs `config` reads).
+ *
+ * @example
+ * ```ts
+ * const cfg = fakeConfigSpace(0x10de, 0x2b85, [
+ *   { offset: 0x100, id: 0x23, next: 0, body: [0x10de, 1 << 20] }, // NVIDIA DVSEC, firewall up
+ * ]);
+ * cfg.length; // 4096
+ * ```
+ */
+export function fakeConfigSpace(vendor: number, device: number, caps: FakeExtCap[]): Uint8Array {
+  const bytes = new Uint8Array(4096);
+  const v = new DataView(bytes.buffer);
+  v.setUint16(0, vendor, true);
+  v.setUint16(2, device, true);
+  for (const c of caps) {
+    v.setUint32(c.offset, ((c.next << 20) | ((c.version ?? 1) << 16) | c.id) >>> 0, true);
+    (c.body ?? []).forEach((w, i) => v.setUint32(c.offset + 4 + 4 * i, w >>> 0, true));
+  }
+  return bytes;
 }

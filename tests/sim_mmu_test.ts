@@ -682,8 +682,20 @@ for (const p of PROFILES) {
     const lo = vram.read32(fw.instanceBlock + 0x200);
     const hi = vram.read32(fw.instanceBlock + 0x204);
     assert.equal(lo & 3, 0);
-    assert.equal((lo >>> 10) & 1, 1);
+    // As RM writes it (facts §14.1): bit 10 only for MMU v2, ADR_LIMIT only on TU10x,
+    // the ctxsw magic in word 131 on Blackwell.
+    assert.equal((lo >>> 10) & 1, p.version === 2 ? 1 : 0);
     assert.equal((lo >>> 11) & 1, 1);
+    const w208 = vram.read32(fw.instanceBlock + 0x208);
+    const w20c = vram.read32(fw.instanceBlock + 0x20c);
+    if (p.arch === "Turing") {
+      const limit = (BigInt(p.bar1Size) - 1n) | 0xfffn;
+      assert.deepEqual([w208, w20c], [Number(limit & 0xffffffffn), Number(limit >> 32n)]);
+    } else if (p.arch === "Blackwell") {
+      assert.deepEqual([w208, w20c], [0, 0xcafeca11]);
+    } else {
+      assert.deepEqual([w208, w20c], [0, 0]);
+    }
     assert.equal((lo & 0xfffff000) >>> 0, fw.bar1Pdb % 2 ** 32);
     assert.equal(hi * 2 ** 32 + ((lo & 0xfffff000) >>> 0), fw.bar1Pdb);
     // Mappings: translate, stay inside the reserved area, hold their pattern via BAR1.

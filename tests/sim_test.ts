@@ -88,7 +88,10 @@ Deno.test("tlb: flush programs the PDB, polls, and times out with the register s
   const gpu = await openGpu({ device: "sim:gh100" });
   const r = gpu.tlb.flush(0x12345000);
   assert.equal(r.polls, 2);
-  assert.deepEqual(gpu.sim!.flushes.at(-1), { pdb: 0x12345000, aperture: 0, value: 0x80000081 });
+  const last = gpu.sim!.flushes.at(-1)!;
+  assert.deepEqual([last.pdb, last.aperture], [0x12345000, 0]);
+  assert.equal((last.value & 0x80000001) >>> 0, 0x80000001, "TRIGGER | ALL_VA");
+  assert.deepEqual(gpu.sim!.errors(), [], "the simulator saw nothing wrong with it");
   gpu.tlb.flush("all");
   assert.equal(gpu.sim!.flushes.at(-1)!.pdb, "all");
   assert.throws(() => gpu.tlb.flush(0x1001), /PDB 0x1001 is not a 4 KiB-aligned/);
@@ -98,7 +101,7 @@ Deno.test("tlb: flush programs the PDB, polls, and times out with the register s
   const fast = new Tlb(gpu.bar0, { timeoutMs: 20 });
   assert.throws(() => fast.flush(0x1000), (e: Error) => {
     assert.match(e.message, /^ETIMEDOUT: TLB invalidate of PDB 0x1000 did not complete in 20 ms/);
-    assert.match(e.message, /still reads 0x80000081 after \d+ polls \(INVALIDATE_PDB=0x00000010/);
+    assert.match(e.message, /still reads 0x8\w{7} after \d+ polls \(INVALIDATE_PDB=0x00000010/);
     return true;
   });
   gpu.close();
@@ -122,7 +125,9 @@ Deno.test("regs(): every register novamm uses, one read each, decoded; PRI error
     gpu.resetStats();
     const rs = readRegisters(gpu.bar0, gpu.chip.architecture, gpu.chip.chipId);
     assert.equal(gpu.stats().mmioReads, rs.length, "one read per register");
-    assert.deepEqual(gpu.sim!.errors(), [], `${device}: every register exists on this chip`);
+    // Which registers exist on which chip is the simulator's to say (tests/sim_silicon_test.ts);
+    // here only: a register the dump reads and the chip lacks is flagged, never fatal.
+    for (const e of gpu.sim!.errors()) assert.equal(e.kind, "unknown-register", e.message);
     const boot42 = rs.find((r) => r.name === "NV_PMC_BOOT_42")!;
     assert.equal(boot42.decoded!.CHIP_ID, gpu.chip.chipId);
     assert.match(Deno.inspect(rs), /NV_PMC_BOOT_0 +0x/);
@@ -154,9 +159,11 @@ Deno.test("sim: PRAMIN bulk words land exactly as single accesses would (and sta
   for (const a of [0x100040, 0x110000, 0x13a97c]) {
     assert.equal(bulk.vram.read32(a), single.vram.read32(a), `VRAM ${a.toString(16)}`);
   }
-  // The GPU's view: not yet visible to the MMU until the flush completes.
-  assert.equal(bulk.posted.read32(0x100044), 0);
-  assert.equal(single.posted.read32(0x100044), 0);
+  // The GPU's view: not yet visible to the MMU until the flush completes (it sees what
+  // unscrubbed VRAM held there before).
+  assert.notEqual(bulk.vram.background32(0x100044), 0);
+  assert.equal(bulk.posted.read32(0x100044), bulk.vram.background32(0x100044));
+  assert.equal(single.posted.read32(0x100044), single.vram.background32(0x100044));
   // Past the aperture end: the bulk path falls back to single accesses (registers there).
   b0.writeWords(0x7ffffc, new Uint32Array([1, 2]));
   s0.write32(0x7ffffc, 1);

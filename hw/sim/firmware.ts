@@ -19,6 +19,13 @@
  *   entry, so code that rewrites one half of a dual PDE and loses the other
  *   is caught. Every 32-bit word of a mapping holds its `pattern`.
  *
+ * The instance block is written as RM writes it (`kgmmuInstBlkInit`, facts
+ * §14.1): the page is zeroed, then the PDB word with USE_VER2_PT_FORMAT (bit
+ * 10) set only for MMU v2 (`kgmmuInstBlkPageDirBaseGet_GP100`), ADR_LIMIT only
+ * on Turing (TU10x, `kgmmuInstBlkVaLimitGet_GV100`; 64-bit arithmetic), and
+ * NV_RAMIN_ENGINE_CTXSW_FW_MAGIC_VALUE 0xcafeca11 in word 131 (0x20C) on
+ * Blackwell. No subcontext table (valid mask 0).
+ *
  * Entries carry the optional bits real drivers set (v2 PTE KIND 6; v3 PDE
  * PCF 2 "cached, ATS not allowed", v3 PTE PCF 0x10 and KIND 6), so a decoder
  * that forgets to mask a field is caught too. All PTEs are read-write VRAM.
@@ -30,8 +37,10 @@ import { describe, fail, hex } from "../errors.ts";
 import {
   NV_RAMIN_ADR_LIMIT_HI,
   NV_RAMIN_ADR_LIMIT_LO,
+  NV_RAMIN_ENGINE_CTXSW_FW_MAGIC_VALUE,
   NV_RAMIN_PAGE_DIR_BASE_HI,
   NV_RAMIN_PAGE_DIR_BASE_LO,
+  RAMIN_CTXSW_FW_MAGIC,
   RAMIN_PDB,
   setField,
 } from "../regs.ts";
@@ -190,17 +199,21 @@ export function bootFirmware(vram: SparseMemory, options: BootFirmwareOptions): 
 
   for (let a = instanceBlock; a <= bigPtPage; a += 0x1000) zeroPage(vram, a);
 
-  // Instance block: PDB word (TARGET 0 video, VER2 format, 64 KiB big pages).
+  // Instance block as RM writes it: PDB word (TARGET 0 video, 64 KiB big pages, VER2 only on v2).
   let pdbWord = setField(0, RAMIN_PDB.TARGET, 0);
-  pdbWord = setField(pdbWord, RAMIN_PDB.USE_VER2_PT_FORMAT, 1);
+  pdbWord = setField(pdbWord, RAMIN_PDB.USE_VER2_PT_FORMAT, version === 2 ? 1 : 0);
   pdbWord = setField(pdbWord, RAMIN_PDB.BIG_PAGE_SIZE, 1);
   pdbWord = setField(pdbWord, RAMIN_PDB.LO, Math.floor((bar1Pdb % 2 ** 32) / 4096));
   vram.write32(instanceBlock + NV_RAMIN_PAGE_DIR_BASE_LO, pdbWord);
   vram.write32(instanceBlock + NV_RAMIN_PAGE_DIR_BASE_HI, Math.floor(bar1Pdb / 2 ** 32));
-  // ADR_LIMIT: the last byte of the BAR1 VA space, low 12 bits all ones (facts §13.3 item 2).
-  const limit = bar1Size - 1;
-  vram.write32(instanceBlock + NV_RAMIN_ADR_LIMIT_LO, ((limit % 2 ** 32) | 0xfff) >>> 0);
-  vram.write32(instanceBlock + NV_RAMIN_ADR_LIMIT_HI, Math.floor(limit / 2 ** 32));
+  if (architecture === "Turing") {
+    // ADR_LIMIT (TU10x only): the last byte of the BAR1 VA space, low 12 bits all ones.
+    const limit = (BigInt(bar1Size) - 1n) | 0xfffn;
+    vram.write32(instanceBlock + NV_RAMIN_ADR_LIMIT_LO, Number(limit & 0xffffffffn));
+    vram.write32(instanceBlock + NV_RAMIN_ADR_LIMIT_HI, Number(limit >> 32n));
+  } else if (architecture === "Blackwell") {
+    vram.write32(instanceBlock + NV_RAMIN_ENGINE_CTXSW_FW_MAGIC_VALUE, RAMIN_CTXSW_FW_MAGIC);
+  }
 
   // VA 0 uses index 0 at every directory level; the last table is PD0 (16-byte entries).
   for (let i = 0; i < directories; i++) vram.write64(tables[i], encodePde(version, tables[i + 1]));

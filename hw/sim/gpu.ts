@@ -1,22 +1,42 @@
 /**
  * The simulated GPU: a BAR0 register file exact to the facts, sparse VRAM, a
  * BAR1 that is physical at reset and translating once bound, and the state
- * the card is in at open (bare, gsp, unloaded, booting, vga; facts §13).
+ * the card is in at open (bare, gsp, unloaded, booting, vga; facts §13, §14).
  *
  * Written from `shared/spec/nova-mm-facts.md` only; it never imports `mm/`
- * (the simulator is the oracle `mm/` is tested against).
+ * (the simulator is the oracle `mm/` is tested against). Where §14 and §13
+ * disagree, §14 (RM's per-chip HALs) wins; where the sources disagree (a
+ * CONFLICT), the card offers each candidate as a knob chosen at creation
+ * ({@linkcode SimConflicts}, `sim.conflicts`).
  *
  * What it checks and logs (see {@linkcode SimGpu.log}):
- * - unknown registers read as a PRI error (0xBADF1100) and are logged;
+ * - unknown registers read as a PRI error (0xBADF1100) and are logged; that
+ *   includes registers a chip does not have: NV_UFLUSH_FB_FLUSH off
+ *   Turing/Ampere/Ada, the XAL flush registers off GH100/GB20x, the MMU lock
+ *   off GA100, the VGA workspace on chips without display, the Blackwell WPR2
+ *   copy elsewhere, and NV_PBUS_BIND_STATUS 0x1710 everywhere (§14.1);
  * - 8/16-bit accesses to registers (only PRAMIN takes them) and misaligned
  *   accesses are logged as errors;
  * - PRAMIN accesses past the end of VRAM read {@linkcode PRAMIN_FAULT} and are
  *   logged; writes there are dropped;
- * - writes to read-only registers (BOOT_0, ...) are logged and ignored;
+ * - writes to read-only registers (BOOT_0, the XAL flush registers, ...) are
+ *   logged and ignored;
  * - CPU writes through PRAMIN or BAR1 are posted: the MMU and the BAR1 bind
- *   see them only after an FB flush (NV_UFLUSH_FB_FLUSH) completes;
+ *   see them only after an FB flush completes (NV_UFLUSH_FB_FLUSH write + poll,
+ *   or on GH100/GB20x a read of NV_XAL_EP_ZB_UFLUSH_FB_FLUSH and a token poll of
+ *   _COMPLETED; GB10x has no CPU-side flush; §14.1);
  * - a TLB invalidate or a BAR1 bind started while the previous one is
- *   pending, and a BAR1 access while a bind is pending, are logged;
+ *   pending, an invalidate with exactly one of SYS_MEMBAR and ACK_GLOBALLY,
+ *   and a BAR1 access while a bind is pending, are logged;
+ * - the bind fetches the instance block as the GPU sees it and refuses a bad
+ *   one (PDB TARGET, BIG_PAGE_SIZE, bit 10, ENABLE_ATS, the subcontext PDB
+ *   copies); ADR_LIMIT is not checked (§14.1);
+ * - physical BAR1 with TARGET other than VID goes to system memory, which is
+ *   not simulated: every access is an error (`bar1-sysmem`; §14.2 item 1);
+ * - firmware-owned VRAM (WPR2 while set, the GA100 MMU lock) drops CPU writes
+ *   and reads {@linkcode FIRMWARE_VRAM_READ} (§14.2 item 6);
+ * - writes made while the post-reset memory clear runs are logged (§14.2
+ *   item 2); unscrubbed VRAM reads a non-zero pattern (§14.2 item 5);
  * - any fault of a CPU access through BAR1 in virtual mode is fatal: the
  *   GPU is lost and reads all ones until it is reopened (facts §13.3 item 7).
  *
@@ -28,15 +48,22 @@ import {
   ADDR_VAL_4K,
   BAR1_BLOCK,
   BAR1_BLOCK_LOW,
+  FUSE_STATUS_OPT_DISPLAY,
   getField,
   type GfwBootRegisters,
   gfwBootRegisters,
   LOCAL_MEMORY_RANGE,
+  MEM_CLEAR_STATUS,
+  MEM_CLEAR_STATUS_GB,
   MMU_INVALIDATE,
+  MMU_INVALIDATE_ACK_GLOBALLY,
   MMU_INVALIDATE_PDB,
   MMU_INVALIDATE_UPPER_PDB,
+  NV_FUSE_STATUS_OPT_DISPLAY_GA100,
+  NV_FUSE_STATUS_OPT_DISPLAY_TU102,
+  NV_HUBMMU_PRI_MMU_WPR2_ADDR_HI,
+  NV_HUBMMU_PRI_MMU_WPR2_ADDR_LO,
   NV_PBUS_BAR1_BLOCK,
-  NV_PBUS_BIND_STATUS,
   NV_PDISP_VGA_WORKSPACE_BASE,
   NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE,
   NV_PFB_PRI_MMU_LOCK_ADDR_HI,
@@ -47,10 +74,11 @@ import {
   NV_PMC_BOOT_0,
   NV_PMC_BOOT_42,
   NV_PRAMIN,
-  NV_RAMIN_ADR_LIMIT_HI,
-  NV_RAMIN_ADR_LIMIT_LO,
+  NV_RAMIN_ENABLE_ATS,
   NV_RAMIN_PAGE_DIR_BASE_HI,
   NV_RAMIN_PAGE_DIR_BASE_LO,
+  NV_RAMIN_SC_PAGE_DIR_BASE,
+  NV_RAMIN_SC_PDB_VALID,
   NV_UFLUSH_FB_FLUSH,
   NV_USABLE_FB_SIZE_IN_MB,
   NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK,
@@ -60,30 +88,44 @@ import {
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_UPPER_PDB,
+  NV_XAL_EP_ZB_UFLUSH_FB_FLUSH,
+  NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED,
   PRAMIN_BASE_SHIFT,
   PRAMIN_SIZE,
+  RAMIN_ATS,
   RAMIN_PDB,
+  RAMIN_SUBCONTEXTS,
   setField,
   UFLUSH_FB_FLUSH,
   VGA_WORKSPACE_BASE,
   type WindowRegister,
   windowRegister,
+  XAL_FB_FLUSH,
+  XAL_TOKEN_MASK,
 } from "../regs.ts";
-import { encodeBoot } from "../chip.ts";
+import { CHIPS, encodeBoot } from "../chip.ts";
 import { fail, hex } from "../errors.ts";
 import { didYouMean } from "../validate.ts";
-import { PostedWrites, SparseMemory } from "./vram.ts";
+import { PostedWrites, SparseMemory, type VramBackground } from "./vram.ts";
 import { SimMmu } from "./mmu.ts";
 import { bootFirmware, type SimFirmwareInfo } from "./firmware.ts";
 import {
+  DEFAULT_SIM_CONFLICTS,
   DEFAULT_SIM_PROFILE,
   DEFAULT_SIM_STATE,
   GFW_BOOT_MS,
+  MEM_CLEAR_MS,
+  SIM_CONFLICT_MMU,
+  SIM_CONFLICTS,
   SIM_PROFILES,
   SIM_STATES,
   type SimCardState,
+  type SimConflicts,
   type SimProfile,
 } from "./profiles.ts";
+import { formatSimSpec, resolveSimConflicts } from "./spec.ts";
+
+export { DEFAULT_SIM_CONFLICTS, SIM_CONFLICT_MMU, SIM_CONFLICTS, type SimConflicts };
 
 /** BAR0 aperture size (16 MiB, facts §11). */
 export const BAR0_SIZE = 16 * 2 ** 20;
@@ -91,13 +133,40 @@ export const BAR0_SIZE = 16 * 2 ** 20;
 export const PRI_ERROR = 0xbadf1100;
 /** What a PRAMIN read past the end of VRAM returns. */
 export const PRAMIN_FAULT = 0xbad0ac00;
+/**
+ * What a CPU read of firmware-owned VRAM (WPR2 while set, the GA100 MMU lock)
+ * returns: a PRI-error pattern (facts §14.2 item 6, the conservative model).
+ */
+export const FIRMWARE_VRAM_READ = 0xbad0f0e0;
+/** What a BAR1 read returns while BAR1 is physical with a system-memory TARGET (not simulated). */
+export const BAR1_SYSMEM = 0xbad0b5e0;
+/**
+ * The first token the XAL FB flush of GH100/GB20x completes at open: flushes
+ * count up from here modulo 2^31, so the eighth flush wraps to 0 (a driver
+ * comparing tokens without the modulo is caught).
+ */
+export const XAL_FIRST_TOKEN = 0x7ffffff8;
+/** Background seeds of simulated VRAM (see {@linkcode backgroundWord} in `vram.ts`). */
+export const VRAM_SEEDS = {
+  /** Never-scrubbed VRAM after power-on (`bare`, `booting`, `vga`, `gsp`). */
+  unscrubbed: 0x5eed0001,
+  /** The data the previous driver left (`unloaded`). */
+  previousDriver: 0x5eed0002,
+} as const;
+/** GH100's firmware scrubs the last 256 MiB of FB before GSP-RM runs (facts §14.2 item 5). */
+export const GH100_SCRUBBED_TOP = 256 * 2 ** 20;
 const LOG_LIMIT = 10_000;
 
 /** One thing the simulator noticed. */
 export interface SimEvent {
   /** `error` = the driver did something silicon would not like; `info` = notable. */
   severity: "error" | "info";
-  /** Short machine-readable kind, e.g. `unknown-register`, `pramin-past-vram`, `tlb-flush`. */
+  /**
+   * Short machine-readable kind, e.g. `unknown-register`, `pramin-past-vram`,
+   * `tlb-flush`, `tlb-membar-ack`, `fb-flush`, `bar1-bind`, `bad-instance-block`,
+   * `bar1-sysmem`, `firmware-vram-write`, `firmware-vram-read`,
+   * `write-during-memclear`, `gpu-lost`.
+   */
   kind: string;
   /** What happened, for people. */
   message: string;
@@ -113,15 +182,18 @@ export interface SimFlush {
   value: number;
 }
 
-/** Knobs for fault-injection tests. */
+/** Knobs for fault-injection tests (mutable at any time, unlike {@linkcode SimConflicts}). */
 export interface SimKnobs {
   /** A TLB invalidate never completes (TRIGGER stays set). */
   tlbHang: boolean;
   /** Reads of the invalidate register that still report TRIGGER=1 after a trigger. */
   tlbLatencyReads: number;
-  /** An FB flush never completes (PENDING stays set). */
+  /** An FB flush never completes (PENDING, or the XAL STATUS BUSY, stays set). */
   fbFlushHang: boolean;
-  /** Reads of NV_UFLUSH_FB_FLUSH that still report PENDING after a flush is started. */
+  /**
+   * Reads of the completion register (NV_UFLUSH_FB_FLUSH, or on GH100/GB20x
+   * NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED) that still report the flush busy.
+   */
   fbFlushLatencyReads: number;
   /** A BAR1 bind never completes (PENDING/OUTSTANDING stay set). */
   bindHang: boolean;
@@ -135,18 +207,34 @@ export interface SimGpuOptions {
   profile?: string;
   /** Card state at open (default `bare`: a card no driver has booted). */
   state?: SimCardState;
+  /**
+   * The answers to the CONFLICT facts (default {@linkcode DEFAULT_SIM_CONFLICTS});
+   * a knob of the other MMU version is refused (ENODEV).
+   */
+  conflicts?: Partial<SimConflicts>;
 }
 
-/** What the simulated VBIOS/firmware left in VRAM and the FB registers (facts §13.2). */
+/** A range of VRAM the firmware owns: [start, end). */
+export interface SimRegion {
+  /** First byte. */
+  start: number;
+  /** One past the last byte. */
+  end: number;
+}
+
+/** What the simulated VBIOS/firmware left in VRAM and the FB registers (facts §13.2, §14). */
 export interface SimBootInfo {
   /** The state the card was created in. */
   state: SimCardState;
-  /** VGA workspace base reported by NV_PDISP_VGA_WORKSPACE_BASE. */
-  vgaWorkspace: number;
-  /** The region NV_PFB_PRI_MMU_LOCK_ADDR locks: [start, end), or null (Turing). */
-  mmuLock: { start: number; end: number } | null;
-  /** WPR2 [start, end) while set (gsp, unloaded), else null. */
-  wpr2: { start: number; end: number } | null;
+  /**
+   * VGA workspace base reported by NV_PDISP_VGA_WORKSPACE_BASE; null on chips
+   * without display (no such register there).
+   */
+  vgaWorkspace: number | null;
+  /** The region NV_PFB_PRI_MMU_LOCK_ADDR locks: [start, end), or null (every chip but GA100). */
+  mmuLock: SimRegion | null;
+  /** WPR2 [start, end) while set (gsp, unloaded), else null. HI is the exclusive end. */
+  wpr2: SimRegion | null;
   /** True for the boot VGA device (state `vga`): a console scans out from VRAM 0. */
   bootVga: boolean;
 }
@@ -162,6 +250,15 @@ const CONSOLE_BYTES = 8 * MiB;
 /** Pattern of the console's pixels (ARGB dark grey). */
 export const CONSOLE_PATTERN = 0xff202020;
 
+/** BAR1's translation now: physical (by TARGET) or virtual (pdb -1: nothing valid bound). */
+type Bar1State = { mode: "physical"; target: number } | { mode: "virtual"; pdb: number };
+
+const PHYSICAL_VID: Bar1State = { mode: "physical", target: 0 };
+/** Return codes of the aperture resolvers below (any VRAM address is >= 0). */
+const DROPPED = -1;
+const FIRMWARE = -2;
+const SYSMEM = -3;
+
 /**
  * A software GPU. Its `bar0` and `bar1` are {@linkcode MmioBackend}s that the
  * shared `Mmio` layer wraps exactly like a card's mmap'd BARs.
@@ -169,6 +266,8 @@ export const CONSOLE_PATTERN = 0xff202020;
 export class SimGpu {
   /** The board. */
   readonly profile: SimProfile;
+  /** The CONFLICT knobs this card was created with (all keys; fixed for its life). */
+  readonly conflicts: Readonly<SimConflicts>;
   /** Sparse VRAM contents. */
   readonly vram: SparseMemory;
   /** CPU writes the GPU does not see until an FB flush completes. */
@@ -204,25 +303,52 @@ export class SimGpu {
   #window: WindowRegister;
   #gfw: GfwBootRegisters;
   #gfwDoneAt: number;
+  #memClearReg: number;
+  #memClearDoneAt: number;
+  /** True until the memory clear of a `booting` card is seen over (keeps the write paths cheap). */
+  #clearing: boolean;
   #praminBase = 0;
-  /** Latched at bind: null = physical mode; else the bound PDB (-1: virtual, nothing valid bound). */
-  #bar1: { pdb: number; limit: number } | null = null;
+  #bar1: Bar1State = PHYSICAL_VID;
   #pendingReads = 0;
   #fbPendingReads = -1;
+  #xalIssued = XAL_FIRST_TOKEN;
+  #xalCompleted = XAL_FIRST_TOKEN;
+  #xalPendingReads = -1;
   #bindPendingReads = 0;
   #bindStatus = 0;
+  /** The last bind was a LOW write switching to physical at once (lowbind=immediate). */
+  #lowSwitch = false;
   #lost: string | null = null;
+  /** Firmware-owned VRAM; #ownedLo/#ownedHi bound them all so the common case is two compares. */
+  #owned: { start: number; end: number; name: string }[] = [];
+  #ownedLo = Infinity;
+  #ownedHi = -Infinity;
 
   /** Constructs it (see the class documentation for who does and how). */
-  constructor(profile: SimProfile, state: SimCardState = DEFAULT_SIM_STATE) {
+  constructor(
+    profile: SimProfile,
+    state: SimCardState = DEFAULT_SIM_STATE,
+    conflicts: Partial<SimConflicts> = {},
+  ) {
     if (!SIM_STATES.includes(state)) {
       fail(
         "ENODEV",
         `unknown simulator card state ${JSON.stringify(state)}; known: ${SIM_STATES.join(", ")}`,
       );
     }
+    const chip = CHIPS[profile.chipId] ?? profile.name.toUpperCase();
+    if (state === "vga" && !profile.display) {
+      fail(
+        "ENODEV",
+        `sim:${profile.name}:vga: ${chip} has no display engine (NV_FUSE_STATUS_OPT_DISPLAY reads DISABLE), so it has no VGA workspace and cannot be the boot VGA device`,
+        `use sim:${profile.name} or a chip with display (${
+          Object.values(SIM_PROFILES).filter((p) => p.display).map((p) => p.name).join(", ")
+        })`,
+      );
+    }
+    this.conflicts = Object.freeze(resolveSimConflicts(profile.mmuVersion, conflicts, chip));
     this.profile = profile;
-    this.vram = new SparseMemory(profile.vramSize);
+    this.vram = new SparseMemory(profile.vramSize, { background: backgroundOf(profile, state) });
     this.posted = new PostedWrites(this.vram);
     this.mmu = new SimMmu({
       vram: this.vram,
@@ -253,12 +379,26 @@ export class SimGpu {
     this.#gfwDoneAt = state === "booting" ? performance.now() + GFW_BOOT_MS : -Infinity;
     if (this.#gfw.plm !== null) this.#regs.set(this.#gfw.plm, 0);
     this.#regs.set(this.#gfw.progress, 0);
+    // The post-reset memory clear (facts §14.2 item 2): over shortly after GFW boot.
+    this.#memClearReg = profile.architecture === "Blackwell"
+      ? MEM_CLEAR_STATUS_GB
+      : MEM_CLEAR_STATUS;
+    this.#regs.set(this.#memClearReg, 1);
+    this.#clearing = state === "booting";
+    this.#memClearDoneAt = this.#clearing ? this.#gfwDoneAt + MEM_CLEAR_MS : -Infinity;
+    // The display fuse: DATA 0 = display present (facts §14.1).
+    this.#regs.set(
+      profile.architecture === "Turing"
+        ? NV_FUSE_STATUS_OPT_DISPLAY_TU102
+        : NV_FUSE_STATUS_OPT_DISPLAY_GA100,
+      setField(0, FUSE_STATUS_OPT_DISPLAY.DATA, profile.display ? 0 : 1),
+    );
     this.boot = this.#firmwareRegions(state);
 
     // Reset values (facts §13.2 item 2): BAR1 physical, pointer 0, target VID.
     if (profile.mmuVersion === 2) {
-      this.#regs.set(NV_PBUS_BAR1_BLOCK, 0);
-      this.#regs.set(NV_PBUS_BIND_STATUS, 0);
+      // Under bar1alias=shared 0x1704 is an alias of the VF register (no storage of its own).
+      if (this.conflicts.bar1alias === "separate") this.#regs.set(NV_PBUS_BAR1_BLOCK, 0);
       this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, 0);
       this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS, 0);
     } else {
@@ -269,59 +409,112 @@ export class SimGpu {
     this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB, 0);
     this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_UPPER_PDB, 0);
     this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE, 0);
-    this.#regs.set(NV_UFLUSH_FB_FLUSH, 0);
+    if (profile.fbFlush === "uflush") this.#regs.set(NV_UFLUSH_FB_FLUSH, 0);
+    if (profile.fbFlush === "xal") {
+      this.#regs.set(NV_XAL_EP_ZB_UFLUSH_FB_FLUSH, 0);
+      this.#regs.set(NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED, 0);
+    }
     this.bar0 = this.#makeBar0();
     this.bar1 = this.#makeBar1();
-    if (state === "gsp") {
-      // GSP-RM binds through the VF register (RM's TU102 HAL); the legacy 0x1704 stays zero.
-      const inst = this.firmware!.instanceBlock;
-      if (profile.mmuVersion === 2) {
-        let block = setField(0, BAR1_BLOCK.PTR, inst / 4096);
-        block = setField(block, BAR1_BLOCK.MODE, 1);
+    if (withGsp) this.#gspBinding(state === "unloaded");
+  }
+
+  /**
+   * The BAR1 registers GSP-RM left: bound as RM binds (v2: the VF register;
+   * v3: LOW then HIGH), and for `unloaded` after RM's teardown (v2: only 0x1704
+   * written MODE physical TARGET VID; v3: only LOW written physical).
+   *
+   * Under `bar1alias=separate` RM's teardown alone would leave the VF register
+   * virtual, and under `lowbind=high` a LOW write alone changes nothing; the
+   * `unloaded` state is physical under every knob, so it is built as if those
+   * registers had been returned to physical too (the VF copy keeps its stale
+   * pointer with MODE physical; HIGH keeps its stale value).
+   */
+  #gspBinding(unloaded: boolean): void {
+    const inst = this.firmware!.instanceBlock;
+    if (this.profile.mmuVersion === 2) {
+      const block = setField(setField(0, BAR1_BLOCK.PTR, inst / 4096), BAR1_BLOCK.MODE, 1);
+      const separate = this.conflicts.bar1alias === "separate";
+      if (!unloaded) {
+        // RM's TU102 bind writes only the VF register; under "shared" 0x1704 reads the same.
         this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, block);
-      } else {
-        let low = setField(0, BAR1_BLOCK_LOW.PTR, (inst % 2 ** 32) / 4096);
-        low = setField(low, BAR1_BLOCK_LOW.MODE, 1);
-        this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, low);
-        this.#regs.set(
-          NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR,
-          Math.floor(inst / 2 ** 32),
-        );
+        this.#bar1 = { mode: "virtual", pdb: this.#fetchBinding(inst) };
+        return;
       }
-      this.#bar1 = this.#fetchBinding(inst);
+      // kbusTeardownMailbox_GM107: NV_PBUS_BAR1_BLOCK = MODE physical | TARGET VID.
+      if (separate) {
+        this.#regs.set(NV_PBUS_BAR1_BLOCK, 0);
+        this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, setField(block, BAR1_BLOCK.MODE, 0));
+      } else {
+        this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, 0);
+      }
+      this.#bar1 = PHYSICAL_VID;
+      return;
     }
+    const low = setField(
+      setField(0, BAR1_BLOCK_LOW.PTR, (inst % 2 ** 32) / 4096),
+      BAR1_BLOCK_LOW.MODE,
+      1,
+    );
+    this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR, Math.floor(inst / 2 ** 32));
+    if (!unloaded) {
+      this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, low);
+      this.#bar1 = { mode: "virtual", pdb: this.#fetchBinding(inst) };
+      return;
+    }
+    // kbusTeardownMailbox_GH100: LOW = MODE physical | TARGET VID; HIGH untouched.
+    this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, 0);
+    this.#bar1 = PHYSICAL_VID;
   }
 
   /** Sets the FB registers and VRAM contents firmware leaves, and says what they are. */
   #firmwareRegions(state: SimCardState): SimBootInfo {
     const size = this.profile.vramSize;
-    // VGA workspace in the top MiB, valid (nova-core fb.rs reads it this way).
-    const vgaWorkspace = size - MiB;
-    let vga = setField(0, VGA_WORKSPACE_BASE.ADDR, vgaWorkspace / 2 ** 16);
-    vga = setField(vga, VGA_WORKSPACE_BASE.STATUS_VALID, 1);
-    this.#regs.set(NV_PDISP_VGA_WORKSPACE_BASE, vga);
-    // The top 2 MiB locked by VBIOS (GA100+): HI names the last 4 KiB page (RM aligns it up).
-    let mmuLock: SimBootInfo["mmuLock"] = null;
+    // VGA workspace in the top MiB, valid (nova-core fb.rs reads it this way); display chips only.
+    let vgaWorkspace: number | null = null;
+    if (this.profile.display) {
+      vgaWorkspace = size - MiB;
+      let vga = setField(0, VGA_WORKSPACE_BASE.ADDR, vgaWorkspace / 2 ** 16);
+      vga = setField(vga, VGA_WORKSPACE_BASE.STATUS_VALID, 1);
+      this.#regs.set(NV_PDISP_VGA_WORKSPACE_BASE, vga);
+    }
+    // GA100 only: the top 2 MiB locked by VBIOS. HI is inclusive: the region is
+    // [LO << 12, align_up(HI << 12, 64 KiB)), so HI names the last 4 KiB page.
+    let mmuLock: SimRegion | null = null;
     if (this.profile.mmuLock) {
       mmuLock = { start: size - 2 * MiB, end: size };
       this.#regs.set(NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK, 1);
       this.#regs.set(NV_PFB_PRI_MMU_LOCK_ADDR_LO, addr4k(mmuLock.start));
       this.#regs.set(NV_PFB_PRI_MMU_LOCK_ADDR_HI, addr4k(mmuLock.end - 4096));
+      this.#own(mmuLock, "the MMU-locked region");
     }
-    const wpr2 = this.firmware?.wpr2 ?? null;
-    this.#regs.set(NV_PFB_PRI_MMU_WPR2_ADDR_LO, wpr2 === null ? 0 : addr4k(wpr2.start));
-    this.#regs.set(NV_PFB_PRI_MMU_WPR2_ADDR_HI, wpr2 === null ? 0 : addr4k(wpr2.end - 4096));
+    // WPR2: HI is the exclusive end (facts §14.1). Blackwell has it at both offsets.
+    const wpr2 = this.firmware === null ? null : { ...this.firmware.wpr2 };
+    const lo = wpr2 === null ? 0 : addr4k(wpr2.start);
+    const hi = wpr2 === null ? 0 : addr4k(wpr2.end);
+    this.#regs.set(NV_PFB_PRI_MMU_WPR2_ADDR_LO, lo);
+    this.#regs.set(NV_PFB_PRI_MMU_WPR2_ADDR_HI, hi);
+    if (this.profile.architecture === "Blackwell") {
+      this.#regs.set(NV_HUBMMU_PRI_MMU_WPR2_ADDR_LO, lo);
+      this.#regs.set(NV_HUBMMU_PRI_MMU_WPR2_ADDR_HI, hi);
+    }
+    if (wpr2 !== null) this.#own(wpr2, "WPR2");
     const bootVga = state === "vga";
     if (bootVga) {
       for (let a = 0; a < CONSOLE_BYTES; a += 4) this.vram.write32(a, CONSOLE_PATTERN);
     }
-    return {
-      state,
-      vgaWorkspace,
-      mmuLock,
-      wpr2,
-      bootVga,
-    };
+    return { state, vgaWorkspace, mmuLock, wpr2, bootVga };
+  }
+
+  #own(region: SimRegion, name: string): void {
+    this.#owned.push({ start: region.start, end: region.end, name });
+    this.#ownedLo = Math.min(this.#ownedLo, region.start);
+    this.#ownedHi = Math.max(this.#ownedHi, region.end);
+  }
+
+  /** The normalised device spec of this card (`sim:gh100:gsp?lowbind=high`). */
+  get spec(): string {
+    return formatSimSpec(this.profile.name, this.boot.state, this.conflicts);
   }
 
   /** The VRAM address the PRAMIN aperture starts at now (decoded when the register is written). */
@@ -336,12 +529,28 @@ export class SimGpu {
 
   /** `"physical"` or `"virtual"`: how BAR1 translates CPU accesses now. */
   get bar1Mode(): "physical" | "virtual" {
-    return this.#bar1 === null ? "physical" : "virtual";
+    return this.#bar1.mode;
+  }
+
+  /** Where physical-mode BAR1 goes: the TARGET latched at the last bind (0 = VID); null while virtual. */
+  get bar1PhysicalTarget(): number | null {
+    const b = this.#bar1;
+    return b.mode === "physical" ? b.target : null;
   }
 
   /** True once GFW boot (devinit) has completed. */
   get gfwBootDone(): boolean {
     return performance.now() >= this.#gfwDoneAt;
+  }
+
+  /** True once the post-reset memory clear is over (its status register reads 1). */
+  get memClearDone(): boolean {
+    return performance.now() >= this.#memClearDoneAt;
+  }
+
+  /** Firmware-owned VRAM the CPU may not touch now (WPR2 while set, the GA100 MMU lock). */
+  get firmwareOwned(): readonly (SimRegion & { name: string })[] {
+    return this.#owned.map((r) => ({ ...r }));
   }
 
   /** Errors logged so far (the driver misbehaved). */
@@ -352,7 +561,7 @@ export class SimGpu {
   /** The PDB BAR1 is bound to now (latched at the last bind), or null in physical mode or unbound. */
   bar1Pdb(): number | null {
     const b = this.#bar1;
-    return b === null || b.pdb < 0 ? null : b.pdb;
+    return b.mode === "physical" || b.pdb < 0 ? null : b.pdb;
   }
 
   #note(severity: SimEvent["severity"], kind: string, message: string): void {
@@ -368,12 +577,49 @@ export class SimGpu {
     this.#note("error", "gpu-lost", `${message}: BAR fault, the GPU is lost until reopened`);
   }
 
+  /** The firmware-owned region [addr, addr + len) overlaps first, or undefined. */
+  #ownedAt(addr: number, len: number): { start: number; end: number; name: string } | undefined {
+    if (addr + len <= this.#ownedLo || addr >= this.#ownedHi) return undefined;
+    return this.#owned.find((r) => addr + len > r.start && addr < r.end);
+  }
+
+  /** Logs a CPU access of firmware-owned VRAM (one event per access call). */
+  #noteOwned(
+    r: { name: string },
+    addr: number,
+    len: number,
+    write: boolean,
+    via: string,
+  ): void {
+    const what = `${via} ${write ? "write" : "read"} of VRAM ${hex(addr)}${
+      len > 4 ? ` (+${hex(len)})` : ""
+    } in ${r.name}, which firmware owns`;
+    if (write) this.#note("error", "firmware-vram-write", `${what}: dropped`);
+    else this.#note("info", "firmware-vram-read", `${what}: reads ${hex(FIRMWARE_VRAM_READ)}`);
+  }
+
+  /** A CPU write while the post-reset memory clear still runs (it may wipe it; §14.2 item 2). */
+  #checkClear(addr: number, via: string): void {
+    if (performance.now() >= this.#memClearDoneAt) {
+      this.#clearing = false;
+      return;
+    }
+    this.#note(
+      "error",
+      "write-during-memclear",
+      `${via} write of VRAM ${hex(addr)} before the memory clear is over (${
+        hex(this.#memClearReg)
+      } reads 0): the clear may wipe it`,
+    );
+  }
+
   #makeBar0(): MmioBackend {
     const vram = this.vram;
     const posted = this.posted;
     const size = this.profile.vramSize;
-    // PRAMIN: resolve a BAR0 offset to a VRAM address, or -1 past the end of VRAM.
-    const pramin = (offset: number, width: number): number => {
+    // PRAMIN: resolve a BAR0 offset to a VRAM address, DROPPED past the end of VRAM, FIRMWARE
+    // in firmware-owned VRAM (logged here).
+    const pramin = (offset: number, width: number, write: boolean): number => {
       const addr = this.#praminBase + (offset - NV_PRAMIN);
       if (addr + width > size) {
         this.#note(
@@ -383,8 +629,16 @@ export class SimGpu {
             hex(size)
           })`,
         );
-        return -1;
+        return DROPPED;
       }
+      if (addr + width > this.#ownedLo && addr < this.#ownedHi) {
+        const r = this.#ownedAt(addr, width);
+        if (r !== undefined) {
+          this.#noteOwned(r, addr, width, write, "PRAMIN");
+          return FIRMWARE;
+        }
+      }
+      if (write && this.#clearing) this.#checkClear(addr, "PRAMIN");
       return addr;
     };
     const inPramin = (offset: number) => offset >= NV_PRAMIN && offset < NV_PRAMIN + PRAMIN_SIZE;
@@ -406,6 +660,8 @@ export class SimGpu {
       return width === 1 ? PRI_ERROR & 0xff : PRI_ERROR & 0xffff;
     };
     const lost = () => this.#lost !== null;
+    const readFill = (a: number, mask: number) =>
+      ((a === FIRMWARE ? FIRMWARE_VRAM_READ : PRAMIN_FAULT) & mask) >>> 0;
     // The whole range inside the PRAMIN aperture and inside VRAM: one bulk copy is exactly
     // what the single accesses would do. Anything else goes word by word (registers, edges).
     const bulkVram = (offset: number, words: number): number => {
@@ -417,44 +673,75 @@ export class SimGpu {
       size: BAR0_SIZE,
       readWords: (offset, out) => {
         const a = bulkVram(offset, out.length);
-        if (a >= 0) return void vram.readWords(a, out);
-        for (let i = 0; i < out.length; i++) out[i] = this.bar0.read32(offset + i * 4);
+        if (a < 0) {
+          for (let i = 0; i < out.length; i++) out[i] = this.bar0.read32(offset + i * 4);
+          return;
+        }
+        vram.readWords(a, out);
+        const len = out.length * 4;
+        if (this.#ownedAt(a, len) === undefined) return;
+        // Word by word where firmware owns VRAM; one event for the call.
+        let first: { name: string } | undefined;
+        for (let i = 0; i < out.length; i++) {
+          const r = this.#ownedAt(a + i * 4, 4);
+          if (r === undefined) continue;
+          first ??= r;
+          out[i] = FIRMWARE_VRAM_READ;
+        }
+        this.#noteOwned(first!, a, len, false, "PRAMIN bulk");
       },
       writeWords: (offset, words) => {
         const a = bulkVram(offset, words.length);
-        if (a >= 0) {
-          posted.touchRange(a, words.length * 4);
+        if (a < 0) {
+          for (let i = 0; i < words.length; i++) this.bar0.write32(offset + i * 4, words[i]);
+          return;
+        }
+        const len = words.length * 4;
+        if (this.#clearing && len > 0) this.#checkClear(a, "PRAMIN bulk");
+        if (this.#ownedAt(a, len) === undefined) {
+          posted.touchRange(a, len);
           vram.writeWords(a, words);
           return;
         }
-        for (let i = 0; i < words.length; i++) this.bar0.write32(offset + i * 4, words[i]);
+        let first: { name: string } | undefined;
+        for (let i = 0; i < words.length; i++) {
+          const addr = a + i * 4;
+          const r = this.#ownedAt(addr, 4);
+          if (r !== undefined) {
+            first ??= r;
+            continue;
+          }
+          posted.touch(addr);
+          vram.write32(addr, words[i]);
+        }
+        this.#noteOwned(first!, a, len, true, "PRAMIN bulk");
       },
       read8: (offset) => {
         if (lost()) return 0xff;
         if (!inPramin(offset)) return narrowRegister(offset, 1, "read");
-        const a = pramin(offset, 1);
-        return a < 0 ? PRAMIN_FAULT & 0xff : vram.read8(a);
+        const a = pramin(offset, 1, false);
+        return a < 0 ? readFill(a, 0xff) : vram.read8(a);
       },
       read16: (offset) => {
         if (lost()) return 0xffff;
         if (misaligned(offset, 2)) return 0xffff;
         if (!inPramin(offset)) return narrowRegister(offset, 2, "read");
-        const a = pramin(offset, 2);
-        return a < 0 ? PRAMIN_FAULT & 0xffff : vram.read16(a);
+        const a = pramin(offset, 2, false);
+        return a < 0 ? readFill(a, 0xffff) : vram.read16(a);
       },
       read32: (offset) => {
         if (lost()) return GPU_LOST;
         if (misaligned(offset, 4)) return 0xffffffff;
         if (inPramin(offset)) {
-          const a = pramin(offset, 4);
-          return a < 0 ? PRAMIN_FAULT : vram.read32(a);
+          const a = pramin(offset, 4, false);
+          return a < 0 ? readFill(a, 0xffffffff) : vram.read32(a);
         }
         return this.#readRegister(offset);
       },
       write8: (offset, value) => {
         if (lost()) return;
         if (!inPramin(offset)) return void narrowRegister(offset, 1, "write");
-        const a = pramin(offset, 1);
+        const a = pramin(offset, 1, true);
         if (a >= 0) {
           posted.touch(a);
           vram.write8(a, value);
@@ -464,7 +751,7 @@ export class SimGpu {
         if (lost()) return;
         if (misaligned(offset, 2)) return;
         if (!inPramin(offset)) return void narrowRegister(offset, 2, "write");
-        const a = pramin(offset, 2);
+        const a = pramin(offset, 2, true);
         if (a >= 0) {
           posted.touch(a);
           vram.write16(a, value);
@@ -474,7 +761,7 @@ export class SimGpu {
         if (lost()) return;
         if (misaligned(offset, 4)) return;
         if (inPramin(offset)) {
-          const a = pramin(offset, 4);
+          const a = pramin(offset, 4, true);
           if (a >= 0) {
             posted.touch(a);
             vram.write32(a, value);
@@ -487,73 +774,95 @@ export class SimGpu {
   }
 
   /**
-   * BAR1: in physical mode byte offset X is VRAM address X; in virtual mode
-   * every access is translated by the MMU through the latched PDB, and a
-   * fault (unmapped, read-only, past ADR_LIMIT, nothing bound) loses the GPU.
+   * BAR1: in physical mode byte offset X is VRAM address X (TARGET VID) or
+   * system memory (any other TARGET: not simulated, every access an error);
+   * in virtual mode every access is translated by the MMU through the latched
+   * PDB, and a fault (unmapped, read-only, nothing bound) loses the GPU.
+   * ADR_LIMIT is not checked (no source says hardware does; facts §14.1).
    */
   #makeBar1(): MmioBackend {
     const vram = this.vram;
     const posted = this.posted;
     const mmu = this.mmu;
     const vramSize = this.profile.vramSize;
-    const physical = (offset: number, width: number, op: string): number => {
-      if (offset + width <= vramSize) return offset;
-      this.#note(
-        "error",
-        "bar1-past-vram",
-        `physical-mode BAR1 ${width * 8}-bit ${op} at ${hex(offset)} is past the end of VRAM (${
-          hex(vramSize)
-        })`,
-      );
-      return -1;
-    };
-    // The VRAM address behind a BAR1 access, or -1 (the access is dropped / reads `fill`).
+    // The VRAM address behind a BAR1 access, or DROPPED / FIRMWARE / SYSMEM (logged here).
     const resolve = (offset: number, width: number, write: boolean): number => {
-      if (this.#lost !== null) return -1;
+      if (this.#lost !== null) return DROPPED;
       const b = this.#bar1;
-      if (b === null) return physical(offset, width, write ? "write" : "read");
-      if (this.#bindPendingReads > 0 || this.knobs.bindHang && this.#bindStatus !== 0) {
-        this.#note(
-          "error",
-          "bar1-bind-pending",
-          `BAR1 access at ${hex(offset)} while a BAR1 bind is still pending`,
-        );
-      }
       const op = write ? "write" : "read";
-      if (b.pdb < 0) {
-        mmu.resolve(null, offset, op, width);
-        this.#lose(`CPU ${op} of BAR1 VA ${hex(offset)} with no valid instance block bound`);
-        return -1;
+      let a: number;
+      if (b.mode === "physical") {
+        if (b.target !== 0) {
+          this.#note(
+            "error",
+            "bar1-sysmem",
+            `BAR1 ${width * 8}-bit ${op} at ${
+              hex(offset)
+            } while BAR1 is physical with TARGET ${b.target} (system memory, not simulated): dropped`,
+          );
+          return SYSMEM;
+        }
+        if (offset + width > vramSize) {
+          this.#note(
+            "error",
+            "bar1-past-vram",
+            `physical-mode BAR1 ${width * 8}-bit ${op} at ${hex(offset)} is past the end of VRAM (${
+              hex(vramSize)
+            })`,
+          );
+          return DROPPED;
+        }
+        a = offset;
+      } else {
+        if (this.#bindPendingReads > 0 || this.knobs.bindHang && this.#bindStatus !== 0) {
+          this.#note(
+            "error",
+            "bar1-bind-pending",
+            `BAR1 access at ${hex(offset)} while a BAR1 bind is still pending`,
+          );
+        }
+        if (b.pdb < 0) {
+          mmu.resolve(null, offset, op, width);
+          this.#lose(`CPU ${op} of BAR1 VA ${hex(offset)} with no valid instance block bound`);
+          return DROPPED;
+        }
+        a = mmu.resolve(b.pdb, offset, op, width);
+        if (a < 0) {
+          this.#lose(`CPU ${op} of BAR1 VA ${hex(offset)} faulted (${mmu.lastFault})`);
+          return DROPPED;
+        }
       }
-      if (offset + width - 1 > b.limit) {
-        this.#lose(
-          `CPU ${op} of BAR1 VA ${hex(offset)} is past the instance block's ADR_LIMIT ${
-            hex(b.limit)
-          }`,
-        );
-        return -1;
+      if (a + width > this.#ownedLo && a < this.#ownedHi) {
+        const r = this.#ownedAt(a, width);
+        if (r !== undefined) {
+          this.#noteOwned(r, a, width, write, `BAR1 (${b.mode})`);
+          return FIRMWARE;
+        }
       }
-      const pa = mmu.resolve(b.pdb, offset, op, width);
-      if (pa < 0) {
-        this.#lose(`CPU ${op} of BAR1 VA ${hex(offset)} faulted (${mmu.lastFault})`);
-        return -1;
-      }
-      return pa;
+      if (write && this.#clearing) this.#checkClear(a, "BAR1");
+      return a;
     };
-    const fillFor = (mask: number) => (this.#lost !== null ? GPU_LOST : BAR1_PAST_VRAM) & mask;
+    const fillFor = (a: number, mask: number) =>
+      ((this.#lost !== null
+        ? GPU_LOST
+        : a === FIRMWARE
+        ? FIRMWARE_VRAM_READ
+        : a === SYSMEM
+        ? BAR1_SYSMEM
+        : BAR1_PAST_VRAM) & mask) >>> 0;
     return {
       size: this.profile.bar1Size,
       read8: (offset) => {
         const a = resolve(offset, 1, false);
-        return a < 0 ? fillFor(0xff) : vram.read8(a);
+        return a < 0 ? fillFor(a, 0xff) : vram.read8(a);
       },
       read16: (offset) => {
         const a = resolve(offset, 2, false);
-        return a < 0 ? fillFor(0xffff) : vram.read16(a);
+        return a < 0 ? fillFor(a, 0xffff) : vram.read16(a);
       },
       read32: (offset) => {
         const a = resolve(offset, 4, false);
-        return a < 0 ? fillFor(0xffffffff) >>> 0 : vram.read32(a);
+        return a < 0 ? fillFor(a, 0xffffffff) : vram.read32(a);
       },
       write8: (offset, value) => {
         const a = resolve(offset, 1, true);
@@ -576,9 +885,17 @@ export class SimGpu {
     };
   }
 
+  /** The storage offset of a register (0x1704 is the VF register under bar1alias=shared). */
+  #alias(offset: number): number {
+    return offset === NV_PBUS_BAR1_BLOCK && this.profile.mmuVersion === 2 &&
+        this.conflicts.bar1alias === "shared"
+      ? NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK
+      : offset;
+  }
+
   #readRegister(offset: number): number {
     if (offset === this.#gfw.progress || offset === this.#gfw.plm) return this.#readGfw(offset);
-    const v = this.#regs.get(offset);
+    const v = this.#regs.get(this.#alias(offset));
     if (v === undefined) {
       this.#note("error", "unknown-register", `read of unknown register ${hex(offset)}`);
       return PRI_ERROR;
@@ -604,18 +921,50 @@ export class SimGpu {
         }
         // The flush completes when a poll sees it done: what was posted is visible now.
         this.#fbPendingReads = -1;
-        this.posted.drain();
-        this.fbFlushes++;
-        this.#note("info", "fb-flush", "FB flush completed: posted writes visible to the GPU");
+        this.#fbFlushDone("NV_UFLUSH_FB_FLUSH");
         return 0;
       }
-      case NV_PBUS_BIND_STATUS:
+      case NV_XAL_EP_ZB_UFLUSH_FB_FLUSH: {
+        // R--4R: the read injects a flush and returns its start token (facts §14.1).
+        this.#xalIssued = (this.#xalIssued + 1) & XAL_TOKEN_MASK;
+        this.#xalPendingReads = Math.max(0, this.knobs.fbFlushLatencyReads);
+        this.#note(
+          "info",
+          "fb-flush-start",
+          `FB flush injected by a read of NV_XAL_EP_ZB_UFLUSH_FB_FLUSH: token ${
+            hex(this.#xalIssued)
+          }`,
+        );
+        return this.#xalIssued;
+      }
+      case NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED: {
+        if (this.#xalPendingReads < 0) return this.#xalCompleted;
+        const busy = (setField(0, XAL_FB_FLUSH.STATUS, 1) | this.#xalCompleted) >>> 0;
+        if (this.knobs.fbFlushHang) return busy;
+        if (this.#xalPendingReads > 0) {
+          this.#xalPendingReads--;
+          return busy;
+        }
+        this.#xalPendingReads = -1;
+        this.#xalCompleted = this.#xalIssued;
+        this.#fbFlushDone(`NV_XAL_EP_ZB_UFLUSH_FB_FLUSH token ${hex(this.#xalCompleted)}`);
+        return this.#xalCompleted;
+      }
       case NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS:
         return this.#bindStatusRead();
       case NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR:
         return ((v & ~3) | this.#bindStatusRead()) >>> 0;
+      case this.#memClearReg:
+        return this.memClearDone ? 1 : 0;
     }
     return v;
+  }
+
+  /** An FB flush completed: what was posted is visible to the GPU now. */
+  #fbFlushDone(via: string): void {
+    this.posted.drain();
+    this.fbFlushes++;
+    this.#note("info", "fb-flush", `FB flush (${via}) completed: posted writes visible to the GPU`);
   }
 
   /** Bind PENDING/OUTSTANDING as a status read sees them; they clear after the bind latency. */
@@ -639,6 +988,15 @@ export class SimGpu {
   }
 
   #writeRegister(offset: number, value: number): void {
+    const key = this.#alias(offset);
+    if (!this.#regs.has(key)) {
+      this.#note(
+        "error",
+        "unknown-register",
+        `write of ${hex(value)} to unknown register ${hex(offset)}`,
+      );
+      return;
+    }
     switch (offset) {
       case NV_PMC_BOOT_0:
       case NV_PMC_BOOT_42:
@@ -647,19 +1005,22 @@ export class SimGpu {
       case NV_PDISP_VGA_WORKSPACE_BASE:
       case NV_PFB_PRI_MMU_WPR2_ADDR_LO:
       case NV_PFB_PRI_MMU_WPR2_ADDR_HI:
+      case NV_HUBMMU_PRI_MMU_WPR2_ADDR_LO:
+      case NV_HUBMMU_PRI_MMU_WPR2_ADDR_HI:
       case NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK:
       case NV_PFB_PRI_MMU_LOCK_ADDR_LO:
       case NV_PFB_PRI_MMU_LOCK_ADDR_HI:
-      case NV_PBUS_BIND_STATUS:
       case NV_VIRTUAL_FUNCTION_PRIV_BIND_STATUS:
+      case NV_FUSE_STATUS_OPT_DISPLAY_TU102:
+      case NV_FUSE_STATUS_OPT_DISPLAY_GA100:
+      case NV_XAL_EP_ZB_UFLUSH_FB_FLUSH:
+      case NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED:
+      case this.#memClearReg:
       case this.#gfw.progress:
       case this.#gfw.plm:
-        if (this.#regs.has(offset)) {
-          // Firmware-owned or level-protected: a CPU write at level 0 does not land.
-          this.#note("error", "read-only-register", `write of read-only register ${hex(offset)}`);
-          return;
-        }
-        break;
+        // Firmware-owned, level-protected or read-only (R--4R): a CPU write does not land.
+        this.#note("error", "read-only-register", `write of read-only register ${hex(offset)}`);
+        return;
       case this.#window.offset: {
         const w = this.#window;
         // Bits outside the defined fields are not stored, as on silicon.
@@ -700,27 +1061,37 @@ export class SimGpu {
           this.#fbPendingReads = this.knobs.fbFlushLatencyReads;
         }
         return;
-    }
-    if (!this.#regs.has(offset)) {
-      this.#note(
-        "error",
-        "unknown-register",
-        `write of ${hex(value)} to unknown register ${hex(offset)}`,
-      );
-      return;
-    }
-    switch (offset) {
       case NV_PBUS_BAR1_BLOCK:
       case NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK: {
-        // Either register starts a bind with its own value (the VF one is what RM uses).
-        this.#regs.set(offset, value >>> 0);
-        const mode = getField(value, BAR1_BLOCK.MODE);
-        const target = getField(value, BAR1_BLOCK.TARGET);
-        this.#bind(mode, target, getField(value, BAR1_BLOCK.PTR) * 4096, hex(offset));
+        this.#regs.set(key, value >>> 0);
+        if (this.conflicts.bar1alias === "shared") {
+          // One register at two offsets: the write binds with its value.
+          this.#bind(
+            getField(value, BAR1_BLOCK.MODE),
+            getField(value, BAR1_BLOCK.TARGET),
+            getField(value, BAR1_BLOCK.PTR) * 4096,
+            hex(offset),
+          );
+          return;
+        }
+        // Two registers: virtual if either says so (the VF one wins), physical only when both do.
+        const vf = this.#regs.get(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK)!;
+        const pbus = this.#regs.get(NV_PBUS_BAR1_BLOCK)!;
+        const [eff, name] = getField(vf, BAR1_BLOCK.MODE)
+          ? [vf, hex(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK)]
+          : getField(pbus, BAR1_BLOCK.MODE)
+          ? [pbus, hex(NV_PBUS_BAR1_BLOCK)]
+          : [getField(vf, BAR1_BLOCK.TARGET) !== 0 ? vf : pbus, "0x1704 + 0xb80f40"];
+        this.#bind(
+          getField(eff, BAR1_BLOCK.MODE),
+          getField(eff, BAR1_BLOCK.TARGET),
+          getField(eff, BAR1_BLOCK.PTR) * 4096,
+          `${hex(offset)} (in effect: ${name})`,
+        );
         return;
       }
       case NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR: {
-        // PENDING and OUTSTANDING are read-only status; a LOW write alone binds nothing.
+        // PENDING and OUTSTANDING are read-only status.
         if (value & 3) {
           this.#note(
             "error",
@@ -728,11 +1099,19 @@ export class SimGpu {
             `BAR1_BLOCK_LOW_ADDR write ${hex(value)} sets the read-only PENDING/OUTSTANDING bits`,
           );
         }
-        this.#regs.set(offset, (value & ~3) >>> 0);
+        const low = (value & ~3) >>> 0;
+        this.#regs.set(offset, low);
+        // lowbind=immediate: MODE physical takes effect at once; otherwise LOW only stores.
+        if (this.conflicts.lowbind === "immediate" && getField(low, BAR1_BLOCK_LOW.MODE) === 0) {
+          this.#bind(0, getField(low, BAR1_BLOCK_LOW.TARGET), 0, hex(offset));
+          this.#lowSwitch = true;
+        } else {
+          this.#lowSwitch = false;
+        }
         return;
       }
       case NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_HIGH_ADDR: {
-        // The HIGH write starts the bind (facts §13.3 item 4).
+        // The HIGH write starts the bind with LOW's MODE/TARGET/PTR (facts §13.3 item 4).
         this.#regs.set(offset, value >>> 0);
         const lo = this.#regs.get(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR)!;
         this.#bind(
@@ -747,63 +1126,112 @@ export class SimGpu {
     this.#regs.set(offset, value >>> 0);
   }
 
-  /** A BAR1 bind: physical, or fetch the instance block (as the GPU sees VRAM) and latch its PDB. */
+  /** A BAR1 bind: physical (by TARGET), or fetch the instance block (as the GPU sees VRAM). */
   #bind(mode: number, target: number, inst: number, via: string): void {
-    if (this.#bindStatus !== 0 && (this.knobs.bindHang || this.#bindPendingReads > 0)) {
+    // The HIGH write right after an immediate LOW switch to physical repeats that switch
+    // (facts §14.1: "to go physical write LOW then HIGH, then poll"): not an overlap.
+    const repeat = this.#lowSwitch && mode === 0;
+    this.#lowSwitch = false;
+    if (
+      !repeat && this.#bindStatus !== 0 && (this.knobs.bindHang || this.#bindPendingReads > 0)
+    ) {
       this.#note("error", "bind-overlap", `BAR1 bind through ${via} while one is still pending`);
     }
     this.#bindStatus = 3; // PENDING | OUTSTANDING
     this.#bindPendingReads = this.knobs.bindLatencyReads;
     this.mmu.invalidate("all");
     if (mode === 0) {
-      this.#bar1 = null;
-      this.#note("info", "bar1-bind", `BAR1 set to physical mode through ${via}`);
+      this.#bar1 = target === 0 ? PHYSICAL_VID : { mode: "physical", target };
+      this.#note(
+        "info",
+        "bar1-bind",
+        `BAR1 set to physical mode through ${via}${
+          target === 0 ? "" : ` with TARGET ${target}: system memory, BAR1 accesses not simulated`
+        }`,
+      );
       return;
     }
     if (target !== 0) {
       this.#note(
         "error",
         "bar1-bind",
-        `BAR1 bind with TARGET ${target}: only VID_MEM is simulated`,
+        `BAR1 bind through ${via} with instance-block TARGET ${target}: only VID_MEM is simulated; virtual with nothing valid bound`,
       );
-      this.#bar1 = { pdb: -1, limit: -1 };
+      this.#bar1 = { mode: "virtual", pdb: -1 };
       return;
     }
-    this.#bar1 = this.#fetchBinding(inst);
+    const pdb = this.#fetchBinding(inst);
+    this.#bar1 = { mode: "virtual", pdb };
     this.#note(
       "info",
       "bar1-bind",
       `BAR1 bound through ${via} to instance block ${hex(inst)}: ${
-        this.#bar1.pdb < 0 ? "no valid PDB" : `PDB ${hex(this.#bar1.pdb)}`
-      }, ADR_LIMIT ${hex(this.#bar1.limit)}`,
+        pdb < 0 ? "no valid PDB" : `PDB ${hex(pdb)}`
+      }`,
     );
   }
 
-  /** Reads an instance block through the GPU's view of VRAM (unflushed writes unseen). */
-  #fetchBinding(inst: number): { pdb: number; limit: number } {
+  /**
+   * Reads an instance block through the GPU's view of VRAM (unflushed writes
+   * unseen) and returns its PDB, or -1 when it is not a valid BAR instance
+   * block (logged as `bad-instance-block`).
+   */
+  #fetchBinding(inst: number): number {
     if (inst + 4096 > this.profile.vramSize) {
       this.#note("error", "bar1-bind", `instance block ${hex(inst)} is past the end of VRAM`);
-      return { pdb: -1, limit: -1 };
+      return -1;
     }
-    const read = (off: number) => this.posted.read32(inst + off);
+    const read = (off: number) => this.posted.read32(inst + off) >>> 0;
     const word = read(NV_RAMIN_PAGE_DIR_BASE_LO);
-    const pdb = getField(word, RAMIN_PDB.LO) * 4096 + read(NV_RAMIN_PAGE_DIR_BASE_HI) * 2 ** 32;
-    const limit = (read(NV_RAMIN_ADR_LIMIT_LO) >>> 0) + read(NV_RAMIN_ADR_LIMIT_HI) * 2 ** 32;
+    const wordHi = read(NV_RAMIN_PAGE_DIR_BASE_HI);
+    const pdb = getField(word, RAMIN_PDB.LO) * 4096 + wordHi * 2 ** 32;
     const problems: string[] = [];
-    if (getField(word, RAMIN_PDB.TARGET) !== 0) problems.push("PDB TARGET is not VID_MEM");
-    if (getField(word, RAMIN_PDB.USE_VER2_PT_FORMAT) !== 1) problems.push("VER2 format bit clear");
+    if (getField(word, RAMIN_PDB.TARGET) !== 0) {
+      problems.push(`PDB TARGET ${getField(word, RAMIN_PDB.TARGET)} is not VID_MEM`);
+    }
+    const ver2 = getField(word, RAMIN_PDB.USE_VER2_PT_FORMAT);
+    if (this.profile.mmuVersion === 2 && ver2 !== 1) {
+      problems.push("USE_VER2_PT_FORMAT (bit 10) clear: MMU v2 requires the new format");
+    } else if (this.profile.mmuVersion === 3 && this.conflicts.v3bit10 === "rm" && ver2 !== 0) {
+      problems.push("USE_VER2_PT_FORMAT (bit 10) set: v3bit10=rm accepts only RM's 0 on MMU v3");
+    }
     if (getField(word, RAMIN_PDB.BIG_PAGE_SIZE) !== 1) problems.push("128 KiB big pages");
-    if ((limit & 0xfff) !== 0xfff) problems.push(`ADR_LIMIT ${hex(limit)} low bits not 0xfff`);
     if (pdb + 4096 > this.profile.vramSize) problems.push(`PDB ${hex(pdb)} past VRAM`);
+    const ats = read(NV_RAMIN_ENABLE_ATS);
+    if (getField(ats, RAMIN_ATS.ENABLE_ATS) !== 0) {
+      problems.push(`ENABLE_ATS set in word 135 (${hex(ats)}) for a BAR address space`);
+    }
+    // Subcontexts whose valid bit is set must hold a copy of the PDB words.
+    const masks = [read(NV_RAMIN_SC_PDB_VALID), read(NV_RAMIN_SC_PDB_VALID + 4)];
+    const bad: string[] = [];
+    let badCount = 0;
+    for (let i = 0; i < RAMIN_SUBCONTEXTS; i++) {
+      if (((masks[i >>> 5] >>> (i & 31)) & 1) === 0) continue;
+      const at = NV_RAMIN_SC_PAGE_DIR_BASE + i * 0x10;
+      const lo = read(at);
+      const hi = read(at + 4);
+      if (lo === word && hi === wordHi) continue;
+      badCount++;
+      if (bad.length < 3) bad.push(`${i} (${hex(hi, 8)}_${hex(lo, 8).slice(2)})`);
+    }
+    if (badCount > 0) {
+      problems.push(
+        `valid mask ${hex(masks[1], 8)}_${hex(masks[0], 8).slice(2)} marks ${badCount} subcontext${
+          badCount === 1 ? "" : "s"
+        } whose PDB copy differs from the PDB word ${hex(wordHi, 8)}_${hex(word, 8).slice(2)}: ${
+          bad.join(", ")
+        }${badCount > bad.length ? ", ..." : ""}`,
+      );
+    }
     if (problems.length > 0) {
       this.#note(
         "error",
         "bad-instance-block",
         `instance block ${hex(inst)} (as the GPU sees VRAM): ${problems.join("; ")}`,
       );
-      return { pdb: -1, limit: -1 };
+      return -1;
     }
-    return { pdb, limit };
+    return pdb;
   }
 
   #flush(value: number): void {
@@ -813,6 +1241,18 @@ export class SimGpu {
     const pdb = getField(pdbReg, MMU_INVALIDATE_PDB.ADDR) * 4096 +
       getField(upper, MMU_INVALIDATE_UPPER_PDB.ADDR) * 2 ** 40;
     const aperture = getField(pdbReg, MMU_INVALIDATE_PDB.APERTURE);
+    // RM sets SYS_MEMBAR and ACK_GLOBALLY only together (facts §14.1).
+    const membar = getField(value, MMU_INVALIDATE.SYS_MEMBAR) === 1;
+    const ackGlobally = getField(value, MMU_INVALIDATE.ACK) === MMU_INVALIDATE_ACK_GLOBALLY;
+    if (membar !== ackGlobally) {
+      this.#note(
+        "error",
+        "tlb-membar-ack",
+        `TLB invalidate ${hex(value)} sets ${
+          membar ? "SYS_MEMBAR without ACK_GLOBALLY" : "ACK_GLOBALLY without SYS_MEMBAR"
+        }: RM sets them only together`,
+      );
+    }
     this.#pendingReads = this.knobs.tlbLatencyReads;
     if (this.knobs.tlbHang) {
       this.#note(
@@ -845,6 +1285,22 @@ export class SimGpu {
   }
 }
 
+/**
+ * What never-written VRAM of a card in `state` reads (facts §14.2 item 5):
+ * the unscrubbed pattern, with GH100's top 256 MiB scrubbed by firmware; on
+ * an `unloaded` card the previous driver's data everywhere.
+ */
+function backgroundOf(profile: SimProfile, state: SimCardState): VramBackground {
+  if (state === "unloaded") return { seed: VRAM_SEEDS.previousDriver };
+  if (profile.architecture === "Hopper") {
+    return {
+      seed: VRAM_SEEDS.unscrubbed,
+      scrubbed: { start: profile.vramSize - GH100_SCRUBBED_TOP, end: profile.vramSize },
+    };
+  }
+  return { seed: VRAM_SEEDS.unscrubbed };
+}
+
 /** A 4 KiB-aligned address in the VAL 31:4 form of the WPR2 / MMU lock registers. */
 function addr4k(addr: number): number {
   return setField(0, ADDR_VAL_4K.VAL, Math.floor(addr / 4096));
@@ -874,12 +1330,15 @@ function nearProfile(name: string): string | undefined {
 }
 
 /**
- * Builds a simulated GPU.
+ * Builds a simulated GPU. Unknown profiles, unknown states, `vga` on a chip
+ * without display, and knobs that are unknown or belong to the other MMU
+ * version fail with ENODEV.
  *
  * @example
  * ```ts
- * const sim = createSimGpu({ profile: "gh100", state: "bare" });
- * sim.bar1Mode; // "physical"
+ * const sim = createSimGpu({ profile: "gh100", state: "bare", conflicts: { lowbind: "high" } });
+ * sim.bar1Mode;  // "physical"
+ * sim.spec;      // "sim:gh100?lowbind=high"
  * ```
  */
 export function createSimGpu(options: SimGpuOptions = {}): SimGpu {
@@ -894,5 +1353,5 @@ export function createSimGpu(options: SimGpuOptions = {}): SimGpu {
       nearProfile(name),
     );
   }
-  return new SimGpu(profile, options.state ?? DEFAULT_SIM_STATE);
+  return new SimGpu(profile, options.state ?? DEFAULT_SIM_STATE, options.conflicts ?? {});
 }

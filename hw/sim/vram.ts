@@ -1,6 +1,10 @@
 /**
  * Sparse simulated VRAM: memory is spent only on the 64 KiB chunks that were
- * written. Untouched memory reads as zero, as freshly scrubbed VRAM would.
+ * written. What untouched memory reads is its *background*: zero for a plain
+ * {@linkcode SparseMemory}, and for a simulated card a deterministic non-zero
+ * pattern computed from the address ({@linkcode backgroundWord}), because
+ * VRAM nobody scrubbed is not zero (facts §14.2 item 5; design "The
+ * simulator"). The first write to a chunk fills it from the background.
  *
  * @module
  */
@@ -9,11 +13,51 @@
 export const CHUNK_SHIFT = 16;
 const CHUNK = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK - 1;
+const CHUNK_WORDS = CHUNK / 4;
 
 interface Chunk {
   u8: Uint8Array;
   u16: Uint16Array;
   u32: Uint32Array;
+}
+
+/** What untouched memory of a {@linkcode SparseMemory} reads as. */
+export interface VramBackground {
+  /** Selects the pattern (see {@linkcode backgroundWord}); different seeds, different data. */
+  seed: number;
+  /** A range firmware scrubbed: it reads zero, [start, end) in bytes. */
+  scrubbed?: { start: number; end: number };
+}
+
+/**
+ * The 32-bit word unscrubbed VRAM holds at `addr` (a multiple of 4) under
+ * `seed`: a cheap hash of the word address, never zero, never all ones and
+ * never a PRI-error value (top 12 bits 0xBAD), so it reads as plain garbage.
+ *
+ * @example
+ * ```ts
+ * backgroundWord(1, 0x1000) === backgroundWord(1, 0x1000); // deterministic
+ * backgroundWord(1, 0x1000) !== 0;                         // never zero
+ * ```
+ */
+export function backgroundWord(seed: number, addr: number): number {
+  const w = Math.floor(addr / 4);
+  let h = Math.imul((w ^ seed) | 0, 0x9e3779b1) ^
+    Math.imul(Math.floor(w / 2 ** 32) + seed, 0x85ebca6b);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
+  h >>>= 0;
+  if (h === 0 || h === 0xffffffff || (h >>> 20) === 0xbad) h = (h ^ 0x01010101 ^ 0x00400000) >>> 0;
+  return h === 0 ? 0x5a5a5a5a : h;
+}
+
+/** Options for {@linkcode SparseMemory}. */
+export interface SparseMemoryOptions {
+  /** What untouched memory reads (default: zero everywhere). */
+  background?: VramBackground;
 }
 
 /**
@@ -24,18 +68,42 @@ interface Chunk {
 export class SparseMemory {
   /** Size in bytes. */
   readonly size: number;
+  /** What untouched memory reads as; null = zero. */
+  readonly background: Readonly<VramBackground> | null;
   #chunks = new Map<number, Chunk>();
   #lastIndex = -1;
   #last: Chunk | undefined = undefined;
+  #seed: number;
+  #scrubStart: number;
+  #scrubEnd: number;
 
   /** Constructs it (see the class documentation for who does and how). */
-  constructor(size: number) {
+  constructor(size: number, options: SparseMemoryOptions = {}) {
     this.size = size;
+    const bg = options.background;
+    this.background = bg === undefined
+      ? null
+      : { seed: bg.seed, ...(bg.scrubbed ? { scrubbed: { ...bg.scrubbed } } : {}) };
+    this.#seed = bg === undefined ? -1 : bg.seed | 0;
+    this.#scrubStart = bg?.scrubbed?.start ?? 0;
+    this.#scrubEnd = bg?.scrubbed?.end ?? 0;
   }
 
   /** Number of chunks that hold data (for memory-use tests). */
   get touchedChunks(): number {
     return this.#chunks.size;
+  }
+
+  /** The word untouched memory holds at `addr` (4-byte aligned): 0 without a background. */
+  background32(addr: number): number {
+    if (this.background === null) return 0;
+    if (addr >= this.#scrubStart && addr < this.#scrubEnd) return 0;
+    return backgroundWord(this.#seed, addr);
+  }
+
+  /** True when memory is untouched at `addr` (it reads its background). */
+  isUntouched(addr: number): boolean {
+    return !this.#chunks.has(Math.floor(addr / CHUNK));
   }
 
   #get(addr: number, create: boolean): Chunk | undefined {
@@ -44,12 +112,13 @@ export class SparseMemory {
     let c = this.#chunks.get(index);
     if (c === undefined) {
       if (!create) {
-        this.#lastIndex = index; // remember the hole too: zero reads of untouched memory stay cheap
+        this.#lastIndex = index; // remember the hole too: reads of untouched memory stay cheap
         this.#last = undefined;
         return undefined;
       }
       const buf = new ArrayBuffer(CHUNK);
       c = { u8: new Uint8Array(buf), u16: new Uint16Array(buf), u32: new Uint32Array(buf) };
+      if (this.background !== null) this.#fillBackground(index * CHUNK, c.u32, 0, CHUNK_WORDS);
       this.#chunks.set(index, c);
     }
     this.#lastIndex = index;
@@ -57,22 +126,33 @@ export class SparseMemory {
     return c;
   }
 
+  /** Writes the background of [addr, addr + 4n) into out[from, from + n). */
+  #fillBackground(addr: number, out: Uint32Array, from: number, n: number): void {
+    if (this.background === null) {
+      out.fill(0, from, from + n);
+      return;
+    }
+    for (let i = 0; i < n; i++) out[from + i] = this.background32(addr + i * 4);
+  }
+
   /** Reads one byte. */
   read8(addr: number): number {
     const c = this.#get(addr, false);
-    return c === undefined ? 0 : c.u8[addr & CHUNK_MASK];
+    if (c !== undefined) return c.u8[addr & CHUNK_MASK];
+    return (this.background32(addr - (addr & 3)) >>> ((addr & 3) * 8)) & 0xff;
   }
 
   /** Reads an aligned 16-bit value. */
   read16(addr: number): number {
     const c = this.#get(addr, false);
-    return c === undefined ? 0 : c.u16[(addr & CHUNK_MASK) >>> 1];
+    if (c !== undefined) return c.u16[(addr & CHUNK_MASK) >>> 1];
+    return (this.background32(addr - (addr & 3)) >>> ((addr & 2) * 8)) & 0xffff;
   }
 
   /** Reads an aligned 32-bit value (unsigned). */
   read32(addr: number): number {
     const c = this.#get(addr, false);
-    return c === undefined ? 0 : c.u32[(addr & CHUNK_MASK) >>> 2];
+    return c === undefined ? this.background32(addr) : c.u32[(addr & CHUNK_MASK) >>> 2];
   }
 
   /** Reads an aligned 64-bit value as bigint. */
@@ -92,7 +172,8 @@ export class SparseMemory {
 
   /** Writes an aligned 32-bit value. */
   write32(addr: number, value: number): void {
-    if (value === 0 && this.#get(addr, false) === undefined) return; // keep zeros sparse
+    // Keep memory sparse: storing what untouched memory already reads changes nothing.
+    if (this.#get(addr, false) === undefined && (value >>> 0) === this.background32(addr)) return;
     this.#get(addr, true)!.u32[(addr & CHUNK_MASK) >>> 2] = value;
   }
 
@@ -104,54 +185,61 @@ export class SparseMemory {
 
   /**
    * Reads `out.length` aligned 32-bit words from `addr` (a bulk copy per
-   * chunk; untouched memory reads as zero).
+   * chunk; untouched memory reads its background).
    */
   readWords(addr: number, out: Uint32Array): void {
     let i = 0;
     while (i < out.length) {
       const a = addr + i * 4;
       const inChunk = (a & CHUNK_MASK) >>> 2;
-      const n = Math.min(out.length - i, CHUNK / 4 - inChunk);
+      const n = Math.min(out.length - i, CHUNK_WORDS - inChunk);
       const c = this.#get(a, false);
-      if (c === undefined) out.fill(0, i, i + n);
+      if (c === undefined) this.#fillBackground(a, out, i, n);
       else out.set(c.u32.subarray(inChunk, inChunk + n), i);
       i += n;
     }
   }
 
-  /** Writes `words` as aligned 32-bit words from `addr` (zeros into untouched memory stay sparse). */
+  /** Writes `words` as aligned 32-bit words from `addr` (the background into untouched memory stays sparse). */
   writeWords(addr: number, words: Uint32Array): void {
     let i = 0;
     while (i < words.length) {
       const a = addr + i * 4;
       const inChunk = (a & CHUNK_MASK) >>> 2;
-      const n = Math.min(words.length - i, CHUNK / 4 - inChunk);
+      const n = Math.min(words.length - i, CHUNK_WORDS - inChunk);
       const part = words.subarray(i, i + n);
-      if (this.#get(a, false) !== undefined || part.some((w) => w !== 0)) {
+      if (
+        this.#get(a, false) !== undefined || part.some((w, j) => w !== this.background32(a + j * 4))
+      ) {
         this.#get(a, true)!.u32.set(part, inChunk);
       }
       i += n;
     }
   }
 
-  /** A hash of every byte (FNV-1a over the touched chunks, by address): equal contents, equal hash. */
+  /**
+   * A hash of every byte (FNV-1a over the words that differ from the
+   * background, by address): equal contents, equal hash.
+   */
   hash(): number {
     let h = 0x811c9dc5;
+    const bg = this.background !== null;
     for (const index of [...this.#chunks.keys()].sort((a, b) => a - b)) {
       const u32 = this.#chunks.get(index)!.u32;
-      let nonZero = false;
+      const base = index * CHUNK;
+      let changed = false;
       for (let i = 0; i < u32.length; i++) {
         const w = u32[i];
-        if (w === 0) continue;
-        nonZero = true;
+        if (w === (bg ? this.background32(base + i * 4) : 0)) continue;
+        changed = true;
         h = Math.imul(h ^ w ^ i, 0x01000193);
       }
-      if (nonZero) h = Math.imul(h ^ index, 0x01000193);
+      if (changed) h = Math.imul(h ^ index, 0x01000193);
     }
     return h >>> 0;
   }
 
-  /** A copy of the 64 KiB chunk holding `addr`, or null when it has no backing memory. */
+  /** A copy of the 64 KiB chunk holding `addr`, or null when it is untouched (it reads its background). */
   copyChunk(addr: number): Uint32Array | null {
     const c = this.#chunks.get(Math.floor(addr / CHUNK));
     return c === undefined ? null : c.u32.slice();
@@ -181,7 +269,7 @@ export const POSTED_CHUNKS = 1024;
  */
 export class PostedWrites {
   readonly #vram: SparseMemory;
-  /** Chunk index → its contents before the first unflushed write (null: it was all zeros). */
+  /** Chunk index → its contents before the first unflushed write (null: it was untouched). */
   #before = new Map<number, Uint32Array | null>();
   #lastChunk = -1;
   /** Chunks drained because the buffer was full (the flush came too late for them). */
@@ -203,7 +291,7 @@ export class PostedWrites {
     if (chunk === this.#lastChunk) return;
     this.#lastChunk = chunk;
     if (this.#before.has(chunk)) return;
-    // Sparse: an untouched chunk is remembered as all zeros.
+    // Sparse: an untouched chunk is remembered as null (it read its background).
     this.#before.set(chunk, this.#vram.copyChunk(chunk * CHUNK));
     if (this.#before.size > POSTED_CHUNKS) {
       const oldest = this.#before.keys().next().value!;
@@ -225,7 +313,7 @@ export class PostedWrites {
     if (this.#before.size === 0) return this.#vram.read32(addr);
     const snap = this.#before.get(Math.floor(addr / CHUNK));
     if (snap === undefined) return this.#vram.read32(addr);
-    return snap === null ? 0 : snap[(addr & CHUNK_MASK) >>> 2];
+    return snap === null ? this.#vram.background32(addr) : snap[(addr & CHUNK_MASK) >>> 2];
   }
 
   /** The FB flush completed: everything posted is visible. */
