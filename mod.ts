@@ -51,9 +51,22 @@ export {
   type Device,
   type GfwStatus,
   lockCard,
+  type MemClearStatus,
   openDevice,
   type OpenDeviceOptions,
 } from "./hw/device.ts";
+export {
+  type Bar1BindOps,
+  type BootWaits,
+  type ChipFamily,
+  chipFamily,
+  FAMILIES,
+  type FbFlushOps,
+  type InstanceBlockRules,
+  instanceBlockWords,
+  type InvalidateRules,
+  type LayoutRegisters,
+} from "./hw/family/mod.ts";
 export {
   type GpuScan,
   listGpus,
@@ -62,7 +75,7 @@ export {
   scanGpus,
   type SysfsOptions,
 } from "./hw/pci.ts";
-export type { SimBootInfo, SimEvent, SimFlush, SimGpu, SimKnobs } from "./hw/sim/gpu.ts";
+export type { SimBootInfo, SimEvent, SimFlush, SimGpu, SimKnobs, SimRegion } from "./hw/sim/gpu.ts";
 export type { SimFirmwareInfo } from "./hw/sim/firmware.ts";
 export type {
   SimAccess,
@@ -74,8 +87,15 @@ export type {
   SimTranslation,
   SimWalkFault,
 } from "./hw/sim/mmu.ts";
-export type { PostedWrites, SparseMemory } from "./hw/sim/vram.ts";
-export { SIM_PROFILES, SIM_STATES, type SimCardState, type SimProfile } from "./hw/sim/profiles.ts";
+export type { PostedWrites, SparseMemory, VramBackground } from "./hw/sim/vram.ts";
+export {
+  SIM_CONFLICTS,
+  SIM_PROFILES,
+  SIM_STATES,
+  type SimCardState,
+  type SimConflicts,
+  type SimProfile,
+} from "./hw/sim/profiles.ts";
 export { Gpu, type GpuStats, openGpu, type OpenGpuOptions, type VramInfo } from "./mm/gpu.ts";
 export { Pramin, PraminView, PraminWindow } from "./mm/pramin.ts";
 export { fbFlush, type FlushOptions, type FlushResult, Tlb } from "./mm/tlb.ts";

@@ -482,9 +482,9 @@ export class BarUser {
   }
 
   #refuse(offset: number, length: number, op: "r" | "w", why: string): never {
-    const access = `refused CPU ${op === "r" ? "read" : "write"} of BAR1 offset ${
-      hex(offset)
-    } (+${length})`;
+    const access = `refused CPU ${op === "r" ? "read" : "write"} of BAR1 ${
+      this.#bound === null ? "offset" : "VA"
+    } ${hex(offset)} (+${length})`;
     if (this.#bound === null) {
       fail(
         "EFAULT",

@@ -24,6 +24,8 @@ import {
   NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB,
+  NV_XAL_EP_ZB_UFLUSH_FB_FLUSH,
+  NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED,
   VGA_WORKSPACE_BASE,
 } from "../hw/regs.ts";
 import { throwsNova } from "./util.ts";
@@ -55,14 +57,20 @@ Deno.test("bare card: physical BAR1, VRAM by address, usable below the VGA works
     assert.equal(sim.bar1Mode, "physical");
     assert.equal(gpu.bar1AtOpen.mode, "physical");
     assert.equal(gpu.vram.usableSource, "layout");
-    // Usable ends below the VGA workspace 0x625F04 reports.
-    const vga = sim.bar0.read32(NV_PDISP_VGA_WORKSPACE_BASE);
-    assert.equal(getField(vga, VGA_WORKSPACE_BASE.STATUS_VALID), 1);
-    const workspace = getField(vga, VGA_WORKSPACE_BASE.ADDR) * 2 ** 16;
-    assert.ok(gpu.vram.usable.end <= workspace, `${device}: usable ends below ${workspace}`);
-    assert.ok(gpu.vram.usable.start >= 256 * 1024, "the first 256 KiB stay firmware's");
-    assert.ok(gpu.vram.layout.some((r) => r.name === "vga-workspace" && r.start === workspace));
-    assert.ok(gpu.vram.layout.some((r) => r.name === "mmu-lock"), "GA102 / GH100 lock the top");
+    if (device === "sim:ga102") {
+      // Usable ends below the VGA workspace 0x625F04 reports.
+      const vga = sim.bar0.read32(NV_PDISP_VGA_WORKSPACE_BASE);
+      assert.equal(getField(vga, VGA_WORKSPACE_BASE.STATUS_VALID), 1);
+      const workspace = getField(vga, VGA_WORKSPACE_BASE.ADDR) * 2 ** 16;
+      assert.ok(gpu.vram.usable.end <= workspace, `${device}: usable ends below ${workspace}`);
+      assert.ok(gpu.vram.usable.start >= 256 * 1024, "the first 256 KiB stay firmware's");
+      assert.ok(gpu.vram.layout.some((r) => r.name === "vga-workspace" && r.start === workspace));
+    } else {
+      // GH100 has no display (facts §14.1): no VGA workspace, no VGA memory, nothing at the top.
+      assert.deepEqual(gpu.vram.layout, []);
+      assert.deepEqual(gpu.vram.usable, { start: 0, end: gpu.vram.size });
+    }
+    assert.ok(!gpu.vram.layout.some((r) => r.name === "mmu-lock"), "the MMU lock is GA100's only");
     assert.ok(!gpu.vram.layout.some((r) => r.name === "wpr2"), "WPR2 is clear on a cold boot");
     // Physical BAR1: offset X is VRAM X.
     const a = gpu.mm.buddy.alloc(64 * 1024);
@@ -70,12 +78,17 @@ Deno.test("bare card: physical BAR1, VRAM by address, usable below the VGA works
     assert.equal(gpu.pramin.read32(a.start + 8), 0xc0ffee01);
     gpu.pramin.write64(a.start + 16, 0x1122334455667788n);
     assert.equal(gpu.bar1.physical.read64(a.start + 16), 0x1122334455667788n);
+    const after = gpu.pramin.read32(a.start + 0x3000); // unscrubbed VRAM: not zero
+    assert.notEqual(after, 0x5a5a5a5a);
     gpu.bar1.physical.fill(a.start + 0x1000, 0x2000, 0x5a);
     assert.ok(gpu.pramin.readBytes(a.start + 0x1000, 0x2000).every((b) => b === 0x5a));
-    assert.equal(gpu.pramin.read32(a.start + 0x3000), 0, "fill stops at its length");
-    // Outside the usable region: refused unless forced (and nothing was written).
-    throwsNova(() => gpu.bar1.physical.write32(0, 1), "EPERM", "outside the usable region");
-    assert.equal(gpu.bar1.physical.forced.read32(0), 0);
+    assert.equal(gpu.pramin.read32(a.start + 0x3000), after, "fill stops at its length");
+    if (device === "sim:ga102") {
+      // Outside the usable region: refused unless forced (and nothing was written).
+      const zero = gpu.pramin.read32(0);
+      throwsNova(() => gpu.bar1.physical.write32(0, 1), "EPERM", "outside the usable region");
+      assert.equal(gpu.bar1.physical.forced.read32(0), zero);
+    }
     throwsNova(() => gpu.bar1.physical.read32(gpu.bar1.size), "EINVAL", "past what physical BAR1");
     // Map: BAR1 is brought up first; the bind register is virtual and no bind is pending.
     const m = gpu.bar1.map(a, { writable: true });
@@ -118,9 +131,17 @@ Deno.test("bare card: close() restores the bind registers after a bring-up", asy
 });
 
 Deno.test("gsp card: firmware's binding adopted, 0x1704 reads zero, GSP's usable region used, layout shown", async () => {
-  const gpu = await openGpu({ device: "sim:ga102:gsp" });
+  // Whether 0x1704 is 0xB80F40 seen twice is a CONFLICT (facts §14.1): under "separate"
+  // the legacy register reads zero while GSP-RM's binding lives in the VF one.
+  const shared = await openGpu({ device: "sim:ga102:gsp" });
+  assert.equal(
+    shared.sim!.bar0.read32(NV_PBUS_BAR1_BLOCK),
+    shared.sim!.bar0.read32(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK),
+  );
+  shared.close();
+  const gpu = await openGpu({ device: "sim:ga102:gsp?bar1alias=separate" });
   const sim = gpu.sim!;
-  assert.equal(gpu.device.spec, "sim:ga102:gsp");
+  assert.equal(gpu.device.spec, "sim:ga102:gsp?bar1alias=separate");
   assert.equal(sim.bar0.read32(NV_PBUS_BAR1_BLOCK), 0, "the legacy register reads zero");
   assert.equal(gpu.bar1AtOpen.via, "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK");
   assert.equal(gpu.bar1.mode, "virtual");
@@ -249,9 +270,16 @@ Deno.test("sim: tables written through PRAMIN are not seen without an FB flush; 
     const pte = vmm.walk(0x10000n).steps.at(-1)!.entryAddress;
     gpu.pramin.write64(pte, gpu.format.codec.vramPte(b.start, { writable: true }));
     assert.equal(simPa(sim, vmm.pdb), a.start, "posted, not yet visible");
-    gpu.bar0.write32(NV_UFLUSH_FB_FLUSH, 1);
-    assert.equal(simPa(sim, vmm.pdb), a.start, "flush started, not polled done");
-    while (gpu.bar0.read32(NV_UFLUSH_FB_FLUSH) & 2);
+    if (device === "sim:ga102") {
+      gpu.bar0.write32(NV_UFLUSH_FB_FLUSH, 1);
+      assert.equal(simPa(sim, vmm.pdb), a.start, "flush started, not polled done");
+      while (gpu.bar0.read32(NV_UFLUSH_FB_FLUSH) & 2);
+    } else {
+      // Hopper: the read of 0x10F800 injects the flush; 0x10F804 says when it is done.
+      gpu.bar0.read32(NV_XAL_EP_ZB_UFLUSH_FB_FLUSH);
+      assert.equal(simPa(sim, vmm.pdb), a.start, "flush started, not polled done");
+      while (gpu.bar0.read32(NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED) >>> 31);
+    }
     assert.equal(simPa(sim, vmm.pdb), b.start, "visible after the FB flush");
     m.unmap();
     vmm.destroy();

@@ -189,6 +189,13 @@ async function matrix(device: string): Promise<Outcome> {
   const gpu = await api.openGpu({ device });
   const out: Outcome = { calls: 0, raw: [], unnamed: [], changed: [] };
   try {
+    // The calls below use 0x1000 as a plausible address in every other argument, and a
+    // valid call writes there: keep novamm's own tables out of the first MiB (on a chip
+    // without display, usable VRAM starts at 0).
+    const { start } = gpu.vram.usable;
+    if (start < 0x100000) {
+      keep.add(gpu.mm.buddy.alloc(0x100000 - start, { range: { start, end: 0x100000 } }));
+    }
     gpu.bar1.bringUp();
     const ch = gpu.mm.createVmm({ vaSize: 1n << 36n, name: "matrix" });
     const a = gpu.mm.buddy.alloc(64 * 1024);

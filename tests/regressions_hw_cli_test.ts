@@ -257,7 +257,10 @@ Deno.test("regression: sim keeps translating BAR1 through the boot PDB after BAR
   const inst = 0x100000;
   const root = 0x101000;
   const page = 0x106000;
-  // Instance block: PDB word = TARGET 0 | VER2 | 64 KiB big pages | root address.
+  // Instance block, written whole (unscrubbed VRAM is not zero): PDB word = TARGET 0 | VER2 |
+  // 64 KiB big pages | root address.
+  for (let a = inst; a < page; a += 4) vram.write32(a, 0); // the block and every table
+
   vram.write32(inst + 0x200, root | (1 << 10) | (1 << 11));
   vram.write32(inst + 0x204, 0);
   vram.write32(inst + 0x208, 0x0fffffff); // ADR_LIMIT: 256 MiB of VA, low 12 bits all ones

@@ -22,6 +22,7 @@
  */
 
 import { describe, fail } from "../errors.ts";
+import { checkObject, checkOptions } from "../validate.ts";
 import {
   NV_RAMIN_ADR_LIMIT_HI,
   NV_RAMIN_ADR_LIMIT_LO,
@@ -68,6 +69,11 @@ export function instanceBlockWords(
   rules: InstanceBlockRules,
   target: { pdb: number; vaSize: bigint },
 ): Uint32Array {
+  const r = checkObject(rules, "instance-block rules");
+  if ((r.ver2Bit !== 0 && r.ver2Bit !== 1) || typeof r.adrLimit !== "boolean") {
+    fail("EINVAL", `instance-block rules ${describe(rules)} are not a family's (hw/family)`);
+  }
+  checkOptions(target, { pdb: "number", vaSize: "bigint" }, "instanceBlockWords target");
   const { pdb, vaSize } = target;
   if (!Number.isSafeInteger(pdb) || pdb < 0 || pdb % 4096 !== 0) {
     fail("EINVAL", `PDB ${describe(pdb)} is not a 4 KiB-aligned VRAM address`);

@@ -6,6 +6,7 @@
  */
 
 import { fail, hex } from "../errors.ts";
+import { checkObject, checkUint } from "../validate.ts";
 import type { ChipInfo } from "../chip.ts";
 import { TU10X } from "./tu102.ts";
 import { GA100 } from "./ga100.ts";
@@ -46,6 +47,8 @@ export const FAMILIES: readonly ChipFamily[] = [TU10X, GA100, GA10X, AD10X, GH10
  * ```
  */
 export function chipFamily(chip: Pick<ChipInfo, "chipId" | "name">): ChipFamily {
+  const c = checkObject(chip, "chipFamily chip");
+  checkUint(c.chipId, "chip id");
   const f = FAMILIES.find((f) => f.chipIds.includes(chip.chipId));
   if (f === undefined) {
     fail("ENODEV", `no chip-family table for ${chip.name} (chip id ${hex(chip.chipId)})`);
