@@ -91,6 +91,8 @@ export interface Device {
   readonly bootVga: boolean;
   /** GFW boot as the open saw it. */
   readonly gfw: GfwStatus;
+  /** The Blackwell PCIe BAR-firewall wait before the first BAR0 access (null: not Blackwell, or the simulator). */
+  readonly barFirewall: BarFirewallResult | null;
   /** The post-reset memory-clear wait as the open saw it. */
   readonly memClear: MemClearStatus;
   /** The chip family's mechanics (FB flush, bind registers, layout registers, boot waits). */
@@ -394,6 +396,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       // Only GSP reports a usable region; a card without it has none to give.
       firmwareUsable: state === "gsp" && sim.firmware !== null ? { ...sim.firmware.usable } : null,
       bootVga: sim.boot.bootVga,
+      barFirewall: null,
       sim,
       pci: null,
       lock: null,
@@ -470,6 +473,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       kind: "pci",
       firmwareUsable: null,
       bootVga: fn.bootVga,
+      barFirewall: firewall,
       sim: null,
       pci: fn,
       lock,
@@ -518,10 +522,15 @@ function countWindowMoves(bar0: Mmio, chip: ChipInfo): void {
 function assemble(
   open: () => [MmioBackend, MmioBackend],
   options: OpenDeviceOptions,
-  info: Pick<Device, "spec" | "kind" | "firmwareUsable" | "bootVga" | "sim" | "pci" | "lock"> & {
-    release: () => void;
-    beforeIdentify?: (bar0: Mmio) => void;
-  },
+  info:
+    & Pick<
+      Device,
+      "spec" | "kind" | "firmwareUsable" | "bootVga" | "barFirewall" | "sim" | "pci" | "lock"
+    >
+    & {
+      release: () => void;
+      beforeIdentify?: (bar0: Mmio) => void;
+    },
 ): Device {
   const readOnly = options.readOnly ?? false;
   const counters = newCounters();

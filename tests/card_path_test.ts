@@ -132,3 +132,56 @@ Deno.test("card path: physical BAR1 bulk copies go through resource1_wc, counted
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("card path: a Blackwell card waits for the BAR firewall (NVIDIA DVSEC + 0x8 bit 20) before BAR0", async () => {
+  const { encodeBoot } = await import("../hw/chip.ts");
+  const { fakeConfigSpace, FLAGS_MEM32, FLAGS_MEM64_PREF } = await import("./fake_sysfs.ts");
+  const gb202 = encodeBoot(0x1b2);
+  for (const dvsec of [true, false]) {
+    const dir = await Deno.makeTempDir();
+    const config = dvsec
+      ? fakeConfigSpace(0x10de, 0x2b85, [
+        { offset: 0x100, id: 0x1, next: 0x180 },
+        { offset: 0x180, id: 0x23, next: 0, body: [0x10de, 0x0] }, // firewall down (bit 20 clear)
+      ])
+      : new Uint8Array(64); // an unprivileged read: no extended config space
+    const root = makeFakeSysfs(dir, [{
+      bdf: "0000:41:00.0",
+      vendor: 0x10de,
+      device: 0x2b85,
+      class: 0x030000,
+      config,
+      bars: [
+        { index: 0, start: 0xfa000000n, size: 0x1000000n, flags: FLAGS_MEM32, fileSize: 0x1000000 },
+        { index: 1, start: 0x38000000000n, size: 0x800000000n, flags: FLAGS_MEM64_PREF },
+      ],
+    }]);
+    const bar0 = `${root}/0000:41:00.0/resource0`;
+    for (
+      const [off, v] of [
+        [0x0, gb202.boot0],
+        [0xa00, gb202.boot42],
+        [0x1183a4, 32 * 1024],
+        [0xad00bc, 0xff], // GB20x FSP boot complete
+        [0x8a004c, 1], // memory clear done
+        [0xb80f60, 0],
+        [0xb80f64, 0],
+        [0x820c04, 1], // display fused off: nothing to read at 0x625F04
+      ]
+    ) writeU32(bar0, off, v);
+    const gpu = await openGpu({ device: "41:00.0", sysfsRoot: root, lockDir: dir });
+    try {
+      assert.equal(gpu.chip.name, "GB202");
+      const fw = gpu.device.barFirewall!;
+      assert.equal(fw.dvsecOffset, dvsec ? 0x180 : null);
+      // Without the DVSEC, BOOT_0 answered: no 3 s wait (gpu-admin-tools does the same).
+      assert.ok(fw.waitedMs < 1000);
+      assert.equal(fw.warning === null, dvsec);
+      assert.equal(gpu.device.memClear.value, 1);
+      assert.equal(gpu.family.name, "GB20x");
+    } finally {
+      gpu.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});

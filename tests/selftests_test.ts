@@ -1,24 +1,14 @@
 // Runs every self-test suite on every simulator profile under `deno test`.
 import assert from "node:assert/strict";
 import { openGpu } from "../mod.ts";
-import { SIM_CONFLICT_MMU, SIM_CONFLICTS, SIM_PROFILES, SIM_STATES } from "../hw/sim/profiles.ts";
+import { SIM_PROFILES, SIM_STATES } from "../hw/sim/profiles.ts";
 import { runSelfTests } from "../selftests/selftest.ts";
 import { SUITES } from "../selftests/selftest_suites.ts";
-import { runDeno } from "./util.ts";
+import { knobCombinations, runDeno } from "./util.ts";
 
 /** Tests a state may skip: those that need firmware's tables, or virtual BAR1 on a console card. */
 function allowedSkips(state: string): RegExp {
   return state === "vga" ? /./ : /^firmware mappings intact$/;
-}
-
-/** Every combination of the CONFLICT knobs that apply to an MMU version (facts §14.1). */
-function knobCombinations(mmuVersion: 2 | 3): string[] {
-  let combos = [""];
-  for (const [key, values] of Object.entries(SIM_CONFLICTS)) {
-    if (SIM_CONFLICT_MMU[key as keyof typeof SIM_CONFLICT_MMU] !== mmuVersion) continue;
-    combos = combos.flatMap((c) => values.map((v) => `${c}${c === "" ? "" : "&"}${key}=${v}`));
-  }
-  return combos;
 }
 
 // Every profile × state (vga only where the chip has a display) × knob combination.

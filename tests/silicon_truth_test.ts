@@ -12,6 +12,7 @@ import { chipFamily, instanceBlockWords, LOWHIGH_BIND, VF_BIND } from "../hw/fam
 import { decodeChip, encodeBoot } from "../hw/chip.ts";
 import { readRegister } from "../hw/device.ts";
 import { readValid } from "../hw/regs.ts";
+import { knobCombinations } from "./util.ts";
 import {
   bindLowHigh,
   bindVf,
@@ -94,43 +95,51 @@ for (const name of Object.keys(SIM_PROFILES)) {
     });
     continue;
   }
-  Deno.test(`reference sequences: bringUp, map and unbind on sim:${name} follow RM's HALs`, async () => {
-    const { gpu, trace, on } = await traced(`sim:${name}`);
-    try {
-      const a = gpu.mm.buddy.alloc(64 * 1024);
-      on();
-      gpu.bar1.bringUp();
-      const inst = gpu.bar1.binding!.instanceBlock;
-      const pdb = gpu.bar1.pdb;
-      const bind = profile.mmuVersion === 2 ? bindVf(inst) : bindLowHigh(inst);
-      const ctl = barInvalidateWord(name);
-      const expectBringUp = [...flushSteps(name), ...bind, ...invalidate(ctl, pdb)];
-      assert.equal(follows(trace, expectBringUp), null, `bringUp on ${name}`);
+  for (const knobs of knobCombinations(profile.mmuVersion)) {
+    const spec = `sim:${name}${knobs === "" ? "" : `?${knobs}`}`;
+    Deno.test(`reference sequences: bringUp, map and unbind on ${spec} follow RM's HALs`, async () => {
+      const { gpu, trace, on } = await traced(spec);
+      try {
+        const a = gpu.mm.buddy.alloc(64 * 1024);
+        on();
+        gpu.bar1.bringUp();
+        const inst = gpu.bar1.binding!.instanceBlock;
+        const pdb = gpu.bar1.pdb;
+        const bind = profile.mmuVersion === 2 ? bindVf(inst) : bindLowHigh(inst);
+        const ctl = barInvalidateWord(name);
+        const expectBringUp = [...flushSteps(name), ...bind, ...invalidate(ctl, pdb)];
+        assert.equal(follows(trace, expectBringUp), null, `bringUp on ${name}`);
 
-      on();
-      const m = gpu.bar1.map(a, { writable: true });
-      assert.equal(follows(trace, [...flushSteps(name), ...invalidate(ctl, pdb)]), null, "map");
-      m.write32(0, 0x600dcafe);
-      assert.equal(gpu.pramin.read32(a.start), 0x600dcafe);
+        on();
+        const m = gpu.bar1.map(a, { writable: true });
+        assert.equal(follows(trace, [...flushSteps(name), ...invalidate(ctl, pdb)]), null, "map");
+        m.write32(0, 0x600dcafe);
+        assert.equal(gpu.pramin.read32(a.start), 0x600dcafe);
 
-      on();
-      m.unmap();
-      // An unmap is a PTE downgrade: TU10x adds SYS_MEMBAR | ACK_GLOBALLY (0x800000C5).
-      const down = profile.architecture === "Turing" ? 0x800000c5 : ctl;
-      assert.equal(follows(trace, [...flushSteps(name), ...invalidate(down, pdb)]), null, "unmap");
+        on();
+        m.unmap();
+        // An unmap is a PTE downgrade: TU10x adds SYS_MEMBAR | ACK_GLOBALLY (0x800000C5).
+        const down = profile.architecture === "Turing" ? 0x800000c5 : ctl;
+        assert.equal(
+          follows(trace, [...flushSteps(name), ...invalidate(down, pdb)]),
+          null,
+          "unmap",
+        );
 
-      on();
-      gpu.bar1.unbind();
-      const unbind = profile.mmuVersion === 2 ? UNBIND_VF : UNBIND_LOWHIGH;
-      assert.equal(follows(trace, unbind), null, "unbind");
-      assert.equal(gpu.sim!.bar1Mode, "physical");
-      const flushes = trace.filter((t) => t.offset === 0x70000 || t.offset === 0x10f800);
-      assert.deepEqual(flushes, [], "an unbind flushes nothing");
-      assert.deepEqual(gpu.sim!.errors(), []);
-    } finally {
-      gpu.close();
-    }
-  });
+        on();
+        gpu.bar1.unbind();
+        const unbind = profile.mmuVersion === 2 ? UNBIND_VF : UNBIND_LOWHIGH;
+        assert.equal(follows(trace, unbind), null, "unbind");
+        assert.equal(gpu.sim!.bar1Mode, "physical");
+        const flushes = trace.filter((t) => t.offset === 0x70000 || t.offset === 0x10f800);
+        assert.deepEqual(flushes, [], "an unbind flushes nothing");
+        assert.deepEqual(gpu.sim!.errors(), []);
+      } finally {
+        gpu.close();
+      }
+      assert.equal(gpu.sim!.bar1Mode, "physical", "close leaves BAR1 as found");
+    });
+  }
 }
 
 Deno.test("done when: GH100/GB202 flush by reading 0x10F800 and polling 0x10F804, never 0x70000; GA102 writes 0x70000", async () => {
@@ -212,8 +221,11 @@ Deno.test("done when: layout — WPR2 ends at HI << 12, mmu-lock only on GA100, 
       assert.equal(names.includes("vga-workspace"), display, `${name}:${state} ${names}`);
       assert.equal(names.includes("vga-memory"), display, `${name}:${state}`);
       const wpr2 = gpu.vram.layout.filter((r) => r.name === "wpr2");
-      if (state === "bare") assert.deepEqual(wpr2, [], `${name}: WPR2 clear on a bare card`);
-      else {
+      if (state === "bare") {
+        assert.deepEqual(wpr2, [], `${name}: WPR2 clear on a bare card`);
+        // GH100's LO resets to 0xFFFFFFF0: start past end, HI 0 — still no region.
+        if (name === "gh100") assert.equal(gpu.bar0.read32(0x1fa824), 0xfffffff0);
+      } else {
         assert.equal(wpr2.length, 1, `${name}:${state}`);
         const hi = gpu.bar0.read32(0x1fa828);
         assert.equal(wpr2[0].end, (hi >>> 4) * 4096, `${name}:${state}: exclusive end`);

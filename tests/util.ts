@@ -5,6 +5,7 @@
  * @module
  */
 
+import { SIM_CONFLICT_MMU, SIM_CONFLICTS } from "../hw/sim/profiles.ts";
 import assert from "node:assert/strict";
 import { NovaError } from "../hw/errors.ts";
 
@@ -125,4 +126,17 @@ export function writeU32(file: string, offset: number, value: number): void {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setUint32(0, value, true);
   f.writeSync(b);
+}
+
+/**
+ * Every combination of the simulator's CONFLICT knobs that apply to an MMU
+ * version (facts §14.1), as device-spec query strings ("" = the defaults).
+ */
+export function knobCombinations(mmuVersion: 2 | 3): string[] {
+  let combos = [""];
+  for (const [key, values] of Object.entries(SIM_CONFLICTS)) {
+    if (SIM_CONFLICT_MMU[key as keyof typeof SIM_CONFLICT_MMU] !== mmuVersion) continue;
+    combos = combos.flatMap((c) => values.map((v) => `${c}${c === "" ? "" : "&"}${key}=${v}`));
+  }
+  return combos;
 }

@@ -490,7 +490,10 @@ export class SimGpu {
     }
     // WPR2: HI is the exclusive end (facts §14.1). Blackwell has it at both offsets.
     const wpr2 = this.firmware === null ? null : { ...this.firmware.wpr2 };
-    const lo = wpr2 === null ? 0 : addr4k(wpr2.start);
+    // Reset values: GH100's header gives LO VAL_INIT 0x0FFFFFFF (reads 0xFFFFFFF0), HI 0
+    // (OGKM hopper/gh100 dev_fb.h); an empty WPR2 is end == 0 or start == end.
+    const loReset = this.profile.architecture === "Hopper" ? 0xfffffff0 : 0;
+    const lo = wpr2 === null ? loReset : addr4k(wpr2.start);
     const hi = wpr2 === null ? 0 : addr4k(wpr2.end);
     this.#regs.set(NV_PFB_PRI_MMU_WPR2_ADDR_LO, lo);
     this.#regs.set(NV_PFB_PRI_MMU_WPR2_ADDR_HI, hi);
