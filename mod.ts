@@ -56,6 +56,15 @@ export {
   type OpenDeviceOptions,
 } from "./hw/device.ts";
 export {
+  type BarFirewallOptions,
+  type BarFirewallPoll,
+  type BarFirewallResult,
+  type ConfigFunction,
+  findNvidiaDvsec,
+  isBlackwellDeviceId,
+  waitBarFirewall,
+} from "./hw/pci_config.ts";
+export {
   type Bar1BindOps,
   type BootWaits,
   type ChipFamily,

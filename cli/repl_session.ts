@@ -144,7 +144,11 @@ export function banner(gpu: Gpu): string {
   const gfw = device.gfw;
   const bar1 = `BAR1 ${formatSize(device.bar1.size)} ${
     pdb === null
-      ? `physical (offset = VRAM address; bar1.bringUp() binds novamm's tables)`
+      ? `physical (offset = VRAM address; ${
+        gpu.family.fbFlush.mechanism === "gsp"
+          ? "it stays physical: no CPU-side FB flush on this chip"
+          : "bar1.bringUp() binds novamm's tables"
+      })`
       : `virtual, PDB ${hex(pdb)}`
   }${device.bootVga ? " · boot VGA device" : ""}`;
   const lines = [
@@ -158,9 +162,31 @@ export function banner(gpu: Gpu): string {
       formatSize(usable.end - usable.start)
     }, ${vram.usableSource === "layout" ? "largest range firmware leaves" : vram.usableSource})`,
     ...layoutLines(vram.layout),
+    familyLine(gpu),
     "Type help() for the preloaded names; .exit or Ctrl-D quits.",
   ];
   return lines.join("\n");
+}
+
+/** The chip family's mechanics in one line: FB flush, bind registers, display, knobs. */
+function familyLine(gpu: Gpu): string {
+  const f = gpu.family;
+  const flush = {
+    uflush: "FB flush: write 0x70000",
+    xal: "FB flush: read 0x10F800, poll 0x10F804",
+    gsp: "FB flush: GSP-RM only (BAR1 stays physical)",
+  }[f.fbFlush.mechanism];
+  const bind = f.bar1.kind === "vf" ? "bind 0xB80F40 (+0x1704)" : "bind LOW/HIGH 0xB80F60/64";
+  const display = f.layout.displayFuse === null ? "no display" : "display fuse read";
+  const mc = gpu.device.memClear;
+  const m = mc.value === null
+    ? "memory clear: not reported"
+    : mc.waitedMs > 0
+    ? `memory clear waited ${mc.waitedMs} ms`
+    : "";
+  return `${f.name}: ${flush} · ${bind} · ${display}${f.layout.mmuLock ? " · MMU lock" : ""}${
+    m === "" ? "" : ` · ${m}`
+  }${gpu.device.barFirewall?.warning ? ` · ${gpu.device.barFirewall.warning}` : ""}`;
 }
 
 /** The prompt: the chip, lower case (`ga102> `), marked when read-only. */

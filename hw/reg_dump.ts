@@ -19,6 +19,7 @@ import {
   BOOT_42,
   type Field,
   field,
+  FUSE_STATUS_OPT_DISPLAY,
   getField,
   gfwBootRegisters,
   isPriError,
@@ -27,14 +28,11 @@ import {
   MMU_INVALIDATE_PDB,
   MMU_INVALIDATE_UPPER_PDB,
   NV_PBUS_BAR1_BLOCK,
-  NV_PBUS_BIND_STATUS,
   NV_PDISP_VGA_WORKSPACE_BASE,
   NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE,
   NV_PFB_PRI_MMU_LOCK_ADDR_HI,
   NV_PFB_PRI_MMU_LOCK_ADDR_LO,
   NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK,
-  NV_PFB_PRI_MMU_WPR2_ADDR_HI,
-  NV_PFB_PRI_MMU_WPR2_ADDR_LO,
   NV_PMC_BOOT_0,
   NV_PMC_BOOT_42,
   NV_UFLUSH_FB_FLUSH,
@@ -46,11 +44,14 @@ import {
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB,
   NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_UPPER_PDB,
+  NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED,
   SCRATCH_GROUP_05_PLM,
   UFLUSH_FB_FLUSH,
   VGA_WORKSPACE_BASE,
   windowRegister,
+  XAL_FB_FLUSH,
 } from "./regs.ts";
+import { chipFamily } from "./family/mod.ts";
 
 /** One register novamm knows. */
 export interface KnownRegister {
@@ -125,25 +126,43 @@ export function knownRegisters(architecture: Architecture, chipId?: number): Kno
       fields: MMU_INVALIDATE,
     },
   ];
-  list.push(
-    { name: gfw.name, offset: gfw.progress, fields: { PROGRESS: gfw.field } },
-    { name: "NV_UFLUSH_FB_FLUSH", offset: NV_UFLUSH_FB_FLUSH, fields: UFLUSH_FB_FLUSH },
-    {
-      name: "NV_PDISP_VGA_WORKSPACE_BASE",
-      offset: NV_PDISP_VGA_WORKSPACE_BASE,
-      fields: VGA_WORKSPACE_BASE,
-    },
-    {
-      name: "NV_PFB_PRI_MMU_WPR2_ADDR_LO",
-      offset: NV_PFB_PRI_MMU_WPR2_ADDR_LO,
-      fields: ADDR_VAL_4K,
-    },
-    {
-      name: "NV_PFB_PRI_MMU_WPR2_ADDR_HI",
-      offset: NV_PFB_PRI_MMU_WPR2_ADDR_HI,
-      fields: ADDR_VAL_4K,
-    },
-  );
+  const fam = chipFamily({ chipId: chip, name: architecture });
+  list.push({ name: gfw.name, offset: gfw.progress, fields: { PROGRESS: gfw.field } });
+  // The FB flush of the family. Never 0x10F800: a read there injects a flush (facts §14.1).
+  if (fam.fbFlush.mechanism === "uflush") {
+    list.push({ name: "NV_UFLUSH_FB_FLUSH", offset: NV_UFLUSH_FB_FLUSH, fields: UFLUSH_FB_FLUSH });
+  } else if (fam.fbFlush.mechanism === "xal") {
+    list.push({
+      name: "NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED",
+      offset: NV_XAL_EP_ZB_UFLUSH_FB_FLUSH_COMPLETED,
+      fields: XAL_FB_FLUSH,
+    });
+  }
+  if (fam.layout.displayFuse !== null) {
+    list.push(
+      {
+        name: "NV_FUSE_STATUS_OPT_DISPLAY",
+        offset: fam.layout.displayFuse,
+        fields: FUSE_STATUS_OPT_DISPLAY,
+      },
+      {
+        name: "NV_PDISP_VGA_WORKSPACE_BASE",
+        offset: NV_PDISP_VGA_WORKSPACE_BASE,
+        fields: VGA_WORKSPACE_BASE,
+      },
+    );
+  }
+  for (const pair of fam.layout.wpr2) {
+    list.push(
+      { name: `${pair.name}_LO`, offset: pair.lo, fields: ADDR_VAL_4K },
+      { name: `${pair.name}_HI`, offset: pair.hi, fields: ADDR_VAL_4K },
+    );
+  }
+  list.push({
+    name: "MEM_CLEAR_STATUS",
+    offset: fam.boot.memClear,
+    fields: { DONE: field(31, 0) },
+  });
   if (gfw.plm !== null) {
     list.push({
       name: "NV_PGC6_AON_SECURE_SCRATCH_GROUP_05_PRIV_LEVEL_MASK",
@@ -151,7 +170,7 @@ export function knownRegisters(architecture: Architecture, chipId?: number): Kno
       fields: SCRATCH_GROUP_05_PLM,
     });
   }
-  if (architecture !== "Turing") {
+  if (fam.layout.mmuLock) {
     list.push(
       {
         name: "NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK",
@@ -184,9 +203,9 @@ export function knownRegisters(architecture: Architecture, chipId?: number): Kno
       },
     );
   } else {
+    // NV_PBUS_BIND_STATUS 0x1710 is only in the gm107 header: not listed on Turing+.
     list.push(
       { name: "NV_PBUS_BAR1_BLOCK", offset: NV_PBUS_BAR1_BLOCK, fields: BAR1_BLOCK },
-      { name: "NV_PBUS_BIND_STATUS", offset: NV_PBUS_BIND_STATUS, fields: BIND_STATUS },
       {
         name: "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK",
         offset: NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK,
