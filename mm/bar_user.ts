@@ -773,7 +773,7 @@ export class BarUser {
     const prepared = "extents" in pieces
       ? vmm.prepareExtents(pieces.extents, mapOptions)
       : vmm.prepareMap(pieces.pfns, mapOptions);
-    if (Number(prepared.va) + size > this.size) {
+    if (prepared.va + BigInt(size) > BigInt(this.size)) { // bigint: a VA may exceed 2^53
       prepared.cancel(); // nothing was written: a failed map makes no MMIO access
       fail(
         "ENOSPC",
