@@ -1,6 +1,7 @@
 /**
  * The few libc calls a real BAR needs, through Deno FFI: `open`, `mmap`,
- * `munmap`, `close`, `flock` (the per-card lock), plus `errno` (glibc/musl
+ * `munmap`, `close`, `flock`, `ftruncate`, `pread` and `pwrite` (the per-card
+ * lock, which works on its fd only, never by path), plus `errno` (glibc/musl
  * `__errno_location`) and `strerror` to turn a failure into a message that
  * says what to do.
  *
@@ -8,8 +9,9 @@
  * nothing and needs no `--allow-ffi` until a card is actually opened.
  *
  * The flag values are those of Linux on x86_64; they are the asm-generic
- * values, so aarch64 Linux shares them. Other systems have no PCI sysfs and
- * are refused before any call.
+ * values, which aarch64 Linux shares except for `O_NOFOLLOW` (chosen by
+ * architecture below). Other systems have no PCI sysfs and are refused
+ * before any call.
  *
  * @module
  */
@@ -24,6 +26,12 @@ export const O_RDWR = 0o2;
 export const O_SYNC = 0o4010000;
 /** `O_CLOEXEC` (Linux asm-generic, x86_64). */
 export const O_CLOEXEC = 0o2000000;
+/** `O_CREAT` (Linux). */
+export const O_CREAT = 0o100;
+/** `O_EXCL` (Linux). */
+export const O_EXCL = 0o200;
+/** `O_NOFOLLOW` (Linux: 0o400000 asm-generic / x86_64, 0o100000 on arm64). */
+export const O_NOFOLLOW = Deno.build.arch === "aarch64" ? 0o100000 : 0o400000;
 /** `PROT_READ`. */
 export const PROT_READ = 0x1;
 /** `PROT_WRITE`. */
@@ -79,11 +87,15 @@ const ERRNO_CODES: Record<string, ErrorCode> = {
 };
 
 const SYMBOLS = {
-  // open(2) is variadic; the third (mode) argument is only read with O_CREAT,
-  // which is never passed, so a fixed three-argument signature is safe.
+  // open(2) is variadic; its third (mode) argument is an int read only with O_CREAT. On
+  // x86_64 and aarch64 Linux a variadic int travels as a fixed one does, so a fixed
+  // three-argument signature passes it.
   open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   flock: { parameters: ["i32", "i32"], result: "i32" },
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
@@ -279,4 +291,69 @@ export function tryLockFd(fd: number): boolean {
   const n = errno(c);
   if (errnoName(n) === "EAGAIN") return false; // EWOULDBLOCK
   return fail("EIO", `flock of fd ${fd} failed: ${errnoName(n)} (${errnoText(c, n)})`);
+}
+
+/**
+ * Opens `path` read-write for a lock file: created with `mode` when absent
+ * (`O_CREAT`), never through a symbolic link at its last component
+ * (`O_NOFOLLOW`: a link fails with ELOOP), `O_CLOEXEC`. Returns the fd, or
+ * the errno name (`"ELOOP"`, `"EACCES"`, `"EISDIR"`, ...) when the open
+ * failed, for the caller to word.
+ *
+ * @example
+ * ```ts
+ * const fd = openNoFollow("/run/lock/novamm/novamm-0000_65_00.0.lock", 0o600);
+ * if (typeof fd === "string") console.log(`refused: ${fd}`);
+ * ```
+ */
+export function openNoFollow(path: string, mode: number): number | string {
+  if (typeof path !== "string" || path.length === 0 || path.includes("\0")) {
+    fail("EINVAL", `file name ${describe(path)} is empty or contains a NUL byte`);
+  }
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+    fail("EINVAL", `file mode ${describe(mode)} is not a permission mode (0..0o7777)`);
+  }
+  const c = load();
+  const flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+  const fd = c.open(encoder.encode(path + "\0"), flags, mode);
+  return fd >= 0 ? fd : errnoName(errno(c));
+}
+
+/** Sets the size of an open file (`ftruncate`); EIO naming the errno on failure. */
+export function truncateFd(fd: number, length: number): void {
+  checkLength("ftruncate length", length + 1);
+  const c = load();
+  if (c.ftruncate(fd, BigInt(length)) === 0) return;
+  const n = errno(c);
+  fail("EIO", `ftruncate of fd ${fd} failed: ${errnoName(n)} (${errnoText(c, n)})`);
+}
+
+/** Writes all of `bytes` at `offset` of an open file (`pwrite`); EIO naming the errno on failure. */
+export function pwriteFd(fd: number, bytes: Uint8Array, offset: number): void {
+  const c = load();
+  let done = 0;
+  while (done < bytes.length) {
+    const part = bytes.subarray(done);
+    const n = Number(c.pwrite(fd, part, BigInt(part.length), BigInt(offset + done)));
+    if (n <= 0) {
+      const e = errno(c);
+      if (n < 0 && errnoName(e) === "EINTR") continue;
+      fail("EIO", `pwrite of fd ${fd} failed: ${errnoName(e)} (${errnoText(c, e)})`);
+    }
+    done += n;
+  }
+}
+
+/** Reads up to `length` bytes at `offset` of an open file (`pread`); fewer at its end. */
+export function preadFd(fd: number, length: number, offset: number): Uint8Array {
+  checkLength("pread length", length);
+  const c = load();
+  const buf = new Uint8Array(length);
+  for (;;) {
+    const n = Number(c.pread(fd, buf, BigInt(length), BigInt(offset)));
+    if (n >= 0) return buf.subarray(0, n);
+    const e = errno(c);
+    if (errnoName(e) === "EINTR") continue;
+    return fail("EIO", `pread of fd ${fd} failed: ${errnoName(e)} (${errnoText(c, e)})`);
+  }
 }

@@ -74,6 +74,22 @@ export function newCounters(): MmioCounters {
   return { mmioReads: 0, mmioWrites: 0, windowMoves: 0 };
 }
 
+let installGuardImpl: (mmio: Mmio, guard: MmioGuard) => void = () => {};
+
+/**
+ * Installs the guard every access to `mmio` must pass before it reaches the
+ * backend. Once: a guard cannot be replaced or removed (BAR1's guard keeps the
+ * CPU off unmapped pages while BAR1 is virtual; switching it off by accident
+ * would fault the card). Not part of the public API (mod.ts does not export it).
+ */
+export function installGuard(mmio: Mmio, guard: MmioGuard): void {
+  if (!(mmio instanceof Mmio)) fail("EINVAL", `installGuard takes an Mmio, not ${describe(mmio)}`);
+  if (typeof guard !== "function") {
+    fail("EINVAL", `an Mmio guard is a function, not ${describe(guard)}`);
+  }
+  installGuardImpl(mmio, guard);
+}
+
 /** Access widths in bytes. */
 export type Width = 1 | 2 | 4;
 
@@ -269,6 +285,7 @@ export class Mmio {
       ? value
       : this.#checkWrite(offset, 1, value);
     if (this.#guard !== null) this.#guard(offset, 1, "w");
+    if (this.#watchers.size !== 0) this.#narrowWatched(offset, 1);
     checkInterrupt();
     this.counters.mmioWrites++;
     this.#backend.write8(offset, v);
@@ -284,6 +301,7 @@ export class Mmio {
       ? value
       : this.#checkWrite(offset, 2, value);
     if (this.#guard !== null) this.#guard(offset, 2, "w");
+    if (this.#watchers.size !== 0) this.#narrowWatched(offset, 2);
     checkInterrupt();
     this.counters.mmioWrites++;
     this.#backend.write16(offset, v);
@@ -473,6 +491,21 @@ export class Mmio {
     }
   }
 
+  /**
+   * A watched register (the window, a bind register) takes single 32-bit
+   * writes only: a narrow write would change it behind its watchers.
+   */
+  #narrowWatched(offset: number, width: Width): void {
+    const word = offset - (offset % 4);
+    if (!this.#watchers.has(word)) return;
+    fail(
+      "EINVAL",
+      `${this.name} ${width * 8}-bit write at ${hex(offset)}: register ${
+        hex(word)
+      } takes single 32-bit writes only (write32)`,
+    );
+  }
+
   #wordAligned(offset: number): void {
     if (offset % 4 !== 0) {
       fail("EINVAL", `${this.name} offset ${hex(offset)} is not aligned to the 4-byte word width`);
@@ -498,15 +531,14 @@ export class Mmio {
     return this.#backend.readBlock !== undefined;
   }
 
-  /**
-   * Sets (or with null removes) the guard every access must pass before it
-   * reaches the backend. One guard per aperture: its owner (BAR1) replaces it.
-   */
-  setGuard(guard: MmioGuard | null): void {
-    if (guard !== null && typeof guard !== "function") {
-      fail("EINVAL", `an Mmio guard is a function or null, not ${describe(guard)}`);
-    }
-    this.#guard = guard;
+  /** @internal See {@linkcode installGuard}. */
+  static {
+    installGuardImpl = (mmio, guard) => {
+      if (mmio.#guard !== null) {
+        fail("EBUSY", `${mmio.name} already has its guard (one owner: BAR1)`);
+      }
+      mmio.#guard = guard;
+    };
   }
 
   /**

@@ -39,6 +39,11 @@
  * # end accesses=5000000 limit=268435456
  * ```
  *
+ * A comment is never taken for the footer: {@linkcode TraceWriter.comment}
+ * writes a comment whose line would read as one (`# end accesses=0`) with two
+ * spaces after the `#` (`#  end accesses=0`), which parses back to the same
+ * comment text, and splits text at every line break (`\n`, `\r\n` or `\r`).
+ *
  * A file without it was cut short (the session crashed or the disk filled)
  * and is refused, so a truncated trace never replays "ok". `limit=` says the
  * recording stopped at its size bound (`--trace-max`): what is there is a
@@ -176,9 +181,18 @@ export function formatAccess(a: MmioAccess): string {
   return `${a.op} ${a.bar} ${a.width} 0x${pad(a.offset, 8)} 0x${pad(a.value, a.width * 2)}`;
 }
 
-/** Formats the header line. */
+/** Formats the header line; EINVAL unless `header` is an object of non-empty strings with a `device`. */
 export function formatHeader(header: TraceHeader): string {
+  if (header === null || typeof header !== "object" || Array.isArray(header)) {
+    fail("EINVAL", `trace header ${describe(header)} is not an object { device, ... }`);
+  }
+  if (typeof header.device !== "string") {
+    fail("EINVAL", `trace header device ${describe(header.device)} is not a device spec string`);
+  }
   const pairs = Object.entries(header).map(([k, v]) => {
+    if (typeof v !== "string") {
+      fail("EINVAL", `trace header ${JSON.stringify(k)} value ${describe(v)} is not a string`);
+    }
     if (!/^[a-z][a-z0-9_-]*$/i.test(k) || /\s/.test(v) || v === "") {
       fail("EINVAL", `trace header pair ${JSON.stringify(`${k}=${v}`)} has spaces or is empty`);
     }
@@ -275,6 +289,9 @@ export class TraceWriter {
     header: TraceHeader,
     options: { maxBytes?: number; onLimit?: (message: string) => void } = {},
   ) {
+    if (typeof path !== "string" || path === "" || path.includes("\0")) {
+      fail("EINVAL", `trace path ${describe(path)} is not a file name`);
+    }
     checkOptions(options, { maxBytes: "number", onLimit: "function" }, "TraceWriter options");
     const head = formatHeader(header);
     this.#maxBytes = options.maxBytes ?? 2 ** 30;
@@ -293,7 +310,7 @@ export class TraceWriter {
       fail("EIO", `cannot create trace file ${path}: ${why}`);
     }
     this.#buffer.push(head);
-    this.tracer = (a) => this.record(a);
+    this.tracer = (a) => this.#append(a);
   }
 
   /** Accesses recorded so far. */
@@ -301,8 +318,36 @@ export class TraceWriter {
     return this.#accesses;
   }
 
-  /** Appends one access. */
+  /**
+   * Appends one access; EINVAL unless it is one a BAR makes (`bar0`/`bar1`,
+   * `r`/`w`, width 1, 2 or 4, a safe offset, a value that fits the width).
+   */
   record(a: MmioAccess): void {
+    const x = checkObject(a, "trace record access");
+    const { bar, op, width, offset, value } = x;
+    if (bar !== "bar0" && bar !== "bar1") {
+      fail("EINVAL", `trace record bar ${describe(bar)} is not "bar0" or "bar1"`);
+    }
+    if (op !== "r" && op !== "w") {
+      fail("EINVAL", `trace record op ${describe(op)} is not "r" or "w"`);
+    }
+    if (width !== 1 && width !== 2 && width !== 4) {
+      fail("EINVAL", `trace record width ${describe(width)} is not 1, 2 or 4`);
+    }
+    if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) {
+      fail("EINVAL", `trace record offset ${describe(offset)} is not a non-negative integer`);
+    }
+    if (
+      typeof value !== "number" || !Number.isInteger(value) || value < 0 ||
+      value > 2 ** (8 * width) - 1
+    ) {
+      fail("EINVAL", `trace record value ${describe(value)} does not fit a ${width}-byte access`);
+    }
+    this.#append(a);
+  }
+
+  /** Appends one access as the BAR's tracer hands it (well formed). */
+  #append(a: MmioAccess): void {
     if (this.#file === null || this.limited) return;
     const line = formatAccess(a);
     if (this.#bytes + line.length + 64 > this.#maxBytes) {
@@ -318,11 +363,16 @@ export class TraceWriter {
     if (this.#buffer.length >= FLUSH_LINES) this.flush();
   }
 
-  /** Appends a comment line (newlines become separate comment lines). */
+  /**
+   * Appends a comment line (line breaks become separate comment lines; a
+   * line that would read as the footer gets two spaces after its `#`).
+   */
   comment(text: string): void {
+    if (typeof text !== "string") fail("EINVAL", `trace comment ${describe(text)} is not a string`);
     if (this.#file === null || this.limited) return;
-    for (const l of text.split("\n")) {
-      const line = `# ${l}`.slice(0, 4096);
+    for (const l of text.split(/\r\n|\r|\n/)) {
+      let line = `# ${l}`.slice(0, 4096);
+      if (footerOf(line) !== null) line = `#  ${l}`.slice(0, 4096);
       if (this.#bytes + line.length + 64 > this.#maxBytes) return;
       this.#bytes += line.length + 1;
       this.#buffer.push(line);

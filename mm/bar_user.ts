@@ -57,6 +57,7 @@ import {
   checkMmio,
   checkObject,
   checkOptions,
+  checkUint,
 } from "../hw/validate.ts";
 
 export type { Bar1BindState, Bar1Mode } from "../hw/family/mod.ts";
@@ -190,6 +191,13 @@ export class BarMapping {
 
   #at(offset: number, len: number): number {
     if (!this.mapping.live) fail("ENODEV", `BAR1 mapping ${hex(this.va)} has been unmapped`);
+    if (!this.mapping.flushed) {
+      fail(
+        "EFAULT",
+        `BAR1 mapping ${hex(this.va)} was never flushed: the GPU may not have its entries`,
+        `${this.mapping.vmm.name}.flush() retries the flush; unmap() gives the mapping up`,
+      );
+    }
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(len) || len < 0) {
       fail(
         "EINVAL",
@@ -305,6 +313,8 @@ export interface BarUserOptions {
   readOnly: boolean;
   /** The bind registers as the session found them. */
   found: Bar1BindState;
+  /** A bind register was written since `found` was read: read them again. */
+  rewritten?: boolean;
 }
 
 /**
@@ -350,6 +360,8 @@ export class BarUser {
   #problem: string | null = null;
   /** A bind or unbind failed: BAR1's state is not trusted until one succeeds. */
   #unsettled = false;
+  /** A bind register was written during the session (by novamm or a raw poke). */
+  #rawWrites = false;
   #hit: Mapping | null = null;
   #hitStart = 0;
   #hitEnd = 0;
@@ -367,16 +379,12 @@ export class BarUser {
       problem: () => this.#bound === null ? this.#problem : null,
     });
     const found = options.found;
-    this.#problem = found.problem;
-    if (found.mode === "virtual" && found.instanceBlock === null) {
-      this.#bound = { vmm: null, instanceBlock: null, pdb: null };
-    } else if (found.instanceBlock !== null) {
+    if (found.instanceBlock !== null) {
+      // Firmware's tables as bound at open: adopted (scanned, never rewritten).
       const b = readInstanceBlock(options.pramin, found.instanceBlock, {
         mmuVersion: options.mmuVersion,
       });
-      if (b === null) {
-        this.#bound = { vmm: null, instanceBlock: found.instanceBlock, pdb: null };
-      } else {
+      if (b !== null) {
         const vmm = options.mm().openVmm({
           pdb: b.pdb,
           vaSize: BigInt(this.size),
@@ -387,14 +395,31 @@ export class BarUser {
         vmm.protect("it is BAR1's address space (firmware's tables); gpu.close() lets it go");
         this.#own = vmm;
         this.#adopted = true;
-        this.#bound = { vmm, instanceBlock: b.instanceBlock, pdb: b.pdb };
       }
     }
-    this.#bar1.setGuard((offset, length, op) => this.#guard(offset, length, op));
-    const bar0 = options.bar0;
-    for (const offset of options.family.bar1.watched) {
-      bar0.watch(offset, () => this.#foreignWrite());
+    // What the card says now: as found at open, unless a bind register was written since.
+    this.#follow(options.rewritten ? undefined : found);
+  }
+
+  /**
+   * @internal The BAR1 aperture's guard (installed by the Gpu at open, so it
+   * holds from the first access): while BAR1 is virtual only live, flushed
+   * mappings may be touched; while physical into system memory nothing.
+   */
+  guardAccess(offset: number, length: number, op: "r" | "w"): void {
+    checkUint(offset, "BAR1 offset");
+    checkUint(length, "BAR1 access length");
+    if (op !== "r" && op !== "w") {
+      fail("EINVAL", `BAR1 access op ${describe(op)} is not "r" or "w"`);
     }
+    this.#guard(offset, length, op);
+  }
+
+  /** @internal A bind register was written (by anyone): follow what the card now says. */
+  registersWritten(): void {
+    this.#rawWrites = true;
+    if (this.#writing) return;
+    this.#follow();
   }
 
   /** `"physical"` (BAR1 offset = VRAM address) or `"virtual"` (translated through page tables). */
@@ -467,7 +492,10 @@ export class BarUser {
       return;
     }
     const hit = this.#hit;
-    if (hit !== null && hit.live && offset >= this.#hitStart && offset + length <= this.#hitEnd) {
+    if (
+      hit !== null && hit.live && hit.flushed && offset >= this.#hitStart &&
+      offset + length <= this.#hitEnd
+    ) {
       if (op === "w" && !hit.writable) this.#refuse(offset, length, op, "read-only mapping");
       return;
     }
@@ -475,6 +503,14 @@ export class BarUser {
     const m = b.vmm.liveAt(offset, length);
     if (m === null) this.#refuse(offset, length, op, `no live mapping of ${b.vmm.name} there`);
     if (m === "firmware") return;
+    if (!m.flushed) {
+      this.#refuse(
+        offset,
+        length,
+        op,
+        `the mapping at ${hex(m.va)} was never flushed: the GPU may not have its entries`,
+      );
+    }
     if (op === "w" && !m.writable) this.#refuse(offset, length, op, "read-only mapping");
     this.#hit = m;
     this.#hitStart = Number(m.va);
@@ -499,21 +535,15 @@ export class BarUser {
     );
   }
 
-  /** Someone else (a REPL poke) wrote a bind register: follow what the hardware now has. */
-  #foreignWrite(): void {
-    if (this.#writing) return;
-    this.#follow();
-  }
-
   /**
    * Reads the bind registers back and treats BAR1 as what they say (after
    * every bind, unbind or restore attempt, and after a raw write): novamm's
    * address space when one of its instance blocks is bound, firmware's
    * adopted one, or a foreign binding the guard lets nothing through.
    */
-  #follow(): Bar1BindState {
+  #follow(known?: Bar1BindState): Bar1BindState {
     this.#hit = null;
-    const s = this.#o.family.bar1.read(this.#o.bar0);
+    const s = known ?? this.#o.family.bar1.read(this.#o.bar0);
     this.#release?.();
     this.#release = null;
     this.#problem = s.problem;
@@ -705,6 +735,9 @@ export class BarUser {
     this.#instanceBlocks.set(vmm, block);
     vmm.whenDestroyed(() => {
       if (this.#instanceBlocks.get(vmm) === block) this.#instanceBlocks.delete(vmm);
+      // Never give back an instance block the card is still bound to (a restore that
+      // failed): the GPU would fetch whatever is written there next. It stays pinned.
+      if (this.#cardUses(block.start)) return;
       unpin();
       block.free();
     });
@@ -730,13 +763,28 @@ export class BarUser {
 
   /**
    * Writes back the bind registers the session found (run by `gpu.close()`),
-   * then reads them back. Nothing is written when the session never changed
-   * the binding, or when it is read-only.
+   * whoever changed them, then reads them back. On LOW/HIGH chips the pair is
+   * rewritten whenever any bind register was written this session: equal
+   * register values do not prove the live binding (a LOW-only write may not
+   * take effect: facts §14.1 CONFLICT). Nothing is written on a read-only session.
    */
   restore(): void {
-    if (this.#o.readOnly || !this.#changed) return;
-    this.#change(() => this.#o.family.bar1.restore(this.#o.bar0, this.#o.found, BIND_TIMEOUT_MS));
+    if (this.#o.readOnly) return;
+    const always = this.#rawWrites || this.#changed;
+    this.#change(() =>
+      this.#o.family.bar1.restore(this.#o.bar0, this.#o.found, BIND_TIMEOUT_MS, { always })
+    );
     this.#changed = false;
+    this.#rawWrites = false;
+  }
+
+  /** True when the card's bind registers name `inst` (read now; for freeing instance blocks). */
+  #cardUses(inst: number): boolean {
+    try {
+      return this.#o.family.bar1.read(this.#o.bar0).instanceBlock === inst;
+    } catch {
+      return true; // cannot tell: keep it
+    }
   }
 
   /**

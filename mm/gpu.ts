@@ -11,7 +11,8 @@ import { checkOptions } from "../hw/validate.ts";
 import { type Device, openDevice, type OpenDeviceOptions } from "../hw/device.ts";
 import type { ChipInfo } from "../hw/chip.ts";
 import type { Mmio } from "../hw/mmio.ts";
-import { gpuLost, windowRegister } from "../hw/regs.ts";
+import { gpuLost, readValid, windowRegister } from "../hw/regs.ts";
+import { installGuard } from "../hw/mmio.ts";
 import { type ChipFamily, chipFamily } from "../hw/family/mod.ts";
 import type { SimGpu } from "../hw/sim/gpu.ts";
 import { Pramin } from "./pramin.ts";
@@ -79,6 +80,10 @@ export class Gpu {
   readonly bar1AtOpen: Bar1BindState;
   #mm: GpuMm | null = null;
   #bar1: BarUser | null = null;
+  /** A bind register was written this session (by novamm or a raw poke). */
+  #bindWritten = false;
+  /** The PRAMIN window register as found at open (null: it read a PRI error: never written back). */
+  readonly #windowAtOpen: number | null;
 
   /** Constructs it (see the class documentation for who does and how). */
   constructor(device: Device) {
@@ -101,6 +106,17 @@ export class Gpu {
       bootVga: device.bootVga,
       boundInstanceBlock: this.bar1AtOpen.instanceBlock,
     });
+    // From open, whatever the state: the BAR1 guard (made on the first BAR1 access), and
+    // every write of a bind register followed (the card is the truth about its binding).
+    installGuard(device.bar1, (o, l, op) => this.bar1.guardAccess(o, l, op));
+    for (const offset of this.family.bar1.watched) {
+      device.bar0.watch(offset, () => {
+        this.#bindWritten = true;
+        this.#bar1?.registersWritten();
+      });
+    }
+    const win = windowRegister(device.chip.architecture);
+    this.#windowAtOpen = readValid(device.bar0, win.offset);
     const reported = device.firmwareUsable;
     this.vram = {
       size: device.vramSize,
@@ -146,6 +162,7 @@ export class Gpu {
         bootVga: this.device.bootVga,
         readOnly: this.device.readOnly,
         found: this.bar1AtOpen,
+        rewritten: this.#bindWritten,
       });
     }
     return this.#bar1;
@@ -183,9 +200,10 @@ export class Gpu {
   }
 
   /**
-   * Puts back what this session changed and unmaps the BARs: the BAR1 bind
-   * registers as found at open, then the mappings and address spaces it
-   * made (unmapped, tables freed), then the PRAMIN window base. Every step
+   * Puts back what this session found at open, whoever changed it, and
+   * unmaps the BARs: the BAR1 bind registers, then the mappings and address
+   * spaces it made (unmapped, tables freed; an instance block the card is
+   * still bound to is kept), then the PRAMIN window register. Every step
    * runs even when an earlier one fails; the first error is rethrown. A GPU
    * that was lost (reads all ones) is only unmapped.
    */
@@ -204,15 +222,32 @@ export class Gpu {
     };
     try {
       if (!this.device.readOnly) {
-        step(() => this.#bar1?.restore());
+        step(() => {
+          if (this.#bar1 !== null) this.#bar1.restore();
+          else if (this.#bindWritten) {
+            // Raw pokes only, BAR1 never used: put the registers back all the same.
+            this.family.bar1.restore(this.bar0, this.bar1AtOpen, 2000, { always: true });
+          }
+        });
         for (const v of this.#mm?.vmms() ?? []) step(() => this.#mm!.destroyVmm(v, TEARDOWN));
         step(() => this.pramin.close());
+        step(() => this.#restoreWindow());
       }
     } finally {
       this.device.close();
     }
     // A lost GPU (all ones) has nothing left to restore: its loss was reported when it happened.
     if (first !== null && !gone) throw first;
+  }
+
+  /** Writes the PRAMIN window register back as found at open (after raw writes or views). */
+  #restoreWindow(): void {
+    const saved = this.#windowAtOpen;
+    if (saved === null) return;
+    const reg = this.pramin.register;
+    // Every write of the register is watched, so the last value is known without a read.
+    const now = this.pramin.registerValue ?? this.bar0.read32(reg.offset);
+    if (now !== saved) this.bar0.write32(reg.offset, saved);
   }
 
   /** True when BOOT_0 reads all ones (fell off the bus, or lost after a BAR fault). */

@@ -57,14 +57,29 @@ export class PraminView {
   /** VRAM address of the first byte of the aperture (64 KiB aligned). */
   readonly base: number;
   readonly #bar0: Mmio;
+  readonly #current: (() => number) | null;
 
-  /** Constructs it (see the class documentation for who does and how). */
-  constructor(bar0: Mmio, base: number) {
+  /**
+   * Constructs it. `current` says where the window points now: a view made by
+   * {@linkcode Pramin.view} refuses every access once the window has moved
+   * away from `base` (by a window guard, another view or a raw register
+   * write), instead of reading or writing someone else's VRAM.
+   */
+  constructor(bar0: Mmio, base: number, current: (() => number) | null = null) {
     if (!Number.isSafeInteger(base) || base < 0 || base % BLOCK !== 0) {
       fail("EINVAL", `PRAMIN base ${describe(base)} is not a 64 KiB-aligned VRAM address`);
     }
+    if (current !== null && typeof current !== "function") {
+      fail("EINVAL", `PraminView current ${describe(current)} is not a function`);
+    }
     this.#bar0 = bar0;
     this.base = base;
+    this.#current = current;
+  }
+
+  /** True while the window still points at this view's base (always for a view without `current`). */
+  get valid(): boolean {
+    return this.#current === null || this.#current() === this.base;
   }
 
   /** True when [addr, addr + len) lies inside this view. */
@@ -73,6 +88,19 @@ export class PraminView {
   }
 
   #at(addr: number, len: number): number {
+    if (typeof addr !== "number" || !Number.isSafeInteger(addr) || addr < 0) {
+      checkUint(addr, "VRAM address");
+    }
+    if (!this.valid) {
+      const now = this.#current!();
+      fail(
+        "EFAULT",
+        `this PRAMIN view was made for VRAM ${hex(this.base)}.., but the window now points at ${
+          now < 0 ? "system memory" : hex(now)
+        }: refused ${hex(addr)} (it would reach other VRAM)`,
+        `pramin.view(${hex(this.base)}) again, or use a window guard (pramin.window())`,
+      );
+    }
     if (!this.contains(addr, len)) {
       fail(
         "EINVAL",
@@ -119,6 +147,18 @@ export class PraminView {
    * `host[at..]`: 32-bit accesses for aligned words, 8/16-bit at the edges.
    */
   transfer(addr: number, host: Uint8Array, at: number, len: number, write: boolean): void {
+    checkBytes(host, "transfer host buffer");
+    checkUint(at, "transfer host offset");
+    checkUint(len, "transfer length");
+    if (typeof write !== "boolean") {
+      fail("EINVAL", `transfer write ${describe(write)} is not a boolean`);
+    }
+    if (at + len > host.length) {
+      fail(
+        "EINVAL",
+        `transfer of ${len} bytes at host offset ${at} is past the ${host.length}-byte buffer`,
+      );
+    }
     let off = this.#at(addr, len);
     const end = off + len;
     const bar = this.#bar0;
@@ -157,6 +197,10 @@ export class PraminView {
 
   /** Fills VRAM [addr, addr + len) inside the view with `byte`. */
   fill(addr: number, len: number, byte: number): void {
+    checkUint(len, "fill length");
+    if (!Number.isInteger(byte) || byte < 0 || byte > 0xff) {
+      fail("EINVAL", `fill byte ${describe(byte)} is not 0..0xff`);
+    }
     let off = this.#at(addr, len);
     const end = off + len;
     const bar = this.#bar0;
@@ -176,12 +220,20 @@ export class PraminView {
 
   /** Reads 32-bit words at `addr` (4-byte aligned, inside the view) into `out`, in one bulk call. */
   readWords(addr: number, out: Uint32Array): Uint32Array {
+    if (!(out instanceof Uint32Array)) {
+      fail("EINVAL", `readWords takes a Uint32Array, not ${describe(out)}`);
+    }
+    checkUint(addr, "VRAM address");
     if (addr % 4 !== 0) fail("EINVAL", `VRAM address ${hex(addr)} is not 4-byte aligned`);
     return this.#bar0.readWords(this.#at(addr, out.length * 4), out);
   }
 
   /** Writes 32-bit words at `addr` (4-byte aligned, inside the view), in one bulk call. */
   writeWords(addr: number, words: Uint32Array): void {
+    if (!(words instanceof Uint32Array)) {
+      fail("EINVAL", `writeWords takes a Uint32Array, not ${describe(words)}`);
+    }
+    checkUint(addr, "VRAM address");
     if (addr % 4 !== 0) fail("EINVAL", `VRAM address ${hex(addr)} is not 4-byte aligned`);
     this.#bar0.writeWords(this.#at(addr, words.length * 4), words);
   }
@@ -270,6 +322,11 @@ export class Pramin {
     return this.#cached === null ? this.readBase() : this.#base;
   }
 
+  /** @internal The window register's value as last written or read (null: not read yet). */
+  get registerValue(): number | null {
+    return this.#cached;
+  }
+
   /** True while a window guard is open. */
   get busy(): boolean {
     return this.#active !== null;
@@ -336,7 +393,7 @@ export class Pramin {
 
   /** Points the aperture at `base` (64 KiB aligned) and returns the view; writes only if it moves. */
   view(base: number): PraminView {
-    const v = new PraminView(this.bar0, base);
+    const v = new PraminView(this.bar0, base, () => this.base);
     if (base >= this.vramSize) {
       fail("EINVAL", `PRAMIN base ${hex(base)} is past the end of VRAM (${hex(this.vramSize)})`);
     }

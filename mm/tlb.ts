@@ -52,6 +52,20 @@ function checkFamily(v: unknown, k: string): void {
   }
 }
 
+/** A VRAM size: a multiple of 4 KiB in 4 KiB..2^40 (the VRAM address space). */
+function checkVramSize(v: unknown, k: string): void {
+  if (
+    typeof v !== "number" || !Number.isSafeInteger(v) || v < 4096 || v > 2 ** 40 || v % 4096 !== 0
+  ) {
+    fail(
+      "EINVAL",
+      `Tlb options.${k} ${
+        describe(v)
+      } is not a VRAM size (a multiple of 0x1000 in 0x1000..0x10000000000)`,
+    );
+  }
+}
+
 /**
  * Flushes posted CPU writes to the frame buffer the way the chip's family
  * does (see the module doc) and waits for completion (2 s). Page-table and
@@ -127,6 +141,12 @@ export class Tlb {
 
   /** Constructs it (see the class documentation for who does and how). */
   constructor(bar0: Mmio, options: TlbOptions = {}) {
+    checkMmio(bar0, "Tlb bar0");
+    checkOptions(
+      options,
+      { timeoutMs: "number", vramSize: checkVramSize, family: checkFamily },
+      "Tlb options",
+    );
     this.#bar0 = bar0;
     this.#timeoutMs = checkTimeout(options.timeoutMs ?? 2000, "TLB timeout");
     this.#vramSize = options.vramSize ?? 2 ** 40;

@@ -36,7 +36,7 @@
  * @module
  */
 
-import { describe, fail, formatSize, hex } from "../hw/errors.ts";
+import { describe, fail, formatSize, hex, NovaError } from "../hw/errors.ts";
 import { bigintOrNumber, checkOptions, checkUint } from "../hw/validate.ts";
 import type { Allocation, BuddyAllocator } from "./buddy.ts";
 import type { Pramin } from "./pramin.ts";
@@ -202,6 +202,23 @@ export class Mapping {
     return this.#live;
   }
 
+  #flushed = false;
+
+  /**
+   * True once a flush completed after its entries were written: only then has
+   * the GPU seen them, and only then does the BAR1 guard let the CPU touch it.
+   * A mapping whose flush failed stays in place, untrusted, until a later
+   * flush ({@linkcode Vmm.flush}, another map or unmap) completes.
+   */
+  get flushed(): boolean {
+    return this.#flushed;
+  }
+
+  /** @internal A flush completed after this mapping's entries were written. */
+  markFlushed(): void {
+    this.#flushed = true;
+  }
+
   /** Page counts by page size, e.g. `{ "4K": 3, "2M": 1 }`. */
   get pages(): Record<string, number> {
     if (this.#pages === null) {
@@ -226,8 +243,14 @@ export class Mapping {
     return this.runs.pa(i) + (offset - this.runs.offset(i));
   }
 
-  /** Runs `fn` once when the mapping goes away (unmap, destroy, GPU close). */
+  /**
+   * Runs `fn` once when the mapping goes away (unmap, destroy, GPU close); at
+   * once if it already has. EINVAL, storing nothing, when `fn` is not a function.
+   */
   whenUnmapped(fn: () => void): void {
+    if (typeof fn !== "function") {
+      fail("EINVAL", `whenUnmapped takes a function, not ${describe(fn)}`);
+    }
     if (this.#live) this.#onRetire.push(fn);
     else fn();
   }
@@ -259,7 +282,7 @@ export class Mapping {
     );
     return `Mapping ${hex(this.va)} +${formatSize(this.size)} ${
       this.writable ? "rw" : "ro"
-    } ${pages}${this.#live ? "" : " (unmapped)"}`;
+    } ${pages}${this.#live ? (this.#flushed ? "" : " (not flushed: untrusted)") : " (unmapped)"}`;
   }
 }
 
@@ -267,11 +290,14 @@ export type { DumpNode } from "./pagetable/dump.ts";
 
 /** Options for {@linkcode Vmm.dump}. */
 export interface DumpOptions {
-  /** Stop after this many PTEs (default 256). */
+  /** Stop after this many PTEs (default 256; an integer in 0..2^24). */
   maxPtes?: number;
   /** Read the tables from VRAM through PRAMIN instead of printing the shadow. */
   fromHardware?: boolean;
 }
+
+/** The most PTEs one `Vmm.dump` lists (each is an object in the result). */
+const MAX_DUMP_PTES = 2 ** 24;
 
 const MAP_OPTIONS = {
   va: bigintOrNumber("map options"),
@@ -330,6 +356,8 @@ export class Vmm {
   #holdId = 0;
   readonly #bar: boolean;
   readonly #pending = new Set<PreparedMapping>();
+  /** Mappings written since the last completed flush (untrusted until one completes). */
+  #unflushed = new Set<Mapping>();
   /** Unlinked tables and unmap callbacks waiting for a completed flush (one failed). */
   #deferredTables: PtTable[] = [];
   #deferredCallbacks: (() => void)[] = [];
@@ -386,10 +414,23 @@ export class Vmm {
       downgrade: downgrade || this.#deferredTables.length > 0 ||
         this.#deferredCallbacks.length > 0,
     });
+    // The GPU has seen every entry written so far: those mappings may be touched now.
+    for (const m of this.#unflushed) m.markFlushed();
+    this.#unflushed.clear();
     const tables = this.#deferredTables;
     this.#deferredTables = [];
     for (const t of tables) t.alloc!.free();
     return this.#deferredCallbacks.splice(0);
+  }
+
+  /**
+   * Writes what VRAM may still lack and flushes (FB flush, TLB invalidate):
+   * retries a flush that failed, after which mappings it left untrusted are
+   * trusted and deferred tables freed.
+   */
+  flush(): void {
+    this.#alive();
+    runAll(this.#flush());
   }
 
   /**
@@ -398,6 +439,7 @@ export class Vmm {
    * range firmware mapped (found by the scan), or null (it would fault).
    */
   liveAt(va: number, length: number): Mapping | "firmware" | null {
+    // (A mapping whose flush failed is returned too: callers check `flushed`.)
     checkUint(va, "BAR1 VA");
     checkUint(length, "access length");
     const r = this.ranges.find(BigInt(va));
@@ -554,7 +596,21 @@ export class Vmm {
     prepared.mapping = m;
     this.#mappings.add(m);
     this.#byRange.set(prepared.range, m);
-    runAll(this.#flush(false));
+    this.#unflushed.add(m);
+    try {
+      runAll(this.#flush(false));
+    } catch (e) {
+      if (m.flushed) throw e; // the flush completed; a callback failed
+      throw new NovaError(
+        e instanceof NovaError ? e.code : "EIO",
+        `the mapping at VA ${hex(m.va)} (+${
+          formatSize(m.size)
+        }) is written but its flush failed, so the GPU may not have seen it: it stays in place, untrusted (BAR1 refuses to touch it) until a flush completes — ${
+          e instanceof Error ? e.message.replace(/^E[A-Z]+: /, "") : String(e)
+        }`,
+        { hint: `${this.name}.flush() retries; unmap() gives it up`, cause: e },
+      );
+    }
     return m;
   }
 
@@ -656,6 +712,12 @@ export class Vmm {
   dump(options: DumpOptions = {}): DumpNode {
     checkOptions(options, { maxPtes: "number", fromHardware: "boolean" }, "dump options");
     const maxPtes = options.maxPtes ?? 256;
+    if (!Number.isSafeInteger(maxPtes) || maxPtes < 0 || maxPtes > MAX_DUMP_PTES) {
+      fail(
+        "EINVAL",
+        `dump maxPtes ${describe(maxPtes)} is not an integer in 0..${hex(MAX_DUMP_PTES)}`,
+      );
+    }
     const pteForeign = (va: bigint) => this.#firmwareVa(va);
     if (options.fromHardware) {
       // A throw-away shadow, a fresh scan of VRAM: what the hardware holds.

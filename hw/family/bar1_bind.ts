@@ -81,8 +81,15 @@ export interface Bar1BindOps {
    * Writes back the registers as {@linkcode Bar1BindOps.read} found them,
    * skipping those that still hold their value; the register the live binding
    * came from goes last; each bind is polled to completion before the next.
+   * `always`: write them even when they read as found (LOW/HIGH: register
+   * values do not prove the live binding when a LOW write alone may not bind).
    */
-  restore(bar0: Mmio, found: Bar1BindState, timeoutMs: number): void;
+  restore(
+    bar0: Mmio,
+    found: Bar1BindState,
+    timeoutMs: number,
+    options?: { always?: boolean },
+  ): void;
 }
 
 const PAGE = 4096;
@@ -256,12 +263,12 @@ export const LOWHIGH_BIND: Bar1BindOps = {
   unbind(bar0, timeoutMs) {
     writeLowHigh(bar0, 0, 0, timeoutMs);
   },
-  restore(bar0, found, timeoutMs) {
+  restore(bar0, found, timeoutMs, options = {}) {
     checkFound(found);
     if (found.registers.length !== 2) return; // unreadable at open: nothing safe to write back
     const [low, high] = found.registers;
     const now = [(bar0.read32(low.offset) & ~3) >>> 0, bar0.read32(high.offset)];
-    if (now[0] === low.value && now[1] === high.value) return;
+    if (!options.always && now[0] === low.value && now[1] === high.value) return;
     writeLowHigh(bar0, low.value, high.value, timeoutMs);
   },
 };

@@ -188,6 +188,33 @@ export interface CodecSpec<V extends MmuVersion> {
   readonly fastVramPte?: (address: number, options: { writable: boolean; kind?: number }) => bigint;
 }
 
+const VRAM_PTE_OPTIONS = { writable: "boolean", kind: "number" } as const;
+
+/**
+ * The options of `vramPte`: `writable` a boolean (required: a string such as
+ * `"false"` must not make a writable entry), `kind` a number, nothing else.
+ * The mapper calls it once per PTE run, so the common case is a few `typeof`s.
+ */
+function checkVramPteOptions(options: { writable: boolean; kind?: number }): void {
+  if (
+    options === null || typeof options !== "object" || typeof options.writable !== "boolean" ||
+    (options.kind !== undefined && typeof options.kind !== "number")
+  ) {
+    checkOptions(options, VRAM_PTE_OPTIONS, "vramPte options");
+    fail(
+      "EINVAL",
+      `vramPte options.writable must be true or false, not ${
+        describe((options as { writable?: unknown } | undefined)?.writable)
+      }`,
+    );
+  }
+  for (const key in options) {
+    if (key !== "writable" && key !== "kind") {
+      checkOptions(options, VRAM_PTE_OPTIONS, "vramPte options");
+    }
+  }
+}
+
 function thrown(fn: () => unknown): string | null {
   try {
     fn();
@@ -314,9 +341,7 @@ export function makeCodec<
     decodeDualPde: (raw: readonly [bigint | number, bigint | number]) =>
       decode128(dual, raw) as unknown as Dual,
     vramPte: (address: number, options: { writable: boolean; kind?: number }): bigint => {
-      if (options === null || typeof options !== "object") {
-        fail("EINVAL", `vramPte options must be { writable, kind? }, not ${describe(options)}`);
-      }
+      checkVramPteOptions(options);
       return vramPte(address, options);
     },
     vramPde: (address: number) => pdeFast(address),
