@@ -110,6 +110,7 @@ export { Pramin, PraminView, PraminWindow } from "./mm/pramin.ts";
 export { fbFlush, type FlushOptions, type FlushResult, Tlb } from "./mm/tlb.ts";
 export { type LayoutOptions, readVramLayout, usableFrom, type VramRegion } from "./mm/layout.ts";
 export { BarPhysical } from "./mm/bar_physical.ts";
+export { type OwnedRange, VramPolicy, type VramPolicySources } from "./mm/vram_policy.ts";
 export {
   Allocation,
   type AllocOptions,
@@ -128,7 +129,7 @@ export {
   type Translation,
   Vmm,
 } from "./mm/vmm.ts";
-export { type VaRange, VaRanges } from "./mm/va_ranges.ts";
+export { type VaRange, VaRanges, VaRangesView } from "./mm/va_ranges.ts";
 export {
   type Bar1Binding,
   type Bar1BindState,

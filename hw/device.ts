@@ -11,7 +11,7 @@
 
 import { type ChipInfo, decodeChip } from "./chip.ts";
 import { type ChipFamily, chipFamily } from "./family/mod.ts";
-import { fail, hex, NovaError } from "./errors.ts";
+import { describe, fail, hex, NovaError } from "./errors.ts";
 import { Mmio, type MmioBackend, type MmioCounters, type MmioTracer, newCounters } from "./mmio.ts";
 import {
   FSP_BOOT_COMPLETE_SUCCESS,
@@ -34,7 +34,16 @@ import { SIM_PROFILES, SIM_STATES } from "./sim/profiles.ts";
 import { enableDevice, findGpu, type PciFunction } from "./pci.ts";
 import { openBar } from "./mapped.ts";
 import { checkTimeout } from "./poll.ts";
-import { closeFd, openFile, tryLockFd } from "./libc.ts";
+import {
+  closeFd,
+  effectiveUid,
+  openNoFollow,
+  preadFd,
+  pwriteFd,
+  truncateFd,
+  tryLockFd,
+} from "./libc.ts";
+import { checkOptions } from "./validate.ts";
 import { type BarFirewallResult, isBlackwellDeviceId, waitBarFirewall } from "./pci_config.ts";
 
 /** Options for {@linkcode openDevice}. */
@@ -47,7 +56,7 @@ export interface OpenDeviceOptions {
   force?: boolean;
   /** sysfs PCI devices directory (tests point it at a fake tree). */
   sysfsRoot?: string;
-  /** Where per-card lock files go (default $NOVAMM_LOCK_DIR or /tmp). */
+  /** Where per-card lock files go (default $NOVAMM_LOCK_DIR, else a private directory: see `defaultLockDir`). */
   lockDir?: string;
   /** Called for every MMIO access from the first BOOT_0 read on (see hw/trace.ts). */
   tracer?: MmioTracer;
@@ -299,11 +308,220 @@ export interface CardLock {
   release(): void;
 }
 
-/** The lock file of a card: `$NOVAMM_LOCK_DIR` (or `dir`, default /tmp) `/novamm-<bdf>.lock`. */
+/** Where the default lock directory is looked for (tests point these elsewhere). */
+export interface LockDirRoots {
+  /** The system lock directory; default `/run/lock`. */
+  runLock?: string;
+  /** The user's runtime directory; default `$XDG_RUNTIME_DIR`. */
+  xdgRuntimeDir?: string;
+  /** Whose directories count as the user's; default the effective uid. */
+  uid?: number;
+}
+
+function lstatOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(path);
+  } catch {
+    return null;
+  }
+}
+
+function statOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.statSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** The uid of this process, for ownership checks (0 where it cannot be read: not Linux). */
+function myUid(): number {
+  return Deno.build.os === "linux" ? effectiveUid() : Deno.uid() ?? 0;
+}
+
+/**
+ * The directory lock files go in when neither the `lockDir` option nor
+ * `$NOVAMM_LOCK_DIR` names one: a private `novamm` directory (mode 0700,
+ * created by {@linkcode lockCard}), `/run/lock/novamm` — one place for every
+ * session of the machine, so that two root sessions (one from `sudo`, one
+ * from a login shell) always meet on the same file — or, for a user other
+ * than root who cannot have that one (it exists and is someone else's),
+ * `$XDG_RUNTIME_DIR/novamm` when that directory is set and the user's own.
+ */
+export function defaultLockDir(roots: LockDirRoots = {}): string {
+  const runLock = roots.runLock ?? "/run/lock";
+  const xdg = roots.xdgRuntimeDir ?? Deno.env.get("XDG_RUNTIME_DIR");
+  const uid = roots.uid ?? myUid();
+  const system = `${runLock}/novamm`;
+  const ours = (p: string) => {
+    const i = lstatOrNull(p);
+    return i !== null && i.isDirectory && i.uid === uid;
+  };
+  const systemFree = statOrNull(runLock)?.isDirectory === true &&
+    (lstatOrNull(system) === null || ours(system));
+  if (uid === 0 || systemFree) return system;
+  if (xdg !== undefined && xdg.startsWith("/") && ours(xdg)) return `${xdg}/novamm`;
+  return system; // refused by lockCard, naming it
+}
+
+/**
+ * The lock file of a card: `<dir>/novamm-<bdf>.lock` in `dir` (the
+ * `lockDir` option), else `$NOVAMM_LOCK_DIR`, else {@linkcode defaultLockDir}.
+ */
 export function lockPath(bdf: string, dir?: string): string {
-  const d = dir ?? Deno.env.get("NOVAMM_LOCK_DIR") ?? "/tmp";
+  const d = dir ?? Deno.env.get("NOVAMM_LOCK_DIR") ?? defaultLockDir();
   return `${d}/novamm-${bdf.replaceAll(":", "_")}.lock`;
 }
+
+const octal = (mode: number) => `0${(mode & 0o7777).toString(8).padStart(3, "0")}`;
+
+/**
+ * Refuses a lock directory others could plant files in: one writable by its
+ * group or by everyone, or owned by another user, unless it is sticky (like
+ * /tmp: nobody can then rename or remove another user's file) and owned by
+ * root or the user. `info` is its stat (its lstat for the default directory,
+ * which must not be a link).
+ */
+function checkLockDir(dir: string, info: Deno.FileInfo, uid: number): void {
+  if (info.isSymlink) {
+    fail(
+      "EPERM",
+      `lock directory ${dir} is a symbolic link: refused (the default lock directory must be a real directory)`,
+      `remove it, or set NOVAMM_LOCK_DIR to a private directory`,
+    );
+  }
+  if (!info.isDirectory) fail("EINVAL", `lock directory ${dir} is not a directory`);
+  const mode = info.mode ?? 0;
+  const sticky = (mode & 0o1000) !== 0;
+  const owner = info.uid ?? uid;
+  const hint = "use a directory of your own with mode 0700, or unset NOVAMM_LOCK_DIR";
+  if (sticky) {
+    if (owner !== 0 && owner !== uid) {
+      fail(
+        "EPERM",
+        `lock directory ${dir} (sticky, mode ${
+          octal(mode)
+        }) is owned by uid ${owner}, who can remove or replace any file in it`,
+        hint,
+      );
+    }
+    return;
+  }
+  if ((mode & 0o022) !== 0) {
+    fail(
+      "EPERM",
+      `lock directory ${dir} is writable by ${
+        (mode & 0o002) !== 0 ? "every user" : "its group"
+      } (mode ${octal(mode)}) without the sticky bit: others could plant a link to a file there`,
+      hint,
+    );
+  }
+  if (owner !== uid) {
+    fail(
+      "EPERM",
+      `lock directory ${dir} is owned by uid ${owner}, not by this user (uid ${uid})`,
+      hint,
+    );
+  }
+}
+
+/**
+ * Opens the lock file safely: created with mode 0600 when absent, never
+ * through a symbolic link (O_NOFOLLOW), and refused unless it is a regular
+ * file of this user with one name (a hard link to another file would make
+ * the lock write that file). Returns the fd.
+ */
+function openLockFile(path: string, dir: string, uid: number): number {
+  const opened = openNoFollow(path, 0o600);
+  if (typeof opened === "string") {
+    const existing = lstatOrNull(path);
+    switch (opened) {
+      case "ELOOP":
+        fail(
+          "EPERM",
+          `lock path ${path} is a symbolic link: refused (following it would write its target)`,
+          "remove the link; someone may have planted it",
+        );
+        break;
+      case "EISDIR":
+        fail("EINVAL", `lock path ${path} is not a regular file (a directory)`);
+        break;
+      case "EACCES":
+      case "EPERM":
+      case "EROFS":
+        fail(
+          "EACCES",
+          existing === null
+            ? `cannot create the lock file ${path}: the directory ${dir} is not writable by uid ${uid} (${opened})`
+            : `cannot open the lock file ${path} (owner uid ${existing.uid}, mode ${
+              octal(existing.mode ?? 0)
+            }) for writing as uid ${uid} (${opened})`,
+          "set NOVAMM_LOCK_DIR (or lockDir) to a directory you can write, mode 0700",
+        );
+        break;
+      default:
+        fail("EIO", `cannot open the lock file ${path}: ${opened}`);
+    }
+  }
+  const fd = opened as number;
+  let info: Deno.FileInfo;
+  try {
+    // What the fd is: the file opened, whatever the name points to by now.
+    info = Deno.statSync(`/proc/self/fd/${fd}`);
+  } catch (e) {
+    closeFd(fd);
+    return fail(
+      "EIO",
+      `cannot check the lock file ${path} through /proc/self/fd: ${
+        e instanceof Error ? e.message : String(e)
+      }`,
+    );
+  }
+  let why: string | null = null;
+  let code: "EPERM" | "EINVAL" = "EPERM";
+  if (!info.isFile) {
+    why = "is not a regular file";
+    code = "EINVAL";
+  } else if (info.uid !== uid) why = `is owned by uid ${info.uid}, not by this user (uid ${uid})`;
+  else if (info.nlink !== 1) why = `has ${info.nlink} names (hard links to one file)`;
+  if (why !== null) {
+    closeFd(fd);
+    fail(code, `lock path ${path} ${why}: refused`, "remove it; novamm creates its own");
+  }
+  return fd;
+}
+
+/**
+ * Makes sure `dir` may hold lock files: the default directory is created
+ * (mode 0700) when absent and must not be a link; any directory is checked
+ * as {@linkcode lockCard} says (ENOENT when missing, EPERM when others could
+ * plant files in it, EACCES when it cannot be created).
+ */
+export function prepareLockDir(dir: string, options: { isDefault: boolean; uid?: number }): void {
+  const uid = options.uid ?? myUid();
+  if (options.isDefault && lstatOrNull(dir) === null) {
+    try {
+      Deno.mkdirSync(dir, { mode: 0o700 });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) {
+        const denied = e instanceof Deno.errors.PermissionDenied;
+        fail(
+          denied ? "EACCES" : "EIO",
+          `cannot create the lock directory ${dir}: ${e instanceof Error ? e.message : e}`,
+          "set NOVAMM_LOCK_DIR to a directory of your own (mode 0700)",
+        );
+      }
+    }
+  }
+  // The default directory sits in a world-writable one: it must not be a link.
+  const info = options.isDefault ? lstatOrNull(dir) : statOrNull(dir);
+  if (info === null) {
+    fail("ENOENT", `lock directory ${dir} does not exist`, "set NOVAMM_LOCK_DIR to a directory");
+  }
+  checkLockDir(dir, info, uid);
+}
+
+const decoder = new TextDecoder();
 
 /**
  * Takes the per-card lock that keeps two writing sessions off one card (the
@@ -312,28 +530,26 @@ export function lockPath(bdf: string, dir?: string): string {
  * A session that died released it with its fds, so a stale file is simply
  * taken; two racing sessions can never both win. The file records the pid of
  * the holder, for the message the loser gets.
+ *
+ * The file is `<dir>/novamm-<bdf>.lock` (see {@linkcode lockPath}; the
+ * default directory is made private, mode 0700). Nothing is done by path
+ * after the open: it is opened with O_NOFOLLOW (a planted link is refused,
+ * EPERM naming it), checked to be a regular file of this user, and written
+ * and emptied through its fd. A directory others could plant files in is
+ * refused (EPERM), an unwritable one is EACCES naming the path.
  */
 export function lockCard(bdf: string, options: { dir?: string } = {}): CardLock {
-  const path = lockPath(bdf, options.dir);
-  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
-  let info: Deno.FileInfo | null = null;
-  try {
-    info = Deno.statSync(dir);
-  } catch {
-    info = null;
+  if (typeof bdf !== "string" || bdf === "" || bdf.includes("/") || bdf.includes("\0")) {
+    fail("EINVAL", `lockCard takes a PCI address such as "0000:65:00.0", not ${describe(bdf)}`);
   }
-  if (info === null || !info.isDirectory) {
-    fail("ENOENT", `lock directory ${dir} does not exist`, "set NOVAMM_LOCK_DIR to a directory");
-  }
-  try {
-    Deno.writeTextFileSync(path, "", { createNew: true });
-  } catch (e) {
-    if (!(e instanceof Deno.errors.AlreadyExists)) {
-      fail("EIO", `cannot create the lock file ${path}: ${e instanceof Error ? e.message : e}`);
-    }
-  }
-  if (!Deno.statSync(path).isFile) fail("EINVAL", `lock path ${path} is not a regular file`);
-  const fd = openFile(path);
+  checkOptions(options, { dir: "string" }, "lockCard options");
+  const explicit = options.dir ?? Deno.env.get("NOVAMM_LOCK_DIR");
+  if (explicit === "") fail("EINVAL", "the lock directory is an empty string");
+  const uid = myUid();
+  const dir = explicit ?? defaultLockDir({ uid });
+  prepareLockDir(dir, { isDefault: explicit === undefined, uid });
+  const path = `${dir}/novamm-${bdf.replaceAll(":", "_")}.lock`;
+  const fd = openLockFile(path, dir, uid);
   let held: boolean;
   try {
     held = tryLockFd(fd);
@@ -342,13 +558,13 @@ export function lockCard(bdf: string, options: { dir?: string } = {}): CardLock 
     throw e;
   }
   if (!held) {
-    closeFd(fd);
     let pid = "";
     try {
-      pid = Deno.readTextFileSync(path).trim();
+      pid = decoder.decode(preadFd(fd, 32, 0)).trim();
     } catch {
       // the holder is writing it
     }
+    closeFd(fd);
     fail(
       "EBUSY",
       `${bdf} is in use by another novamm session (${
@@ -357,7 +573,13 @@ export function lockCard(bdf: string, options: { dir?: string } = {}): CardLock 
       "close that session, or open this one with --read-only",
     );
   }
-  Deno.writeTextFileSync(path, `${Deno.pid}\n`);
+  try {
+    truncateFd(fd, 0);
+    pwriteFd(fd, new TextEncoder().encode(`${Deno.pid}\n`), 0);
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
   let done = false;
   return {
     path,
@@ -366,9 +588,9 @@ export function lockCard(bdf: string, options: { dir?: string } = {}): CardLock 
       if (done) return;
       done = true;
       try {
-        Deno.writeTextFileSync(path, "");
+        truncateFd(fd, 0); // through the fd: never a path that may point elsewhere now
       } catch {
-        // the file went away: the flock is what counted
+        // the flock is what counted
       }
       closeFd(fd); // drops the flock
     },

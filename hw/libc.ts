@@ -30,6 +30,10 @@ export const O_CLOEXEC = 0o2000000;
 export const O_CREAT = 0o100;
 /** `O_EXCL` (Linux). */
 export const O_EXCL = 0o200;
+/** `O_NOCTTY` (Linux). */
+export const O_NOCTTY = 0o400;
+/** `O_NONBLOCK` (Linux). */
+export const O_NONBLOCK = 0o4000;
 /** `O_NOFOLLOW` (Linux: 0o400000 asm-generic / x86_64, 0o100000 on arm64). */
 export const O_NOFOLLOW = Deno.build.arch === "aarch64" ? 0o100000 : 0o400000;
 /** `PROT_READ`. */
@@ -57,6 +61,7 @@ const ERRNO_NAMES: Record<number, string> = {
   13: "EACCES",
   14: "EFAULT",
   16: "EBUSY",
+  17: "EEXIST",
   19: "ENODEV",
   20: "ENOTDIR",
   21: "EISDIR",
@@ -65,11 +70,13 @@ const ERRNO_NAMES: Record<number, string> = {
   24: "EMFILE",
   26: "ETXTBSY",
   27: "EFBIG",
+  28: "ENOSPC",
   30: "EROFS",
   36: "ENAMETOOLONG",
   40: "ELOOP",
   75: "EOVERFLOW",
   95: "EOPNOTSUPP",
+  122: "EDQUOT",
 };
 
 // How a libc errno is reported as a NovaError code (the rest become EIO).
@@ -98,6 +105,7 @@ const SYMBOLS = {
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  geteuid: { parameters: [], result: "u32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
@@ -296,7 +304,8 @@ export function tryLockFd(fd: number): boolean {
 /**
  * Opens `path` read-write for a lock file: created with `mode` when absent
  * (`O_CREAT`), never through a symbolic link at its last component
- * (`O_NOFOLLOW`: a link fails with ELOOP), `O_CLOEXEC`. Returns the fd, or
+ * (`O_NOFOLLOW`: a link fails with ELOOP), `O_CLOEXEC`, `O_NONBLOCK` and
+ * `O_NOCTTY`. Returns the fd, or
  * the errno name (`"ELOOP"`, `"EACCES"`, `"EISDIR"`, ...) when the open
  * failed, for the caller to word.
  *
@@ -314,14 +323,18 @@ export function openNoFollow(path: string, mode: number): number | string {
     fail("EINVAL", `file mode ${describe(mode)} is not a permission mode (0..0o7777)`);
   }
   const c = load();
-  const flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+  // O_NONBLOCK | O_NOCTTY: a FIFO or a terminal planted there cannot block or adopt the open
+  // before the caller sees it is no regular file.
+  const flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
   const fd = c.open(encoder.encode(path + "\0"), flags, mode);
   return fd >= 0 ? fd : errnoName(errno(c));
 }
 
 /** Sets the size of an open file (`ftruncate`); EIO naming the errno on failure. */
 export function truncateFd(fd: number, length: number): void {
-  checkLength("ftruncate length", length + 1);
+  if (!Number.isSafeInteger(length) || length < 0) {
+    fail("EINVAL", `ftruncate length ${describe(length)} is not a non-negative safe integer`);
+  }
   const c = load();
   if (c.ftruncate(fd, BigInt(length)) === 0) return;
   const n = errno(c);
@@ -356,4 +369,9 @@ export function preadFd(fd: number, length: number, offset: number): Uint8Array 
     if (errnoName(e) === "EINTR") continue;
     return fail("EIO", `pread of fd ${fd} failed: ${errnoName(e)} (${errnoText(c, e)})`);
   }
+}
+
+/** The effective user id of this process (`geteuid`): whose files the lock may use. */
+export function effectiveUid(): number {
+  return load().geteuid();
 }

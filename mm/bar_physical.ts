@@ -34,6 +34,11 @@ export interface BarPhysicalOptions {
   problem?: () => string | null;
   /** Reach any VRAM the aperture covers, firmware's included. */
   force?: boolean;
+  /** The write policy (who owns which VRAM). */
+  policy?: () => {
+    ownerOf(addr: number, len: number): { name: string } | null;
+    checkWrite(addr: number, len: number, what: string): void;
+  } | null;
 }
 
 /** Bytes per chunk of {@linkcode BarPhysical.fill}. */
@@ -99,15 +104,23 @@ export class BarPhysical {
         "use PRAMIN (gpu.pramin) for VRAM above the BAR1 aperture",
       );
     }
-    const { start, end } = this.#o.usable;
-    if (!this.#o.force && len > 0 && (addr < start || addr + len > end)) {
-      fail(
-        "EPERM",
-        `VRAM ${hex(addr)} +${hex(len)} is outside the usable region ${hex(start)}..${
-          hex(end)
-        } (firmware's; see gpu.vram.layout)`,
-        "gpu.bar1.physical.forced reaches it anyway",
-      );
+    // Reads anywhere; writes only where the write policy allows (issue 15): inside the
+    // usable region and not novamm's tables or instance blocks, unless forced.
+    if (what !== "a read" && !this.#o.force && len > 0) {
+      const { start, end } = this.#o.usable;
+      if (addr < start || addr + len > end) {
+        const owner = this.#o.policy?.()?.ownerOf(addr, len) ?? null;
+        fail(
+          "EPERM",
+          `${what} of VRAM ${hex(addr)} +${hex(len)} refused: outside the usable region ${
+            hex(start)
+          }..${hex(end)}${
+            owner === null ? "" : ` (${owner.name})`
+          } (firmware's; see gpu.vram.layout)`,
+          "gpu.bar1.physical.forced writes it anyway",
+        );
+      }
+      this.#o.policy?.()?.checkWrite(addr, len, `bar1.physical ${what}`);
     }
     return addr;
   }

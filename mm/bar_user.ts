@@ -80,6 +80,7 @@ import type { Tlb } from "./tlb.ts";
 import type { Extent, Mapping } from "./vmm.ts";
 import { Vmm } from "./vmm.ts";
 import { BarPhysical } from "./bar_physical.ts";
+import type { VramPolicy } from "./vram_policy.ts";
 import { u64 } from "./types.ts";
 
 /** Where BAR1's tables are. */
@@ -160,6 +161,8 @@ export interface BarMapOptions {
   va?: bigint | number;
   /** Force one page size. */
   pageSize?: number;
+  /** A writable mapping of VRAM that is not the user's (firmware's, novamm's tables): yes, really. */
+  force?: boolean;
 }
 
 /**
@@ -315,6 +318,8 @@ export interface BarUserOptions {
   found: Bar1BindState;
   /** A bind register was written since `found` was read: read them again. */
   rewritten?: boolean;
+  /** The write policy (who owns which VRAM): writable mappings of owned VRAM need `force`. */
+  policy?: () => VramPolicy | null;
 }
 
 /**
@@ -377,6 +382,7 @@ export class BarUser {
       vramSize: options.vramSize,
       mode: () => this.mode,
       problem: () => this.#bound === null ? this.#problem : null,
+      policy: options.policy,
     });
     const found = options.found;
     if (found.instanceBlock !== null) {
@@ -636,16 +642,25 @@ export class BarUser {
    * Points BAR1 at an address space made with `gpu.mm.createVmm` (it gets an
    * instance block of its own), so the GPU's MMU translates CPU accesses
    * through BAR1 with that space's tables. Only its live mappings may then
-   * be touched through BAR1.
+   * be touched through BAR1. On the boot VGA device while BAR1 is physical this
+   * takes `{ force: true }`, as {@linkcode BarUser.bringUp} does.
    */
-  bind(vmm: Vmm): void {
+  bind(vmm: Vmm, options: { force?: boolean } = {}): void {
     if (!(vmm instanceof Vmm)) fail("EINVAL", `${describe(vmm)} is not a Vmm`);
+    checkOptions(options, { force: "boolean" }, "bar1.bind options");
     const mm = this.#o.mm();
     if (!mm.vmms().includes(vmm)) {
       fail("EINVAL", `${vmm.name} is not a live address space of this GPU (gpu.mm.createVmm)`);
     }
     this.#writable("bar1.bind()");
     if (this.#bound?.vmm === vmm) return;
+    if (this.#bound === null && this.#o.bootVga && !options.force) {
+      fail(
+        "EPERM",
+        "this card is the boot VGA device (sysfs boot_vga = 1): the console scans out through physical BAR1, and binding BAR1 takes that away",
+        "gpu.bar1.bind(vmm, { force: true }) if the console may go blank",
+      );
+    }
     this.#canFlush("bar1.bind()");
     this.#bindTo(vmm);
   }
@@ -733,8 +748,10 @@ export class BarUser {
     const unpin = a.pin(`the instance block of ${vmm.name}`);
     const block = a;
     this.#instanceBlocks.set(vmm, block);
+    this.instanceBlockVersion++;
     vmm.whenDestroyed(() => {
       if (this.#instanceBlocks.get(vmm) === block) this.#instanceBlocks.delete(vmm);
+      this.instanceBlockVersion++;
       // Never give back an instance block the card is still bound to (a restore that
       // failed): the GPU would fetch whatever is written there next. It stays pinned.
       if (this.#cardUses(block.start)) return;
@@ -778,6 +795,18 @@ export class BarUser {
     this.#rawWrites = false;
   }
 
+  /** @internal Changes whenever an instance block is made or freed (the write policy's cache key). */
+  instanceBlockVersion = 0;
+
+  /** @internal novamm's instance blocks, for the write policy. */
+  *instanceBlockRanges(): Generator<{ name: string; start: number; end: number }> {
+    for (const [vmm, a] of this.#instanceBlocks) {
+      if (a.live) {
+        yield { name: `the instance block of ${vmm.name}`, start: a.start, end: a.start + a.size };
+      }
+    }
+  }
+
   /** True when the card's bind registers name `inst` (read now; for freeing instance blocks). */
   #cardUses(inst: number): boolean {
     try {
@@ -795,10 +824,28 @@ export class BarUser {
   map(target: BarTarget, options: BarMapOptions = {}): BarMapping {
     checkOptions(
       options,
-      { writable: "boolean", va: MAP_VA, pageSize: "number" },
+      { writable: "boolean", va: MAP_VA, pageSize: "number", force: "boolean" },
       "bar1.map options",
     );
     const pieces = toPieces(target);
+    if (options.writable && !options.force) {
+      // A writable CPU mapping of VRAM that is not the user's (firmware's, novamm's own
+      // tables) needs { force: true }: checked before anything is allocated or written.
+      const policy = this.#o.policy?.() ?? null;
+      if (policy !== null) {
+        if ("extents" in pieces) {
+          for (const e of pieces.extents) {
+            policy.checkWrite(e.pa, e.size, "a writable BAR1 mapping");
+          }
+        } else {
+          for (const pfn of pieces.pfns) {
+            if (Number.isSafeInteger(pfn) && pfn >= 0) {
+              policy.checkWrite(pfn * PAGE, PAGE, "a writable BAR1 mapping");
+            }
+          }
+        }
+      }
+    }
     const size = "extents" in pieces
       ? pieces.extents.reduce((n, e) => n + e.size, 0)
       : pieces.pfns.length * PAGE;
@@ -816,7 +863,8 @@ export class BarUser {
       this.bringUp();
     }
     const vmm = this.vmm;
-    const mapOptions = { ...options, label: "bar1" };
+    const { force: _force, ...rest } = options;
+    const mapOptions = { ...rest, label: "bar1" };
     // Extents (an allocation's blocks, a range) cost O(PTEs); frame numbers are taken as given.
     const prepared = "extents" in pieces
       ? vmm.prepareExtents(pieces.extents, mapOptions)

@@ -148,7 +148,7 @@ function decompose(s: number, e: number, visit: (start: number, size: number) =>
  * highest bit where s and e differ and m = e rounded down to 2^h, [s, m) is
  * one block per set bit of m - s and [m, e) one per set bit of e - m.
  */
-function tally(orders: Float64Array, s: number, e: number, sign: number): void {
+function tally(orders: Int32Array, s: number, e: number, sign: number): void {
   if (s >= e) return;
   const h = 31 - Math.clz32(s ^ e);
   const m = (e >>> h) << h;
@@ -647,7 +647,7 @@ export class BuddyAllocator {
   /** Free bytes. */
   #free: number;
   /** Free blocks per order (2^k chunks), kept as runs change so stats() never walks the runs. */
-  #orders: Float64Array;
+  #orders: Int32Array;
   readonly #allocations = new Set<Allocation>();
   /** The run the last successful #find landed in. */
   #hit: Run | null = null;
@@ -692,7 +692,7 @@ export class BuddyAllocator {
     this.minChunk = minChunk;
     this.#runs = new RunTree(log2Exact(VRAM_ADDRESS_LIMIT / minChunk) + 1);
     this.#runs.insert(start / minChunk, this.end / minChunk);
-    this.#orders = new Float64Array(this.#runs.levels);
+    this.#orders = new Int32Array(this.#runs.levels);
     tally(this.#orders, start / minChunk, this.end / minChunk, 1);
     this.#free = size;
   }

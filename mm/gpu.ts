@@ -21,6 +21,7 @@ import { GpuMm } from "./gpu_mm.ts";
 import { TEARDOWN } from "./vmm.ts";
 import { type Bar1Binding, type Bar1BindState, BarUser } from "./bar_user.ts";
 import { readVramLayout, usableFrom, type VramRegion } from "./layout.ts";
+import { type OwnedRange, VramPolicy } from "./vram_policy.ts";
 import { type MmuFormat, mmuFormat } from "./pagetable/format.ts";
 import { walk, type WalkResult } from "./pagetable/walk.ts";
 
@@ -34,6 +35,8 @@ export interface VramInfo {
   usableSource: string;
   /** The regions firmware owns (VGA workspace, MMU lock, WPR2, ...), each `{ name, start, end, source }`. */
   layout: readonly VramRegion[];
+  /** Who owns which VRAM now (firmware's regions, novamm's tables): CPU writes there need `{ force: true }`. */
+  policy: VramPolicy;
 }
 
 /** MMIO counters since open (or since {@linkcode Gpu.resetStats}). */
@@ -93,6 +96,7 @@ export class Gpu {
     this.pramin = new Pramin(device.bar0, {
       register: windowRegister(device.chip.architecture),
       vramSize: device.vramSize,
+      policy: () => this.vram?.policy ?? null,
     });
     this.family = chipFamily(device.chip);
     this.tlb = new Tlb(device.bar0, { vramSize: device.vramSize, family: this.family });
@@ -123,6 +127,12 @@ export class Gpu {
       usable: reported ?? usableFrom(layout, device.vramSize),
       usableSource: reported === null ? "layout" : "GSP report",
       layout: Object.freeze(layout),
+      policy: new VramPolicy({
+        regions: layout.map((r) => ({ name: r.name, start: r.start, end: r.end })),
+        dynamic: () => this.#ownedNow(),
+        version: () =>
+          (this.#mm?.tablesVersion ?? 0) * 2 ** 20 + (this.#bar1?.instanceBlockVersion ?? 0),
+      }),
     };
   }
 
@@ -163,6 +173,7 @@ export class Gpu {
         readOnly: this.device.readOnly,
         found: this.bar1AtOpen,
         rewritten: this.#bindWritten,
+        policy: () => this.vram.policy,
       });
     }
     return this.#bar1;
@@ -238,6 +249,12 @@ export class Gpu {
     }
     // A lost GPU (all ones) has nothing left to restore: its loss was reported when it happened.
     if (first !== null && !gone) throw first;
+  }
+
+  /** novamm's tables and instance blocks, and adopted firmware tables, as they are now. */
+  *#ownedNow(): Generator<OwnedRange> {
+    for (const v of this.#mm?.vmms() ?? []) yield* v.tableRanges();
+    if (this.#bar1 !== null) yield* this.#bar1.instanceBlockRanges();
   }
 
   /** Writes the PRAMIN window register back as found at open (after raw writes or views). */

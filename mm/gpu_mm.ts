@@ -70,8 +70,14 @@ export class GpuMm {
       buddy: this.buddy,
       format: this.format,
       vramSize: this.vramSize,
+      tablesChanged: () => {
+        this.tablesVersion++;
+      },
     };
   }
+
+  /** @internal Changes whenever tables may have been made or freed (the write policy's cache key). */
+  tablesVersion = 0;
 
   /**
    * A new address space (a channel's, say) with a fresh, zeroed root
@@ -100,6 +106,7 @@ export class GpuMm {
       bar: options.bar,
     });
     this.#vmms.add(vmm);
+    this.tablesVersion++;
     return vmm;
   }
 
@@ -134,6 +141,7 @@ export class GpuMm {
     );
     if (holder !== undefined) vmm.whenDestroyed(holder.pin(`the page directory of ${vmm.name}`));
     this.#vmms.add(vmm);
+    this.tablesVersion++;
     return vmm;
   }
 

@@ -19,7 +19,7 @@
 
 import { describe, fail, hex } from "../hw/errors.ts";
 import { u64 } from "./types.ts";
-import { checkBytes, checkUint } from "../hw/validate.ts";
+import { checkBytes, checkOptions, checkUint } from "../hw/validate.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import {
   getField,
@@ -58,6 +58,13 @@ export class PraminView {
   readonly base: number;
   readonly #bar0: Mmio;
   readonly #current: (() => number) | null;
+  readonly #policed: ((addr: number, len: number, what: string) => void) | null;
+
+  #w(addr: number, len: number, what: string): number {
+    const at = this.#at(addr, len);
+    this.#policed?.(addr, len, `PRAMIN view ${what}`);
+    return at;
+  }
 
   /**
    * Constructs it. `current` says where the window points now: a view made by
@@ -65,7 +72,12 @@ export class PraminView {
    * away from `base` (by a window guard, another view or a raw register
    * write), instead of reading or writing someone else's VRAM.
    */
-  constructor(bar0: Mmio, base: number, current: (() => number) | null = null) {
+  constructor(
+    bar0: Mmio,
+    base: number,
+    current: (() => number) | null = null,
+    policed: ((addr: number, len: number, what: string) => void) | null = null,
+  ) {
     if (!Number.isSafeInteger(base) || base < 0 || base % BLOCK !== 0) {
       fail("EINVAL", `PRAMIN base ${describe(base)} is not a 64 KiB-aligned VRAM address`);
     }
@@ -75,6 +87,10 @@ export class PraminView {
     this.#bar0 = bar0;
     this.base = base;
     this.#current = current;
+    if (policed !== null && typeof policed !== "function") {
+      fail("EINVAL", `PraminView policy ${describe(policed)} is not a function`);
+    }
+    this.#policed = policed;
   }
 
   /** True while the window still points at this view's base (always for a view without `current`). */
@@ -129,17 +145,17 @@ export class PraminView {
 
   /** 8-bit write. */
   write8(addr: number, value: number): void {
-    this.#bar0.write8(this.#at(addr, 1), value);
+    this.#bar0.write8(this.#w(addr, 1, "write8"), value);
   }
 
   /** 16-bit write. */
   write16(addr: number, value: number): void {
-    this.#bar0.write16(this.#at(addr, 2), value);
+    this.#bar0.write16(this.#w(addr, 2, "write16"), value);
   }
 
   /** 32-bit write. */
   write32(addr: number, value: number): void {
-    this.#bar0.write32(this.#at(addr, 4), value);
+    this.#bar0.write32(this.#w(addr, 4, "write32"), value);
   }
 
   /**
@@ -159,7 +175,7 @@ export class PraminView {
         `transfer of ${len} bytes at host offset ${at} is past the ${host.length}-byte buffer`,
       );
     }
-    let off = this.#at(addr, len);
+    let off = write ? this.#w(addr, len, "transfer") : this.#at(addr, len);
     const end = off + len;
     const bar = this.#bar0;
     const dv = new DataView(host.buffer, host.byteOffset, host.byteLength);
@@ -201,7 +217,7 @@ export class PraminView {
     if (!Number.isInteger(byte) || byte < 0 || byte > 0xff) {
       fail("EINVAL", `fill byte ${describe(byte)} is not 0..0xff`);
     }
-    let off = this.#at(addr, len);
+    let off = this.#w(addr, len, "fill");
     const end = off + len;
     const bar = this.#bar0;
     const word = (byte * 0x01010101) >>> 0;
@@ -235,7 +251,7 @@ export class PraminView {
     }
     checkUint(addr, "VRAM address");
     if (addr % 4 !== 0) fail("EINVAL", `VRAM address ${hex(addr)} is not 4-byte aligned`);
-    this.#bar0.writeWords(this.#at(addr, words.length * 4), words);
+    this.#bar0.writeWords(this.#w(addr, words.length * 4, "writeWords"), words);
   }
 }
 
@@ -256,6 +272,14 @@ export interface PraminOptions {
   register: WindowRegister;
   /** Bytes of VRAM; accesses at or past this are refused. */
   vramSize: number;
+  /**
+   * The write policy (see `mm/vram_policy.ts`): user writes (windows from
+   * {@linkcode Pramin.window}, views from {@linkcode Pramin.view}, the
+   * one-shot writes) into VRAM it names are refused unless forced.
+   */
+  policy?: () =>
+    | { checkWrite(addr: number, len: number, what: string, force?: boolean): void }
+    | null;
 }
 
 /**
@@ -287,16 +311,29 @@ export class Pramin {
   #cached: number | null = null; // last value written to / read from the register
   #base = -1; // the VRAM base #cached selects; -1 until known
   #active: PraminWindow | null = null;
+  readonly #policy: PraminOptions["policy"];
 
   /** Constructs it (see the class documentation for who does and how). */
   constructor(bar0: Mmio, options: PraminOptions) {
     this.bar0 = bar0;
+    this.#policy = options.policy;
     this.register = options.register;
     this.vramSize = options.vramSize;
     this.reach = 2 ** (options.register.base.hi - options.register.base.lo + 1 + PRAMIN_BASE_SHIFT);
     // Every write of the window register (ours, or a raw poke) updates what we
     // know (the device layer counts the moves).
     bar0.watch(options.register.offset, (raw) => this.#remember(raw));
+  }
+
+  /** @internal EPERM when a user write of [addr, addr + len) touches VRAM the policy names. */
+  checkWrite(addr: number, len: number, what: string, force = false): void {
+    checkUint(addr, "VRAM address");
+    checkUint(len, "length");
+    if (typeof what !== "string") {
+      fail("EINVAL", `checkWrite what ${describe(what)} is not a string`);
+    }
+    if (force) return;
+    this.#policy?.()?.checkWrite(addr, len, what);
   }
 
   /** Reads the window register (one MMIO read) and returns the VRAM base it selects. */
@@ -354,7 +391,12 @@ export class Pramin {
    * disposed, also when an exception escapes the `using` scope. A second
    * guard while one is open fails with EBUSY.
    */
-  window(): PraminWindow {
+  window(options: { force?: boolean } = {}): PraminWindow {
+    checkOptions(options, { force: "boolean" }, "pramin.window options");
+    return this.#openWindow(options.force ? "forced" : "user");
+  }
+
+  #openWindow(kind: "user" | "forced" | "internal"): PraminWindow {
     if (this.#active !== null) {
       fail(
         "EBUSY",
@@ -374,7 +416,7 @@ export class Pramin {
       );
     }
     this.#remember(saved);
-    const w = new PraminWindow(this, saved, (raw) => this.#release(w, raw));
+    const w = new PraminWindow(this, saved, (raw) => this.#release(w, raw), null, kind);
     this.#active = w;
     return w;
   }
@@ -387,13 +429,27 @@ export class Pramin {
    * the owner's dispose restores the saved base as usual.
    */
   borrow(): PraminWindow {
-    if (this.#active === null) return this.window();
-    return new PraminWindow(this, this.#cached ?? 0, () => {}, this.#active);
+    if (this.#active === null) return this.#openWindow("internal");
+    return new PraminWindow(this, this.#cached ?? 0, () => {}, this.#active, "internal");
   }
 
   /** Points the aperture at `base` (64 KiB aligned) and returns the view; writes only if it moves. */
-  view(base: number): PraminView {
-    const v = new PraminView(this.bar0, base, () => this.base);
+  view(base: number, options: { force?: boolean } = {}): PraminView {
+    checkOptions(options, { force: "boolean" }, "pramin.view options");
+    const force = options.force === true;
+    return this.#view(base, (addr, len, what) => this.checkWrite(addr, len, what, force));
+  }
+
+  /** @internal A view for a window guard (its writes were checked by the window). */
+  internalView(base: number): PraminView {
+    return this.#view(base, null);
+  }
+
+  #view(
+    base: number,
+    policed: ((addr: number, len: number, what: string) => void) | null,
+  ): PraminView {
+    const v = new PraminView(this.bar0, base, () => this.base, policed);
     if (base >= this.vramSize) {
       fail("EINVAL", `PRAMIN base ${hex(base)} is past the end of VRAM (${hex(this.vramSize)})`);
     }
@@ -455,6 +511,11 @@ export class Pramin {
     }
   }
 
+  #oneShot(addr: number, len: number, what: string, options: { force?: boolean }): void {
+    checkOptions(options, { force: "boolean" }, `${what} options`);
+    this.checkWrite(addr, len, what, options.force === true);
+  }
+
   /** One-shot 32-bit read (through the open window, or one opened and closed for it). */
   read32(addr: number): number {
     this.#pre(addr, 4, 4);
@@ -462,10 +523,11 @@ export class Pramin {
     return w.read32(addr);
   }
 
-  /** One-shot 32-bit write (opens and closes a window). */
-  write32(addr: number, value: number): void {
+  /** One-shot 32-bit write (opens and closes a window); `{ force: true }` for VRAM the policy names. */
+  write32(addr: number, value: number, options: { force?: boolean } = {}): void {
     this.#pre(addr, 4, 4);
     checkValue(value, 0xffffffff, 32);
+    this.#oneShot(addr, 4, "pramin.write32", options);
     using w = this.borrow();
     w.write32(addr, value);
   }
@@ -478,9 +540,10 @@ export class Pramin {
   }
 
   /** One-shot 64-bit write. */
-  write64(addr: number, value: bigint | number): void {
+  write64(addr: number, value: bigint | number, options: { force?: boolean } = {}): void {
     this.#pre(addr, 8, 8);
     u64(value, "value");
+    this.#oneShot(addr, 8, "pramin.write64", options);
     using w = this.borrow();
     w.write64(addr, value);
   }
@@ -494,9 +557,10 @@ export class Pramin {
   }
 
   /** One-shot bulk write. */
-  writeBytes(addr: number, bytes: Uint8Array): void {
+  writeBytes(addr: number, bytes: Uint8Array, options: { force?: boolean } = {}): void {
     checkBytes(bytes, "writeBytes bytes");
     this.#pre(addr, bytes.length, 1);
+    this.#oneShot(addr, bytes.length, "pramin.writeBytes", options);
     using w = this.borrow();
     w.writeBytes(addr, bytes);
   }
@@ -520,6 +584,8 @@ export class PraminWindow {
   readonly #release: (saved: number) => void;
   #view: PraminView | null = null;
   #open = true;
+  /** `user` windows obey the write policy; `forced` ones were opened with `{ force: true }`. */
+  readonly #kind: "user" | "forced" | "internal";
   readonly #owner: PraminWindow | null;
 
   /**
@@ -532,7 +598,9 @@ export class PraminWindow {
     saved: number,
     release: (saved: number) => void,
     owner: PraminWindow | null = null,
+    kind: "user" | "forced" | "internal" = "user",
   ) {
+    this.#kind = kind;
     this.#pramin = pramin;
     this.#saved = saved;
     this.#release = release;
@@ -592,7 +660,7 @@ export class PraminWindow {
     } else {
       base = alignDown(addr, BLOCK);
     }
-    v = this.#pramin.view(base);
+    v = this.#pramin.internalView(base);
     this.#view = v;
     return v;
   }
@@ -600,6 +668,11 @@ export class PraminWindow {
   #locate(addr: number, len: number, align: number): PraminView {
     this.#check(addr, len, align);
     return this.#position(addr, len);
+  }
+
+  /** A write through a user window: checked against the write policy first. */
+  #policed(addr: number, len: number, what: string): void {
+    if (this.#kind === "user") this.#pramin.checkWrite(addr, len, `PRAMIN ${what}`);
   }
 
   #checkLength(len: number, what: string): void {
@@ -641,24 +714,32 @@ export class PraminWindow {
   /** 8-bit write. */
   write8(addr: number, value: number): void {
     checkValue(value, 0xff, 8);
+    this.#check(addr, 1, 1);
+    this.#policed(addr, 1, "write8");
     this.#locate(addr, 1, 1).write8(addr, value);
   }
 
   /** 16-bit write. */
   write16(addr: number, value: number): void {
     checkValue(value, 0xffff, 16);
+    this.#check(addr, 2, 2);
+    this.#policed(addr, 2, "write16");
     this.#locate(addr, 2, 2).write16(addr, value);
   }
 
   /** 32-bit write. */
   write32(addr: number, value: number): void {
     checkValue(value, 0xffffffff, 32);
+    this.#check(addr, 4, 4);
+    this.#policed(addr, 4, "write32");
     this.#locate(addr, 4, 4).write32(addr, value);
   }
 
   /** 64-bit write as two 32-bit writes, low half first. Accepts a bigint or a safe number. */
   write64(addr: number, value: bigint | number): void {
     const big = u64(value, "value");
+    this.#check(addr, 8, 8);
+    this.#policed(addr, 8, "write64");
     const v = this.#locate(addr, 8, 8);
     v.write32(addr, Number(big & 0xffffffffn));
     v.write32(addr + 4, Number(big >> 32n));
@@ -704,6 +785,8 @@ export class PraminWindow {
   /** Writes `bytes` starting at `addr`, crossing windows as needed. */
   writeBytes(addr: number, bytes: Uint8Array): void {
     checkBytes(bytes, "writeBytes bytes");
+    this.#check(addr, bytes.length, 1);
+    this.#policed(addr, bytes.length, "writeBytes");
     this.#bulk(
       "write",
       addr,
@@ -741,6 +824,7 @@ export class PraminWindow {
   writeWords(addr: number, words: Uint32Array): void {
     if (!(words instanceof Uint32Array)) fail("EINVAL", "writeWords takes a Uint32Array");
     this.#check(addr, words.length * 4, 4);
+    this.#policed(addr, words.length * 4, "writeWords");
     const end = addr + words.length * 4;
     for (let pos = addr; pos < end;) {
       const v = this.#position(pos, 4);
@@ -757,6 +841,8 @@ export class PraminWindow {
     if (!Number.isInteger(byte) || byte < 0 || byte > 0xff) {
       fail("EINVAL", `fill byte ${describe(byte)} is not in 0..0xff`);
     }
+    this.#check(addr, len, 1);
+    this.#policed(addr, len, "fill");
     this.#bulk("fill", addr, len, (v, at, n) => v.fill(at, n, byte));
   }
 

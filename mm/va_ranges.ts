@@ -299,3 +299,54 @@ export class VaRanges {
     this.#count--;
   }
 }
+
+/**
+ * What an address space shows of its VA ranges: queries only. Claims and
+ * releases go through the {@linkcode Vmm} that owns them (the BAR1 guard and
+ * the mapper trust the ranges: claiming one as "firmware" from outside would
+ * switch the guard off; releasing a live mapping's would let another mapping
+ * overwrite its entries).
+ */
+export class VaRangesView {
+  readonly #r: VaRanges;
+
+  /** Made by the Vmm over its own ranges. */
+  constructor(ranges: VaRanges) {
+    if (!(ranges instanceof VaRanges)) {
+      fail("EINVAL", `VaRangesView takes a VaRanges, not ${describe(ranges)}`);
+    }
+    this.#r = ranges;
+  }
+
+  /** Bytes of VA in the space. */
+  get size(): bigint {
+    return this.#r.size;
+  }
+
+  /** Number of taken ranges. */
+  get count(): number {
+    return this.#r.count;
+  }
+
+  /** Taken ranges, ascending (O(n)). */
+  list(): readonly VaRange[] {
+    return this.#r.list();
+  }
+
+  /** The taken range containing `va`, if any (O(log n)). */
+  find(va: bigint): VaRange | undefined {
+    return this.#r.find(va);
+  }
+
+  /** The lowest free, `align`-aligned start for `size` bytes in [lo, hi), or null (no change made). */
+  findFree(size: bigint, align: bigint, lo?: bigint, hi?: bigint, phase?: bigint): bigint | null {
+    return this.#r.findFree(size, align, lo, hi, phase);
+  }
+
+  /** The one-line summary the REPL and `Deno.inspect` print. */
+  [Symbol.for("Deno.customInspect")](): string {
+    return `VaRanges ${this.count} taken of ${
+      hex(this.size)
+    } (read-only: claims go through the Vmm)`;
+  }
+}

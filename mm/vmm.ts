@@ -56,7 +56,7 @@ import {
 } from "./pagetable/extents.ts";
 import type { PtTable } from "./pagetable/tree.ts";
 import { virtualAddress } from "./types.ts";
-import { type VaRange, VaRanges } from "./va_ranges.ts";
+import { type VaRange, VaRanges, VaRangesView } from "./va_ranges.ts";
 
 export type { Extent } from "./pagetable/extents.ts";
 
@@ -80,6 +80,8 @@ export interface VmmDeps {
   format: MmuFormat;
   /** VRAM size (tables and pages must lie below it). */
   vramSize: number;
+  /** Called when tables may have been made or freed (the write policy re-reads them). */
+  tablesChanged?: () => void;
 }
 
 /** Options for a {@linkcode Vmm}. */
@@ -341,8 +343,9 @@ export class Vmm {
   readonly vaSize: bigint;
   /** Name for messages. */
   readonly name: string;
-  /** Taken VA ranges (mappings and, on a scanned space, firmware's). */
-  readonly ranges: VaRanges;
+  /** Taken VA ranges (mappings and, on a scanned space, firmware's): a read-only view. */
+  readonly ranges: VaRangesView;
+  readonly #ranges: VaRanges;
   readonly #deps: VmmDeps;
   /** The page-table engine (the shadow tree and every write to it or VRAM). */
   readonly #mapper: Mapper;
@@ -390,13 +393,14 @@ export class Vmm {
     this.pdb = options.pdb;
     this.vaSize = options.vaSize;
     this.name = options.name ?? `vmm@${hex(options.pdb)}`;
-    this.ranges = new VaRanges(options.vaSize);
+    this.#ranges = new VaRanges(options.vaSize);
+    this.ranges = new VaRangesView(this.#ranges);
     this.#rootAllocation = options.rootAllocation ?? null;
     this.#mapper = new Mapper(format, options.pdb, this.#rootAllocation, deps);
     if (options.scan) {
       // Firmware's tables into the shadow, and the VA their entries take.
       for (const [start, end] of this.#mapper.scan(this.vaSize)) {
-        this.ranges.claim(start, end - start, "firmware");
+        this.#ranges.claim(start, end - start, "firmware");
       }
     }
   }
@@ -408,6 +412,7 @@ export class Vmm {
    * went away), which TU10x's invalidate marks (facts §14.1).
    */
   #flush(downgrade = true): (() => void)[] {
+    this.#deps.tablesChanged?.();
     this.#mapper.sync();
     this.#deps.tlb.flush(this.pdb, {
       hubOnly: this.#bar,
@@ -421,6 +426,19 @@ export class Vmm {
     this.#deferredTables = [];
     for (const t of tables) t.alloc!.free();
     return this.#deferredCallbacks.splice(0);
+  }
+
+  /**
+   * @internal The VRAM of every table in this space's tree (novamm's and, on a
+   * scanned space, firmware's), for the write policy.
+   */
+  *tableRanges(): Generator<{ name: string; start: number; end: number }> {
+    for (const t of this.#mapper.tree.tables()) {
+      const a = t.alloc;
+      yield a === null
+        ? { name: `a page table of ${this.name}`, start: t.addr, end: t.addr + t.level.tableBytes }
+        : { name: `a page table of ${this.name}`, start: a.start, end: a.start + a.size };
+    }
   }
 
   /**
@@ -442,7 +460,7 @@ export class Vmm {
     // (A mapping whose flush failed is returned too: callers check `flushed`.)
     checkUint(va, "BAR1 VA");
     checkUint(length, "access length");
-    const r = this.ranges.find(BigInt(va));
+    const r = this.#ranges.find(BigInt(va));
     if (r === undefined || r.end < BigInt(va) + BigInt(length)) return null;
     if (r.owner === "firmware") return "firmware";
     const m = this.#byRange.get(r);
@@ -507,6 +525,7 @@ export class Vmm {
   }
 
   #prepare(extents: ExtentList, options: MapOptions): PreparedMapping {
+    this.#deps.tablesChanged?.();
     const forced = options.pageSize;
     this.#mapper.checkPageSize(forced);
     const size = extents.bytes;
@@ -515,7 +534,7 @@ export class Vmm {
     if (options.va !== undefined) {
       const va = virtualAddress(options.va, this.format.vaBits);
       if (va % BigInt(PAGE) !== 0n) fail("EINVAL", `VA ${hex(va)} is not 4 KiB aligned`);
-      range = this.ranges.claim(va, BigInt(size), label);
+      range = this.#ranges.claim(va, BigInt(size), label);
     } else {
       if (BigInt(size) > this.vaSize) {
         fail(
@@ -529,14 +548,14 @@ export class Vmm {
       const places = vaPlacements(extents, this.#mapper.pageSizes, forced);
       let found: VaRange | null = null;
       for (const [align, phase] of places.slice(0, -1)) {
-        const start = this.ranges.findFree(BigInt(size), align, 0n, this.vaSize, phase);
+        const start = this.#ranges.findFree(BigInt(size), align, 0n, this.vaSize, phase);
         if (start !== null) {
-          found = this.ranges.claim(start, BigInt(size), label);
+          found = this.#ranges.claim(start, BigInt(size), label);
           break;
         }
       }
       const [align, phase] = places[places.length - 1];
-      range = found ?? this.ranges.allocate(BigInt(size), align, label, phase);
+      range = found ?? this.#ranges.allocate(BigInt(size), align, label, phase);
     }
     const hold: TableHold = { newTables: [], pinned: [] };
     try {
@@ -560,7 +579,7 @@ export class Vmm {
   /** Undoes a prepare: the engine reclaims its tables (still unused), the VA goes back. */
   #abandon(range: VaRange, hold: TableHold): void {
     const freed = this.#mapper.abandon(hold);
-    this.ranges.release(range);
+    this.#ranges.release(range);
     if (this.#mapper.unsynced) {
       // Links in VRAM were cleared (tables an unmap emptied): flush before the pages go back.
       this.#deferredTables.push(...freed);
@@ -669,7 +688,7 @@ export class Vmm {
       callbacks.push(...(mapping.retire() ?? []));
       this.#mappings.delete(mapping);
       this.#byRange.delete(mapping.range);
-      this.ranges.release(mapping.range);
+      this.#ranges.release(mapping.range);
     }
     // Only after a completed flush can no walker reach the tables: then free them.
     this.#deferredTables.push(...freed);
@@ -747,7 +766,7 @@ export class Vmm {
 
   /** True when `va` is in a range this Vmm found taken (firmware's), not one it mapped. */
   #firmwareVa(va: bigint): boolean {
-    const r = this.ranges.find(va);
+    const r = this.#ranges.find(va);
     return r === undefined || r.owner === "firmware";
   }
 
@@ -783,6 +802,7 @@ export class Vmm {
       runAll(this.#flush());
     }
     this.#destroyed = true;
+    this.#deps.tablesChanged?.();
     this.#rootAllocation?.free();
     runAll(this.#onDestroy.splice(0));
   }
@@ -815,6 +835,6 @@ export class Vmm {
   [Symbol.for("Deno.customInspect")](): string {
     return `Vmm ${this.name} MMU v${this.format.version} PDB ${hex(this.pdb)} VA ${
       hex(this.vaSize)
-    } (${this.#mappings.size} mappings, ${this.ranges.count} ranges taken)`;
+    } (${this.#mappings.size} mappings, ${this.#ranges.count} ranges taken)`;
   }
 }

@@ -78,14 +78,16 @@ function physicalRoundTrip(gpu: Gpu): void {
     bar1.physical.writeBytes(a.start + 0x101, bytes);
     const back = gpu.pramin.readBytes(a.start + 0x101, bytes.length);
     expect(back.every((b, i) => b === bytes[i]), "unaligned bytes through physical BAR1");
-    // Firmware's VRAM within reach (VGA memory at 0, WPR2, ...) is refused without `forced`;
+    // Firmware's VRAM within reach (VGA memory at 0, WPR2, ...) is not written without `forced`;
     // a chip without display on a bare card may have none.
     const owned = gpu.vram.layout.find((r) => r.start < bar1.physical.reach);
     if (owned !== undefined) {
+      // Reads are allowed anywhere in reach; writes there are not (the write policy).
+      bar1.physical.read32(owned.start);
       expectError(
         "EPERM",
-        () => bar1.physical.read32(owned.start),
-        `VRAM ${hex(owned.start)} (${owned.name}) without forced`,
+        () => bar1.physical.write32(owned.start, 0),
+        `a write of VRAM ${hex(owned.start)} (${owned.name}) without forced`,
       );
     }
   } finally {
@@ -177,9 +179,9 @@ function retargetedPte(
     expect(r.mapped, "walk finds the PTE");
     const pteAddr = r.steps.at(-1)!.entryAddress;
     const codec = gpu.format.codec;
-    gpu.pramin.write64(pteAddr, codec.vramPte(b.start, { writable: true }));
+    gpu.pramin.write64(pteAddr, codec.vramPte(b.start, { writable: true }), { force: true });
     check(m, 0xaaaaaaaa, 0xbbbbbbbb);
-    gpu.pramin.write64(pteAddr, codec.vramPte(a.start, { writable: true }));
+    gpu.pramin.write64(pteAddr, codec.vramPte(a.start, { writable: true }), { force: true });
     gpu.tlb.flush(gpu.bar1.pdb, { hubOnly: true });
   });
 }

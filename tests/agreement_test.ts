@@ -769,7 +769,7 @@ async function runProfile(profile: Profile): Promise<RunStats> {
     const vramSize = gpu.vram.size;
     const codec = format.codec;
 
-    using w = gpu.pramin.window();
+    using w = gpu.pramin.window({ force: true }); // test data anywhere, tables too
     const b = new TreeBuilder(w, format, rng, gpu.vram);
     const roots: Root[] = [];
     for (let i = 0; i < 6; i++) roots.push(b.buildRoot(`tree${i}`, i % 2 === 1));
@@ -970,7 +970,7 @@ Deno.test("agreement: v2 sysmem big and huge pages at the 2^53 edge translate ex
     const start = gpu.vram.usable.start;
     const [pd3, pd2, pd1, pd0, big] = [0, 1, 2, 3, 4].map((i) => start + i * PAGE);
     {
-      using w = gpu.pramin.window();
+      using w = gpu.pramin.window({ force: true }); // test data anywhere, tables too
       w.write64(pd3, mmu.v2.vramPde(pd2));
       w.write64(pd2, mmu.v2.vramPde(pd1));
       w.write64(pd1, mmu.v2.vramPde(pd0));
@@ -996,7 +996,7 @@ Deno.test("agreement: v2 sysmem big and huge pages at the 2^53 edge translate ex
       ];
       for (const [base, offset, want] of cases) {
         {
-          using w = gpu.pramin.window();
+          using w = gpu.pramin.window({ force: true }); // test data anywhere, tables too
           w.write64(at, mmu.v2.encodePte({ valid: true, aperture: "sysCoherent", address: base }));
         }
         gpu.tlb.fbFlush();

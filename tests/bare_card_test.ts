@@ -268,7 +268,7 @@ Deno.test("sim: tables written through PRAMIN are not seen without an FB flush; 
     assert.equal(simPa(sim, vmm.pdb), a.start, "map flushed: the GPU sees it");
     // A PTE rewritten through PRAMIN: the GPU walks the old one until an FB flush.
     const pte = vmm.walk(0x10000n).steps.at(-1)!.entryAddress;
-    gpu.pramin.write64(pte, gpu.format.codec.vramPte(b.start, { writable: true }));
+    gpu.pramin.write64(pte, gpu.format.codec.vramPte(b.start, { writable: true }), { force: true });
     assert.equal(simPa(sim, vmm.pdb), a.start, "posted, not yet visible");
     if (device === "sim:ga102") {
       gpu.bar0.write32(NV_UFLUSH_FB_FLUSH, 1);
@@ -287,7 +287,9 @@ Deno.test("sim: tables written through PRAMIN are not seen without an FB flush; 
     gpu.bar1.bringUp();
     const bm = gpu.bar1.map(a, { writable: true });
     const bpte = gpu.bar1.vmm.walk(bm.va).steps.at(-1)!.entryAddress;
-    gpu.pramin.write64(bpte, gpu.format.codec.vramPte(b.start, { writable: true }));
+    gpu.pramin.write64(bpte, gpu.format.codec.vramPte(b.start, { writable: true }), {
+      force: true,
+    });
     gpu.bar0.write32(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE_PDB, (gpu.bar1.pdb / PAGE) * 16);
     gpu.bar0.write32(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE, 0x80000005); // ALL_VA|HUB|TRIGGER
     while (gpu.bar0.read32(NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE) >>> 31);

@@ -276,3 +276,148 @@ for (const device of ["sim:ga102", "sim:gh100"]) {
     assert.deepEqual(out.unnamed, [], report("errors not naming the value", out.unnamed));
   });
 }
+
+/**
+ * The surfaces the prototype walk above cannot call safely — constructors
+ * (TraceWriter would create files, Tlb is made by openGpu) and callback
+ * registrations (a stored non-function breaks unmap and close later) — with
+ * every hostile value in every position: each call is either one of the
+ * values that site accepts (listed) or a NovaError naming the value; a raw
+ * JavaScript error and a silent acceptance both fail, and refused calls
+ * leave no file, no record, no callback and no pin behind.
+ */
+Deno.test("hostile matrix: TraceWriter, Tlb construction, Mapping and Vmm callbacks", async () => {
+  const dir = await Deno.makeTempDir();
+  const gpu = await api.openGpu({ device: "sim:ga102" });
+  const raw: string[] = [];
+  const silent: string[] = [];
+  const refused: string[] = [];
+  const unnamed: string[] = [];
+  let calls = 0;
+  const prim = (v: unknown) =>
+    typeof v === "number" || typeof v === "bigint" || typeof v === "string";
+  /** Calls `fn`; `ok` says whether the value is one this site takes. Returns what it returned. */
+  const call = (label: string, hv: unknown, ok: boolean, fn: () => unknown): unknown => {
+    calls++;
+    try {
+      const r = fn();
+      if (!ok) silent.push(label);
+      return r;
+    } catch (e) {
+      if (!(e instanceof NovaError)) {
+        raw.push(`${label}: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+      } else if (ok) {
+        refused.push(`${label}: ${e.message}`);
+      } else if (
+        prim(hv) && !e.message.includes(describe(hv)) && !e.message.includes(String(hv)) &&
+        !/string|bigint|number|integer|NaN|Infinity/.test(e.message)
+      ) {
+        unnamed.push(`${label}: ${e.message}`);
+      }
+      return undefined;
+    }
+  };
+  const isPlainEmpty = (v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v) && !ArrayBuffer.isView(v) &&
+    Object.keys(v).length === 0;
+  try {
+    const vmm = gpu.mm.createVmm({ vaSize: 1n << 32n, name: "callbacks" });
+    const a = gpu.mm.buddy.alloc(65536);
+    const m = vmm.mapPages([a.start / 4096], { writable: true });
+    gpu.bar1.bringUp();
+    const bm = gpu.bar1.map(a, { writable: false });
+    const pinnedBy = [...a.users]; // the BAR1 mapping
+    const path = `${dir}/t.trace`;
+    const w = new api.TraceWriter(path, { device: "sim:ga102" });
+    let n = 0;
+    for (const [hl, hv] of HOSTILE) {
+      const isFn = typeof hv === "function";
+      const isNum = typeof hv === "number";
+      // Tlb: the aperture, the bag, and each option.
+      call(`new Tlb(${hl})`, hv, false, () => new api.Tlb(hv as never));
+      call(
+        `new Tlb(bar0, ${hl})`,
+        hv,
+        hv === undefined || isPlainEmpty(hv),
+        () => new api.Tlb(gpu.bar0, hv as never),
+      );
+      call(
+        `new Tlb(bar0, { vramSize: ${hl} })`,
+        hv,
+        hv === undefined || hv === 2 ** 40,
+        () => new api.Tlb(gpu.bar0, { vramSize: hv as never }),
+      );
+      call(
+        `new Tlb(bar0, { timeoutMs: ${hl} })`,
+        hv,
+        hv === undefined || (isNum && (hv as number) >= 0 && (hv as number) <= 60_000),
+        () => new api.Tlb(gpu.bar0, { timeoutMs: hv as never }),
+      );
+      call(
+        `new Tlb(bar0, { family: ${hl} })`,
+        hv,
+        hv === undefined,
+        () => new api.Tlb(gpu.bar0, { family: hv as never }),
+      );
+      // TraceWriter: path, header, options; a refused one makes no file.
+      const p = `${dir}/h${n++}.trace`;
+      call(`new TraceWriter(path, ${hl})`, hv, false, () => new api.TraceWriter(p, hv as never));
+      if (typeof hv !== "string" || hv === "") {
+        call(
+          `new TraceWriter(${hl}, header)`,
+          hv,
+          false,
+          () => new api.TraceWriter(hv as never, { device: "sim" }),
+        );
+      }
+      const made = call(
+        `new TraceWriter(path, header, ${hl})`,
+        hv,
+        hv === undefined || isPlainEmpty(hv),
+        () => new api.TraceWriter(p, { device: "sim" }, hv as never),
+      ) as api.TraceWriter | undefined;
+      made?.close();
+      if (made === undefined) {
+        assert.throws(() => Deno.statSync(p), Deno.errors.NotFound, `${hl}: a file was made`);
+      }
+      call(`writer.record(${hl})`, hv, false, () => w.record(hv as never));
+      call(`writer.comment(${hl})`, hv, typeof hv === "string", () => w.comment(hv as never));
+      // Callbacks: only a function is stored.
+      call(`mapping.whenUnmapped(${hl})`, hv, isFn, () => m.whenUnmapped(hv as never));
+      call(
+        `barMapping.mapping.whenUnmapped(${hl})`,
+        hv,
+        isFn,
+        () => bm.mapping.whenUnmapped(hv as never),
+      );
+      call(`vmm.whenDestroyed(${hl})`, hv, isFn, () => vmm.whenDestroyed(hv as never));
+      // pin: a non-empty string naming the user.
+      const release = call(
+        `allocation.pin(${hl})`,
+        hv,
+        typeof hv === "string" && hv !== "",
+        () => a.pin(hv as never),
+      ) as (() => void) | undefined;
+      release?.();
+      assert.deepEqual(a.users, pinnedBy, `${hl}: pin left a user behind`);
+    }
+    assert.equal(w.accesses, 0, "no refused record was written");
+    w.close();
+    assert.equal(api.parseTrace(Deno.readTextFileSync(path)).footer.accesses, 0);
+    // What was stored is callable: unmap, destroy and close run it without a raw error.
+    bm.unmap();
+    m.unmap();
+    a.free();
+    gpu.mm.destroyVmm(vmm);
+  } finally {
+    gpu.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.ok(calls > 300, `only ${calls} calls`);
+  const report = (what: string, xs: string[]) =>
+    `${xs.length} ${what}:\n${[...new Set(xs)].slice(0, 40).join("\n")}`;
+  assert.deepEqual(raw, [], report("raw JavaScript errors", raw));
+  assert.deepEqual(silent, [], report("silent acceptances", silent));
+  assert.deepEqual(refused, [], report("valid values refused", refused));
+  assert.deepEqual(unnamed, [], report("errors not naming the value", unnamed));
+});

@@ -100,3 +100,217 @@ Deno.test("lock: a live holder's pid is named; the lock is gone once its holder 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Reads a file's bytes and mode, to show a refused lock left it as it was. */
+function snapshot(path: string): { text: string; mode: number; size: number } {
+  const info = Deno.statSync(path);
+  return { text: Deno.readTextFileSync(path), mode: info.mode! & 0o7777, size: info.size };
+}
+
+Deno.test("lock: a planted symlink in the lock directory is refused and its target untouched", async () => {
+  const { lockCard } = await import("../hw/device.ts");
+  const { NovaError } = await import("../hw/errors.ts");
+  const dir = await Deno.makeTempDir();
+  const victims = await Deno.makeTempDir();
+  try {
+    const victim = `${victims}/precious`;
+    Deno.writeTextFileSync(victim, "do not overwrite\n", { mode: 0o644 });
+    const before = snapshot(victim);
+    const link = `${dir}/novamm-0000_01_00.0.lock`;
+    // A private directory, then a /tmp-like one (sticky, writable by all): the link is refused.
+    for (const mode of [0o700, 0o1777]) {
+      Deno.chmodSync(dir, mode);
+      Deno.symlinkSync(victim, link);
+      const e = (() => {
+        try {
+          lockCard("0000:01:00.0", { dir });
+        } catch (e) {
+          return e;
+        }
+      })();
+      assert.ok(e instanceof NovaError, String(e));
+      assert.equal(e.code, "EPERM");
+      assert.match(e.message, new RegExp(`lock path ${link} is a symbolic link`));
+      assert.deepEqual(snapshot(victim), before, "the link's target is untouched");
+      Deno.removeSync(link);
+    }
+    // A dangling link: nothing is created at its target.
+    Deno.symlinkSync(`${victims}/created`, link);
+    assert.throws(() => lockCard("0000:01:00.0", { dir }), /EPERM: lock path .* symbolic link/);
+    assert.throws(() => Deno.statSync(`${victims}/created`), Deno.errors.NotFound);
+    Deno.removeSync(link);
+    // A hard link to the victim (same owner): two names, refused.
+    Deno.linkSync(victim, link);
+    assert.throws(() => lockCard("0000:01:00.0", { dir }), /EPERM: lock path .* has 2 names/);
+    assert.deepEqual(snapshot(victim), before);
+    Deno.removeSync(link);
+    // And once the name is free, the lock is taken, mode 0600, pid written through the fd.
+    const lock = lockCard("0000:01:00.0", { dir });
+    assert.equal(snapshot(lock.path).mode, 0o600);
+    assert.equal(snapshot(lock.path).text, `${Deno.pid}\n`);
+    lock.release();
+    assert.equal(snapshot(lock.path).size, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(victims, { recursive: true });
+  }
+});
+
+Deno.test("lock: a directory others can plant files in is refused, naming it", async () => {
+  const { lockCard } = await import("../hw/device.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const [mode, what] of [[0o777, "every user"], [0o770, "its group"]] as const) {
+      Deno.chmodSync(dir, mode);
+      assert.throws(
+        () => lockCard("0000:01:00.0", { dir }),
+        new RegExp(
+          `EPERM: lock directory ${dir} is writable by ${what} \\(mode 0${
+            mode.toString(8)
+          }\\) without the sticky bit`,
+        ),
+      );
+    }
+    Deno.chmodSync(dir, 0o700);
+    lockCard("0000:01:00.0", { dir }).release();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+const root = Deno.uid() === 0;
+
+Deno.test({
+  name: "lock: another user's directory or lock file is refused (as root: chown)",
+  ignore: !root,
+  fn: async () => {
+    const { lockCard } = await import("../hw/device.ts");
+    const dir = await Deno.makeTempDir();
+    try {
+      // A lock file someone else made: refused, and left as it was.
+      const path = `${dir}/novamm-0000_01_00.0.lock`;
+      Deno.writeTextFileSync(path, "4242\n", { mode: 0o666 });
+      Deno.chmodSync(path, 0o666);
+      Deno.chownSync(path, 65534, 65534);
+      const before = snapshot(path);
+      assert.throws(
+        () => lockCard("0000:01:00.0", { dir }),
+        new RegExp(`EPERM: lock path ${path} is owned by uid 65534, not by this user \\(uid 0\\)`),
+      );
+      assert.deepEqual(snapshot(path), before);
+      Deno.removeSync(path);
+      // A directory of another user: refused, sticky or not.
+      Deno.chownSync(dir, 65534, 65534);
+      assert.throws(
+        () => lockCard("0000:01:00.0", { dir }),
+        new RegExp(`EPERM: lock directory ${dir} is owned by uid 65534, not by this user`),
+      );
+      Deno.chmodSync(dir, 0o1777);
+      assert.throws(
+        () => lockCard("0000:01:00.0", { dir }),
+        new RegExp(`EPERM: lock directory ${dir} \\(sticky, mode 01777\\) is owned by uid 65534`),
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** Runs `lockCard(bdf, { dir })` as uid 65534 (setpriv), printing the error; null without setpriv. */
+async function lockAsNobody(dir: string): Promise<string | null> {
+  const denoDir = await Deno.makeTempDir();
+  const script = `${denoDir}/lock.mjs`;
+  Deno.writeTextFileSync(
+    script,
+    `import { lockCard } from "${ROOT}hw/device.ts";
+try { lockCard("0000:01:00.0", { dir: Deno.args[0] }); console.log("won"); }
+catch (e) { console.log(e.name + " " + e.message); }`,
+  );
+  Deno.chmodSync(script, 0o644);
+  Deno.chownSync(denoDir, 65534, 65534);
+  try {
+    const out = await new Deno.Command("setpriv", {
+      args: [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        Deno.execPath(),
+        "run",
+        "-A",
+        script,
+        dir,
+      ],
+      env: { DENO_DIR: denoDir, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return new TextDecoder().decode(out.stdout).trim() + new TextDecoder().decode(out.stderr);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  } finally {
+    await Deno.remove(denoDir, { recursive: true });
+  }
+}
+
+Deno.test("lock: an unwritable lock directory is EACCES naming the path", async () => {
+  const { lockCard } = await import("../hw/device.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    Deno.chmodSync(dir, 0o500);
+    const want = new RegExp(
+      `EACCES: cannot create the lock file ${dir}/novamm-0000_01_00.0.lock: the directory ${dir} is not writable by uid \\d+`,
+    );
+    if (!root) {
+      assert.throws(() => lockCard("0000:01:00.0", { dir }), want);
+      return;
+    }
+    // Root writes anywhere: the directory belongs to uid 65534, who runs the lock.
+    Deno.chownSync(dir, 65534, 65534);
+    const out = await lockAsNobody(dir);
+    if (out === null) return; // no setpriv here
+    assert.match(out, want);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lock: the default directory is private: /run/lock/novamm for root, else $XDG_RUNTIME_DIR/novamm", async () => {
+  const { defaultLockDir, prepareLockDir } = await import("../hw/device.ts");
+  const runLock = await Deno.makeTempDir();
+  const xdg = await Deno.makeTempDir();
+  try {
+    assert.equal(defaultLockDir({ runLock, xdgRuntimeDir: xdg, uid: 0 }), `${runLock}/novamm`);
+    // Created 0700 on first use; a second use finds it.
+    prepareLockDir(`${runLock}/novamm`, { isDefault: true, uid: Deno.uid()! });
+    assert.equal(Deno.statSync(`${runLock}/novamm`).mode! & 0o7777, 0o700);
+    prepareLockDir(`${runLock}/novamm`, { isDefault: true, uid: Deno.uid()! });
+    const uid = Deno.uid()!;
+    // A user who is not root, /run/lock/novamm someone else's: their own runtime directory.
+    const other = uid === 0 ? 1000 : uid;
+    if (uid === 0) Deno.chownSync(xdg, other, other);
+    if (uid === 0) {
+      assert.equal(defaultLockDir({ runLock, xdgRuntimeDir: xdg, uid: other }), `${xdg}/novamm`);
+      // ... but not a runtime directory that is not theirs.
+      assert.equal(
+        defaultLockDir({ runLock, xdgRuntimeDir: runLock, uid: other }),
+        `${runLock}/novamm`,
+      );
+    }
+    // No /run/lock at all: the runtime directory.
+    assert.equal(
+      defaultLockDir({ runLock: `${runLock}/missing`, xdgRuntimeDir: xdg, uid: other }),
+      `${xdg}/novamm`,
+    );
+    // A link planted where the default directory goes is refused, not followed.
+    Deno.removeSync(`${runLock}/novamm`);
+    Deno.symlinkSync(xdg, `${runLock}/novamm`);
+    assert.throws(
+      () => prepareLockDir(`${runLock}/novamm`, { isDefault: true, uid }),
+      new RegExp(`EPERM: lock directory ${runLock}/novamm is a symbolic link`),
+    );
+  } finally {
+    await Deno.remove(runLock, { recursive: true });
+    await Deno.remove(xdg, { recursive: true });
+  }
+});

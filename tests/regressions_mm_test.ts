@@ -58,7 +58,7 @@ function buildTables(gpu: Gpu): { t: (i: number) => number; n: number; pdb: numb
   const n = gpu.format.directories.length;
   const tables = gpu.mm.buddy.alloc((n + 2) * PAGE);
   const t = (i: number) => tables.start + i * PAGE;
-  using w = gpu.pramin.window();
+  using w = gpu.pramin.window({ force: true }); // test data anywhere, tables too
   w.fill(tables.start, (n + 2) * PAGE, 0);
   for (let i = 0; i + 1 < n; i++) w.write64(t(i), codec.vramPde(t(i + 1)));
   return { t, n, pdb: tables.start };
@@ -276,8 +276,12 @@ Deno.test("regression: scan throws EBUSY when a 64 KiB PTE and 4 KiB PTEs cover 
     const [, hi] = codec.vramDualPde({ small: t(n) });
     gpu.pramin.write64(t(n - 1), lo);
     gpu.pramin.write64(t(n - 1) + 8, hi);
-    gpu.pramin.write64(t(n) + 16 * 8, codec.vramPte(data.start, { writable: true })); // 4K @0x10000
-    gpu.pramin.write64(t(n + 1) + 8, codec.vramPte(data.start, { writable: true })); // 64K @0x10000
+    gpu.pramin.write64(t(n) + 16 * 8, codec.vramPte(data.start, { writable: true }), {
+      force: true,
+    }); // 4K @0x10000
+    gpu.pramin.write64(t(n + 1) + 8, codec.vramPte(data.start, { writable: true }), {
+      force: true,
+    }); // 64K @0x10000
     gpu.tlb.fbFlush(); // the GPU sees PRAMIN writes once the FB flush is done
     assert.equal(simPa(gpu, pdb, 0x10000n), data.start, "precondition: the hardware translates it");
     let vmm: Vmm | null = null;
@@ -299,7 +303,7 @@ Deno.test("regression: PRAMIN accesses VRAM through a window whose TARGET is sys
   const base = a.start - (a.start % (64 * KiB));
   gpu.bar0.write32(NV_PBUS_BAR0_WINDOW, (2 << 24) | (base / (64 * KiB))); // SYS_MEM_COHERENT
   {
-    using w = gpu.pramin.window();
+    using w = gpu.pramin.window({ force: true }); // test data anywhere, tables too
     w.write32(a.start, 0x12345678);
     const reg = gpu.bar0.read32(NV_PBUS_BAR0_WINDOW);
     assert.equal(getField(reg, BAR0_WINDOW.TARGET), 0, "the write went to system memory");

@@ -246,7 +246,14 @@ Deno.test("done when: a PRAMIN write into WPR2 on sim:ga102:unloaded is dropped 
   using gpu = await openGpu({ device: "sim:ga102:unloaded" });
   const wpr2 = gpu.vram.layout.find((r) => r.name === "wpr2")!;
   const before = gpu.pramin.read32(wpr2.start);
-  gpu.pramin.write32(wpr2.start, 0x12345678);
+  // novamm refuses it (the write policy) ...
+  assert.throws(
+    () => gpu.pramin.write32(wpr2.start, 0x12345678),
+    (e) => e instanceof NovaError && e.code === "EPERM" && /wpr2/.test(e.message),
+  );
+  assert.deepEqual(gpu.sim!.errors(), []);
+  // ... and forced through, the card drops it and the simulator reports it.
+  gpu.pramin.write32(wpr2.start, 0x12345678, { force: true });
   assert.notEqual(gpu.pramin.read32(wpr2.start), 0x12345678);
   assert.equal(gpu.pramin.read32(wpr2.start), before);
   const events = gpu.sim!.errors().filter((e) => e.kind === "firmware-vram-write");
@@ -338,7 +345,7 @@ Deno.test("CONFLICT v3bit10: novamm writes RM's value and binds under both; nouv
     // The same block with bit 10 set (nouveau's gv100_vmm_join) ...
     const inst = gpu.bar1.binding!.instanceBlock;
     const word = gpu.pramin.read32(inst + 0x200);
-    gpu.pramin.write32(inst + 0x200, (word | 0x400) >>> 0);
+    gpu.pramin.write32(inst + 0x200, (word | 0x400) >>> 0, { force: true });
     gpu.tlb.fbFlush();
     const sim = gpu.sim!;
     sim.bar0.write32(0xb80f60, gpu.bar0.read32(0xb80f60) & ~3);
@@ -346,7 +353,7 @@ Deno.test("CONFLICT v3bit10: novamm writes RM's value and binds under both; nouv
     const bad = sim.errors().filter((e) => e.kind === "bad-instance-block");
     assert.equal(bad.length, bit === "rm" ? 1 : 0, bit);
     sim.log.length = 0;
-    gpu.pramin.write32(inst + 0x200, word);
+    gpu.pramin.write32(inst + 0x200, word, { force: true });
     gpu.tlb.fbFlush();
     sim.bar0.write32(0xb80f64, 0);
   }

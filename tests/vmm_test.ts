@@ -322,7 +322,9 @@ Deno.test("vmm.dump({ fromHardware }) reads VRAM and matches the shadow; a stray
   );
   // Someone scribbles a PTE behind the Vmm's back: only the hardware dump shows it.
   const pte = gpu.bar1.vmm.walk(m.va).steps.at(-1)!.entryAddress;
-  gpu.pramin.write64(pte + 8 * 100, gpu.format.codec.vramPte(a.start, { writable: false }));
+  gpu.pramin.write64(pte + 8 * 100, gpu.format.codec.vramPte(a.start, { writable: false }), {
+    force: true,
+  });
   assert.equal(lines(gpu.bar1.vmm.dump()).length, shadow.length);
   assert.equal(lines(gpu.bar1.vmm.dump({ fromHardware: true })).length, shadow.length + 1);
   m.unmap();
@@ -334,7 +336,7 @@ Deno.test("bar1: an instance block with 128 KiB big pages is refused, not mapped
   const gpu = await openGpu({ device: "sim:ga102:gsp" });
   const inst = gpu.sim!.firmware!.instanceBlock;
   const word = gpu.pramin.read32(inst + 0x200);
-  gpu.pramin.write32(inst + 0x200, word & ~(1 << 11)); // BIG_PAGE_SIZE = 128 KiB
+  gpu.pramin.write32(inst + 0x200, word & ~(1 << 11), { force: true }); // BIG_PAGE_SIZE = 128 KiB
   assert.throws(
     () => gpu.bar1,
     /ENOTSUP: the BAR1 instance block at 0x5f0000000 selects 128 KiB big pages/,
