@@ -318,6 +318,8 @@ export interface BarUserOptions {
   found: Bar1BindState;
   /** A bind register was written since `found` was read: read them again. */
   rewritten?: boolean;
+  /** Bind poll timeout in ms (default 2000). */
+  timeoutMs?: number;
   /** The write policy (who owns which VRAM): writable mappings of owned VRAM need `force`. */
   policy?: () => VramPolicy | null;
 }
@@ -370,6 +372,10 @@ export class BarUser {
   #hit: Mapping | null = null;
   #hitStart = 0;
   #hitEnd = 0;
+
+  get #timeoutMs(): number {
+    return this.#o.timeoutMs ?? BIND_TIMEOUT_MS;
+  }
 
   /** Constructs it; a BAR1 bound at open is adopted (its tables scanned, not rewritten). */
   constructor(options: BarUserOptions) {
@@ -675,7 +681,7 @@ export class BarUser {
   unbind(): void {
     this.#writable("bar1.unbind()");
     if (this.#bound === null && this.#problem === null) return;
-    const s = this.#change(() => this.#o.family.bar1.unbind(this.#o.bar0, BIND_TIMEOUT_MS));
+    const s = this.#change(() => this.#o.family.bar1.unbind(this.#o.bar0, this.#timeoutMs));
     if (s.mode !== "physical") {
       this.#unsettle(`still virtual after the unbind (${registersText(s)})`);
       fail("EIO", `bar1.unbind(): the bind registers still say virtual: ${registersText(s)}`);
@@ -765,7 +771,7 @@ export class BarUser {
   #bindTo(vmm: Vmm, inst: number = this.#instanceBlock(vmm).start): void {
     // The instance block and the tables must be in VRAM before the GPU fetches them.
     this.#o.tlb.fbFlush();
-    const s = this.#change(() => this.#o.family.bar1.bind(this.#o.bar0, inst, BIND_TIMEOUT_MS));
+    const s = this.#change(() => this.#o.family.bar1.bind(this.#o.bar0, inst, this.#timeoutMs));
     if (s.mode !== "virtual" || s.instanceBlock !== inst || this.#bound?.vmm !== vmm) {
       this.#unsettle(`the bind of ${hex(inst)} did not take (${registersText(s)})`);
       fail(
@@ -789,7 +795,7 @@ export class BarUser {
     if (this.#o.readOnly) return;
     const always = this.#rawWrites || this.#changed;
     this.#change(() =>
-      this.#o.family.bar1.restore(this.#o.bar0, this.#o.found, BIND_TIMEOUT_MS, { always })
+      this.#o.family.bar1.restore(this.#o.bar0, this.#o.found, this.#timeoutMs, { always })
     );
     this.#changed = false;
     this.#rawWrites = false;

@@ -8,6 +8,7 @@
 
 import { fail, formatSize } from "../hw/errors.ts";
 import { checkOptions } from "../hw/validate.ts";
+import { checkTimeout } from "../hw/poll.ts";
 import { type Device, openDevice, type OpenDeviceOptions } from "../hw/device.ts";
 import type { ChipInfo } from "../hw/chip.ts";
 import type { Mmio } from "../hw/mmio.ts";
@@ -50,7 +51,13 @@ export interface GpuStats {
 }
 
 /** Options for {@linkcode openGpu}. */
-export type OpenGpuOptions = OpenDeviceOptions;
+export interface OpenGpuOptions extends OpenDeviceOptions {
+  /**
+   * How long FB flushes, TLB invalidates and BAR1 binds may take before they
+   * fail with ETIMEDOUT (default 2000 ms, as nouveau and nova-core; RM allows 4 s).
+   */
+  pollTimeoutMs?: number;
+}
 
 /**
  * One open GPU.
@@ -85,11 +92,15 @@ export class Gpu {
   #bar1: BarUser | null = null;
   /** A bind register was written this session (by novamm or a raw poke). */
   #bindWritten = false;
+  readonly #pollTimeoutMs: number;
   /** The PRAMIN window register as found at open (null: it read a PRI error: never written back). */
   readonly #windowAtOpen: number | null;
 
   /** Constructs it (see the class documentation for who does and how). */
-  constructor(device: Device) {
+  constructor(device: Device, options: { pollTimeoutMs?: number } = {}) {
+    checkOptions(options, { pollTimeoutMs: "number" }, "Gpu options");
+    const pollTimeoutMs = checkTimeout(options.pollTimeoutMs ?? 2000, "poll timeout");
+    this.#pollTimeoutMs = pollTimeoutMs;
     this.device = device;
     this.chip = device.chip;
     this.bar0 = device.bar0;
@@ -99,7 +110,11 @@ export class Gpu {
       policy: () => this.vram?.policy ?? null,
     });
     this.family = chipFamily(device.chip);
-    this.tlb = new Tlb(device.bar0, { vramSize: device.vramSize, family: this.family });
+    this.tlb = new Tlb(device.bar0, {
+      vramSize: device.vramSize,
+      family: this.family,
+      timeoutMs: pollTimeoutMs,
+    });
     this.format = mmuFormat({
       version: device.chip.mmuVersion,
       architecture: device.chip.architecture,
@@ -174,6 +189,7 @@ export class Gpu {
         found: this.bar1AtOpen,
         rewritten: this.#bindWritten,
         policy: () => this.vram.policy,
+        timeoutMs: this.#pollTimeoutMs,
       });
     }
     return this.#bar1;
@@ -237,7 +253,9 @@ export class Gpu {
           if (this.#bar1 !== null) this.#bar1.restore();
           else if (this.#bindWritten) {
             // Raw pokes only, BAR1 never used: put the registers back all the same.
-            this.family.bar1.restore(this.bar0, this.bar1AtOpen, 2000, { always: true });
+            this.family.bar1.restore(this.bar0, this.bar1AtOpen, this.#pollTimeoutMs, {
+              always: true,
+            });
           }
         });
         for (const v of this.#mm?.vmms() ?? []) step(() => this.#mm!.destroyVmm(v, TEARDOWN));
@@ -305,8 +323,13 @@ export function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
       lockDir: "string",
       tracer: "function",
       gfwTimeoutMs: "number",
+      pollTimeoutMs: "number",
     }, "openGpu options");
-    return Promise.resolve(new Gpu(openDevice(options)));
+    const { pollTimeoutMs, ...deviceOptions } = options;
+    if (pollTimeoutMs !== undefined) checkTimeout(pollTimeoutMs, "poll timeout");
+    return Promise.resolve(
+      new Gpu(openDevice(deviceOptions), pollTimeoutMs === undefined ? {} : { pollTimeoutMs }),
+    );
   } catch (e) {
     return Promise.reject(e);
   }

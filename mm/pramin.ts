@@ -60,8 +60,8 @@ export class PraminView {
   readonly #current: (() => number) | null;
   readonly #policed: ((addr: number, len: number, what: string) => void) | null;
 
-  #w(addr: number, len: number, what: string): number {
-    const at = this.#at(addr, len);
+  #w(addr: number, len: number, what: string, align = 1): number {
+    const at = this.#at(addr, len, align);
     this.#policed?.(addr, len, `PRAMIN view ${what}`);
     return at;
   }
@@ -100,12 +100,19 @@ export class PraminView {
 
   /** True when [addr, addr + len) lies inside this view. */
   contains(addr: number, len: number): boolean {
+    if (typeof addr !== "number" || typeof len !== "number") {
+      checkUint(addr, "VRAM address");
+      checkUint(len, "length");
+    }
     return addr >= this.base && addr + len <= this.base + PRAMIN_SIZE;
   }
 
-  #at(addr: number, len: number): number {
+  #at(addr: number, len: number, align = 1): number {
     if (typeof addr !== "number" || !Number.isSafeInteger(addr) || addr < 0) {
       checkUint(addr, "VRAM address");
+    }
+    if (addr % align !== 0) {
+      fail("EINVAL", `VRAM address ${hex(addr)} is not aligned to the ${align}-byte access width`);
     }
     if (!this.valid) {
       const now = this.#current!();
@@ -135,12 +142,12 @@ export class PraminView {
 
   /** 16-bit read. */
   read16(addr: number): number {
-    return this.#bar0.read16(this.#at(addr, 2));
+    return this.#bar0.read16(this.#at(addr, 2, 2));
   }
 
   /** 32-bit read. */
   read32(addr: number): number {
-    return this.#bar0.read32(this.#at(addr, 4));
+    return this.#bar0.read32(this.#at(addr, 4, 4));
   }
 
   /** 8-bit write. */
@@ -150,12 +157,12 @@ export class PraminView {
 
   /** 16-bit write. */
   write16(addr: number, value: number): void {
-    this.#bar0.write16(this.#w(addr, 2, "write16"), value);
+    this.#bar0.write16(this.#w(addr, 2, "write16", 2), value);
   }
 
   /** 32-bit write. */
   write32(addr: number, value: number): void {
-    this.#bar0.write32(this.#w(addr, 4, "write32"), value);
+    this.#bar0.write32(this.#w(addr, 4, "write32", 4), value);
   }
 
   /**

@@ -81,7 +81,12 @@ export class VramPolicy {
     checkUint(len, "length");
     if (len === 0) return null;
     const end = addr + len;
-    for (const r of this.#src.regions) if (r.end > addr && r.start < end) return r;
+    // The most specific owner names itself (WPR2 inside the reserved top, a table inside it).
+    let best: OwnedRange | null = null;
+    const consider = (r: OwnedRange) => {
+      if (best === null || r.end - r.start < best.end - best.start) best = r;
+    };
+    for (const r of this.#src.regions) if (r.end > addr && r.start < end) consider(r);
     const list = this.#dynamic();
     // The last range starting below `end`: disjoint and sorted, it is the only one that can
     // reach past `addr`.
@@ -93,7 +98,8 @@ export class VramPolicy {
       else hi = mid;
     }
     const r = list[lo - 1];
-    return r !== undefined && r.end > addr ? r : null;
+    if (r !== undefined && r.end > addr) consider(r);
+    return best;
   }
 
   /** EPERM naming the owner when [addr, addr + len) touches owned VRAM (unless forced). */

@@ -223,6 +223,8 @@ async function matrix(device: string): Promise<Outcome> {
       ["mmu.v2", api.mmu.v2],
       ["mmu.v3", api.mmu.v3],
       ["reg.window", Object.values(g.reg as Record<string, object>)[2]],
+      // A view aimed where the window already is: its methods must validate (issue 15).
+      ["pramin.view", gpu.pramin.view(gpu.pramin.base < 0 ? 0 : gpu.pramin.base)],
     ];
     const helpers = Object.entries(g).filter(([, v]) => typeof v === "function") as [
       string,
