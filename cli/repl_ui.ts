@@ -189,7 +189,8 @@ export function restoreKilledCard(card: SavedCard, options: OpenSessionOptions):
       dev.bar0.write32(card.window.offset, card.window.value);
       done.push(`window register ${hex(card.window.offset)} = ${hex(card.window.value, 8)}`);
     }
-    restoreBar1Bind(dev.bar0, card.bind, { mmuVersion: card.mmuVersion });
+    // The session that died may have bound BAR1 behind equal-looking registers: rewrite them.
+    restoreBar1Bind(dev.bar0, card.bind, { mmuVersion: card.mmuVersion, always: true });
     done.push(`BAR1 bind registers as found (${card.bind.mode})`);
     return `the card was put back: ${done.join(", ")}`;
   } finally {

@@ -67,7 +67,7 @@ const BIND_TIMEOUT_MS = 2000;
 
 function bindOps(options: unknown, what: string): Bar1BindOps {
   const o = checkObject(options, "options");
-  checkOptions(o, { mmuVersion: "number" }, what);
+  checkOptions(o, { mmuVersion: "number", always: "boolean" }, what);
   if (o.mmuVersion !== 2 && o.mmuVersion !== 3) {
     fail("EINVAL", `mmuVersion ${describe(o.mmuVersion)} is not 2 or 3`);
   }
@@ -138,16 +138,20 @@ export function readInstanceBlock(
  * Writes back BAR1 bind registers as {@linkcode readBar1Bind} found them,
  * skipping those that still hold their value; each write that starts a bind
  * is polled to completion before the next (the register the live binding
- * came from goes last). Used by `gpu.close()` and, after a REPL evaluation
- * had to be killed, by the REPL's own clean-up (it has only the registers).
+ * came from goes last; `always`: rewrite them even when they read as found,
+ * which on LOW/HIGH chips does not prove the live binding). Used after a
+ * REPL evaluation had to be killed, by the REPL's own clean-up (it has only
+ * the registers).
  */
 export function restoreBar1Bind(
   bar0: Mmio,
   found: Bar1BindState,
-  options: { mmuVersion: 2 | 3 },
+  options: { mmuVersion: 2 | 3; always?: boolean },
 ): void {
   checkMmio(bar0, "restoreBar1Bind bar0");
-  bindOps(options, "restoreBar1Bind options").restore(bar0, found, BIND_TIMEOUT_MS);
+  bindOps(options, "restoreBar1Bind options").restore(bar0, found, BIND_TIMEOUT_MS, {
+    always: options.always === true,
+  });
 }
 
 /** What {@linkcode BarUser.map} takes: an allocation, a VRAM range, or 4 KiB frame numbers. */
