@@ -602,8 +602,10 @@ Deno.test("states gsp and unloaded under every knob: bound as RM binds, physical
       const u = new Card(name, "unloaded", conflicts);
       assert.equal(u.sim.bar1Mode, "physical", label);
       assert.equal(u.sim.bar1PhysicalTarget, 0, label);
-      if (p.mmuVersion === 2) assert.equal(u.rd(R.pbusBar1), 0, label);
-      else assert.equal(u.rd(R.low), 0, label);
+      // RM's teardown is a read-modify-write: MODE physical, TARGET VID, the pointer kept.
+      const mode = p.mmuVersion === 2 ? (u.rd(R.pbusBar1) >>> 31) : ((u.rd(R.low) >>> 9) & 1);
+      const target = p.mmuVersion === 2 ? (u.rd(R.pbusBar1) >>> 28) & 3 : (u.rd(R.low) >>> 10) & 3;
+      assert.deepEqual([mode, target], [0, 0], label);
       u.sim.bar1.write32(BASE, 0x5a5a5a5a); // physical BAR1 = VRAM by address
       assert.equal(u.r32(BASE), 0x5a5a5a5a, label);
       assert.deepEqual(kinds(u.sim), [], label);

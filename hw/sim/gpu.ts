@@ -446,7 +446,8 @@ export class SimGpu {
         this.#regs.set(NV_PBUS_BAR1_BLOCK, 0);
         this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, setField(block, BAR1_BLOCK.MODE, 0));
       } else {
-        this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, 0);
+        // A read-modify-write: MODE physical, TARGET VID, the stale pointer kept.
+        this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK, setField(block, BAR1_BLOCK.MODE, 0));
       }
       this.#bar1 = PHYSICAL_VID;
       return;
@@ -462,8 +463,12 @@ export class SimGpu {
       this.#bar1 = { mode: "virtual", pdb: this.#fetchBinding(inst) };
       return;
     }
-    // kbusTeardownMailbox_GH100: LOW = MODE physical | TARGET VID; HIGH untouched.
-    this.#regs.set(NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR, 0);
+    // kbusTeardownMailbox_GH100: a read-modify-write of LOW (MODE physical, TARGET VID, the
+    // pointer kept); HIGH untouched.
+    this.#regs.set(
+      NV_VIRTUAL_FUNCTION_PRIV_FUNC_BAR1_BLOCK_LOW_ADDR,
+      setField(low, BAR1_BLOCK_LOW.MODE, 0),
+    );
     this.#bar1 = PHYSICAL_VID;
   }
 
