@@ -84,7 +84,17 @@ export {
   scanGpus,
   type SysfsOptions,
 } from "./hw/pci.ts";
-export type { SimBootInfo, SimEvent, SimFlush, SimGpu, SimKnobs, SimRegion } from "./hw/sim/gpu.ts";
+export type {
+  SimAlias,
+  SimBootInfo,
+  SimDeadRegion,
+  SimEvent,
+  SimFlush,
+  SimGpu,
+  SimKnobs,
+  SimRegion,
+  SimStuckBits,
+} from "./hw/sim/gpu.ts";
 export type { SimFirmwareInfo } from "./hw/sim/firmware.ts";
 export type {
   SimAccess,
@@ -96,7 +106,15 @@ export type {
   SimTranslation,
   SimWalkFault,
 } from "./hw/sim/mmu.ts";
-export type { PostedWrites, SparseMemory, VramBackground } from "./hw/sim/vram.ts";
+export type {
+  PostedWrites,
+  SparseMemory,
+  VramAlias,
+  VramBackground,
+  VramDeadRegion,
+  VramFaults,
+  VramStuckBits,
+} from "./hw/sim/vram.ts";
 export {
   SIM_CONFLICTS,
   SIM_PROFILES,
@@ -119,6 +137,47 @@ export {
   type BuddyStats,
 } from "./mm/buddy.ts";
 export { GpuMm } from "./mm/gpu_mm.ts";
+export {
+  formatMemtestReport,
+  memtest,
+  MEMTEST_PATTERNS,
+  MEMTEST_QUICK,
+  type MemtestFailure,
+  type MemtestHost,
+  type MemtestOptions,
+  type MemtestPathUse,
+  type MemtestPattern,
+  type MemtestProgress,
+  type MemtestRegion,
+  type MemtestResult,
+  type MemtestTarget,
+  pcieBandwidth,
+  type PcieLink,
+  readPcieLink,
+} from "./mm/memtest.ts";
+export {
+  decode as decodeRegister,
+  type DecodedField,
+  type DecodedValue,
+  describeRegister,
+  formatDecoded,
+  loadedRegisterDb,
+  loadRegisterDb,
+  lookup as lookupRegister,
+  registerByName,
+  type RegisterDb,
+  type RegisterDbMeta,
+  type RegisterDef,
+  type RegisterFacts,
+  registerFacts,
+  type RegisterField,
+  type RegisterHit,
+  type RegisterValue as RegisterNamedValue,
+  sideEffect,
+  sideEffectFree,
+  suggestRegister,
+} from "./hw/regdb/mod.ts";
+export { describePriError } from "./hw/pri_error.ts";
 export {
   type DumpNode,
   type DumpOptions,

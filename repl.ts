@@ -33,6 +33,13 @@ ${DEVICE_HELP}
       --trace-max SIZE  stop recording when FILE would pass SIZE (e.g. 512M,
                    4G; default 1G); the file stays a complete, replayable prefix
       --no-history neither read nor write the history file
+      --strict     with --eval or a script: what the card reported (simulator
+                   errors, MMU faults, a lost GPU; printed to stderr after the
+                   run either way) makes the exit status 1 (for CI)
+
+At the prompt: .reopen opens the device again (after gpu.close() or a lost
+GPU) keeping your declarations; EXPR ;> FILE writes EXPR's printed value to
+FILE (;>> appends), .save FILE the last one; Ctrl-R searches the history.
 
 SCRIPT.ts runs with the same names as globals (or \`scriptGlobals()\` from
 cli/globals.ts); arguments after it that are not the options above are the
@@ -44,7 +51,7 @@ Examples:
   deno task repl examples/fill_verify.ts --device sim --size 16M
   NOVAMM_DEBUG=1 deno task repl ...     (print stacks of errors)`;
 
-async function run(args: ReplArgs): Promise<number> {
+async function run(args: ReplArgs, strict: boolean): Promise<number> {
   const { openSession, evalAndPrint, runScript } = await import("./cli/repl_session.ts");
   let traceMax: number | undefined;
   try {
@@ -95,6 +102,8 @@ async function run(args: ReplArgs): Promise<number> {
     ["SIGHUP", stop("SIGHUP", 129)],
   ];
   for (const [sig, fn] of signals) Deno.addSignalListener(sig, fn);
+  // What the card reports during the run goes to stderr after it (and fails it under --strict).
+  const mark = session.cardMark();
   try {
     if (args.eval !== undefined) {
       session.install();
@@ -111,6 +120,16 @@ async function run(args: ReplArgs): Promise<number> {
     // (seen under load); the second timer fires in a later turn, after a report.
     for (let i = 0; i < 2; i++) await new Promise((r) => setTimeout(r, 0));
     if (rejected > 0) code = 1;
+    const events = session.cardEvents(mark);
+    for (const line of events) console.error(line);
+    if (strict && events.length > 0) {
+      console.error(
+        `error: --strict: the card reported ${events.length} problem${
+          events.length === 1 ? "" : "s"
+        } (above)`,
+      );
+      code = 1;
+    }
   } finally {
     for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
     globalThis.removeEventListener("unhandledrejection", onRejection);
@@ -125,7 +144,9 @@ async function run(args: ReplArgs): Promise<number> {
 /** Runs the command; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   let args: ReplArgs;
+  let strict = false;
   try {
+    [argv, strict] = takeStrict(argv);
     args = parseReplArgs(argv);
   } catch (e) {
     return reportError(e);
@@ -138,7 +159,27 @@ export async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  return await run(args);
+  return await run(args, strict);
+}
+
+/**
+ * `--strict` is the REPL's when it comes before a script (or `--`); after a
+ * script it is the script's argument. Returns the arguments without it.
+ */
+function takeStrict(argv: string[]): [string[], boolean] {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--") break;
+    if (argv[i] !== "--strict") continue;
+    let before: ReplArgs;
+    try {
+      before = parseReplArgs(argv.slice(0, i));
+    } catch {
+      break; // a flag before it wants a value: leave the arguments as they are
+    }
+    if (before.script !== undefined) break;
+    return [[...argv.slice(0, i), ...argv.slice(i + 1)], true];
+  }
+  return [argv, false];
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -3,6 +3,8 @@
  * (recorded with `deno task repl --trace FILE`) against a fresh simulator:
  * every write is performed, every read is performed and compared. Reports
  * the first read that returns something else (exit 1) or success (exit 0).
+ * With `--decode` it prints the trace instead, each access with its register
+ * and field names and the decoded value (hw/regdb/trace_decode.ts).
  *
  * @module
  */
@@ -18,7 +20,15 @@ import {
   SIM_STATES,
   type SimCardState,
 } from "./hw/sim/profiles.ts";
-import { formatAccess, replayTraceFile } from "./hw/trace.ts";
+import {
+  formatAccess,
+  parseTraceHeader,
+  parseTraceLine,
+  readLines,
+  replayTraceFile,
+  type TraceEntry,
+} from "./hw/trace.ts";
+import { createTraceDecoder, traceChip } from "./hw/regdb/trace_decode.ts";
 
 const HELP = `deno task replay FILE [options]
 
@@ -35,7 +45,78 @@ Options:
                    each with an optional card state :${SIM_STATES.join(", :")}
                    (default: the device named in the trace header; a
                    \`booting\` trace depends on timing and may diverge)
+      --decode     print the trace instead of replaying it: each access with
+                   its register and field names and decoded value (from
+                   NVIDIA's headers), PRAMIN accesses as VRAM addresses
+      --chip C     with --decode: the chip (default: the trace's header or
+                   its BOOT_0/BOOT_42 reads)
+      --registers  with --decode: register accesses only (no PRAMIN/BAR1 data)
   -h, --help       this text`;
+
+/** \`--decode\`: prints every access of \`path\` with names (streamed: any size). */
+async function decodeFile(
+  path: string,
+  chip: string | undefined,
+  registersOnly: boolean,
+): Promise<number> {
+  const lines = readLines(path);
+  const first = lines.next();
+  const header = parseTraceHeader(first.done ? "" : first.value, { path });
+  // The chip: --chip, the header, else the BOOT reads among the first accesses.
+  const head: TraceEntry[] = [];
+  const buffered: string[] = [];
+  let n = 1;
+  const key = chip ?? (() => {
+    try {
+      return traceChip(header, []);
+    } catch {
+      for (const raw of lines) {
+        buffered.push(raw);
+        const p = parseTraceLine(raw, n + buffered.length, { path });
+        if (p.access !== undefined) head.push(p.access);
+        if (head.length >= 2) break;
+      }
+      return traceChip(header, head);
+    }
+  })();
+  const dec = await createTraceDecoder(key);
+  console.log(`# ${path}: device=${header.device}, decoded as ${dec.db.family}`);
+  let footer = false;
+  let accesses = 0;
+  const out: string[] = [];
+  const flush = () => {
+    if (out.length > 0) console.log(out.join("\n"));
+    out.length = 0;
+  };
+  for (
+    const raw of (function* () {
+      yield* buffered;
+      yield* lines;
+    })()
+  ) {
+    n++;
+    const p = parseTraceLine(raw, n, { path });
+    if (p.footer !== undefined) {
+      footer = true;
+      out.push(`# end accesses=${p.footer.accesses}`);
+    } else if (p.comment !== undefined) {
+      out.push(`# ${p.comment}`);
+    } else if (p.access !== undefined) {
+      accesses++;
+      const d = dec.decode(p.access);
+      if (!registersOnly || (d.name !== "PRAMIN" && d.name !== "BAR1")) {
+        out.push(`${String(p.access.line).padStart(6)}  ${d.text}`);
+      }
+    }
+    if (out.length >= 4096) flush();
+  }
+  flush();
+  if (!footer) {
+    console.log(`# no footer after ${accesses} accesses: the recording was cut short`);
+    return 1;
+  }
+  return 0;
+}
 
 /** Resolves the simulator profile and card state: the flag, else the trace header's device. */
 function profileFor(
@@ -56,12 +137,15 @@ function profileFor(
 }
 
 /** Runs the command; returns the exit code. */
-export function main(args: string[]): number {
+export async function main(args: string[]): Promise<number> {
   try {
     const { values, positionals } = parseArgs({
       args,
       options: {
         device: { type: "string", short: "d" },
+        decode: { type: "boolean", default: false },
+        chip: { type: "string" },
+        registers: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
       allowPositionals: true,
@@ -81,6 +165,10 @@ export function main(args: string[]): number {
       );
     }
     const path = positionals[0];
+    if (values.decode) return await decodeFile(path, values.chip, values.registers);
+    if (values.chip !== undefined || values.registers) {
+      fail("EINVAL", "--chip and --registers go with --decode");
+    }
     let sim: ReturnType<typeof createSimGpu> | null = null;
     const t0 = performance.now();
     // Streamed twice (checked, then played): a trace of any size replays in bounded memory.
@@ -127,4 +215,4 @@ export function main(args: string[]): number {
   }
 }
 
-if (import.meta.main) Deno.exit(main(Deno.args));
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -18,6 +18,13 @@ import type { Vmm } from "../mm/vmm.ts";
 import { hexdump32Text, hexdumpText, Text } from "./repl_format.ts";
 import { buildRegisters, type NamedRegister } from "./registers.ts";
 import { helpFor, paramsOf } from "./help.ts";
+import { decodeFor, lookupFor, readGroup, registerHelp, registerProxy } from "./regdb_globals.ts";
+import {
+  type DecodedValue,
+  loadedRegisterDb,
+  loadRegisterDb,
+  type RegisterHit,
+} from "../hw/regdb/mod.ts";
 import { watchHelpers } from "./watch.ts";
 import { knownRegisters } from "../hw/reg_dump.ts";
 import { parseReplArgs } from "./repl_args.ts";
@@ -62,6 +69,10 @@ export interface ReplHelpers {
   ) => Text;
   /** Named registers of this chip: `reg.NAME.read()`, `.write(v)`, `.set(field, v)`, ... */
   reg: Record<string, NamedRegister>;
+  /** Registers by offset, name, glob or substring (the chip's header database). */
+  lookup: (query: number | string) => RegisterHit[] | Promise<RegisterHit[]>;
+  /** A register value decoded field by field with the header's value names. */
+  decode: (register: string | number, value: number) => DecodedValue | Promise<DecodedValue>;
   /** BAR0 read-modify-write `v | bits`. */
   set32: (offset: number, bits: number) => void;
   /** BAR0 read-modify-write `v & ~bits`. */
@@ -302,11 +313,25 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   );
   const known = knownRegisters(gpu.chip.architecture, gpu.chip.chipId);
   const regs = buildRegisters(gpu.bar0, known);
+  // The chip's register database (NVIDIA's headers) loads in the background.
+  loadRegisterDb(gpu.chip).catch(() => undefined);
   add(
     "reg",
-    regs.reg,
-    "named registers: .read() decoded, .write, .set/.clear field, .mask",
+    registerProxy(gpu.bar0, gpu.chip, regs.reg),
+    "every register of this chip: .read() decoded, .write, .set/.clear field, .mask",
     "reg.NV_PBUS_BAR0_WINDOW.read()",
+  );
+  add(
+    "lookup",
+    lookupFor(gpu.chip),
+    "registers by offset, name, glob or substring, with fields and reset values",
+    'lookup(0x100ce0); lookup("NV_PFB_PRI_MMU_*")',
+  );
+  add(
+    "decode",
+    decodeFor(gpu.chip),
+    "a register value, field by field with the header's value names",
+    'decode("NV_PMC_BOOT_0", 0x172000a1)',
   );
   add("set32", regs.set32, "BAR0 read-modify-write: v | bits", "set32(0x1700, 0x1)");
   add("clear32", regs.clear32, "BAR0 read-modify-write: v & ~bits", "clear32(0x1700, 0x1)");
@@ -344,7 +369,14 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   add("stats", stats, "MMIO reads/writes/window moves; stats.reset()", "stats()");
   add(
     "regs",
-    () => {
+    (glob?: string, options?: { force?: boolean }) => {
+      if (glob !== undefined) {
+        // A group by name: side-effect-free registers only, unless forced.
+        const db = loadedRegisterDb(gpu.chip);
+        return db === undefined
+          ? loadRegisterDb(gpu.chip).then((d) => readGroup(gpu.bar0, d, glob, options))
+          : readGroup(gpu.bar0, db, glob, options);
+      }
       const rs = readRegisters(gpu.bar0, gpu.chip.architecture, gpu.chip.chipId);
       const table = Deno.inspect(rs);
       // The registers, then what they say about VRAM: the layout novamm keeps clear of.
@@ -359,8 +391,8 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
           ].join("\n"),
       });
     },
-    "the registers novamm uses, read once each and decoded",
-    "regs()",
+    'the registers novamm uses, read once each and decoded; regs("NV_PFB_*") a group',
+    'regs(); regs("NV_PFB_PRI_MMU_*")',
   );
 
   const help = (topic?: unknown): Text => helpText(list, gpu, topic);
@@ -430,7 +462,22 @@ export function memberNames(value: unknown): string[] {
 
 /** The topics `help()` lists the preloaded names under. */
 const TOPICS: [string, string[]][] = [
-  ["The card", ["gpu", "bar0", "reg", "regs", "set32", "clear32", "mask32", "stats", "sim"]],
+  [
+    "The card",
+    [
+      "gpu",
+      "bar0",
+      "reg",
+      "regs",
+      "lookup",
+      "decode",
+      "set32",
+      "clear32",
+      "mask32",
+      "stats",
+      "sim",
+    ],
+  ],
   ["Watching", ["watch", "unwatch", "watches"]],
   ["VRAM", ["pramin", "mm", "hexdump", "hexdump32", "KiB", "MiB", "GiB"]],
   ["Page tables, TLB and BAR1", ["bar1", "vmm", "tlb", "mmu", "format", "pte", "pde", "walk"]],
@@ -440,6 +487,8 @@ const TOPICS: [string, string[]][] = [
 function helpText(entries: GlobalEntry[], gpu: Gpu, topic: unknown): Text {
   if (topic !== undefined) {
     const e = entries.find((e) => e.value === topic);
+    const register = registerHelp(topic, gpu.chip);
+    if (register !== null) return new Text(register);
     const documented = helpFor(topic);
     if (documented !== null) {
       return new Text(e === undefined ? documented : `${e.name}: ${e.about}\n${documented}`);

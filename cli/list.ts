@@ -13,6 +13,14 @@ import { openBar } from "../hw/mapped.ts";
 import { Mmio } from "../hw/mmio.ts";
 import { DEFAULT_SYSFS_ROOT, noGpusMessage, type PciFunction, scanGpus } from "../hw/pci.ts";
 import { NV_PMC_BOOT_0, NV_PMC_BOOT_42 } from "../hw/regs.ts";
+import {
+  DEFAULT_SIM_PROFILE,
+  DEFAULT_SIM_STATE,
+  SIM_CONFLICT_MMU,
+  SIM_CONFLICTS,
+  SIM_PROFILES,
+  SIM_STATES,
+} from "../hw/sim/profiles.ts";
 import { formatTable, reportError } from "./common.ts";
 import { formatSize } from "./globals.ts";
 
@@ -21,11 +29,13 @@ const HELP = `deno task list [options]
 Lists the NVIDIA display functions on this machine: PCI address, device id,
 chip (BOOT_0/BOOT_42 read through a read-only BAR0 mapping; needs root, shows
 "?" and why otherwise), bound kernel driver and BAR sizes. Reading the two
-boot registers is harmless even with a driver bound.
+boot registers is harmless even with a driver bound. Below them: the
+simulated GPUs (every --device sim:PROFILE), their card states and the
+knobs for the facts the sources disagree on.
 
 Options:
       --sysfs-root DIR  PCI devices directory (default ${DEFAULT_SYSFS_ROOT})
-      --json            print JSON instead of a table
+      --json            print JSON instead of a table (the cards only)
   -h, --help            this text`;
 
 /** One row of the listing. */
@@ -121,6 +131,37 @@ export function formatRows(rows: GpuRow[]): string {
   return lines.join("\n");
 }
 
+/**
+ * The simulated GPUs beside the real ones: a row per profile (the spec to
+ * type, chip, VRAM, BAR1, how the CPU flushes the FB, what it has), then
+ * the card states and the CONFLICT knobs with their candidates.
+ */
+export function formatSimulators(): string {
+  const rows = Object.values(SIM_PROFILES).map((p) => [
+    `sim:${p.name}`,
+    `${p.name.toUpperCase()} (${p.architecture}, MMU v${p.mmuVersion})`,
+    formatSize(p.vramSize),
+    formatSize(p.bar1Size),
+    p.fbFlush,
+    [
+      p.display ? "display" : "no display",
+      ...(p.mmuLock ? ["MMU lock"] : []),
+      ...(p.name === DEFAULT_SIM_PROFILE ? ["= sim"] : []),
+    ].join(", "),
+  ]);
+  const knobs = (Object.keys(SIM_CONFLICTS) as (keyof typeof SIM_CONFLICTS)[]).map((k) =>
+    `${k}=${SIM_CONFLICTS[k].join("|")} (MMU v${SIM_CONFLICT_MMU[k]})`
+  );
+  return [
+    "Simulated GPUs (--device sim:PROFILE[:STATE][?KNOB=VALUE&...]):",
+    ...formatTable(["spec", "chip", "VRAM", "BAR1", "FB flush", "has"], rows),
+    `states: ${
+      SIM_STATES.map((s) => s === DEFAULT_SIM_STATE ? `${s} (default)` : s).join(", ")
+    } (vga: chips with a display only), e.g. sim:ga102:gsp`,
+    `knobs: ${knobs.join(", ")}; the first is the default, e.g. sim:ga102?bar1alias=separate`,
+  ].join("\n");
+}
+
 /** Runs the command; returns the exit code. */
 export function main(args: string[]): number {
   let values;
@@ -153,8 +194,10 @@ export function main(args: string[]): number {
   } else if (rows.every((r) => r.skipped !== undefined)) {
     for (const r of rows) console.log(`${r.bdf}: skipped: ${r.skipped}`);
     console.log(noGpusMessage(sysfs));
+    console.log(`\n${formatSimulators()}`);
   } else {
     console.log(formatRows(rows));
+    console.log(`\n${formatSimulators()}`);
   }
   return 0;
 }

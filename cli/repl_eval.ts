@@ -66,6 +66,52 @@ function recoverable(e: unknown, code: string): boolean {
   return (err.pos ?? -1) >= code.trimEnd().length;
 }
 
+/** Where an input's printed value goes instead of the terminal: `EXPR ;> FILE` / `;>> FILE`. */
+export interface Redirect {
+  /** The input without the redirection. */
+  code: string;
+  /** The file (a leading `~/` is the home directory). */
+  file: string;
+  /** `;>>`: append instead of replacing. */
+  append: boolean;
+}
+
+/**
+ * Splits a trailing `;> FILE` (or `;>> FILE`) off an input: the value the
+ * input prints is written to FILE instead (`vmm.dump() ;> /tmp/dump.txt`).
+ * `;>` can never end valid JavaScript (no statement starts with `>`), so
+ * nothing that runs today changes meaning: the split is taken only when the
+ * whole input does not parse and the part before `;>` does.
+ *
+ * @example
+ * ```ts
+ * splitRedirect("vmm.dump() ;> /tmp/x.txt"); // { code: "vmm.dump() ", file: "/tmp/x.txt", append: false }
+ * splitRedirect('"a ;> b"'); // null
+ * ```
+ */
+export function splitRedirect(code: string): Redirect | null {
+  const m = /;[ \t]*(>>?)[ \t]*([^\s;'"`][^\n;]*?)[ \t]*;?\s*$/.exec(code);
+  if (m === null) return null;
+  const before = code.slice(0, m.index);
+  if (before.trim() === "") return null;
+  try {
+    parse(code);
+    return null; // valid JavaScript as it is
+  } catch {
+    // `;>` is not JavaScript: a redirection if what comes before is
+  }
+  try {
+    parseProgram(before);
+  } catch {
+    return null;
+  }
+  let file = m[2];
+  if (file.startsWith("~/")) {
+    file = `${Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE") ?? "~"}${file.slice(1)}`;
+  }
+  return { code: before, file, append: m[1] === ">>" };
+}
+
 /**
  * Says whether `code` is a complete input, needs more lines, or is wrong.
  *
@@ -77,6 +123,7 @@ function recoverable(e: unknown, code: string): boolean {
  */
 export function checkInput(code: string): InputState {
   if (code.trim() === "") return { state: "complete" };
+  if (splitRedirect(code) !== null) return { state: "complete" };
   try {
     parseProgram(code);
     return { state: "complete" };

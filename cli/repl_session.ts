@@ -12,6 +12,7 @@ import { didYouMean } from "../hw/validate.ts";
 import type { MmioAccess } from "../hw/mmio.ts";
 import { TraceWriter } from "../hw/trace.ts";
 import type { Gpu } from "../mm/gpu.ts";
+import { setWorkProgress } from "../mm/pagetable/tree.ts";
 import { colorError, colorsOn, formatError, isTty, openFromFlags, Progress } from "./common.ts";
 import {
   bar1Pdb,
@@ -24,7 +25,7 @@ import {
   scriptUsage,
   setScriptContext,
 } from "./globals.ts";
-import { Evaluator, shiftNotes } from "./repl_eval.ts";
+import { Evaluator, shiftNotes, splitRedirect } from "./repl_eval.ts";
 import { classMembers, returnClass } from "./help.ts";
 import { formatValue } from "./repl_format.ts";
 
@@ -42,23 +43,66 @@ export interface OpenSessionOptions {
   traceMax?: number;
 }
 
+/** What the card had reported when an input started (see {@linkcode Session.cardEvents}). */
+export interface CardMark {
+  /** The GPU it is about (a reopen makes a new one). */
+  gpu: Gpu;
+  /** Simulator log events so far. */
+  events: number;
+  /** MMU faults so far. */
+  faults: number;
+  /** The GPU was lost already. */
+  lost: boolean;
+}
+
 /** An open session: the GPU, its globals, the evaluator and the trace. */
 export class Session {
-  /** The GPU. */
-  readonly gpu: Gpu;
-  /** The preloaded names. */
-  readonly globals: ReplGlobals;
+  /** The GPU (a new one after {@linkcode Session.reopen}). */
+  gpu: Gpu;
+  /** The preloaded names (rebuilt by a reopen). */
+  globals: ReplGlobals;
   /** The evaluator (holds `using` resources). */
   readonly evaluator: Evaluator = new Evaluator();
   /** The trace being written, if any. */
   readonly trace: TraceWriter | null;
+  /** Called with the new GPU after a reopen (the REPL worker tells the UI about the new card). */
+  onReopen: ((gpu: Gpu) => void) | null = null;
   #closed = false;
+  #installed = false;
+  /** Each GPU's reports as it opened (events since then are this session's). */
+  readonly #openMarks = new WeakMap<Gpu, CardMark>();
+  /** The long non-MMIO work shown as a progress line now (see {@linkcode setWorkProgress}). */
+  #work: { what: string; t0: number; bar: Progress | null } | null = null;
 
   /** Constructs it (see the class documentation for who does and how). */
   constructor(gpu: Gpu, trace: TraceWriter | null) {
     this.gpu = gpu;
     this.trace = trace;
     this.globals = buildGlobals(gpu);
+    this.#adopt(gpu);
+    if (isTty()) {
+      // Long page-table work without MMIO (a big mapPages, a dump) draws the same line, once
+      // it has run a quarter of a second.
+      setWorkProgress((done, total, what) => {
+        const now = performance.now();
+        if (done >= total) return this.endProgress();
+        if (this.#work === null || this.#work.what !== what) {
+          this.endProgress();
+          this.#work = { what, t0: now, bar: null };
+        }
+        const w = this.#work;
+        if (w.bar === null) {
+          if (now - w.t0 < 250) return;
+          w.bar = new Progress(`${what} (${total})`, total);
+        }
+        w.bar.update(done);
+      });
+    }
+  }
+
+  /** Hooks a (new) GPU up: the PRAMIN progress line, and reopen() rebinding this session. */
+  #adopt(gpu: Gpu): void {
+    this.#openMarks.set(gpu, markOf(gpu));
     if (isTty()) {
       // Long PRAMIN transfers typed at the prompt draw a progress line.
       let bar: Progress | null = null;
@@ -71,11 +115,70 @@ export class Session {
         }
       };
     }
+    gpu.reopenHooks = {
+      // The `using` values of the input that made them belong to the old card: let them go
+      // while it is still open.
+      beforeClose: async () => {
+        this.trace?.comment(`reopen ${gpu.device.spec}`);
+        for (const e of await this.evaluator.disposeAll()) {
+          console.error(formatError(e).replace(/^error: /, "note: (releasing a using value) "));
+        }
+      },
+      opened: (next) => this.#rebind(next),
+    };
+  }
+
+  #rebind(next: Gpu): void {
+    this.gpu = next;
+    if (this.trace !== null) {
+      next.device.bar0.tracer = this.trace.tracer;
+      next.device.bar1.tracer = this.trace.tracer;
+    }
+    this.globals = buildGlobals(next);
+    this.#adopt(next);
+    if (this.#installed) this.install();
+    this.onReopen?.(next);
+  }
+
+  /** Clears a progress line an interrupted loop left drawn. */
+  endProgress(): void {
+    this.#work?.bar?.done();
+    this.#work = null;
   }
 
   /** Defines the preloaded names on globalThis (where inputs and scripts find them). */
   install(): void {
     installGlobals(this.globals);
+    this.#installed = true;
+  }
+
+  /**
+   * Reopens the same device (after a close, or a lost GPU): `using` values
+   * are released, the old GPU is closed (restoring the card; a lost one is
+   * only unmapped), the device opened again with the same options, and the
+   * preloaded names rebound to the new objects. Declarations made at the
+   * prompt stay (objects of the old card in them are dead). Returns the new GPU.
+   */
+  async reopen(): Promise<Gpu> {
+    return await this.gpu.reopen();
+  }
+
+  /** Where the card's reports stand now (before an input). */
+  cardMark(): CardMark {
+    return markOf(this.gpu);
+  }
+
+  /**
+   * What the card reported since `before` ({@linkcode Session.cardMark}):
+   * simulator errors (one line per kind), MMU faults, a lost GPU. One line
+   * each, with where the details are.
+   */
+  cardEvents(before: CardMark): string[] {
+    const lines = eventsOf(before);
+    // Reopened meanwhile: what the new card reported since it opened, too.
+    const opened = this.#openMarks.get(this.gpu);
+    if (this.gpu !== before.gpu && opened !== undefined) lines.push(...eventsOf(opened));
+    return lines;
   }
 
   /**
@@ -85,6 +188,7 @@ export class Session {
   async close(): Promise<unknown[]> {
     if (this.#closed) return [];
     this.#closed = true;
+    this.endProgress();
     const errors = await this.evaluator.disposeAll();
     try {
       this.gpu.close();
@@ -94,6 +198,52 @@ export class Session {
     this.trace?.close();
     return errors;
   }
+}
+
+function markOf(gpu: Gpu): CardMark {
+  const sim = gpu.sim;
+  return {
+    gpu,
+    events: sim?.eventCount ?? 0,
+    faults: sim?.mmu.faultCount ?? 0,
+    lost: sim?.lost != null,
+  };
+}
+
+/** What `before.gpu` reported since `before`: one line per kind of error, faults, a loss. */
+function eventsOf(before: CardMark): string[] {
+  const sim = before.gpu.sim;
+  if (sim === null) return [];
+  const lines: string[] = [];
+  const fresh = Math.min(sim.eventCount - before.events, sim.log.length);
+  const errors = fresh <= 0
+    ? []
+    : sim.log.slice(sim.log.length - fresh).filter((e) => e.severity === "error");
+  const byKind = new Map<string, { n: number; first: string }>();
+  for (const e of errors) {
+    const k = byKind.get(e.kind);
+    if (k === undefined) byKind.set(e.kind, { n: 1, first: e.message });
+    else k.n++;
+  }
+  for (const [kind, { n, first }] of byKind) {
+    if (kind === "gpu-lost") continue;
+    lines.push(`card: ${n === 1 ? "" : `${n}× `}${kind}: ${first} (sim.errors() for all)`);
+  }
+  const faults = sim.mmu.faultCount - before.faults;
+  if (faults > 0) {
+    const last = sim.mmu.faults.at(-1)!;
+    lines.push(
+      `card: ${faults} MMU fault${faults === 1 ? "" : "s"}, last ${last.access} of VA 0x${
+        last.va.toString(16)
+      }: ${last.reason} (sim.mmu.faults)`,
+    );
+  }
+  if (sim.lost !== null && !before.lost) {
+    lines.push(
+      `card: the GPU is lost: ${sim.lost}; it reads all ones until reopened (.reopen, or gpu.reopen())`,
+    );
+  }
+  return lines;
 }
 
 /**
@@ -109,8 +259,11 @@ export async function openSession(options: OpenSessionOptions): Promise<Session>
   const flags = { device: options.device, readOnly: options.readOnly, force: options.force };
   if (options.trace === undefined) return new Session(await openFromFlags(flags), null);
   const boot: MmioAccess[] = [];
-  const gpu = await openFromFlags(flags, { tracer: (a) => boot.push(a) });
-  let writer: TraceWriter;
+  let writer: TraceWriter | null = null;
+  // Before the writer exists (the chip's name goes in its header) accesses wait in `boot`.
+  const gpu = await openFromFlags(flags, {
+    tracer: (a) => writer === null ? boot.push(a) : writer.record(a),
+  });
   try {
     writer = new TraceWriter(options.trace, {
       device: gpu.device.spec,
@@ -124,12 +277,13 @@ export async function openSession(options: OpenSessionOptions): Promise<Session>
     gpu.close();
     throw e;
   }
-  for (const a of boot) writer.record(a);
-  gpu.device.bar0.tracer = writer.tracer;
-  gpu.device.bar1.tracer = writer.tracer;
+  const w = writer;
+  for (const a of boot) w.record(a);
+  gpu.device.bar0.tracer = w.tracer;
+  gpu.device.bar1.tracer = w.tracer;
   // A crash still leaves the accesses recorded so far on disk.
-  globalThis.addEventListener("unload", () => writer.close());
-  return new Session(gpu, writer);
+  globalThis.addEventListener("unload", () => w.close());
+  return new Session(gpu, w);
 }
 
 /**
@@ -232,7 +386,7 @@ const KEYWORDS = [
   "while",
   "yield",
 ];
-const COMMANDS = [".break", ".exit", ".help"];
+const COMMANDS = [".break", ".exit", ".help", ".reopen", ".save"];
 const MEMBER_RE = /([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\.([A-Za-z_$][\w$]*)?$/;
 // `chain.method(args).partial`: members of what the method returns, from its documented type.
 const CALL_RE = /([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\([^()]*\)\.([A-Za-z_$][\w$]*)?$/;
@@ -348,12 +502,17 @@ export async function evalAndPrint(
   },
 ): Promise<boolean> {
   session.trace?.comment(code.split("\n").map((l) => `> ${l}`).join("\n"));
+  const redirect = splitRedirect(code);
+  if (redirect !== null) code = redirect.code;
   for (const note of shiftNotes(code)) console.log(note);
   const g = globalThis as Record<string, unknown>;
   try {
     const r = await session.evaluator.evaluate(code);
-    if (r.hasValue && r.value !== undefined) {
-      g._ = r.value;
+    const has = r.hasValue && r.value !== undefined;
+    if (has) g._ = r.value;
+    if (redirect !== null) {
+      console.log(saveValue(has ? r.value : undefined, redirect.file, redirect.append));
+    } else if (has) {
       // --eval prints a string as is (like `node -p`), so its output composes in a shell.
       const text = options.rawStrings && typeof r.value === "string"
         ? r.value
@@ -370,6 +529,33 @@ export async function evalAndPrint(
     debugStack(e);
     return false;
   }
+}
+
+/**
+ * Writes a value's printed form (as the prompt prints it, without colours)
+ * to `file` (`append`: after what it holds); returns the line that says so.
+ * A string is written as is. Used by `EXPR ;> FILE` and `.save FILE`.
+ */
+export function saveValue(value: unknown, file: string, append = false): string {
+  const text = value === undefined
+    ? ""
+    : typeof value === "string"
+    ? value
+    : formatValue(value, { colors: false }) ?? "";
+  const body = text === "" || text.endsWith("\n") ? text : text + "\n";
+  try {
+    Deno.writeTextFileSync(file, body, { append });
+  } catch (e) {
+    fail(
+      "EIO",
+      `cannot write ${file}: ${e instanceof Error ? e.message : String(e)}`,
+      "check the directory exists and is writable",
+    );
+  }
+  const lines = body === "" ? 0 : body.split("\n").length - 1;
+  return `${append ? "appended" : "wrote"} ${lines} line${lines === 1 ? "" : "s"} (${
+    formatSize(new TextEncoder().encode(body).length)
+  }) to ${file}`;
 }
 
 /**
@@ -393,6 +579,8 @@ export async function runScript(session: Session, path: string, args: string[]):
     }
     session.install();
     setScriptContext({ globals: session.globals, args });
+    // gpu.reopen() in the script: scriptGlobals() hands out the new objects too.
+    session.onReopen = () => setScriptContext({ globals: session.globals, args });
     session.trace?.comment(`script ${path} ${args.join(" ")}`.trimEnd());
     await import(url.href);
     return 0;

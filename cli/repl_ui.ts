@@ -72,6 +72,8 @@ class Evaluation {
   #ready: Promise<ReadyMessage | string>;
   /** Called for output (during an input, or between inputs). */
   onOutput: (text: string, err: boolean, during: boolean) => void = () => {};
+  /** Called when the session reopened its device (`.reopen`, `gpu.reopen()`). */
+  onCard: (card: SavedCard, prompt: string) => void = () => {};
   /** The input running now, if any. */
   running: number | null = null;
 
@@ -103,6 +105,9 @@ class Evaluation {
           this.#completions.get(m.id)?.(m.result);
           this.#completions.delete(m.id);
           break;
+        case "card":
+          this.onCard(m.card, m.prompt);
+          break;
         case "closed":
           this.#closed?.(m.errors);
           break;
@@ -129,10 +134,24 @@ class Evaluation {
   }
 
   evaluate(code: string): Promise<boolean> {
+    return this.#run((id) => ({ t: "eval", id, code }));
+  }
+
+  /** `.reopen`: the session opens its device again. */
+  reopen(): Promise<boolean> {
+    return this.#run((id) => ({ t: "reopen", id }));
+  }
+
+  /** `.save FILE`: the last value's printed form to FILE. */
+  save(file: string): Promise<boolean> {
+    return this.#run((id) => ({ t: "save", id, file }));
+  }
+
+  #run(message: (id: number) => ToWorker): Promise<boolean> {
     const id = this.#next++;
     Atomics.store(this.interrupt, 0, 0);
     this.running = id;
-    this.#send({ t: "eval", id, code });
+    this.#send(message(id));
     return new Promise((r) => this.#done.set(id, r));
   }
 
@@ -235,6 +254,9 @@ export async function interactive(
   let buffer = "";
   let lines = 0; // lines of the input being typed (for one history item)
   let lastSigint = false;
+  /** When the first Ctrl-C of the running input came (NOVAMM_TIMING=1 prints how long it took). */
+  let sigintAt: number | null = null;
+  const timing = Deno.env.get("NOVAMM_TIMING") === "1";
   let closed = false;
   rl.on("close", () => closed = true);
   // Piped input may reach its end (closing readline) while an input still runs: the
@@ -255,6 +277,11 @@ export async function interactive(
   };
   // Output: during an input straight out; between inputs above the prompt.
   const wire = (e: Evaluation) => {
+    e.onCard = (card, p) => {
+      if (typeof ready !== "string") ready = { ...ready, card };
+      prompt = p;
+      if (buffer === "") setPrompt(p);
+    };
     e.onOutput = (text, err, during) => {
       const stream = err ? process.stderr : process.stdout;
       if (during || e.running !== null || !terminal || closed) {
@@ -304,13 +331,19 @@ export async function interactive(
 
   rl.on("SIGINT", () => {
     if (ev.running !== null) {
+      sigintAt ??= performance.now();
       if (Atomics.load(ev.interrupt, 0) !== 0) {
         // Still set: the input made no MMIO access since the last Ctrl-C. Kill it.
         void kill();
         return;
       }
       Atomics.store(ev.interrupt, 0, 1);
-      process.stdout.write("^C (stops at the next MMIO access; Ctrl-C again to kill the input)\n");
+      // A progress line the input drew (on stderr, no newline) is cleared first.
+      process.stdout.write(
+        `${
+          terminal ? "\r\x1b[2K" : ""
+        }^C (stops at the next MMIO access; Ctrl-C again to kill the input)\n`,
+      );
       return;
     }
     const typed = (rl as unknown as { line: string }).line;
@@ -331,28 +364,7 @@ export async function interactive(
     showPrompt();
   });
 
-  // Ctrl-R: the newest history entry containing what is typed (again: older ones).
-  let search: { query: string; from: number } | null = null;
-  if (terminal) {
-    process.stdin.on("keypress", (_s: string, key: { ctrl?: boolean; name?: string }) => {
-      if (!(key?.ctrl && key.name === "r")) {
-        search = null;
-        return;
-      }
-      const line = (rl as unknown as { line: string }).line;
-      if (search === null) search = { query: line, from: 0 };
-      const h = history();
-      for (let i = search.from; i < h.length; i++) {
-        if (h[i].includes(search.query) && h[i] !== line) {
-          search.from = i + 1;
-          rl.write(null, { ctrl: true, name: "u" });
-          rl.write(h[i].replaceAll("\n", " "));
-          return;
-        }
-      }
-      process.stdout.write("\x07"); // no older match
-    });
-  }
+  if (terminal) reverseSearch(rl, history, () => current);
 
   /**
    * Closes the session (which restores the card) and prints its errors; when
@@ -393,12 +405,29 @@ export async function interactive(
   let code = 0;
   for await (const line of rl) {
     lastSigint = false;
-    if (buffer === "" && /^\s*\.\w+\s*$/.test(line)) {
-      const cmd = line.trim();
-      if (cmd === ".exit") break;
-      if (cmd === ".help") await ev.evaluate("help()");
-      else if (cmd === ".break" || cmd === ".clear") reset();
-      else console.log(`error: unknown command ${cmd}; try .help, .break or .exit`);
+    const command = buffer === "" ? /^\s*\.([A-Za-z]\w*)(?:\s+(\S.*?))?\s*$/.exec(line) : null;
+    if (command !== null) {
+      const [, cmd, arg] = command;
+      if (cmd === "exit") break;
+      if (hist !== null && arg !== undefined) {
+        try {
+          Deno.writeTextFileSync(hist, line.trim() + "\n", { append: true });
+        } catch {
+          // a convenience only
+        }
+      }
+      if (cmd === "help") {
+        console.log(COMMAND_HELP);
+        await ev.evaluate("help()");
+      } else if (cmd === "break" || cmd === "clear") reset();
+      else if (cmd === "reopen") {
+        await ev.reopen();
+        if (killing !== null) await killing;
+      } else if (cmd === "save" && arg !== undefined) await ev.save(arg);
+      else if (cmd === "save") console.log("error: .save needs a file: .save /tmp/dump.txt");
+      else {
+        console.log(`error: unknown command .${cmd}; try .help, .reopen, .save FILE or .exit`);
+      }
       showPrompt();
       continue;
     }
@@ -434,8 +463,13 @@ export async function interactive(
       const text = formatError(state.error);
       console.log(colors ? colorError(text) : text);
     } else if (input.trim() !== "") {
+      sigintAt = null;
       await ev.evaluate(input);
       if (killing !== null) await killing; // the prompt comes back once the fresh session is up
+      if (timing && sigintAt !== null) {
+        console.log(`(Ctrl-C answered in ${(performance.now() - sigintAt).toFixed(1)} ms)`);
+      }
+      sigintAt = null;
     }
     showPrompt();
   }
@@ -452,4 +486,145 @@ export async function interactive(
   ev.worker.terminate();
   for (const [s, fn] of signals) Deno.removeSignalListener(s, fn);
   return code;
+}
+
+/** What `.help` lists before the preloaded names. */
+const COMMAND_HELP = `Commands:
+  .help          this list, then help()
+  .reopen        close the device and open it again (after gpu.close() or a lost GPU); your
+                 declarations stay, the preloaded names (gpu, pramin, mm, ...) name the new objects
+  .save FILE     write the last value (_) as printed to FILE
+  EXPR ;> FILE   print EXPR's value to FILE instead of the screen (;>> FILE appends):
+                 vmm.dump() ;> /tmp/dump.txt
+  .break         drop a multi-line input
+  .exit          quit (Ctrl-D too)
+Keys: Tab completes; Up/Down walk the history; Ctrl-R searches it backwards (type to narrow,
+Ctrl-R again for older matches, Enter runs the match, Esc or Ctrl-G gives up); Ctrl-C stops
+the running input.`;
+
+/** readline's internals the reverse search drives (node:readline, as Deno ships it). */
+interface RlInternals {
+  line: string;
+  cursor: number;
+  _ttyWrite(s: string | undefined, key: KeyInfo | undefined): void;
+  _refreshLine(): void;
+  setPrompt(p: string): void;
+}
+
+/** A key as readline's keypress decoder reports it. */
+interface KeyInfo {
+  name?: string;
+  ctrl?: boolean;
+  meta?: boolean;
+  shift?: boolean;
+  sequence?: string;
+}
+
+/**
+ * Ctrl-R: an incremental reverse search of the history, as bash and
+ * readline do it (what is typed when it starts is the first query). The
+ * prompt becomes `(reverse-i-search)\`QUERY': ` with the
+ * newest entry containing QUERY on the line, updated as QUERY is typed;
+ * Ctrl-R again goes to older matches; when there is none the prompt says
+ * `(failed reverse-i-search)` (and the terminal bell rings). Enter runs the
+ * match; Esc or Ctrl-G restores the line as it was; any other key (arrows,
+ * Ctrl-A/E, Tab, ...) takes the match onto the line and acts on it.
+ */
+export function reverseSearch(
+  rl: readline.Interface,
+  history: () => string[],
+  prompt: () => string,
+): void {
+  const r = rl as unknown as RlInternals;
+  const ttyWrite = r._ttyWrite.bind(r);
+  let search: {
+    query: string;
+    index: number;
+    failed: boolean;
+    line: string;
+    cursor: number;
+  } | null = null;
+  let lastQuery = "";
+  const entry = (i: number) => history()[i].replaceAll("\n", " ");
+  const find = (from: number, query: string): number => {
+    const h = history();
+    for (let i = Math.max(0, from); i < h.length; i++) if (h[i].includes(query)) return i;
+    return -1;
+  };
+  const render = () => {
+    const st = search!;
+    r.setPrompt(`(${st.failed ? "failed " : ""}reverse-i-search)\`${st.query}': `);
+    const text = st.index >= 0 ? entry(st.index) : st.line;
+    r.line = text;
+    const at = st.query === "" ? -1 : text.indexOf(st.query);
+    r.cursor = at >= 0 ? at : text.length;
+    r._refreshLine();
+  };
+  const leave = (keep: boolean) => {
+    const st = search!;
+    search = null;
+    lastQuery = st.query === "" ? lastQuery : st.query;
+    r.setPrompt(prompt());
+    r.line = keep && st.index >= 0 ? entry(st.index) : st.line;
+    r.cursor = keep && st.index >= 0 ? r.line.length : st.cursor;
+    r._refreshLine();
+  };
+  const bell = () => Deno.stdout.writeSync(new TextEncoder().encode("\x07"));
+  r._ttyWrite = (s, key) => {
+    const ctrlR = key?.ctrl === true && key.name === "r";
+    if (search === null) {
+      if (!ctrlR) return ttyWrite(s, key);
+      // What is typed already is the first query (Ctrl-R on "pramin" finds the newest use).
+      const query = r.line.trim();
+      const index = query === "" ? -1 : find(0, query);
+      search = { query, index, failed: query !== "" && index < 0, line: r.line, cursor: r.cursor };
+      if (search.failed) bell();
+      render();
+      return;
+    }
+    const st = search;
+    if (ctrlR) {
+      if (st.query === "" && lastQuery !== "") st.query = lastQuery;
+      const i = find(st.index + 1, st.query);
+      if (i < 0) {
+        st.failed = true;
+        bell();
+      } else {
+        st.index = i;
+        st.failed = false;
+      }
+      render();
+      return;
+    }
+    if (key?.name === "escape" || (key?.ctrl === true && key.name === "g")) {
+      leave(false);
+      return;
+    }
+    if (key?.name === "backspace") {
+      st.query = st.query.slice(0, -1);
+      const i = st.query === "" ? -1 : find(0, st.query);
+      st.index = i;
+      st.failed = st.query !== "" && i < 0;
+      render();
+      return;
+    }
+    const printable = s !== undefined && s.length > 0 && !key?.ctrl && !key?.meta &&
+      [...s].every((c) => c >= " " && c !== "\x7f");
+    if (printable) {
+      st.query += s;
+      const i = find(st.index, st.query);
+      if (i < 0) {
+        st.failed = true;
+        bell();
+      } else {
+        st.index = i;
+        st.failed = false;
+      }
+      render();
+      return;
+    }
+    // Enter runs the match; any other key takes it onto the line first.
+    leave(true);
+    ttyWrite(s, key);
+  };
 }

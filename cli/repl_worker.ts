@@ -34,6 +34,7 @@ import {
   openSession,
   type OpenSessionOptions,
   promptFor,
+  saveValue,
   type Session,
 } from "./repl_session.ts";
 import { pollWatches } from "./watch.ts";
@@ -73,6 +74,8 @@ export type ToWorker =
   | { t: "open"; options: OpenSessionOptions; interrupt: SharedArrayBuffer; colors: boolean }
   | { t: "eval"; id: number; code: string }
   | { t: "complete"; id: number; line: string }
+  | { t: "reopen"; id: number }
+  | { t: "save"; id: number; file: string }
   | { t: "close" };
 
 /** Messages to the UI thread. */
@@ -82,6 +85,7 @@ export type FromWorker =
   | { t: "out"; text: string; err: boolean; during: boolean }
   | { t: "done"; id: number; ok: boolean }
   | { t: "completion"; id: number; result: [string[], string] }
+  | { t: "card"; card: SavedCard; prompt: string }
   | { t: "closed"; errors: string[] };
 
 const post = (m: FromWorker) => self.postMessage(m);
@@ -123,49 +127,9 @@ self.addEventListener("unhandledrejection", (ev) => {
   asyncError("unhandled rejection", ev.reason);
 });
 
-/** What the card reported while an input ran: simulator errors, faults, a lost GPU. */
-function cardEvents(
-  s: Session,
-  before: { events: number; faults: number; lost: boolean },
-): string[] {
-  const sim = s.gpu.sim;
-  if (sim === null) return [];
-  const lines: string[] = [];
-  const fresh = Math.min(sim.eventCount - before.events, sim.log.length);
-  const errors = sim.log.slice(sim.log.length - fresh).filter((e) => e.severity === "error");
-  const byKind = new Map<string, { n: number; first: string }>();
-  for (const e of errors) {
-    const k = byKind.get(e.kind);
-    if (k === undefined) byKind.set(e.kind, { n: 1, first: e.message });
-    else k.n++;
-  }
-  for (const [kind, { n, first }] of byKind) {
-    if (kind === "gpu-lost") continue;
-    lines.push(`card: ${n === 1 ? "" : `${n}× `}${kind}: ${first} (sim.errors() for all)`);
-  }
-  const faults = sim.mmu.faultCount - before.faults;
-  if (faults > 0) {
-    const last = sim.mmu.faults.at(-1)!;
-    lines.push(
-      `card: ${faults} MMU fault${faults === 1 ? "" : "s"}, last ${last.access} of VA 0x${
-        last.va.toString(16)
-      }: ${last.reason} (sim.mmu.faults)`,
-    );
-  }
-  if (sim.lost !== null && !before.lost) {
-    lines.push(`card: the GPU is lost: ${sim.lost}; it reads all ones until reopened (.exit)`);
-  }
-  return lines;
-}
-
 async function evaluate(id: number, code: string): Promise<void> {
   const s = session!;
-  const sim = s.gpu.sim;
-  const before = {
-    events: sim?.eventCount ?? 0,
-    faults: sim?.mmu.faultCount ?? 0,
-    lost: sim?.lost != null,
-  };
+  const before = s.cardMark();
   const stats = s.gpu.stats();
   evaluating = true;
   let ok = false;
@@ -175,17 +139,19 @@ async function evaluate(id: number, code: string): Promise<void> {
       errorsTo: "stdout",
       onError: (e) => {
         if (!(e instanceof NovaError && e.code === "EINTR")) return false;
+        s.endProgress();
         const now = s.gpu.stats();
         const n = now.mmioReads + now.mmioWrites - stats.mmioReads - stats.mmioWrites;
         console.log(`interrupted after ${n} MMIO access${n === 1 ? "" : "es"}`);
         return true;
       },
     });
-    for (const line of cardEvents(s, before)) console.log(line);
+    for (const line of s.cardEvents(before)) console.log(line);
     for (const line of pollWatches(colors)) console.log(line);
   } catch (e) {
     console.log(formatError(e));
   } finally {
+    s.endProgress();
     evaluating = false;
     post({ t: "done", id, ok });
   }
@@ -225,6 +191,9 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
       }
       setInterruptWord(new Int32Array(m.interrupt));
       session.install();
+      const s = session;
+      // `.reopen` or gpu.reopen() typed at the prompt: the UI needs the new card's details.
+      s.onReopen = (gpu) => post({ t: "card", card: savedCard(s), prompt: promptFor(gpu) });
       preloaded = globalEntries(session.globals).map((e) => e.name);
       post({
         t: "ready",
@@ -237,6 +206,41 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     case "eval":
       await evaluate(m.id, m.code);
       return;
+    case "reopen": {
+      const s = session!;
+      evaluating = true;
+      let ok = false;
+      try {
+        const gpu = await s.reopen();
+        console.log(banner(gpu));
+        ok = true;
+      } catch (e) {
+        console.log(formatError(e));
+        console.log("the session has no open GPU now; .reopen tries again, .exit quits");
+      } finally {
+        evaluating = false;
+        post({ t: "done", id: m.id, ok });
+      }
+      return;
+    }
+    case "save": {
+      evaluating = true;
+      let ok = false;
+      try {
+        const last = (globalThis as Record<string, unknown>)._;
+        if (last === undefined) console.log("error: no value to save yet (`_` is undefined)");
+        else {
+          console.log(saveValue(last, m.file));
+          ok = true;
+        }
+      } catch (e) {
+        console.log(formatError(e));
+      } finally {
+        evaluating = false;
+        post({ t: "done", id: m.id, ok });
+      }
+      return;
+    }
     case "complete":
       post({
         t: "completion",

@@ -30,7 +30,8 @@ import {
 } from "./regs.ts";
 import { createSimGpu, type SimGpu } from "./sim/gpu.ts";
 import { formatSimSpec, type ParsedSimSpec, parseSimSpec as parseSim } from "./sim/spec.ts";
-import { SIM_PROFILES, SIM_STATES } from "./sim/profiles.ts";
+import { DEFAULT_SIM_PROFILE, SIM_PROFILES, SIM_STATES } from "./sim/profiles.ts";
+import { loadedRegisterDb, lookup as lookupRegisters } from "./regdb/mod.ts";
 import { enableDevice, findGpu, type PciFunction } from "./pci.ts";
 import { openBar } from "./mapped.ts";
 import { checkTimeout } from "./poll.ts";
@@ -193,6 +194,26 @@ const BAR0_BYTES = 16 * 2 ** 20;
  */
 export function parseSimSpec(spec: string): ParsedSimSpec | null {
   return parseSim(spec);
+}
+
+/**
+ * What NVIDIA's headers say about a BAR0 offset of a simulated chip, from the
+ * register database when it is loaded (`openGpu` loads it first; a direct
+ * `openDevice` uses it when some earlier call did): the simulator answers
+ * registers it does not model with their header reset value.
+ */
+function simHeaders(
+  profile: string | undefined,
+): ((offset: number) => { name: string; reset: number | null } | null) | undefined {
+  const name = profile ?? DEFAULT_SIM_PROFILE;
+  if (!Object.hasOwn(SIM_PROFILES, name)) return undefined; // createSimGpu says why
+  const p = SIM_PROFILES[name];
+  const db = loadedRegisterDb(p.chipId);
+  if (db === undefined) return undefined;
+  return (offset) => {
+    const hit = lookupRegisters(db, offset, { limit: 1 })[0];
+    return hit === undefined ? null : { name: hit.name, reset: hit.register.reset };
+  };
 }
 
 /** Sleeps the thread for `ms` (the open is synchronous; polls must not spin on a card). */
@@ -610,7 +631,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
   const spec = options.device ?? "sim";
   const simOptions = parseSimSpec(spec);
   if (simOptions !== null) {
-    const sim = createSimGpu(simOptions);
+    const sim = createSimGpu({ ...simOptions, headers: simHeaders(simOptions.profile) });
     const state = sim.boot.state;
     return assemble(() => [sim.bar0, sim.bar1], options, {
       spec: formatSimSpec(sim.profile.name, state, sim.conflicts),

@@ -146,6 +146,16 @@ function checkInterrupt(): void {
 }
 
 /**
+ * The interrupt check for long loops that make no MMIO access (building
+ * extents, choosing pages, walking the shadow or the buddy tree, dumps):
+ * EINTR when Ctrl-C set the shared word, else nothing (one load). Call it
+ * every few thousand iterations, where stopping leaves state consistent.
+ */
+export function interruptPoint(): void {
+  if (interruptWord !== null && Atomics.load(interruptWord, 0) !== 0) interrupted();
+}
+
+/**
  * A checked, counted MMIO aperture.
  *
  * @example

@@ -657,3 +657,42 @@ export function replayTraceFile(
   }
   return { header, footer, reads: r.reads, writes: r.writes };
 }
+
+/**
+ * Parses a trace's first line (its header); EINVAL naming what is wrong.
+ * For readers that stream a file line by line ({@linkcode readLines}).
+ *
+ * @example
+ * ```ts
+ * parseTraceHeader("# novamm trace v1 device=sim:gh100 chip=GH100").device; // "sim:gh100"
+ * ```
+ */
+export function parseTraceHeader(line: string, options: { path?: string } = {}): TraceHeader {
+  checkOptions(options, { path: "string" }, "parseTraceHeader options");
+  return headerOf(withoutCr(String(line)).trimEnd(), options.path ?? "trace");
+}
+
+/**
+ * Parses one line after the header: an access, a comment (`{ comment }`),
+ * the footer (`{ footer }`) or nothing (an empty line). EINVAL names the line.
+ *
+ * @example
+ * ```ts
+ * parseTraceLine("r bar0 4 0x00000a00 0x172a1000", 2);
+ * // { access: { line: 2, op: "r", bar: "bar0", width: 4, offset: 0xa00, value: 0x172a1000 } }
+ * ```
+ */
+export function parseTraceLine(
+  line: string,
+  n: number,
+  options: { path?: string } = {},
+): { access?: TraceEntry; comment?: string; footer?: TraceFooter } {
+  checkOptions(options, { path: "string" }, "parseTraceLine options");
+  const l = withoutCr(String(line));
+  if (l === "") return {};
+  if (l.startsWith("#")) {
+    const footer = footerOf(l);
+    return footer === null ? { comment: l.slice(1).trim() } : { footer };
+  }
+  return { access: entryOf(l, n, options.path ?? "trace") };
+}

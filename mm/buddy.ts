@@ -39,6 +39,7 @@
  */
 
 import { describe, fail, hex, inspectable, VRAM_ADDRESS_LIMIT } from "./types.ts";
+import { interruptPoint } from "../hw/mmio.ts";
 
 const DENO_INSPECT = Symbol.for("Deno.customInspect");
 const NODE_INSPECT = Symbol.for("nodejs.util.inspect.custom");
@@ -1062,11 +1063,10 @@ export class BuddyAllocator {
     const list = [...this.#allocations].sort((a, b) => a.start - b.start);
     return Object.defineProperty(list, DENO_INSPECT, {
       value: () =>
-        list.length === 0
-          ? "no live allocations"
-          : list.map((a) =>
-            `${String(a)}${a.users.length === 0 ? "" : `  in use by ${a.users.join(", ")}`}`
-          ).join("\n"),
+        list.length === 0 ? "no live allocations" : list.map((a, i) => {
+          if ((i & 4095) === 4095) interruptPoint(); // millions of lines: Ctrl-C is heard
+          return `${String(a)}${a.users.length === 0 ? "" : `  in use by ${a.users.join(", ")}`}`;
+        }).join("\n"),
     });
   }
 
@@ -1150,7 +1150,9 @@ export class BuddyAllocator {
     }
     const out: Block[] = [];
     const unit = this.minChunk;
+    let n = 0;
     this.#runs.forEach((run) => {
+      if ((++n & 4095) === 0) interruptPoint(); // millions of free runs: Ctrl-C is heard
       const s = run.s * unit;
       const e = run.e * unit;
       if (e <= lo || s >= hi) return;

@@ -9,7 +9,9 @@
 import { fail, formatSize } from "../hw/errors.ts";
 import { checkOptions } from "../hw/validate.ts";
 import { checkTimeout } from "../hw/poll.ts";
-import { type Device, openDevice, type OpenDeviceOptions } from "../hw/device.ts";
+import { type Device, openDevice, type OpenDeviceOptions, parseSimSpec } from "../hw/device.ts";
+import { loadRegisterDb } from "../hw/regdb/mod.ts";
+import { DEFAULT_SIM_PROFILE, SIM_PROFILES } from "../hw/sim/profiles.ts";
 import type { ChipInfo } from "../hw/chip.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import { gpuLost, readValid, windowRegister } from "../hw/regs.ts";
@@ -166,6 +168,7 @@ export class Gpu {
         format: this.format,
         vramSize: this.vram.size,
         usable: this.vram.usable,
+        memtestHost: () => this,
       });
     }
     return this.#mm;
@@ -290,6 +293,52 @@ export class Gpu {
     return gpuLost(this.bar0);
   }
 
+  /**
+   * Set by whoever hands this GPU out under names (the REPL): `beforeClose`
+   * runs before {@linkcode Gpu.reopen} closes it, `opened` gets the new GPU.
+   */
+  reopenHooks: {
+    beforeClose?: () => void | Promise<void>;
+    opened?: (next: Gpu) => void;
+  } = {};
+
+  /**
+   * Opens the same device again with the options it was opened with (after
+   * a close, or when the GPU was lost: a simulated card comes back fresh) and
+   * returns the new GPU; this one is closed first if it is still open (an
+   * error closing it is reported as a warning, and the reopen goes on). In
+   * the REPL and in scripts the preloaded names (`gpu`, `pramin`, `mm`, ...)
+   * then name the new objects.
+   *
+   * @example
+   * ```ts
+   * let gpu = await openGpu({ device: "sim" });
+   * gpu.close();
+   * gpu = await gpu.reopen();
+   * gpu.close();
+   * ```
+   */
+  async reopen(): Promise<Gpu> {
+    await this.reopenHooks.beforeClose?.();
+    try {
+      this.close();
+    } catch (e) {
+      console.warn(
+        `warning: closing ${this.device.spec} before the reopen: ${
+          e instanceof Error ? e.message : String(e)
+        }`,
+      );
+    }
+    const saved = OPEN_OPTIONS.get(this) ?? {
+      device: this.device.spec,
+      readOnly: this.device.readOnly,
+    };
+    const next = await openGpu(saved);
+    next.reopenHooks = this.reopenHooks;
+    this.reopenHooks.opened?.(next);
+    return next;
+  }
+
   /** Releases it at the end of a `using` scope (same as closing it explicitly). */
   [Symbol.dispose](): void {
     this.close();
@@ -302,6 +351,9 @@ export class Gpu {
     }${this.device.readOnly ? " read-only" : ""}`;
   }
 }
+
+/** The options each GPU was opened with (for {@linkcode Gpu.reopen}). */
+const OPEN_OPTIONS = new WeakMap<Gpu, OpenGpuOptions>();
 
 /**
  * Opens a GPU: `"sim"` (default, = `sim:ga102`), `"sim:gh100"`, ... or a PCI address.
@@ -327,9 +379,24 @@ export function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
     }, "openGpu options");
     const { pollTimeoutMs, ...deviceOptions } = options;
     if (pollTimeoutMs !== undefined) checkTimeout(pollTimeoutMs, "poll timeout");
-    return Promise.resolve(
-      new Gpu(openDevice(deviceOptions), pollTimeoutMs === undefined ? {} : { pollTimeoutMs }),
-    );
+    const open = () => {
+      const gpu = new Gpu(
+        openDevice(deviceOptions),
+        pollTimeoutMs === undefined ? {} : { pollTimeoutMs },
+      );
+      OPEN_OPTIONS.set(gpu, { ...options });
+      return gpu;
+    };
+    // A simulated chip answers the registers it does not model from NVIDIA's headers: load
+    // that chip's register database first (once per process).
+    const sim = parseSimSpec(deviceOptions.device ?? "sim");
+    const profile = sim === null
+      ? undefined
+      : Object.hasOwn(SIM_PROFILES, sim.profile ?? DEFAULT_SIM_PROFILE)
+      ? SIM_PROFILES[sim.profile ?? DEFAULT_SIM_PROFILE]
+      : undefined;
+    if (profile === undefined) return Promise.resolve(open());
+    return loadRegisterDb(profile.chipId).then(open, open);
   } catch (e) {
     return Promise.reject(e);
   }

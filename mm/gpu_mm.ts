@@ -12,6 +12,13 @@ import type { Pramin } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
 import { Vmm } from "./vmm.ts";
 import { bigintOrNumber, checkObject, checkOptions } from "../hw/validate.ts";
+import {
+  memtest,
+  type MemtestHost,
+  type MemtestOptions,
+  type MemtestResult,
+  type MemtestTarget,
+} from "./memtest.ts";
 
 const VA_SIZE = bigintOrNumber("options");
 
@@ -27,6 +34,11 @@ export interface GpuMmOptions {
   vramSize: number;
   /** The usable VRAM region [start, end) the allocator manages. */
   usable: { start: number; end: number };
+  /**
+   * The GPU this belongs to, for {@linkcode GpuMm.memtest} to reach BAR1
+   * (the `Gpu` passes `() => this`); without it memtest uses PRAMIN only.
+   */
+  memtestHost?: () => MemtestHost;
 }
 
 /**
@@ -52,6 +64,7 @@ export class GpuMm {
   /** VRAM bytes. */
   readonly vramSize: number;
   readonly #vmms = new Set<Vmm>();
+  readonly #memtestHost: (() => MemtestHost) | null;
 
   /** Constructs it (see the class documentation for who does and how). */
   constructor(options: GpuMmOptions) {
@@ -61,6 +74,41 @@ export class GpuMm {
     this.tlb = options.tlb;
     this.format = options.format;
     this.vramSize = options.vramSize;
+    this.#memtestHost = options.memtestHost ?? null;
+  }
+
+  /**
+   * Tests VRAM with the classic patterns (see `mm/memtest.ts`): an
+   * allocation, a `{ start, size }` range, or `"all"` free usable VRAM
+   * (default), through BAR1 with a PRAMIN read-back, or PRAMIN. Everything
+   * it maps and allocates is released when it returns, also when
+   * interrupted (Ctrl-C).
+   *
+   * @example
+   * ```ts
+   * import { openGpu } from "../mod.ts";
+   * using gpu = await openGpu({ device: "sim" });
+   * const a = gpu.mm.buddy.alloc(2 << 20);
+   * const r = await gpu.mm.memtest(a, { patterns: ["solid0", "solid1"] });
+   * r.summary; // "memtest PASS: allocation 0x... +2 MiB (1 block), 2 patterns, 0 errors, ..."
+   * ```
+   */
+  memtest(target: MemtestTarget = "all", options: MemtestOptions = {}): Promise<MemtestResult> {
+    try {
+      const host: MemtestHost = this.#memtestHost?.() ?? {
+        mm: this,
+        pramin: this.pramin,
+        vram: {
+          size: this.vramSize,
+          usable: { start: this.buddy.start, end: this.buddy.end },
+        },
+        bar1: null,
+        device: null,
+      };
+      return memtest(host, target, options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   #deps() {

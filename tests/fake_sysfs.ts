@@ -48,6 +48,11 @@ export interface FakeFunction {
   wc?: boolean;
   /** Content of the `config` file (PCI config space); no file when undefined. */
   config?: Uint8Array;
+  /**
+   * `current_link_speed` and `current_link_width` as Linux writes them
+   * (`"16.0 GT/s PCIe"`, `"16"`); no files when undefined.
+   */
+  link?: { speed: string; width: string };
 }
 
 /** Flags as Linux prints them for a 32-bit non-prefetchable BAR0 (MEM | SIZEALIGN). */
@@ -114,6 +119,10 @@ export function makeFakeSysfs(dir: string, functions: FakeFunction[]): string {
       Deno.writeTextFileSync(`${path}/boot_vga`, f.bootVga ? "1\n" : "0\n");
     }
     if (f.config !== undefined) Deno.writeFileSync(`${path}/config`, f.config);
+    if (f.link !== undefined) {
+      Deno.writeTextFileSync(`${path}/current_link_speed`, `${f.link.speed}\n`);
+      Deno.writeTextFileSync(`${path}/current_link_width`, `${f.link.width}\n`);
+    }
     if (f.driver !== undefined) {
       Deno.mkdirSync(`${dir}/bus/pci/drivers/${f.driver}`, { recursive: true });
       Deno.symlinkSync(`../../drivers/${f.driver}`, `${path}/driver`);

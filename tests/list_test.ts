@@ -47,15 +47,18 @@ Deno.test("list: the command prints a table, JSON, or a friendly line when there
     let r = await runDeno("repl.ts", ["list", "--sysfs-root", root]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(
-      r.stdout,
+      r.stdout.split("\n\nSimulated GPUs")[0],
       [
         "PCI address   device  chip            driver  BARs",
         "0000:65:00.0  0x2204  GA102 (Ampere)  nvidia  BAR0 16 MiB, BAR1 32 GiB, BAR3 32 MiB",
         "0000:b3:00.0  0x2204  ?               (none)  BAR0 16 MiB, BAR1 32 GiB, BAR3 32 MiB",
         "0000:b3:00.0: chip ?: ENODEV: pre-Fermi GPU (BOOT_0=0x00000000 BOOT_42=0x00000000) is not supported",
-        "",
       ].join("\n"),
     );
+    // The simulated GPUs beside the cards: every profile, the states, the CONFLICT knobs.
+    assert.match(r.stdout, /^sim:gh100 +GH100 \(Hopper, MMU v3\) +80 GiB/m);
+    assert.match(r.stdout, /^states: bare \(default\), gsp, unloaded, booting, vga/m);
+    assert.match(r.stdout, /^knobs: bar1alias=shared\|separate \(MMU v2\), lowbind=/m);
     r = await runDeno("repl.ts", ["list", "--sysfs-root", root, "--json"]);
     assert.deepEqual(JSON.parse(r.stdout).map((x: { chip: string | null }) => x.chip), [
       "GA102 (Ampere)",
@@ -66,9 +69,10 @@ Deno.test("list: the command prints a table, JSON, or a friendly line when there
     r = await runDeno("repl.ts", ["list", "--sysfs-root", empty]);
     assert.equal(r.code, 0);
     assert.equal(
-      r.stdout,
-      `no NVIDIA GPUs found under ${empty}; use --device sim (or sim:ga102, sim:gh100) for the simulated GPU\n`,
+      r.stdout.split("\n\nSimulated GPUs")[0],
+      `no NVIDIA GPUs found under ${empty}; use --device sim (or sim:ga102, sim:gh100) for the simulated GPU`,
     );
+    assert.match(r.stdout, /^sim:ga102 .*= sim$/m);
     r = await runDeno("repl.ts", ["list", "--sysfs-root", `${dir}/missing`]);
     assert.match(r.stdout, /the directory does not exist.*use --device sim/);
     r = await runDeno("repl.ts", ["list", "--nope"]);

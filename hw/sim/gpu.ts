@@ -199,7 +199,57 @@ export interface SimKnobs {
   bindHang: boolean;
   /** Reads of the bind status that still report PENDING after a bind is started. */
   bindLatencyReads: number;
+  /**
+   * Stuck-at bits (memory-test fault injection): the bits in `mask` of the
+   * VRAM word at `addr` (a multiple of 4) read as those of `value`, through
+   * PRAMIN, BAR1 and the GPU's own MMU alike. Assign a new array to change it.
+   */
+  stuckBits: readonly SimStuckBits[];
+  /**
+   * A dead VRAM range (fault injection): every word reads `pattern` (default
+   * {@linkcode DEAD_VRAM_PATTERN}), writes are dropped; null for none.
+   */
+  deadRegion: SimDeadRegion | null;
+  /**
+   * Address aliasing (fault injection): accesses of [`alias`, `alias` +
+   * `size`) reach the cells of [`addr`, `addr` + `size`) (`size` default 4), as
+   * a broken address line would: two VRAM addresses decode to one cell.
+   */
+  aliases: readonly SimAlias[];
 }
+
+/** One stuck word for {@linkcode SimKnobs.stuckBits}. */
+export interface SimStuckBits {
+  /** VRAM byte address of the word (a multiple of 4). */
+  addr: number;
+  /** The stuck bits. */
+  mask: number;
+  /** What the stuck bits read as (bits outside `mask` are ignored). */
+  value: number;
+}
+
+/** A dead range for {@linkcode SimKnobs.deadRegion}. */
+export interface SimDeadRegion {
+  /** First byte (a multiple of 4). */
+  start: number;
+  /** Bytes (a positive multiple of 4). */
+  size: number;
+  /** What every word reads (default {@linkcode DEAD_VRAM_PATTERN}). */
+  pattern?: number;
+}
+
+/** One aliased range for {@linkcode SimKnobs.aliases}. */
+export interface SimAlias {
+  /** The cells (VRAM byte address, a multiple of 4). */
+  addr: number;
+  /** The other address that decodes to them (a multiple of 4). */
+  alias: number;
+  /** Bytes (a positive multiple of 4; default 4, one word). */
+  size?: number;
+}
+
+/** What a dead VRAM range reads as unless {@linkcode SimDeadRegion.pattern} says otherwise. */
+export const DEAD_VRAM_PATTERN = 0xdead0dea;
 
 /** Options for {@linkcode createSimGpu}. */
 export interface SimGpuOptions {
@@ -212,6 +262,14 @@ export interface SimGpuOptions {
    * a knob of the other MMU version is refused (ENODEV).
    */
   conflicts?: Partial<SimConflicts>;
+  /**
+   * NVIDIA's register headers for this chip (`hw/regdb`): a register they
+   * define that the simulator does not model reads its header reset value (0
+   * where none is given) and takes writes that change nothing, each reported
+   * once as `unmodeled`; offsets no header defines stay a PRI error. Without
+   * it every unmodeled offset is a PRI error.
+   */
+  headers?: (offset: number) => { name: string; reset: number | null } | null;
 }
 
 /** A range of VRAM the firmware owns: [start, end). */
@@ -291,14 +349,7 @@ export class SimGpu {
   /** Events noted since creation (also those dropped from the bounded {@linkcode SimGpu.log}). */
   eventCount = 0;
   /** Fault-injection knobs. */
-  readonly knobs: SimKnobs = {
-    tlbHang: false,
-    tlbLatencyReads: 1,
-    fbFlushHang: false,
-    fbFlushLatencyReads: 1,
-    bindHang: false,
-    bindLatencyReads: 2,
-  };
+  readonly knobs: SimKnobs = this.#makeKnobs();
   #regs = new Map<number, number>();
   #window: WindowRegister;
   #gfw: GfwBootRegisters;
@@ -319,6 +370,10 @@ export class SimGpu {
   /** The last bind was a LOW write switching to physical at once (lowbind=immediate). */
   #lowSwitch = false;
   #lost: string | null = null;
+  readonly #headers: SimGpuOptions["headers"] | null;
+  /** Unmodeled registers already reported (once each). */
+  #unmodeledSeen = new Set<number>();
+
   /** Firmware-owned VRAM; #ownedLo/#ownedHi bound them all so the common case is two compares. */
   #owned: { start: number; end: number; name: string }[] = [];
   #ownedLo = Infinity;
@@ -329,7 +384,9 @@ export class SimGpu {
     profile: SimProfile,
     state: SimCardState = DEFAULT_SIM_STATE,
     conflicts: Partial<SimConflicts> = {},
+    headers: SimGpuOptions["headers"] = undefined,
   ) {
+    this.#headers = headers ?? null;
     if (!SIM_STATES.includes(state)) {
       fail(
         "ENODEV",
@@ -621,6 +678,63 @@ export class SimGpu {
     );
   }
 
+  /**
+   * The knobs: plain fields, and for the VRAM faults accessors that check a
+   * new value and hand it to the VRAM (frozen copies: change them by assigning).
+   */
+  #makeKnobs(): SimKnobs {
+    let stuck: readonly SimStuckBits[] = Object.freeze([]);
+    let dead: SimDeadRegion | null = null;
+    let aliases: readonly SimAlias[] = Object.freeze([]);
+    const apply = () => {
+      this.vram.setFaults({
+        stuckBits: stuck.map((s) => ({ addr: s.addr, mask: s.mask >>> 0, value: s.value >>> 0 })),
+        deadRegions: dead === null ? [] : [{
+          start: dead.start,
+          end: dead.start + dead.size,
+          pattern: (dead.pattern ?? DEAD_VRAM_PATTERN) >>> 0,
+        }],
+        aliases: aliases.map((a) => ({ addr: a.addr, alias: a.alias, size: a.size ?? 4 })),
+      });
+    };
+    const size = () => this.profile.vramSize;
+    const knobs = {
+      tlbHang: false,
+      tlbLatencyReads: 1,
+      fbFlushHang: false,
+      fbFlushLatencyReads: 1,
+      bindHang: false,
+      bindLatencyReads: 2,
+    } as SimKnobs;
+    Object.defineProperties(knobs, {
+      stuckBits: {
+        enumerable: true,
+        get: () => stuck,
+        set: (v: unknown) => {
+          stuck = checkStuckBits(v, size());
+          apply();
+        },
+      },
+      deadRegion: {
+        enumerable: true,
+        get: () => dead,
+        set: (v: unknown) => {
+          dead = checkDeadRegion(v, size());
+          apply();
+        },
+      },
+      aliases: {
+        enumerable: true,
+        get: () => aliases,
+        set: (v: unknown) => {
+          aliases = checkAliases(v, size());
+          apply();
+        },
+      },
+    });
+    return knobs;
+  }
+
   #makeBar0(): MmioBackend {
     const vram = this.vram;
     const posted = this.posted;
@@ -905,6 +1019,8 @@ export class SimGpu {
     if (offset === this.#gfw.progress || offset === this.#gfw.plm) return this.#readGfw(offset);
     const v = this.#regs.get(this.#alias(offset));
     if (v === undefined) {
+      const h = this.#headers?.(offset) ?? null;
+      if (h !== null) return this.#unmodeled(offset, h, "read") ?? 0;
       this.#note("error", "unknown-register", `read of unknown register ${hex(offset)}`);
       return PRI_ERROR;
     }
@@ -995,9 +1111,35 @@ export class SimGpu {
     return done ? 0xff : 0x3; // 0x3: some early progress step
   }
 
+  /** A register the headers define and the simulator does not model: reset value, reported once. */
+  #unmodeled(
+    offset: number,
+    h: { name: string; reset: number | null },
+    what: string,
+  ): number | null {
+    if (!this.#unmodeledSeen.has(offset)) {
+      this.#unmodeledSeen.add(offset);
+      this.#note(
+        "info",
+        "unmodeled",
+        `${what} of ${h.name} (${
+          hex(offset)
+        }): defined in NVIDIA's headers, not modelled; reads its reset value ${
+          hex(h.reset ?? 0, 8)
+        }, writes change nothing`,
+      );
+    }
+    return h.reset;
+  }
+
   #writeRegister(offset: number, value: number): void {
     const key = this.#alias(offset);
     if (!this.#regs.has(key)) {
+      const h = this.#headers?.(offset) ?? null;
+      if (h !== null) {
+        this.#unmodeled(offset, h, `write of ${hex(value)}`);
+        return;
+      }
       this.#note(
         "error",
         "unknown-register",
@@ -1361,5 +1503,99 @@ export function createSimGpu(options: SimGpuOptions = {}): SimGpu {
       nearProfile(name),
     );
   }
-  return new SimGpu(profile, options.state ?? DEFAULT_SIM_STATE, options.conflicts ?? {});
+  return new SimGpu(
+    profile,
+    options.state ?? DEFAULT_SIM_STATE,
+    options.conflicts ?? {},
+    options.headers,
+  );
+}
+
+/** A word-aligned VRAM range of a fault knob, or EINVAL naming the knob. */
+function checkFaultRange(start: unknown, size: unknown, vramSize: number, what: string): void {
+  if (typeof start !== "number" || !Number.isSafeInteger(start) || start < 0 || start % 4 !== 0) {
+    fail("EINVAL", `${what} address ${describeValue(start)} is not a multiple of 4`);
+  }
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0 || size % 4 !== 0) {
+    fail("EINVAL", `${what} size ${describeValue(size)} is not a positive multiple of 4`);
+  }
+  if (start + size > vramSize) {
+    fail(
+      "EINVAL",
+      `${what} ${hex(start)} +${hex(size)} is past the end of VRAM (${hex(vramSize)})`,
+    );
+  }
+}
+
+function describeValue(v: unknown): string {
+  return typeof v === "number" ? hex(v) : typeof v === "string" ? JSON.stringify(v) : String(v);
+}
+
+function checkWord(v: unknown, what: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+    fail("EINVAL", `${what} ${describeValue(v)} is not a 32-bit unsigned integer`);
+  }
+  return v;
+}
+
+function checkKeys(v: unknown, keys: string[], what: string): Record<string, unknown> {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    fail("EINVAL", `${what} must be an object with ${keys.join(", ")}, not ${describeValue(v)}`);
+  }
+  for (const k of Object.keys(v)) {
+    if (!keys.includes(k)) {
+      fail("EINVAL", `unknown key ${JSON.stringify(k)} in ${what}; known: ${keys.join(", ")}`);
+    }
+  }
+  return v as Record<string, unknown>;
+}
+
+function checkList(v: unknown, what: string): readonly unknown[] {
+  if (!Array.isArray(v)) {
+    fail("EINVAL", `sim.knobs.${what} must be an array, not ${describeValue(v)}`);
+  }
+  return v;
+}
+
+/** Checks {@linkcode SimKnobs.stuckBits} and returns a frozen copy. */
+function checkStuckBits(v: unknown, vramSize: number): readonly SimStuckBits[] {
+  return Object.freeze(
+    checkList(v, "stuckBits").map((e, i) => {
+      const what = `sim.knobs.stuckBits[${i}]`;
+      const o = checkKeys(e, ["addr", "mask", "value"], what);
+      checkFaultRange(o.addr, 4, vramSize, what);
+      const mask = checkWord(o.mask, `${what}.mask`);
+      const value = checkWord(o.value, `${what}.value`);
+      return Object.freeze({ addr: o.addr as number, mask, value });
+    }),
+  );
+}
+
+/** Checks {@linkcode SimKnobs.deadRegion} and returns a frozen copy. */
+function checkDeadRegion(v: unknown, vramSize: number): SimDeadRegion | null {
+  if (v === null) return null;
+  const o = checkKeys(v, ["start", "size", "pattern"], "sim.knobs.deadRegion");
+  checkFaultRange(o.start, o.size, vramSize, "sim.knobs.deadRegion");
+  const pattern = o.pattern === undefined
+    ? DEAD_VRAM_PATTERN
+    : checkWord(o.pattern, "sim.knobs.deadRegion.pattern");
+  return Object.freeze({ start: o.start as number, size: o.size as number, pattern });
+}
+
+/** Checks {@linkcode SimKnobs.aliases} and returns a frozen copy. */
+function checkAliases(v: unknown, vramSize: number): readonly SimAlias[] {
+  return Object.freeze(
+    checkList(v, "aliases").map((e, i) => {
+      const what = `sim.knobs.aliases[${i}]`;
+      const o = checkKeys(e, ["addr", "alias", "size"], what);
+      const size = o.size ?? 4;
+      checkFaultRange(o.addr, size, vramSize, what);
+      checkFaultRange(o.alias, size, vramSize, `${what} alias`);
+      const [a, b, n] = [o.addr as number, o.alias as number, size as number];
+      if (a < b + n && b < a + n) {
+        fail("EINVAL", `${what}: ${hex(a)} and its alias ${hex(b)} overlap (+${hex(n)})`);
+      }
+      return Object.freeze({ addr: a, alias: b, size: n });
+    }),
+  );
 }

@@ -19,6 +19,8 @@ interface Chunk {
   u8: Uint8Array;
   u16: Uint16Array;
   u32: Uint32Array;
+  /** This chunk's part of {@linkcode SparseMemory.hash}, or -1 once written since (recomputed lazily). */
+  h: number;
 }
 
 /** What untouched memory of a {@linkcode SparseMemory} reads as. */
@@ -61,6 +63,53 @@ export interface SparseMemoryOptions {
 }
 
 /**
+ * A faulty memory cell (fault injection): the bits in `mask` of the 32-bit
+ * word at `addr` read as the same bits of `value`, whatever was written.
+ */
+export interface VramStuckBits {
+  /** Byte address of the word (a multiple of 4). */
+  addr: number;
+  /** The stuck bits. */
+  mask: number;
+  /** What they read as (only the bits in `mask` count). */
+  value: number;
+}
+
+/** A dead range (fault injection): reads return `pattern` in every word, writes are dropped. */
+export interface VramDeadRegion {
+  /** First byte (a multiple of 4). */
+  start: number;
+  /** One past the last byte (a multiple of 4). */
+  end: number;
+  /** The 32-bit word every read returns. */
+  pattern: number;
+}
+
+/**
+ * An address-decoder fault (fault injection): accesses of
+ * [`alias`, `alias` + `size`) reach the cells of [`addr`, `addr` + `size`),
+ * so two VRAM addresses decode to one cell.
+ */
+export interface VramAlias {
+  /** The cells (byte address, a multiple of 4). */
+  addr: number;
+  /** The address that also decodes to them (a multiple of 4). */
+  alias: number;
+  /** Bytes (a multiple of 4). */
+  size: number;
+}
+
+/** The faults a {@linkcode SparseMemory} injects (see {@linkcode SparseMemory.setFaults}). */
+export interface VramFaults {
+  /** Stuck-at bits. */
+  stuckBits: readonly VramStuckBits[];
+  /** Dead ranges. */
+  deadRegions: readonly VramDeadRegion[];
+  /** Address aliases. */
+  aliases: readonly VramAlias[];
+}
+
+/**
  * Little-endian sparse memory of `size` bytes. Callers check bounds; this class
  * only asserts them (the simulator's aperture code decides what an
  * out-of-range access means).
@@ -76,6 +125,11 @@ export class SparseMemory {
   #seed: number;
   #scrubStart: number;
   #scrubEnd: number;
+  /** True while faults are injected: every access takes the checked path (one load otherwise). */
+  #faulty = false;
+  #stuck = new Map<number, { mask: number; value: number }>();
+  #dead: readonly VramDeadRegion[] = [];
+  #aliases: readonly VramAlias[] = [];
 
   /** Constructs it (see the class documentation for who does and how). */
   constructor(size: number, options: SparseMemoryOptions = {}) {
@@ -94,6 +148,69 @@ export class SparseMemory {
     return this.#chunks.size;
   }
 
+  /**
+   * Injects faults (null or all lists empty: none). Every CPU and GPU access
+   * sees them: aliases first (an access of an alias reaches its cells), then
+   * dead ranges (reads return the pattern, writes are dropped), then stuck
+   * bits on reads. Without faults the accessors keep their fast paths.
+   * Arguments arrive checked (`SimGpu.knobs` checks them).
+   */
+  setFaults(faults: VramFaults | null): void {
+    this.#stuck = new Map();
+    for (const s of faults?.stuckBits ?? []) {
+      const old = this.#stuck.get(s.addr);
+      // Two entries for one word: the later one wins for the bits it names.
+      const mask = ((old?.mask ?? 0) | s.mask) >>> 0;
+      const value = (((old?.value ?? 0) & ~s.mask) | (s.value & s.mask)) >>> 0;
+      this.#stuck.set(s.addr, { mask, value });
+    }
+    this.#dead = [...(faults?.deadRegions ?? [])];
+    this.#aliases = [...(faults?.aliases ?? [])];
+    this.#faulty = this.#stuck.size + this.#dead.length + this.#aliases.length > 0;
+    this.#lastIndex = -1;
+    this.#last = undefined;
+  }
+
+  /** The cell an access of `addr` reaches (aliases applied). */
+  #cell(addr: number): number {
+    for (const a of this.#aliases) {
+      if (addr >= a.alias && addr < a.alias + a.size) return a.addr + (addr - a.alias);
+    }
+    return addr;
+  }
+
+  /** The dead range holding `cell`, or undefined. */
+  #deadAt(cell: number): VramDeadRegion | undefined {
+    for (const d of this.#dead) if (cell >= d.start && cell < d.end) return d;
+    return undefined;
+  }
+
+  /** The stored word at `addr` (4-byte aligned), no faults applied. */
+  #raw32(addr: number): number {
+    const c = this.#get(addr, false);
+    return c === undefined ? this.background32(addr) : c.u32[(addr & CHUNK_MASK) >>> 2];
+  }
+
+  /** A 32-bit read with the faults applied. */
+  #faultRead32(addr: number): number {
+    const cell = this.#cell(addr);
+    const d = this.#deadAt(cell);
+    if (d !== undefined) return d.pattern >>> 0;
+    const v = this.#raw32(cell);
+    const s = this.#stuck.get(cell);
+    return s === undefined ? v : ((v & ~s.mask) | s.value) >>> 0;
+  }
+
+  /** A store of `value`'s bytes in `mask` into the word at `addr`, with the faults applied. */
+  #faultWrite(addr: number, value: number, mask: number): void {
+    const cell = this.#cell(addr);
+    if (this.#deadAt(cell) !== undefined) return;
+    const old = mask === 0xffffffff ? 0 : this.#raw32(cell);
+    const v = ((old & ~mask) | (value & mask)) >>> 0;
+    if (this.#get(cell, false) === undefined && v === this.background32(cell)) return;
+    this.#get(cell, true)!.u32[(cell & CHUNK_MASK) >>> 2] = v;
+  }
+
   /** The word untouched memory holds at `addr` (4-byte aligned): 0 without a background. */
   background32(addr: number): number {
     if (this.background === null) return 0;
@@ -108,7 +225,10 @@ export class SparseMemory {
 
   #get(addr: number, create: boolean): Chunk | undefined {
     const index = Math.floor(addr / CHUNK);
-    if (index === this.#lastIndex && (this.#last !== undefined || !create)) return this.#last;
+    if (index === this.#lastIndex && (this.#last !== undefined || !create)) {
+      if (create) this.#last!.h = -1; // written: its hash is stale
+      return this.#last;
+    }
     let c = this.#chunks.get(index);
     if (c === undefined) {
       if (!create) {
@@ -117,10 +237,11 @@ export class SparseMemory {
         return undefined;
       }
       const buf = new ArrayBuffer(CHUNK);
-      c = { u8: new Uint8Array(buf), u16: new Uint16Array(buf), u32: new Uint32Array(buf) };
+      c = { u8: new Uint8Array(buf), u16: new Uint16Array(buf), u32: new Uint32Array(buf), h: -1 };
       if (this.background !== null) this.#fillBackground(index * CHUNK, c.u32, 0, CHUNK_WORDS);
       this.#chunks.set(index, c);
     }
+    if (create) c.h = -1;
     this.#lastIndex = index;
     this.#last = c;
     return c;
@@ -137,6 +258,7 @@ export class SparseMemory {
 
   /** Reads one byte. */
   read8(addr: number): number {
+    if (this.#faulty) return (this.#faultRead32(addr - (addr & 3)) >>> ((addr & 3) * 8)) & 0xff;
     const c = this.#get(addr, false);
     if (c !== undefined) return c.u8[addr & CHUNK_MASK];
     return (this.background32(addr - (addr & 3)) >>> ((addr & 3) * 8)) & 0xff;
@@ -144,6 +266,7 @@ export class SparseMemory {
 
   /** Reads an aligned 16-bit value. */
   read16(addr: number): number {
+    if (this.#faulty) return (this.#faultRead32(addr - (addr & 3)) >>> ((addr & 2) * 8)) & 0xffff;
     const c = this.#get(addr, false);
     if (c !== undefined) return c.u16[(addr & CHUNK_MASK) >>> 1];
     return (this.background32(addr - (addr & 3)) >>> ((addr & 2) * 8)) & 0xffff;
@@ -151,6 +274,7 @@ export class SparseMemory {
 
   /** Reads an aligned 32-bit value (unsigned). */
   read32(addr: number): number {
+    if (this.#faulty) return this.#faultRead32(addr);
     const c = this.#get(addr, false);
     return c === undefined ? this.background32(addr) : c.u32[(addr & CHUNK_MASK) >>> 2];
   }
@@ -162,16 +286,29 @@ export class SparseMemory {
 
   /** Writes one byte. */
   write8(addr: number, value: number): void {
+    if (this.#faulty) {
+      const shift = (addr & 3) * 8;
+      return this.#faultWrite(addr - (addr & 3), (value & 0xff) << shift, (0xff << shift) >>> 0);
+    }
     this.#get(addr, true)!.u8[addr & CHUNK_MASK] = value;
   }
 
   /** Writes an aligned 16-bit value. */
   write16(addr: number, value: number): void {
+    if (this.#faulty) {
+      const shift = (addr & 2) * 8;
+      return this.#faultWrite(
+        addr - (addr & 3),
+        (value & 0xffff) << shift,
+        (0xffff << shift) >>> 0,
+      );
+    }
     this.#get(addr, true)!.u16[(addr & CHUNK_MASK) >>> 1] = value;
   }
 
   /** Writes an aligned 32-bit value. */
   write32(addr: number, value: number): void {
+    if (this.#faulty) return this.#faultWrite(addr, value, 0xffffffff);
     // Keep memory sparse: storing what untouched memory already reads changes nothing.
     if (this.#get(addr, false) === undefined && (value >>> 0) === this.background32(addr)) return;
     this.#get(addr, true)!.u32[(addr & CHUNK_MASK) >>> 2] = value;
@@ -188,6 +325,10 @@ export class SparseMemory {
    * chunk; untouched memory reads its background).
    */
   readWords(addr: number, out: Uint32Array): void {
+    if (this.#faulty) {
+      for (let i = 0; i < out.length; i++) out[i] = this.#faultRead32(addr + i * 4);
+      return;
+    }
     let i = 0;
     while (i < out.length) {
       const a = addr + i * 4;
@@ -202,6 +343,10 @@ export class SparseMemory {
 
   /** Writes `words` as aligned 32-bit words from `addr` (the background into untouched memory stays sparse). */
   writeWords(addr: number, words: Uint32Array): void {
+    if (this.#faulty) {
+      for (let i = 0; i < words.length; i++) this.#faultWrite(addr + i * 4, words[i], 0xffffffff);
+      return;
+    }
     let i = 0;
     while (i < words.length) {
       const a = addr + i * 4;
@@ -225,16 +370,23 @@ export class SparseMemory {
     let h = 0x811c9dc5;
     const bg = this.background !== null;
     for (const index of [...this.#chunks.keys()].sort((a, b) => a - b)) {
-      const u32 = this.#chunks.get(index)!.u32;
-      const base = index * CHUNK;
-      let changed = false;
-      for (let i = 0; i < u32.length; i++) {
-        const w = u32[i];
-        if (w === (bg ? this.background32(base + i * 4) : 0)) continue;
-        changed = true;
-        h = Math.imul(h ^ w ^ i, 0x01000193);
+      const c = this.#chunks.get(index)!;
+      if (c.h < 0) {
+        // Each chunk's part is kept until the chunk is written again: a hash costs only the
+        // chunks written since the last one.
+        const u32 = c.u32;
+        const base = index * CHUNK;
+        let part = 0;
+        let changed = false;
+        for (let i = 0; i < u32.length; i++) {
+          const w = u32[i];
+          if (w === (bg ? this.background32(base + i * 4) : 0)) continue;
+          changed = true;
+          part = (Math.imul(part ^ w ^ i, 0x01000193) + 1) | 0;
+        }
+        c.h = changed ? (part ^ index) >>> 0 : 0;
       }
-      if (changed) h = Math.imul(h ^ index, 0x01000193);
+      if (c.h !== 0) h = Math.imul(h ^ c.h, 0x01000193);
     }
     return h >>> 0;
   }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { interruptPoint } from "../../hw/mmio.ts";
 import { hex } from "../types.ts";
 import {
   BIG_HALF,
@@ -16,6 +17,8 @@ import {
   type ShadowTree,
   SMALL_HALF,
   wordOf,
+  workDone,
+  workStep,
 } from "./tree.ts";
 
 /** One node of `Vmm.dump`. */
@@ -71,7 +74,12 @@ export function dumpTree(tree: ShadowTree, options: DumpTreeOptions): DumpNode {
   let budget = options.maxPtes;
   const codec = tree.format.codec;
   const dirs = tree.format.directories.length;
+  // Ctrl-C is heard once per table; progress counts tables (a terminal shows it when long).
+  let tables = 0;
+  let visited = 0;
+  for (const _ of tree.tables()) tables++;
   const visit = (t: PtTable, base: bigint): DumpNode[] => {
+    workStep(visited++, tables, "dump");
     const out: DumpNode[] = [];
     const span = 1n << BigInt(t.level.vaLo);
     for (let i = 0; i < t.level.entries && budget > 0; i++) {
@@ -125,6 +133,7 @@ export function dumpTree(tree: ShadowTree, options: DumpTreeOptions): DumpNode {
     children: visit(tree.root, 0n),
     foreign: tableForeign(tree.root),
   };
+  workDone(tables, "dump");
   const truncated = budget <= 0;
   Object.defineProperty(root, Symbol.for("Deno.customInspect"), {
     value: () => formatDump(options.header, root, truncated),
@@ -137,6 +146,8 @@ function formatDump(header: string, root: DumpNode, truncated: boolean): string 
   const lines = [header];
   const visit = (nodes: DumpNode[], indent: string) => {
     for (const n of nodes) {
+      // Millions of lines: Ctrl-C is heard.
+      if ((lines.length & 1023) === 0) interruptPoint();
       lines.push(
         `${indent}${n.level}[${n.index}] va ${hex(n.va)} @${hex(n.address)} ${String(n.entry)}${
           n.foreign ? "  (firmware)" : ""

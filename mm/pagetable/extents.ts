@@ -12,9 +12,50 @@
  */
 
 import { describe, fail, hex } from "../types.ts";
-import { BLOCK, type ShadowTree, vaModulo } from "./tree.ts";
+import { BLOCK, type ShadowTree, vaModulo, WORK_STEP, workDone, workStep } from "./tree.ts";
 
 const PAGE = 4096;
+
+const CHUNK_BITS = 16;
+const CHUNK = 1 << CHUNK_BITS;
+const CHUNK_MASK = CHUNK - 1;
+
+/**
+ * Numbers in chunks of 64 Ki (512 KiB): a list of millions grows without
+ * ever copying (a 256 MiB typed array takes most of a second to allocate
+ * and copy, and no Ctrl-C is heard meanwhile). The first chunk starts small
+ * and doubles up to a full chunk.
+ */
+class Doubles {
+  #chunks: Float64Array[];
+
+  constructor(capacity: number) {
+    this.#chunks = [new Float64Array(Math.min(CHUNK, Math.max(8, capacity)))];
+  }
+
+  get(i: number): number {
+    return this.#chunks[i >>> CHUNK_BITS][i & CHUNK_MASK];
+  }
+
+  set(i: number, v: number): void {
+    this.#chunks[i >>> CHUNK_BITS][i & CHUNK_MASK] = v;
+  }
+
+  /** Makes room for indices below `n`. */
+  reserve(n: number): void {
+    const chunks = this.#chunks;
+    if (chunks.length === 1 && chunks[0].length < CHUNK && n > chunks[0].length) {
+      let size = chunks[0].length;
+      while (size < n && size < CHUNK) size *= 2;
+      const grown = new Float64Array(size);
+      grown.set(chunks[0]);
+      chunks[0] = grown;
+    }
+    while (chunks.length * CHUNK < n && chunks[0].length === CHUNK) {
+      chunks.push(new Float64Array(CHUNK));
+    }
+  }
+}
 
 /** One physically contiguous piece of a mapping. */
 export interface Extent {
@@ -35,13 +76,13 @@ export interface Extent {
  * ```
  */
 export class ExtentList {
-  #data: Float64Array;
+  #data: Doubles;
   #length = 0;
   #bytes = 0;
 
   /** An empty list with room for `capacity` extents. */
   constructor(capacity = 4) {
-    this.#data = new Float64Array(Math.max(2, capacity * 2));
+    this.#data = new Doubles(capacity * 2);
   }
 
   /** Number of extents. */
@@ -56,29 +97,26 @@ export class ExtentList {
 
   /** Physical address of extent `i`. */
   pa(i: number): number {
-    return this.#data[2 * i];
+    return this.#data.get(2 * i);
   }
 
   /** Bytes of extent `i`. */
   size(i: number): number {
-    return this.#data[2 * i + 1];
+    return this.#data.get(2 * i + 1);
   }
 
   /** Appends [pa, pa + size), merging with the last extent when it continues it. */
   push(pa: number, size: number): void {
     const n = this.#length;
     this.#bytes += size;
-    if (n > 0 && this.#data[2 * n - 2] + this.#data[2 * n - 1] === pa) {
-      this.#data[2 * n - 1] += size;
+    const d = this.#data;
+    if (n > 0 && d.get(2 * n - 2) + d.get(2 * n - 1) === pa) {
+      d.set(2 * n - 1, d.get(2 * n - 1) + size);
       return;
     }
-    if (2 * n + 2 > this.#data.length) {
-      const grown = new Float64Array(this.#data.length * 2);
-      grown.set(this.#data);
-      this.#data = grown;
-    }
-    this.#data[2 * n] = pa;
-    this.#data[2 * n + 1] = size;
+    d.reserve(2 * n + 2);
+    d.set(2 * n, pa);
+    d.set(2 * n + 1, size);
     this.#length = n + 1;
   }
 
@@ -102,7 +140,10 @@ export class ExtentList {
     const out = new ExtentList();
     let start = -1;
     let run = 0;
-    for (let i = 0; i < pfns.length; i++) {
+    const n = pfns.length;
+    for (let i = 0; i < n; i++) {
+      // A long list: Ctrl-C is heard, and a terminal shows progress.
+      if ((i & WORK_STEP) === 0) workStep(i, n, "checking pfns");
       const p = pfns[i];
       if (!Number.isSafeInteger(p) || p < 0 || p >= maxPfn) {
         fail(
@@ -121,6 +162,7 @@ export class ExtentList {
       run = 1;
     }
     out.push(start * PAGE, run * PAGE);
+    workDone(n, "checking pfns");
     return out;
   }
 
@@ -171,8 +213,14 @@ export class ExtentList {
  * `offset(i)` of the mapping to VRAM from `pa(i)`.
  */
 export class PteRuns {
-  #data: Float64Array = new Float64Array(16);
+  #data: Doubles = new Doubles(16);
   #length = 0;
+  #pages = 0;
+
+  /** Pages in all runs. */
+  get pages(): number {
+    return this.#pages;
+  }
 
   /** Number of runs. */
   get length(): number {
@@ -181,46 +229,45 @@ export class PteRuns {
 
   /** Byte offset of run `i` from the mapping's VA. */
   offset(i: number): number {
-    return this.#data[4 * i];
+    return this.#data.get(4 * i);
   }
 
   /** Page size of run `i`. */
   pageSize(i: number): number {
-    return this.#data[4 * i + 1];
+    return this.#data.get(4 * i + 1);
   }
 
   /** Pages in run `i`. */
   count(i: number): number {
-    return this.#data[4 * i + 2];
+    return this.#data.get(4 * i + 2);
   }
 
   /** VRAM address of the first page of run `i`. */
   pa(i: number): number {
-    return this.#data[4 * i + 3];
+    return this.#data.get(4 * i + 3);
   }
 
   /** Appends `count` pages of `pageSize` at `offset` to `pa` (merged with the last run when it continues it). */
   push(offset: number, pageSize: number, count: number, pa: number): void {
     const n = this.#length;
     const d = this.#data;
+    this.#pages += count;
     if (n > 0) {
       const j = 4 * (n - 1);
-      const bytes = d[j + 1] * d[j + 2];
-      if (d[j + 1] === pageSize && d[j] + bytes === offset && d[j + 3] + bytes === pa) {
-        d[j + 2] += count;
+      const bytes = d.get(j + 1) * d.get(j + 2);
+      if (
+        d.get(j + 1) === pageSize && d.get(j) + bytes === offset && d.get(j + 3) + bytes === pa
+      ) {
+        d.set(j + 2, d.get(j + 2) + count);
         return;
       }
     }
-    if (4 * n + 4 > d.length) {
-      const grown = new Float64Array(d.length * 2);
-      grown.set(d);
-      this.#data = grown;
-    }
     const j = 4 * n;
-    this.#data[j] = offset;
-    this.#data[j + 1] = pageSize;
-    this.#data[j + 2] = count;
-    this.#data[j + 3] = pa;
+    d.reserve(j + 4);
+    d.set(j, offset);
+    d.set(j + 1, pageSize);
+    d.set(j + 2, count);
+    d.set(j + 3, pa);
     this.#length = n + 1;
   }
 
@@ -287,7 +334,9 @@ export function choosePages(extents: ExtentList, c: PageChoice): PteRuns {
   const runs = new PteRuns();
   const sizes = c.forced === undefined ? c.sizes : [c.forced];
   let offset = 0;
-  for (let e = 0; e < extents.length; e++) {
+  const total = extents.length;
+  for (let e = 0; e < total; e++) {
+    if ((e & WORK_STEP) === 0) workStep(e, total, "choosing page sizes");
     const pa0 = extents.pa(e);
     const size = extents.size(e);
     for (let pos = 0; pos < size;) {
@@ -334,6 +383,7 @@ export function choosePages(extents: ExtentList, c: PageChoice): PteRuns {
     }
     offset += size;
   }
+  workDone(total, "choosing page sizes");
   return runs;
 }
 

@@ -38,7 +38,11 @@ import {
   splitVa,
   wordOf,
   wordsPerEntry,
+  WORK_STEP,
+  workDone,
+  workStep,
 } from "./tree.ts";
+import { interruptPoint } from "../../hw/mmio.ts";
 
 const PAGE = 4096;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -98,15 +102,22 @@ type Unsynced = [t: PtTable, word: number, count: number];
 function vaRuns(
   runs: PteRuns,
   fn: (offset: number, pageSize: number, count: number, firstRun: number) => void,
+  what: string | null = null,
 ): void {
-  for (let r = 0; r < runs.length;) {
+  const total = runs.length;
+  for (let r = 0; r < total;) {
     const ps = runs.pageSize(r);
     let count = runs.count(r);
     let e = r + 1;
-    while (e < runs.length && runs.pageSize(e) === ps) count += runs.count(e++);
+    while (e < total && runs.pageSize(e) === ps) {
+      // Millions of runs (scattered pfns): Ctrl-C is heard where the caller allows it.
+      if (what !== null && (e & WORK_STEP) === 0) workStep(e, total, what);
+      count += runs.count(e++);
+    }
     fn(runs.offset(r), ps, count, r);
     r = e;
   }
+  if (what !== null) workDone(total, what);
 }
 
 /** Writes 64-bit words [word, word + count) of `t` from the shadow. */
@@ -259,11 +270,24 @@ export class Mapper {
       t.pins++;
       hold.pinned.push(t);
     };
-    const none = () => {};
+    // Once per table: Ctrl-C is heard (the hold has what was made, for the abandon), and
+    // a terminal shows progress.
+    let pages = 0;
+    let reported = 0;
+    const check = (_t: PtTable, _index: number, n: number) => {
+      interruptPoint();
+      pages += n;
+      if (pages - reported > WORK_STEP) {
+        reported = pages;
+        workStep(pages, runs.pages, "page tables");
+      }
+    };
     vaRuns(
       runs,
-      (off, ps, count) => tree.runs(block, offset + off, ps, count, none, create, onPath),
+      (off, ps, count) => tree.runs(block, offset + off, ps, count, check, create, onPath),
+      "page runs",
     );
+    workDone(runs.pages, "page tables");
     return runs;
   }
 
@@ -310,45 +334,69 @@ export class Mapper {
     const runs = job.runs;
     const opts = { writable: job.writable };
     const [block, offset] = splitVa(job.va);
-    vaRuns(runs, (off, ps, count, first) => {
-      let ri = first;
-      let rk = 0;
-      let base = 0;
-      let step = 0;
-      const start = (r: number) => {
-        const pa = runs.pa(r);
-        base = Number(codec.vramPte(pa, opts));
-        step = runs.count(r) > 1 ? Number(codec.vramPte(pa + ps, opts)) - base : 0;
-      };
-      start(ri);
-      tree.runs(block, offset + off, ps, count, (t, index, n) => {
-        const stride = 2 * wordsPerEntry(t);
-        const raw = t.raw;
-        const from = index * stride;
-        saved.push({ t, from, words: raw.slice(from, from + n * stride), live: t.live });
-        for (let j = 0; j < n; j++) {
-          const at = from + j * stride;
-          if (!entryLive(t, index + j)) t.live++;
-          const v = base + rk * step;
-          if (v <= MAX_SAFE) {
-            const lo = v % TWO_32;
-            raw[at] = lo;
-            raw[at + 1] = (v - lo) / TWO_32;
-          } else {
-            const big = codec.vramPte(runs.pa(ri) + rk * ps, opts);
-            raw[at] = Number(big & 0xffffffffn);
-            raw[at + 1] = Number(big >> 32n);
+    let pages = 0;
+    let reported = 0;
+    const totalPages = runs.pages;
+    try {
+      vaRuns(runs, (off, ps, count, first) => {
+        let ri = first;
+        let rk = 0;
+        let base = 0;
+        let step = 0;
+        let inRun = 0;
+        const start = (r: number) => {
+          const pa = runs.pa(r);
+          inRun = runs.count(r);
+          base = Number(codec.vramPte(pa, opts));
+          step = inRun > 1 ? Number(codec.vramPte(pa + ps, opts)) - base : 0;
+        };
+        start(ri);
+        tree.runs(block, offset + off, ps, count, (t, index, n) => {
+          // Once per table, before any VRAM write: Ctrl-C is heard (the shadow goes back).
+          interruptPoint();
+          pages += n;
+          if (pages - reported > WORK_STEP) {
+            reported = pages;
+            workStep(pages, totalPages, "PTEs");
           }
-          if (++rk === runs.count(ri) && ri + 1 < runs.length) {
-            ri++;
-            rk = 0;
-            start(ri);
+          const stride = 2 * wordsPerEntry(t);
+          const raw = t.raw;
+          const from = index * stride;
+          saved.push({ t, from, words: raw.slice(from, from + n * stride), live: t.live });
+          for (let j = 0; j < n; j++) {
+            const at = from + j * stride;
+            if (!entryLive(t, index + j)) t.live++;
+            const v = base + rk * step;
+            if (v <= MAX_SAFE) {
+              const lo = v % TWO_32;
+              raw[at] = lo;
+              raw[at + 1] = (v - lo) / TWO_32;
+            } else {
+              const big = codec.vramPte(runs.pa(ri) + rk * ps, opts);
+              raw[at] = Number(big & 0xffffffffn);
+              raw[at + 1] = Number(big >> 32n);
+            }
+            if (++rk === inRun && ri + 1 < runs.length) {
+              ri++;
+              rk = 0;
+              start(ri);
+            }
           }
-        }
-        if (t.written) touched.push([t, index, n]);
-        else addFresh(t);
+          if (t.written) touched.push([t, index, n]);
+          else addFresh(t);
+        });
       });
-    });
+    } catch (e) {
+      // Nothing reached VRAM yet: the shadow goes back, the prepare is abandoned.
+      this.#rollBack(saved, [], [], []);
+      try {
+        onWriteFailed();
+      } catch {
+        // the original error is what matters
+      }
+      throw e;
+    }
+    workDone(totalPages, "PTEs");
     // Deepest first, so every table is complete before the PDE pointing to it.
     const order = [...fresh].sort((a, b) => b.depth - a.depth);
     const wrote: PtTable[] = [];

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { interruptPoint } from "../../hw/mmio.ts";
 import type { PraminWindow } from "../pramin.ts";
 import {
   BIG_HALF,
@@ -74,6 +75,7 @@ export function scanTables(
   const ok = (h: ScannedHalf, size: number) =>
     h.aperture === "video" && tableFits(h.address, size, vramSize);
   const visit = (t: PtTable, base: bigint) => {
+    interruptPoint(); // once per table (its read checks too; the decode loop does not)
     const level = t.level;
     const span = 1n << BigInt(level.vaLo);
     const count = Math.min(level.entries, Number((vaSize - base + span - 1n) / span));

@@ -22,8 +22,43 @@
  */
 
 import type { Allocation } from "../buddy.ts";
+import { interruptPoint } from "../../hw/mmio.ts";
 import { fail, hex } from "../types.ts";
 import type { LevelFormat, MmuFormat } from "./format.ts";
+
+/**
+ * Progress of long page-table work that makes no MMIO access (checking a
+ * pfn list, choosing page sizes, filling the shadow, dumps): `done` of
+ * `total` units of `what`, reported every few thousand steps and once with
+ * `done === total` at the end. The REPL sets it to draw the same progress
+ * line bulk PRAMIN transfers draw (on a terminal); null for none.
+ */
+export type WorkProgress = (done: number, total: number, what: string) => void;
+
+let workProgress: WorkProgress | null = null;
+
+/** Installs (or with null removes) the {@linkcode WorkProgress} reporter. */
+export function setWorkProgress(fn: WorkProgress | null): void {
+  workProgress = fn;
+}
+
+/** Steps between two Ctrl-C checks (and progress reports) in a long loop: a mask. */
+export const WORK_STEP = 4095;
+
+/**
+ * A step of a long loop without MMIO, called when `(done & WORK_STEP) === 0`:
+ * EINTR when Ctrl-C was pressed ({@linkcode interruptPoint}), else a
+ * progress report. Call it only where stopping leaves state consistent.
+ */
+export function workStep(done: number, total: number, what: string): void {
+  interruptPoint();
+  workProgress?.(done, total, what);
+}
+
+/** The end of a long loop that reported with {@linkcode workStep} (clears the line). */
+export function workDone(total: number, what: string): void {
+  workProgress?.(total, total, what);
+}
 
 /** Bytes of VA one 2 MiB block covers (a PD0 entry). */
 export const BLOCK = 2 ** 21;
