@@ -679,7 +679,7 @@ Deno.test("WPR2: HI is the exclusive end; Blackwell reports it at both offsets",
     assert.deepEqual(
       [bare.rd(R.wpr2Lo), bare.rd(R.wpr2Hi)],
       // GH100's header resets LO's VAL to 0x0FFFFFFF; HI 0 either way (not up).
-      [name === "gh100" ? 0xfffffff0 : 0, 0],
+      [SIM_PROFILES[name].mmuVersion === 3 ? 0xfffffff0 : 0, 0],
       `${name}: clear on a cold boot`,
     );
     assert.equal(bare.sim.boot.wpr2, null);

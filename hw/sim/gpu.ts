@@ -553,8 +553,12 @@ export class SimGpu {
     // WPR2: HI is the exclusive end (facts §14.1). Blackwell has it at both offsets.
     const wpr2 = this.firmware === null ? null : { ...this.firmware.wpr2 };
     // Reset values: GH100's header gives LO VAL_INIT 0x0FFFFFFF (reads 0xFFFFFFF0), HI 0
-    // (OGKM hopper/gh100 dev_fb.h); an empty WPR2 is end == 0 or start == end.
-    const loReset = this.profile.architecture === "Hopper" ? 0xfffffff0 : 0;
+    // (OGKM hopper/gh100 dev_fb.h, which Blackwell's register set inherits); an empty WPR2
+    // is end == 0 or start == end.
+    const loReset = this.profile.architecture === "Hopper" ||
+        this.profile.architecture === "Blackwell"
+      ? 0xfffffff0
+      : 0;
     const lo = wpr2 === null ? loReset : addr4k(wpr2.start);
     const hi = wpr2 === null ? 0 : addr4k(wpr2.end);
     this.#regs.set(NV_PFB_PRI_MMU_WPR2_ADDR_LO, lo);
@@ -585,6 +589,16 @@ export class SimGpu {
   /** The VRAM address the PRAMIN aperture starts at now (decoded when the register is written). */
   get praminBase(): number {
     return this.#praminBase;
+  }
+
+  /**
+   * The registers the simulator models, with the values they hold now (raw
+   * storage: no read side effects), for the cross-check against NVIDIA's headers.
+   */
+  get modeledRegisters(): { offset: number; value: number }[] {
+    return [...this.#regs].map(([offset, value]) => ({ offset, value })).sort((a, b) =>
+      a.offset - b.offset
+    );
   }
 
   /** Why the GPU was lost (it then reads all ones until reopened), or null. */
