@@ -5,6 +5,7 @@
  * @module
  */
 
+import { SIM_PROFILES } from "../hw/sim/profiles.ts";
 import { fail, NovaError } from "../hw/errors.ts";
 import { type Gpu, openGpu } from "../mm/gpu.ts";
 import type { MmioTracer } from "../hw/mmio.ts";
@@ -29,13 +30,16 @@ export const DEVICE_OPTIONS = {
 
 /** Help text lines for the device flags. */
 export const DEVICE_HELP =
-  `  -d, --device D   sim:PROFILE[:STATE] or a PCI address such as 0000:65:00.0
-                   (default: sim = sim:ga102, a bare card). Profiles: ga102,
-                   ga100, gh100, tu102, ad102, gb202. States: bare (no driver
-                   ever bound: BAR1 physical), gsp (GSP-RM's BAR1 tables and
-                   report), unloaded (after the nvidia driver: WPR2 still
+  `  -d, --device D   sim:PROFILE[:STATE][?KNOB=V&...] or a PCI address such as
+                   0000:65:00.0 (default: sim = sim:ga102, a bare card).
+                   Profiles: ${Object.keys(SIM_PROFILES).join(", ")}. States: bare (no
+                   driver ever bound: BAR1 physical), gsp (GSP-RM's BAR1 tables
+                   and report), unloaded (after the nvidia driver: WPR2 still
                    set), booting (GFW boot still running), vga (bare, and the
-                   boot VGA device). E.g. sim:gh100, sim:ga102:gsp
+                   boot VGA device; chips with a display). Knobs (facts §14
+                   CONFLICTs): bar1alias=shared|separate (MMU v2),
+                   lowbind=immediate|high, v3bit10=ignored|rm (MMU v3).
+                   E.g. sim:gh100, sim:ga102:gsp, sim:gh100?lowbind=high
       --read-only  map the BARs read-only; every write is refused
       --force      open a card even though a kernel GPU driver is bound to it
   -h, --help       this text`;

@@ -12,6 +12,7 @@
 import { describe, fail, hex } from "../hw/errors.ts";
 import { isGpuGone, isPriError } from "../hw/regs.ts";
 import type { KnownRegister } from "../hw/reg_dump.ts";
+import { loadedRegisterDb, lookup, sideEffect } from "../hw/regdb/mod.ts";
 import { checkOptions, checkUint } from "../hw/validate.ts";
 import type { Gpu } from "../mm/gpu.ts";
 
@@ -129,7 +130,23 @@ export function watchHelpers(gpu: Gpu, known: readonly KnownRegister[]): {
     let address: number;
     let label: string;
     if (typeof target === "string") {
-      const r = byName.get(target.toUpperCase()) ?? byName.get(`NV_${target.toUpperCase()}`);
+      let r: { name: string; offset: number } | undefined = byName.get(target.toUpperCase()) ??
+        byName.get(`NV_${target.toUpperCase()}`);
+      if (r === undefined) {
+        // Any register of the chip, by NVIDIA's name (the header database, once loaded).
+        const db = loadedRegisterDb(gpu.chip);
+        const name = target.toUpperCase();
+        const hit = db === undefined
+          ? undefined
+          : lookup(db, name, { limit: 2 }).find((h) => h.name === name || h.name === `NV_${name}`);
+        if (hit !== undefined && hit.register.space === null) {
+          const why = sideEffect(hit.register);
+          if (why !== null) {
+            fail("EPERM", `watch ${hit.name}: polling it would have a side effect (${why})`);
+          }
+          r = { name: hit.name, offset: hit.offset };
+        }
+      }
       if (r === undefined) {
         fail(
           "EINVAL",
