@@ -24,6 +24,7 @@ import { scanGpus } from "./hw/pci.ts";
 import { SIM_PROFILES } from "./hw/sim/profiles.ts";
 import { runSelfTests, type SelfTestResult, type SelfTestSuite } from "./selftests/selftest.ts";
 import { SUITES } from "./selftests/selftest_suites.ts";
+import { didYouMean } from "./hw/validate.ts";
 
 const HELP = `deno task selftest [options]
 
@@ -111,8 +112,11 @@ export async function main(args: string[]): Promise<number> {
   for (const n of names) {
     const s = SUITES[n];
     if (s === undefined) {
+      const near = didYouMean(n, Object.keys(SUITES));
       console.error(
-        `error: unknown suite ${JSON.stringify(n)}; known: ${Object.keys(SUITES).join(", ")}`,
+        `error: unknown suite ${JSON.stringify(n)}; known: ${Object.keys(SUITES).join(", ")}${
+          near === null ? "" : `\nhint: did you mean ${near}?`
+        }`,
       );
       return 1;
     }

@@ -9,6 +9,7 @@ import { SIM_PROFILES } from "../hw/sim/profiles.ts";
 import { fail, NovaError } from "../hw/errors.ts";
 import { type Gpu, openGpu } from "../mm/gpu.ts";
 import type { MmioTracer } from "../hw/mmio.ts";
+import { didYouMean } from "../hw/validate.ts";
 
 /** The device flags every command takes. */
 export interface DeviceFlags {
@@ -40,6 +41,7 @@ export const DEVICE_HELP =
                    CONFLICTs): bar1alias=shared|separate (MMU v2),
                    lowbind=immediate|high, v3bit10=ignored|rm (MMU v3).
                    E.g. sim:gh100, sim:ga102:gsp, sim:gh100?lowbind=high
+                   (profile and state in any case: sim:GH100 is sim:gh100)
       --read-only  map the BARs read-only; every write is refused
       --force      open a card even though a kernel GPU driver is bound to it
   -h, --help       this text`;
@@ -77,16 +79,83 @@ function defaultHint(e: NovaError): string | undefined {
   }
 }
 
+/**
+ * The long options of each command, for the did-you-mean of an unknown flag
+ * (the command is the main module's file name; any other gets them all).
+ */
+export const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
+  "repl.ts": [
+    "device",
+    "trace",
+    "trace-max",
+    "eval",
+    "read-only",
+    "force",
+    "help",
+    "no-history",
+  ],
+  "selftest.ts": [...Object.keys(DEVICE_OPTIONS), "suite", "json"],
+  "probe.ts": [...Object.keys(DEVICE_OPTIONS), "json"],
+  "memtest.ts": [
+    ...Object.keys(DEVICE_OPTIONS),
+    "range",
+    "patterns",
+    "seed",
+    "chunk",
+    "max-errors",
+    "path",
+    "read-back",
+    "json",
+  ],
+};
+
+/**
+ * "did you mean --device?" for an unknown long option `flag` of `command`
+ * (a main module's file name; by default this process's), or null.
+ *
+ * @example
+ * ```ts
+ * flagSuggestion("--devcie", "selftest.ts"); // "--device"
+ * ```
+ */
+export function flagSuggestion(flag: string, command?: string): string | null {
+  let main = command;
+  if (main === undefined) {
+    try {
+      main = Deno.mainModule.split("/").pop();
+    } catch {
+      main = undefined;
+    }
+  }
+  const known = COMMAND_FLAGS[main ?? ""] ?? [...new Set(Object.values(COMMAND_FLAGS).flat())];
+  const near = didYouMean(flag.replace(/^-+/, "").split("=")[0], known);
+  return near === null ? null : `--${near}`;
+}
+
+/** The unknown option a parse error names (parseArgs' or repl.ts's own), or null. */
+function unknownFlag(message: string): string | null {
+  const m = /^Unknown option '(--?[^']+)'/.exec(message) ??
+    /unknown option "(--[^"]+)"/.exec(message);
+  return m === null || !m[1].startsWith("--") ? null : m[1];
+}
+
 /** Formats an error as one line plus, when known, a hint line. */
 export function formatError(e: unknown): string {
   if (e instanceof NovaError) {
     // An empty hint means "none": a closed object needs no device advice.
-    const hint = e.hint ?? defaultHint(e);
+    let hint = e.hint ?? defaultHint(e);
+    const flag = e.code === "EINVAL" ? unknownFlag(e.message) : null;
+    const near = flag === null ? null : flagSuggestion(flag);
+    if (near !== null) hint = `did you mean ${near}? (${hint ?? "--help lists the options"})`;
     return `error: ${e.message}${hint === undefined || hint === "" ? "" : `\nhint: ${hint}`}`;
   }
   if (e instanceof Error && String((e as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
     // node:util parseArgs: a usage mistake, not a crash.
-    return `error: ${e.message}\nhint: run the command with --help for its options`;
+    const flag = unknownFlag(e.message);
+    const near = flag === null ? null : flagSuggestion(flag);
+    return `error: ${e.message}\nhint: ${
+      near === null ? "" : `did you mean ${near}? `
+    }run the command with --help for its options`;
   }
   if (e instanceof Error) return `error: ${e.name}: ${e.message}`;
   return `error: ${String(e)}`;

@@ -16,14 +16,20 @@ import type { GpuMm } from "../mm/gpu_mm.ts";
 import { mmu, type MmuFormat, type WalkResult } from "../mm/pagetable/mod.ts";
 import type { Vmm } from "../mm/vmm.ts";
 import { hexdump32Text, hexdumpText, Text } from "./repl_format.ts";
-import { buildRegisters, type NamedRegister } from "./registers.ts";
-import { helpFor, paramsOf } from "./help.ts";
+import { buildRegisters, NamedRegister } from "./registers.ts";
+import { classHelp, classNames, codecHelp, helpFor, paramsOf, propertyHelp } from "./help.ts";
+import { Allocation } from "../mm/buddy.ts";
+import { checkTimeout, pollRegister, type PollResult } from "../hw/poll.ts";
+import { interruptPoint } from "../hw/mmio.ts";
+import { checkOptions, checkUint, didYouMean } from "../hw/validate.ts";
+import { NovaError } from "../hw/errors.ts";
 import { decodeFor, lookupFor, readGroup, registerHelp, registerProxy } from "./regdb_globals.ts";
 import {
   type DecodedValue,
   loadedRegisterDb,
   loadRegisterDb,
   type RegisterHit,
+  suggestRegister,
 } from "../hw/regdb/mod.ts";
 import { watchHelpers } from "./watch.ts";
 import { knownRegisters } from "../hw/reg_dump.ts";
@@ -55,15 +61,15 @@ export interface GlobalEntry {
 export interface ReplHelpers {
   /** `hex(n)` → `"0x..."`. */
   hex: (value: number | bigint, pad?: number) => string;
-  /** Hex dump of VRAM (an address), of a mapping, or of bytes. */
+  /** Hex dump of VRAM (an address), of an allocation, of a mapping, or of bytes. */
   hexdump: (
-    source: number | bigint | ByteSource | Uint8Array,
+    source: number | bigint | ByteSource | Uint8Array | Allocation,
     len?: number,
     start?: number,
   ) => Text;
-  /** 32-bit word dump of VRAM (an address), of a mapping, or of bytes. */
+  /** 32-bit word dump of VRAM (an address), of an allocation, of a mapping, or of bytes. */
   hexdump32: (
-    source: number | bigint | ByteSource | Uint8Array,
+    source: number | bigint | ByteSource | Uint8Array | Allocation,
     len?: number,
     start?: number,
   ) => Text;
@@ -99,8 +105,23 @@ export interface ReplHelpers {
   walk: (va: bigint | number, pdb?: number) => WalkResult;
   /** MMIO counters since open; `stats.reset()` zeroes them. */
   stats: (() => Record<string, number>) & { reset(): void };
-  /** Lists the preloaded names (or describes one: `help(pramin)`). */
-  help: (topic?: unknown) => Text;
+  /**
+   * Lists the preloaded names, or describes one: `help(pramin)`, a member
+   * without reading it (`help(bar1, "mode")`, `help("bar1.mode")`), a class
+   * by name (`help("Vmm")`), a codec function (`help(mmu.v2.encodePte)`).
+   */
+  help: (topic?: unknown, member?: string) => Text;
+  /** Polls a register until `(read & mask) === value`; ETIMEDOUT naming the last value. */
+  poll32: (
+    register: number | string | NamedRegister,
+    mask: number,
+    value: number,
+    options?: { timeoutMs?: number },
+  ) => { value: number; polls: number };
+  /** Waits `us` microseconds (busy; Ctrl-C stops it). */
+  udelay: (us: number) => void;
+  /** Waits `ms` milliseconds (Ctrl-C stops it). */
+  msleep: (ms: number) => void;
 }
 
 /** The preloaded names (`sim` only on the simulator). */
@@ -210,7 +231,7 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
 
   // One reader for both dumps: a VRAM address (PRAMIN), a Uint8Array, or a mapping.
   const dumpSource = (
-    source: number | bigint | ByteSource | Uint8Array,
+    source: number | bigint | ByteSource | Uint8Array | Allocation,
     len: number,
     start: number,
     what: string,
@@ -225,6 +246,19 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
     if (source instanceof Uint8Array) {
       return [source.subarray(0, Math.min(len, source.length)), start];
     }
+    if (source instanceof Allocation) {
+      // Its VRAM through PRAMIN, the address column in VRAM addresses.
+      if (!source.contiguous) {
+        fail(
+          "EINVAL",
+          `${what} of a non-contiguous allocation: dump one block, e.g. ${what}(a.blocks[0].start)`,
+        );
+      }
+      if (!source.live) fail("ENODEV", `${what}: the allocation has been freed`);
+      checkUint(start, `${what} start`);
+      const n = Math.min(len, Math.max(0, source.size - start));
+      return [gpu.pramin.readBytes(source.start + start, n), source.start + start];
+    }
     if (typeof source === "object" && source !== null && typeof source.readBytes === "function") {
       const size = typeof source.size === "number" ? source.size : undefined;
       const n = size === undefined ? len : Math.min(len, Math.max(0, size - start));
@@ -233,18 +267,18 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
     }
     return fail(
       "EINVAL",
-      `${what} takes a VRAM address, a Uint8Array or a mapping (something with readBytes(offset, len)), not ${
+      `${what} takes a VRAM address, an Allocation, a Uint8Array or a mapping (something with readBytes(offset, len)), not ${
         describe(source)
       }`,
     );
   };
   const hexdump = (
-    source: number | bigint | ByteSource | Uint8Array,
+    source: number | bigint | ByteSource | Uint8Array | Allocation,
     len = 256,
     start = 0,
   ): Text => new Text(hexdumpText(...dumpSource(source, len, start, "hexdump")));
   const hexdump32 = (
-    source: number | bigint | ByteSource | Uint8Array,
+    source: number | bigint | ByteSource | Uint8Array | Allocation,
     len = 256,
     start = 0,
   ): Text => new Text(hexdump32Text(...dumpSource(source, len, start, "hexdump32")));
@@ -304,7 +338,12 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   add("format", gpu.format, `this GPU's MMU ${v} page-table format`, "format.directories");
   add("sim", gpu.sim, "the simulator behind this device", "sim.errors(); sim.flushes");
   add("hex", hex, "number or bigint as 0x-hex text", "hex(4096)");
-  add("hexdump", hexdump, "hex dump of VRAM, a mapping or bytes", "hexdump(0x100000, 64)");
+  add(
+    "hexdump",
+    hexdump,
+    "hex dump of VRAM, an allocation, a mapping or bytes",
+    "hexdump(0x100000, 64); hexdump(a)",
+  );
   add(
     "hexdump32",
     hexdump32,
@@ -313,11 +352,12 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   );
   const known = knownRegisters(gpu.chip.architecture, gpu.chip.chipId);
   const regs = buildRegisters(gpu.bar0, known);
+  const regProxy = registerProxy(gpu.bar0, gpu.chip, regs.reg);
   // The chip's register database (NVIDIA's headers) loads in the background.
   loadRegisterDb(gpu.chip).catch(() => undefined);
   add(
     "reg",
-    registerProxy(gpu.bar0, gpu.chip, regs.reg),
+    regProxy,
     "every register of this chip: .read() decoded, .write, .set/.clear field, .mask",
     "reg.NV_PBUS_BAR0_WINDOW.read()",
   );
@@ -342,9 +382,27 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
     "mask32(0x1700, 0xff, 0x10)",
   );
   const w = watchHelpers(gpu, known);
+  // A misspelt register name in a string: the header database's nearest name.
+  const suggestIn = (e: unknown): never => {
+    const m = e instanceof NovaError ? /no register named "([^"]+)"/.exec(e.message) : null;
+    const db = loadedRegisterDb(gpu.chip);
+    const near = m === null || db === undefined ? null : suggestRegister(db, m[1]);
+    if (near === null) throw e;
+    const err = e as NovaError;
+    throw new NovaError(err.code, err.message.replace(`${err.code}: `, ""), {
+      hint: `did you mean "${near}"?`,
+    });
+  };
+  const watch = ((...args: Parameters<typeof w.watch>) => {
+    try {
+      return w.watch(...args);
+    } catch (e) {
+      return suggestIn(e);
+    }
+  }) as typeof w.watch;
   add(
     "watch",
-    w.watch,
+    watch,
     "poll a register or VRAM word after every input; print changes",
     'watch("NV_PBUS_BAR0_WINDOW"); watch(a.start, { vram: true })',
   );
@@ -395,8 +453,95 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
     'regs(); regs("NV_PFB_PRI_MMU_*")',
   );
 
-  const help = (topic?: unknown): Text => helpText(list, gpu, topic);
-  add("help", help, "this list; help(obj) lists obj's members", "help(pramin)");
+  const poll32 = (
+    register: number | string | NamedRegister,
+    mask: number,
+    value: number,
+    options: { timeoutMs?: number } = {},
+  ): PollResult => {
+    checkOptions(options, { timeoutMs: "number" }, "poll32 options");
+    const r = typeof register === "string" ? regProxy[register] : register;
+    let offset: number;
+    let name: string;
+    if (typeof r === "number") {
+      checkUint(r, "poll32 register offset");
+      if (r % 4 !== 0 || r + 4 > gpu.bar0.size) {
+        fail(
+          "EINVAL",
+          `poll32 offset ${hex(r)} must be 4-byte aligned and below ${hex(gpu.bar0.size)}`,
+        );
+      }
+      offset = r;
+      name = `register ${hex(r)}`;
+    } else if (r instanceof NamedRegister) {
+      offset = r.offset;
+      name = r.name;
+    } else {
+      return fail(
+        "EINVAL",
+        `poll32 takes a BAR0 offset, a register name or reg.NAME, not ${describe(register)}`,
+      );
+    }
+    checkUint(mask, "poll32 mask");
+    checkUint(value, "poll32 value");
+    if (mask > 0xffffffff || value > 0xffffffff) {
+      fail("EINVAL", `poll32 mask and value are 32-bit (got ${hex(mask)}, ${hex(value)})`);
+    }
+    if ((value & ~mask) >>> 0 !== 0) {
+      fail(
+        "EINVAL",
+        `poll32 value ${hex(value)} has bits outside mask ${hex(mask)}: it can never match`,
+      );
+    }
+    const timeoutMs = checkTimeout(options.timeoutMs ?? 1000, "poll32 timeoutMs");
+    const r2 = pollRegister(gpu.bar0, offset, name, (v) => ((v & mask) >>> 0) === value, {
+      timeoutMs,
+      what: `${name} & ${hex(mask)} == ${hex(value)}`,
+    });
+    return Object.defineProperty(r2, Symbol.for("Deno.customInspect"), {
+      value: () => `${name} = ${hex(r2.value, 8)} after ${r2.polls} polls`,
+    });
+  };
+  add(
+    "poll32",
+    poll32,
+    "poll a register until (read & mask) === value; ETIMEDOUT naming the last value",
+    'poll32("NV_PMC_BOOT_0", 0xff, 0xa1, { timeoutMs: 100 })',
+  );
+  // Sleeps in short slices, so Ctrl-C (the shared interrupt word) stops them.
+  const sleep = (ms: number) => {
+    const end = performance.now() + ms;
+    const word = new Int32Array(new SharedArrayBuffer(4));
+    for (let left = ms; left > 0; left = end - performance.now()) {
+      interruptPoint();
+      if (left > 2) Atomics.wait(word, 0, 0, Math.min(20, left - 1));
+    }
+    interruptPoint();
+  };
+  const udelay = (us: number): void => {
+    if (typeof us !== "number" || !Number.isFinite(us) || us < 0 || us > 60e6) {
+      fail("EINVAL", `udelay ${describe(us)} is not a number of microseconds in 0..60000000`);
+    }
+    sleep(us / 1000);
+  };
+  const msleep = (ms: number): void => {
+    if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0 || ms > 60_000) {
+      fail("EINVAL", `msleep ${describe(ms)} is not a number of milliseconds in 0..60000`);
+    }
+    sleep(ms);
+  };
+  add("udelay", udelay, "wait microseconds (Ctrl-C stops it)", "udelay(10)");
+  add("msleep", msleep, "wait milliseconds (Ctrl-C stops it)", "msleep(5)");
+
+  function help(...args: unknown[]): Text {
+    return helpText(list, gpu, args);
+  }
+  add(
+    "help",
+    help,
+    'this list; help(obj) lists obj\'s members; help(obj, "member"), help("bar1.mode")',
+    "help(pramin)",
+  );
 
   const globals: Record<string, unknown> = {};
   const list: GlobalEntry[] = entries.map((e) => {
@@ -474,6 +619,7 @@ const TOPICS: [string, string[]][] = [
       "set32",
       "clear32",
       "mask32",
+      "poll32",
       "stats",
       "sim",
     ],
@@ -481,27 +627,32 @@ const TOPICS: [string, string[]][] = [
   ["Watching", ["watch", "unwatch", "watches"]],
   ["VRAM", ["pramin", "mm", "hexdump", "hexdump32", "KiB", "MiB", "GiB"]],
   ["Page tables, TLB and BAR1", ["bar1", "vmm", "tlb", "mmu", "format", "pte", "pde", "walk"]],
-  ["This prompt", ["hex", "help"]],
+  ["This prompt", ["hex", "udelay", "msleep", "help"]],
 ];
 
-function helpText(entries: GlobalEntry[], gpu: Gpu, topic: unknown): Text {
-  if (topic !== undefined) {
-    const e = entries.find((e) => e.value === topic);
-    const register = registerHelp(topic, gpu.chip);
-    if (register !== null) return new Text(register);
-    const documented = helpFor(topic);
-    if (documented !== null) {
-      return new Text(e === undefined ? documented : `${e.name}: ${e.about}\n${documented}`);
-    }
-    if (e !== undefined && typeof topic === "function") {
-      // A preloaded helper: its own parameter list, what it is for, an example.
-      return new Text(
-        `${e.name}${paramsOf(topic as () => unknown)}\n  ${e.about}\n  e.g. ${e.example}`,
+/** `help(undefined)`: most often a misspelt member (the REPL names it from the input). */
+export const HELP_UNDEFINED = "help got undefined — a misspelt member?";
+
+function helpText(entries: GlobalEntry[], gpu: Gpu, args: unknown[]): Text {
+  if (args.length >= 2) {
+    // help(obj, "member"): the member described without reading it.
+    const [obj, member] = args;
+    if (typeof member !== "string") {
+      fail(
+        "EINVAL",
+        `help(obj, member) takes the member's name as a string, not ${describe(member)}`,
       );
     }
-    const names = members(topic);
-    const head = e === undefined ? "" : `${e.name}: ${e.about}\n  e.g. ${e.example}\n`;
-    return new Text(`${head}members: ${names.length ? names.join(", ") : "(none)"}`);
+    const e = entries.find((e) => e.value === obj);
+    return new Text(propertyHelp(obj, member, e?.name ?? classOfName(obj)));
+  }
+  if (args.length === 1) {
+    const topic = args[0];
+    if (topic === undefined) {
+      fail("EINVAL", HELP_UNDEFINED, "help() with no argument lists the preloaded names");
+    }
+    if (typeof topic === "string") return new Text(helpForName(entries, gpu, topic));
+    return new Text(helpForValue(entries, gpu, topic));
   }
   const w = Math.max(...entries.map((e) => e.name.length));
   const a = Math.max(...entries.map((e) => e.about.length));
@@ -526,6 +677,77 @@ function helpText(entries: GlobalEntry[], gpu: Gpu, topic: unknown): Text {
       "Tab completes names and members; Ctrl-R finds history; Ctrl-C stops an input at its",
       "next MMIO access (twice: kills it); .help, .break (drop a multi-line input), .exit or Ctrl-D.",
     ].join("\n"),
+  );
+}
+
+function classOfName(obj: unknown): string {
+  if (obj === null || (typeof obj !== "object" && typeof obj !== "function")) return describe(obj);
+  const c = (obj as { constructor?: { name?: string } }).constructor?.name;
+  return c === undefined || c === "Object" ? "the object" : c;
+}
+
+function helpForValue(entries: GlobalEntry[], gpu: Gpu, topic: unknown): string {
+  const e = entries.find((e) => e.value === topic);
+  const register = registerHelp(topic, gpu.chip);
+  if (register !== null) return register;
+  const documented = helpFor(topic) ?? codecHelp(topic);
+  if (documented !== null) {
+    return e === undefined ? documented : `${e.name}: ${e.about}\n${documented}`;
+  }
+  if (e !== undefined && typeof topic === "function") {
+    // A preloaded helper: its own parameter list, what it is for, an example.
+    return `${e.name}${paramsOf(topic as () => unknown)}\n  ${e.about}\n  e.g. ${e.example}`;
+  }
+  const names = members(topic);
+  const head = e === undefined ? "" : `${e.name}: ${e.about}\n  e.g. ${e.example}\n`;
+  return `${head}members: ${names.length ? names.join(", ") : "(none)"}`;
+}
+
+/**
+ * `help("NAME")`: a preloaded name, a path below one (`"bar1.mode"`: the
+ * last member described without reading it), an exported class or a member
+ * of one (`"Vmm"`, `"Vmm.map"`), or a register (`"NV_PMC_BOOT_0"`).
+ */
+function helpForName(entries: GlobalEntry[], gpu: Gpu, name: string): string {
+  const parts = name.trim().split(".");
+  const g = globalThis as Record<string, unknown>;
+  const byName = (n: string): { found: boolean; value: unknown } => {
+    const e = entries.find((e) => e.name === n);
+    if (e !== undefined) return { found: true, value: g[n] === undefined ? e.value : g[n] };
+    return n in g ? { found: true, value: g[n] } : { found: false, value: undefined };
+  };
+  const cls = classHelp(parts[0], parts[1]);
+  if (cls !== null && parts.length <= 2) return cls;
+  const root = byName(parts[0]);
+  if (root.found && parts.length === 1) return helpForValue(entries, gpu, root.value);
+  if (root.found) {
+    let obj = root.value;
+    for (const p of parts.slice(1, -1)) {
+      if (obj === null || obj === undefined) break;
+      obj = (obj as Record<string, unknown>)[p];
+    }
+    if (obj === null || obj === undefined) {
+      fail("EINVAL", `help(${JSON.stringify(name)}): ${parts.slice(0, -1).join(".")} is ${obj}`);
+    }
+    return propertyHelp(obj, parts[parts.length - 1], parts.slice(0, -1).join("."));
+  }
+  if (/^NV_\w+$/.test(name)) {
+    const db = loadedRegisterDb(gpu.chip);
+    if (db !== undefined && db.byName.has(name)) {
+      const reg = entries.find((e) => e.name === "reg")?.value as Record<string, unknown>;
+      const r = registerHelp(reg[name], gpu.chip);
+      if (r !== null) return r;
+    }
+    const near = db === undefined ? null : suggestRegister(db, name);
+    if (near !== null) {
+      fail("EINVAL", `no register ${name} on this chip`, `did you mean "${near}"?`);
+    }
+  }
+  const near = didYouMean(parts[0], [...entries.map((e) => e.name), ...classNames()]);
+  return fail(
+    "EINVAL",
+    `help: no preloaded name, class or register ${JSON.stringify(name)}`,
+    near === null ? "help() lists the preloaded names" : `did you mean ${near}?`,
   );
 }
 

@@ -157,11 +157,17 @@ function printed<T extends object>(value: T, text: () => string): T {
 export function lookupFor(chip: ChipRef) {
   const run = (db: RegisterDb, query: number | string): RegisterHit[] => {
     const hits = lookupDb(db, query, { limit: 200 });
+    // A name with no hit: the nearest register name, as decode and reg.NAME say it.
+    const near = hits.length === 0 && typeof query === "string" && /^NV_\w+$/.test(query)
+      ? suggestRegister(db, query)
+      : null;
     return printed(
       hits,
       () =>
         hits.length === 0
-          ? `no register matches ${typeof query === "number" ? hex(query) : JSON.stringify(query)}`
+          ? `no register matches ${typeof query === "number" ? hex(query) : JSON.stringify(query)}${
+            near === null ? "" : `; did you mean "${near}"?`
+          }`
           : hits.length === 1
           ? describeRegister(hits[0])
           : hits.map((h) => `${hex(h.offset, 6)}  ${h.name}  ${h.register.access}`).join("\n"),

@@ -15,7 +15,7 @@ import { describe, fail, hex } from "../hw/errors.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import { type Field, getField, isGpuGone, isPriError, setField } from "../hw/regs.ts";
 import type { KnownRegister } from "../hw/reg_dump.ts";
-import { checkUint } from "../hw/validate.ts";
+import { checkUint, didYouMean } from "../hw/validate.ts";
 
 /** One read of a named register: the raw value and its fields. */
 export interface RegisterValue {
@@ -53,7 +53,29 @@ function readForUpdate(bar0: Mmio, offset: number, name: string): number {
   return v;
 }
 
-/** A register with named fields: `read()`, `write(v)`, `set(field, v)`, `clear(field)`, `mask(clear, set)`. */
+/** The BAR0 of each register (kept off the object: a register is used through a Proxy). */
+const BAR0 = new WeakMap<object, Mmio>();
+
+function fieldOf(r: NamedRegister, name: unknown): Field {
+  const f = typeof name === "string" && Object.hasOwn(r.fields, name) ? r.fields[name] : undefined;
+  if (f === undefined) {
+    const near = typeof name === "string" ? didYouMean(name, Object.keys(r.fields)) : null;
+    fail(
+      "EINVAL",
+      `${r.name} has no field ${describe(name)}; fields: ${Object.keys(r.fields).join(", ")}`,
+      near === null ? undefined : `did you mean ${r.name}.${near}?`,
+    );
+  }
+  return f;
+}
+
+/**
+ * A register with named fields: `read()`, `write(v)`, `set(field, v)`,
+ * `clear(field)`, `mask(clear, set)`; and each field as a property, as
+ * m1n1's proxyclient has them: `reg.X.FIELD` reads the register and returns
+ * that field, `reg.X.FIELD = v` is a read-modify-write of that field (as
+ * `set`). Assigning anything else is EINVAL with a did-you-mean.
+ */
 export class NamedRegister {
   /** NVIDIA's name. */
   readonly name: string;
@@ -61,32 +83,59 @@ export class NamedRegister {
   readonly offset: number;
   /** Fields by name. */
   readonly fields: Readonly<Record<string, Field>>;
-  readonly #bar0: Mmio;
 
   /** Made by {@linkcode buildRegisters}. */
   constructor(bar0: Mmio, r: KnownRegister) {
-    this.#bar0 = bar0;
     this.name = r.name;
     this.offset = r.offset;
     this.fields = r.fields;
+    BAR0.set(this, bar0);
+    const isField = (t: NamedRegister, key: string | symbol): key is string =>
+      typeof key === "string" && Object.hasOwn(t.fields, key) && !(key in t);
+    const proxy = new Proxy(this, {
+      get(t, key) {
+        return isField(t, key) ? t.field(key) : Reflect.get(t, key, t);
+      },
+      set(t, key, value) {
+        if (isField(t, key)) {
+          t.set(key, value);
+          return true;
+        }
+        if (typeof key === "symbol") return Reflect.set(t, key, value, t);
+        return fieldOf(t, key) === undefined;
+      },
+      has(t, key) {
+        return isField(t, key) || Reflect.has(t, key);
+      },
+      ownKeys(t) {
+        return [...Reflect.ownKeys(t), ...Object.keys(t.fields).filter((k) => isField(t, k))];
+      },
+      getOwnPropertyDescriptor(t, key) {
+        if (!isField(t, key)) return Reflect.getOwnPropertyDescriptor(t, key);
+        // Listed (completion sees the fields) but not read by listing.
+        return { get: () => t.field(key), set: (v) => t.set(key, v), configurable: true };
+      },
+    });
+    BAR0.set(proxy, bar0);
+    return proxy;
   }
 
-  #field(name: unknown): Field {
-    const f = typeof name === "string" ? this.fields[name] : undefined;
-    if (f === undefined) {
-      fail(
-        "EINVAL",
-        `${this.name} has no field ${describe(name)}; fields: ${
-          Object.keys(this.fields).join(", ")
-        }`,
-      );
+  /** One read, one field of it (what `reg.X.FIELD` returns); EIO on a PRI error, ENODEV on all ones. */
+  field(name: string): number {
+    const f = fieldOf(this, name);
+    const v = BAR0.get(this)!.read32(this.offset);
+    if (isGpuGone(v)) {
+      fail("ENODEV", `${this.name} (${hex(this.offset)}) read 0xffffffff: the GPU is gone`);
     }
-    return f;
+    if (isPriError(v)) {
+      fail("EIO", `${this.name} (${hex(this.offset)}) read a PRI error ${hex(v, 8)}`);
+    }
+    return getField(v, f);
   }
 
   /** One 32-bit read, decoded field by field. */
   read(): RegisterValue {
-    const value = this.#bar0.read32(this.offset);
+    const value = BAR0.get(this)!.read32(this.offset);
     const bad = isPriError(value) || isGpuGone(value);
     const fields = bad
       ? null
@@ -104,12 +153,12 @@ export class NamedRegister {
 
   /** Writes the whole register. */
   write(value: number): void {
-    this.#bar0.write32(this.offset, checkWord(value, `${this.name} value`));
+    BAR0.get(this)!.write32(this.offset, checkWord(value, `${this.name} value`));
   }
 
   /** Read-modify-write of one field. */
   set(field: string, value: number): void {
-    const f = this.#field(field);
+    const f = fieldOf(this, field);
     const max = f.hi - f.lo >= 31 ? 0xffffffff : 2 ** (f.hi - f.lo + 1) - 1;
     checkUint(value, `${this.name}.${field} value`);
     if (value > max) {
@@ -118,8 +167,9 @@ export class NamedRegister {
         `${this.name}.${field} value ${hex(value)} does not fit ${f.hi}:${f.lo} (max ${hex(max)})`,
       );
     }
-    const v = readForUpdate(this.#bar0, this.offset, this.name);
-    this.#bar0.write32(this.offset, setField(v, f, value));
+    const bar0 = BAR0.get(this)!;
+    const v = readForUpdate(bar0, this.offset, this.name);
+    bar0.write32(this.offset, setField(v, f, value));
   }
 
   /** Read-modify-write setting one field to zero. */
@@ -129,14 +179,14 @@ export class NamedRegister {
 
   /** Read-modify-write: clears the bits of `clear`, then sets those of `set`. */
   mask(clear: number, set: number): void {
-    mask32(this.#bar0, this.offset, clear, set, this.name);
+    mask32(BAR0.get(this)!, this.offset, clear, set, this.name);
   }
 
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     return `${this.name} ${hex(this.offset)} (fields ${
       Object.keys(this.fields).join(", ")
-    }; .read() to read)`;
+    }; .read() to read, .FIELD to read or set one)`;
   }
 }
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { fail, hex } from "../hw/errors.ts";
+import { fail, hex, NovaError } from "../hw/errors.ts";
 import { didYouMean } from "../hw/validate.ts";
 import type { MmioAccess } from "../hw/mmio.ts";
 import { TraceWriter } from "../hw/trace.ts";
@@ -18,6 +18,7 @@ import {
   bar1Pdb,
   buildGlobals,
   formatSize,
+  HELP_UNDEFINED,
   installGlobals,
   layoutLines,
   memberNames,
@@ -26,7 +27,7 @@ import {
   setScriptContext,
 } from "./globals.ts";
 import { Evaluator, shiftNotes, splitRedirect } from "./repl_eval.ts";
-import { classMembers, returnClass } from "./help.ts";
+import { classMembers, nearMembers, returnClass } from "./help.ts";
 import { formatValue } from "./repl_format.ts";
 
 /** Options for {@linkcode openSession}. */
@@ -467,18 +468,69 @@ function plainer(e: unknown): unknown {
   return e;
 }
 
-/** "x is not defined": the preloaded or global name it is probably a typo of. */
-function nearName(e: unknown): string | null {
-  if (!(e instanceof ReferenceError)) return null;
-  const m = /^([\w$]+) is not defined$/.exec(e.message);
-  if (m === null) return null;
-  const names = Object.getOwnPropertyNames(globalThis).filter((n) => /^[A-Za-z$][\w$]*$/.test(n));
-  return didYouMean(m[1], names);
+/**
+ * The hint for a misspelt name: "x is not defined" → the preloaded or global
+ * name it is probably a typo of; "bar1.bringup is not a function", reading a
+ * property of undefined, or `help(ch.map)` getting undefined → the first
+ * member of the input (`code`) that does not exist, with the object's members
+ * nearest to it (own, prototype getters and methods).
+ */
+function nearName(e: unknown, code?: string): string | null {
+  if (e instanceof ReferenceError) {
+    const m = /^([\w$]+) is not defined$/.exec(e.message);
+    if (m === null) return null;
+    const names = Object.getOwnPropertyNames(globalThis).filter((n) => /^[A-Za-z$][\w$]*$/.test(n));
+    const near = didYouMean(m[1], names);
+    return near === null ? null : `did you mean ${near}?`;
+  }
+  const helpUndefined = e instanceof NovaError && e.message.includes(HELP_UNDEFINED);
+  if (!(e instanceof TypeError) && !helpUndefined) return null;
+  // The member the message names ("a.b.c is not a function"), else every chain in the input.
+  const named = e instanceof TypeError ? /^([\w$.]+) is not a function/.exec(e.message)?.[1] : null;
+  const chains = named ? [named] : [];
+  if (code !== undefined) {
+    chains.push(...(code.match(/(?<![\w$.])[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+/g) ?? []));
+  }
+  for (const chain of chains) {
+    const parts = chain.split(".");
+    for (let i = parts.length - 1; i >= 1; i--) {
+      const parent = lookup(parts.slice(0, i).join("."));
+      if (
+        !parent.found || parent.value === null || typeof parent.value !== "object" &&
+          typeof parent.value !== "function"
+      ) continue;
+      const name = parts[i];
+      let has = false;
+      try {
+        has = name in Object(parent.value);
+      } catch {
+        has = true;
+      }
+      if (has) break;
+      const near = nearMembers(name, memberNames(parent.value));
+      const what = parts.slice(0, i + 1).join(".");
+      return near.length === 0
+        ? `${what} is undefined: help(${parts.slice(0, i).join(".")}) lists its members`
+        : `${what} is undefined; did you mean ${near.join(" / ")}?`;
+    }
+  }
+  return null;
 }
 
-function errorText(e: unknown, colors: boolean): string {
-  const near = nearName(e);
-  const text = formatError(plainer(e)) + (near === null ? "" : `\nhint: did you mean ${near}?`);
+function errorText(e: unknown, colors: boolean, code?: string): string {
+  let near: string | null = null;
+  try {
+    near = nearName(e, code);
+  } catch {
+    near = null;
+  }
+  let text: string;
+  if (near !== null && e instanceof NovaError) {
+    // The member the input misspelt says more than the error's own advice.
+    text = `error: ${e.message}\nhint: ${near}`;
+  } else {
+    text = formatError(plainer(e)) + (near === null ? "" : `\nhint: ${near}`);
+  }
   return colors ? colorError(text) : text;
 }
 
@@ -523,7 +575,7 @@ export async function evalAndPrint(
   } catch (e) {
     g._error = e;
     if (options.onError?.(e)) return false;
-    const text = errorText(e, options.colors);
+    const text = errorText(e, options.colors, code);
     if (options.errorsTo === "stdout") console.log(text);
     else console.error(text);
     debugStack(e);

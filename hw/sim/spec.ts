@@ -45,7 +45,8 @@ function knownKnobs(): string {
  * Parses a simulator device spec into {@linkcode createSimGpu} options; null
  * when `spec` is not of the form `sim[:PROFILE[:STATE]][?QUERY]` at all.
  * Unknown, repeated or malformed knobs and unknown values fail with ENODEV,
- * listing the known ones. The profile and state are not checked here.
+ * listing the known ones. The profile and state are not checked here; the
+ * head is read in any case (`SIM:GH100:GSP` is `sim:gh100:gsp`).
  *
  * @example
  * ```ts
@@ -58,7 +59,8 @@ export function parseSimSpec(spec: string): ParsedSimSpec | null {
   if (typeof spec !== "string") return null;
   const q = spec.indexOf("?");
   const head = q < 0 ? spec : spec.slice(0, q);
-  const m = HEAD.exec(head);
+  // Profile and state in any case: sim:GH100 is sim:gh100.
+  const m = HEAD.exec(head.toLowerCase());
   if (m === null) return null;
   const out: ParsedSimSpec = {};
   if (m[1] !== undefined) out.profile = m[1];
