@@ -14,6 +14,7 @@ import type { BarUser } from "../mm/bar_user.ts";
 import { type Gpu, openGpu } from "../mm/gpu.ts";
 import type { GpuMm } from "../mm/gpu_mm.ts";
 import { mmu, type MmuFormat, type WalkResult } from "../mm/pagetable/mod.ts";
+import type { V2PteFields, V3PteFields } from "../mm/pagetable/mod.ts";
 import type { Vmm } from "../mm/vmm.ts";
 import { hexdump32Text, hexdumpText, Text } from "./repl_format.ts";
 import { buildRegisters, NamedRegister } from "./registers.ts";
@@ -98,11 +99,11 @@ export interface ReplHelpers {
   /** 2^30. */
   GiB: number;
   /** Decodes a raw PTE of this GPU's MMU version. */
-  pte: (raw: bigint | number) => unknown;
+  pte: (raw: bigint | number | V2PteFields | V3PteFields) => unknown;
   /** Decodes a raw PDE, or a PD0 dual PDE given as `[low, high]`. */
   pde: (raw: bigint | number | readonly [bigint | number, bigint | number]) => unknown;
   /** Walks a GPU VA through the BAR1 page tables (or those at `pdb`). */
-  walk: (va: bigint | number, pdb?: number) => WalkResult;
+  walk: (va: bigint | number, pdb?: number | { pdb?: number }) => WalkResult;
   /** MMIO counters since open; `stats.reset()` zeroes them. */
   stats: (() => Record<string, number>) & { reset(): void };
   /**
@@ -164,7 +165,7 @@ export function bar1Pdb(gpu: Gpu): number | null {
  * from): the REPL banner and `regs()` print it.
  */
 export function layoutLines(layout: Gpu["vram"]["layout"]): string[] {
-  return layout.map((r) => `  ${r.name.padEnd(13)} ${hex(r.start)}-${hex(r.end)}  ${r.source}`);
+  return layout.map((r) => `  ${r.name.padEnd(13)} [${hex(r.start)}, ${hex(r.end)})  ${r.source}`);
 }
 
 /** Formats a byte count for people: `24 GiB`, `1.5 MiB`, `512 B` (the one size formatter). */
@@ -290,8 +291,9 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
         : fail("EINVAL", `a dual PDE is [low, high], not an array of ${raw.length}`))
       : codec.decodePde(u64(raw as bigint | number, "PDE"));
 
-  const walk = (va: bigint | number, pdb?: number): WalkResult =>
-    gpu.walk(va, pdb === undefined ? {} : { pdb });
+  // The same arguments as gpu.walk: walk(va), walk(va, pdb) or walk(va, { pdb }).
+  const walk = (va: bigint | number, pdb?: number | { pdb?: number }): WalkResult =>
+    gpu.walk(va, pdb);
 
   const stats = Object.assign(() => {
     const s = gpu.stats();
@@ -418,12 +420,21 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   add("GiB", 2 ** 30, "2^30", "mm.createVmm({ vaSize: 64 * GiB })");
   add(
     "pte",
-    (raw: bigint | number) => codec.decodePte(u64(raw, "PTE")),
-    `decode an MMU ${v} PTE`,
+    // Its own output back in: a decoded PTE (or any fields object) is re-encoded and decoded.
+    (raw: bigint | number | V2PteFields | V3PteFields) =>
+      typeof raw === "object" && raw !== null
+        ? codec.decodePte(codec.encodePte(raw))
+        : codec.decodePte(u64(raw as bigint | number, "PTE")),
+    `decode an MMU ${v} PTE; pte(pte(x)) re-encodes a decoded one`,
     "pte(0x1234501n)",
   );
   add("pde", pde, `decode an MMU ${v} PDE; [low, high] for PD0`, "pde(0x20002n)");
-  add("walk", walk, "a GPU VA level by level (BAR1, or walk(va, pdb))", "walk(0x10000n)");
+  add(
+    "walk",
+    walk,
+    "a GPU VA level by level (BAR1, or walk(va, pdb) / walk(va, { pdb }), as gpu.walk)",
+    "walk(0x10000n)",
+  );
   add("stats", stats, "MMIO reads/writes/window moves; stats.reset()", "stats()");
   add(
     "regs",
@@ -444,7 +455,7 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
         value: () =>
           [
             table,
-            `VRAM layout (usable ${hex(u.start)}-${hex(u.end)}, ${gpu.vram.usableSource}):`,
+            `VRAM layout (usable [${hex(u.start)}, ${hex(u.end)}), ${gpu.vram.usableSource}):`,
             ...layout,
           ].join("\n"),
       });

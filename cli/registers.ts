@@ -182,6 +182,11 @@ export class NamedRegister {
     mask32(BAR0.get(this)!, this.offset, clear, set, this.name);
   }
 
+  /** The one-line summary as text (`${x}` prints it, not `[object Object]`). */
+  toString(): string {
+    return (this as unknown as Record<symbol, () => string>)[Symbol.for("Deno.customInspect")]();
+  }
+
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     return `${this.name} ${hex(this.offset)} (fields ${

@@ -1,13 +1,24 @@
 /**
- * How the REPL prints values, for people at a bench:
+ * How the REPL prints values, for people at a bench. One rule, by context:
+ * **counts are decimal, addresses and values are hex.**
  *
  * - bigints always in hex: `0x12345000n`;
  * - a top-level integer number in hex, with its decimal value where that
  *   helps (10 and up): `0x12345000 (305418240)`, `0x2a (42)`, `0x5`;
- * - inside objects, integers in hex unless the key names a count
- *   (`mmioReads`, `length`, `ms`, ...), bigints in hex;
+ * - inside objects the key decides. Decimal: counts, versions, bit positions
+ *   and lengths — keys such as `count`, `polls`, `pages`, `entries`,
+ *   `length`, `reads`, `writes`, `moves`, `version` / `mmuVersion`, `bits`,
+ *   `hi` / `lo`, sizes in units (`sizeMiB`), page-table level names
+ *   (`PT: 4097`, `PD0: 2`) and page-size names (`"4K": 16`, `"4 KiB": 16`). Hex:
+ *   everything else (addresses, offsets, register values, `pa`, `va`,
+ *   `size` in bytes, ids);
+ * - sizes for people go through one formatter, `formatSize` (hw/errors.ts):
+ *   `4 KiB`, `23.99 GiB` (rounded down, never overstated);
+ * - address ranges are written one way everywhere: `[start, end)`, end
+ *   excluded (`usable [0x40000, 0x5fff00000)`);
  * - objects with a custom inspect (`Symbol.for("Deno.customInspect")`: GPUs,
- *   allocations, entries, walks) print their own summary;
+ *   allocations, entries, walks) print their own summary, and their
+ *   `toString()` gives the same text (`${bar1}`);
  * - a `Uint8Array` prints as a hex dump;
  * - `undefined` prints nothing.
  *
@@ -17,9 +28,18 @@
 import { hex } from "../hw/errors.ts";
 
 const CUSTOM = Symbol.for("Deno.customInspect");
-// Keys whose numbers are counts, shown in decimal whatever their size.
-const COUNT_KEY =
-  /^(count|reads|writes|moves|length|ms|total|hits|misses|faults|flushes|entries|pages|allocations|blocks|index|line|lines|depth|version|n|i|id|rss)$|(Count|Reads|Writes|Moves|Length|Ms|Total|Hits|Misses|Faults|Flushes|Entries|Pages|Allocations|Blocks|Index|PerMiB)$/;
+// Keys whose numbers are counts (or versions, bit positions, lengths), shown
+// in decimal whatever their size: see the module doc.
+const COUNT_KEY = new RegExp(
+  "^(count|reads|writes|moves|length|ms|total|hits|misses|faults|flushes|entries|pages|" +
+    "allocations|blocks|index|line|lines|depth|version|n|i|id|rss|polls|bits|bit|hi|lo|width|" +
+    "shift|tables|mappings|ranges|retries|attempts|passes|errors|mismatches|" +
+    "PT|PD\\d|PDE|PTE)$" +
+    "|(Count|Reads|Writes|Moves|Length|Ms|Total|Hits|Misses|Faults|Flushes|Entries|Pages|" +
+    "Allocations|Blocks|Index|PerMiB|Polls|Bits|Version|Tables|Mappings|Retries|Errors|" +
+    "KiB|MiB|GiB|InMb|Mb)$" +
+    "|^\\d+(\\.\\d+)? ?(B|KiB|MiB|GiB|TiB|K|M|G)$",
+);
 
 // Keys whose numbers are addresses or ids, shown in hex at any size.
 const HEX_KEY =

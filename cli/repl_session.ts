@@ -313,7 +313,7 @@ export function banner(gpu: Gpu): string {
     `GFW boot done (${gfw.register} = ${hex(gfw.value)}${
       gfw.waitedMs > 0 ? `, waited ${gfw.waitedMs} ms` : ""
     }) · ${bar1}`,
-    `VRAM ${formatSize(vram.size)}, usable ${hex(usable.start)}-${hex(usable.end)} (${
+    `VRAM ${formatSize(vram.size)}, usable [${hex(usable.start)}, ${hex(usable.end)}) (${
       formatSize(usable.end - usable.start)
     }, ${vram.usableSource === "layout" ? "largest range firmware leaves" : vram.usableSource})`,
     ...layoutLines(vram.layout),

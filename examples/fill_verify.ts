@@ -50,9 +50,9 @@ if (start % 4 !== 0 || size % 4 !== 0 || size === 0) {
 if (start < usable.start || start + size > usable.end) {
   fail(
     "EINVAL",
-    `range ${hex(start)}..${hex(start + size)} is outside the usable VRAM ${hex(usable.start)}..${
-      hex(usable.end)
-    }`,
+    `range [${hex(start)}, ${hex(start + size)}) is outside the usable VRAM [${
+      hex(usable.start)
+    }, ${hex(usable.end)})`,
     "pick --start/--size inside the usable region (firmware owns the rest)",
   );
 }
@@ -106,9 +106,9 @@ const before = gpu.stats();
   const s = gpu.stats();
   const rate = (ms: number) => `${(size / MiB / (ms / 1000)).toFixed(1)} MB/s`;
   console.log(
-    `filled and verified ${formatSize(size)} at ${hex(start)}..${
+    `filled and verified ${formatSize(size)} at [${hex(start)}, ${
       hex(start + size)
-    } on ${gpu.device.spec}: write ${rate(tFill - t0)}, read ${rate(tVerify - tFill)}; ` +
+    }) on ${gpu.device.spec}: write ${rate(tFill - t0)}, read ${rate(tVerify - tFill)}; ` +
       `${s.mmioReads - before.mmioReads} MMIO reads, ${s.mmioWrites - before.mmioWrites} writes, ` +
       `${s.windowMoves - before.windowMoves} window moves${
         onCard ? "; old contents restored" : ""

@@ -74,19 +74,23 @@ export function hex(value: number | bigint, pad = 0): string {
 
 /**
  * A byte count for people, one way everywhere: `512 B`, `4 KiB`, `1.5 MiB`,
- * `128 GiB`, `2 TiB` (whole units when they divide, else one decimal).
+ * `23.99 GiB`, `2 TiB`: the largest unit the count reaches, whole when it
+ * divides, else rounded down to at most two decimals (never overstated, so
+ * the banner, the buddy and the walk print the same text for the same range).
  */
 export function formatSize(bytes: number | bigint): string {
   const n = Number(bytes);
+  const sign = n < 0 ? "-" : "";
+  const a = Math.abs(n);
   for (
     const [unit, s] of [["TiB", 2 ** 40], ["GiB", 2 ** 30], ["MiB", 2 ** 20], [
       "KiB",
       1024,
     ]] as const
   ) {
-    if (Math.abs(n) >= s) {
-      const v = n / s;
-      return `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit}`;
+    if (a >= s) {
+      const v = a / s;
+      return `${sign}${Number.isInteger(v) ? v : Math.floor(v * 100) / 100} ${unit}`;
     }
   }
   return `${n} B`;

@@ -7,7 +7,7 @@
  */
 
 import type { Architecture } from "./chip.ts";
-import { describe, fail, hex } from "./errors.ts";
+import { describe, fail, formatSize, hex } from "./errors.ts";
 import { checkMmio, checkUint } from "./validate.ts";
 import type { Mmio } from "./mmio.ts";
 import {
@@ -261,12 +261,37 @@ export function readRegisters(
   return out;
 }
 
+/**
+ * What a raw field means, printed beside it: sizes in bytes (`MB=0x6000
+ * (24 GiB)`), address fields as the VRAM address they encode (`VAL=0x5ff00
+ * (VRAM 0x5ff00000)`); null for fields that are plain values.
+ */
+function derived(r: RegisterReading, key: string, v: number): string | null {
+  const d = r.decoded!;
+  if (r.name === "NV_USABLE_FB_SIZE_IN_MB" && key === "MB") return formatSize(v * 2 ** 20);
+  if (r.name === "NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE" && key === "LOWER_MAG") {
+    return formatSize(v * 2 ** (20 + (d.LOWER_SCALE ?? 0)));
+  }
+  // WPR2 and the MMU lock: VAL (31:4) is the address >> 12.
+  if (/_(WPR2|LOCK)_ADDR_(LO|HI)$/.test(r.name) && key === "VAL") {
+    return `VRAM ${hex(BigInt(v) << 12n)}`;
+  }
+  if (r.name === "NV_PDISP_VGA_WORKSPACE_BASE" && key === "ADDR") {
+    return `VRAM ${hex(BigInt(v) << 16n)}`;
+  }
+  if (/BAR1_BLOCK(_LOW_ADDR)?$/.test(r.name) && key === "PTR") return `at ${hex(BigInt(v) << 12n)}`;
+  return null;
+}
+
 function formatReadings(rs: RegisterReading[]): string {
   const width = Math.max(...rs.map((r) => r.name.length));
   return rs.map((r) => {
     const fields = r.decoded === null
       ? "PRI error (register unreadable)"
-      : Object.entries(r.decoded).map(([k, v]) => `${k}=${hex(v)}`).join(" ");
+      : Object.entries(r.decoded).map(([k, v]) => {
+        const more = derived(r, k, v);
+        return `${k}=${hex(v)}${more === null ? "" : ` (${more})`}`;
+      }).join(" ");
     return `${hex(r.offset, 6)}  ${r.name.padEnd(width)}  ${hex(r.value, 8)}  ${fields}`;
   }).join("\n");
 }

@@ -112,9 +112,9 @@ export class BarPhysical {
         const owner = this.#o.policy?.()?.ownerOf(addr, len) ?? null;
         fail(
           "EPERM",
-          `${what} of VRAM ${hex(addr)} +${hex(len)} refused: outside the usable region ${
+          `${what} of VRAM ${hex(addr)} +${hex(len)} refused: outside the usable region [${
             hex(start)
-          }..${hex(end)}${
+          }, ${hex(end)})${
             owner === null ? "" : ` (${owner.name})`
           } (firmware's; see gpu.vram.layout)`,
           "gpu.bar1.physical.forced writes it anyway",
@@ -174,12 +174,17 @@ export class BarPhysical {
     }
   }
 
+  /** The one-line summary as text (`${x}` prints it, not `[object Object]`). */
+  toString(): string {
+    return (this as unknown as Record<symbol, () => string>)[Symbol.for("Deno.customInspect")]();
+  }
+
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
-    return `BAR1 physical: VRAM 0x0..${hex(this.reach)} by address${
+    return `BAR1 physical: VRAM [0x0, ${hex(this.reach)}) by address${
       this.#o.force
         ? " (forced: firmware's VRAM too)"
-        : `, usable ${hex(this.#o.usable.start)}..${hex(this.#o.usable.end)}`
+        : `, usable [${hex(this.#o.usable.start)}, ${hex(this.#o.usable.end)})`
     } (${this.#o.mode()} mode now)`;
   }
 }

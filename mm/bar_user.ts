@@ -196,14 +196,38 @@ export class BarMapping {
     return this.mapping.size;
   }
 
-  #at(offset: number, len: number): number {
-    if (!this.mapping.live) fail("ENODEV", `BAR1 mapping ${hex(this.va)} has been unmapped`);
+  /**
+   * Checks an access in the caller's terms and order: lifetime first
+   * (unmapped: ENODEV; never flushed; BAR1 rebound), then permission (a write
+   * to a read-only mapping: EPERM), then range and alignment (EINVAL), with
+   * offsets relative to this mapping, never the BAR1 VA. Returns the BAR1
+   * offset of the access.
+   */
+  #at(offset: number, len: number, write: boolean, align = 1): number {
+    if (!this.mapping.live) {
+      fail(
+        "ENODEV",
+        `BAR1 mapping ${hex(this.va)} +${formatSize(this.size)} has been unmapped`,
+      );
+    }
     if (!this.mapping.flushed) {
       fail(
         "EFAULT",
         `BAR1 mapping ${hex(this.va)} was never flushed: the GPU may not have its entries`,
         `${this.mapping.vmm.name}.flush() retries the flush; unmap() gives the mapping up`,
       );
+    }
+    if (this.#user.boundVmm !== this.mapping.vmm) {
+      fail(
+        "EFAULT",
+        `BAR1 mapping ${hex(this.va)} is in ${this.mapping.vmm.name}, but BAR1 is ${
+          this.#user.mode === "physical" ? "in physical mode" : `bound to ${this.#user.boundName}`
+        } now`,
+        "bind its address space again (gpu.bar1.bind(vmm) or gpu.bar1.bringUp())",
+      );
+    }
+    if (write && !this.mapping.writable) {
+      fail("EPERM", `BAR1 mapping ${hex(this.va)} is read-only`, "map it with { writable: true }");
     }
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(len) || len < 0) {
       fail(
@@ -219,71 +243,73 @@ export class BarMapping {
         }-byte BAR1 mapping`,
       );
     }
-    if (this.#user.boundVmm !== this.mapping.vmm) {
+    if (offset % align !== 0) {
       fail(
-        "EFAULT",
-        `BAR1 mapping ${hex(this.va)} is in ${this.mapping.vmm.name}, but BAR1 is ${
-          this.#user.mode === "physical" ? "in physical mode" : `bound to ${this.#user.boundName}`
-        } now`,
-        "bind its address space again (gpu.bar1.bind(vmm) or gpu.bar1.bringUp())",
+        "EINVAL",
+        `offset ${
+          hex(offset)
+        } in the BAR1 mapping is not aligned to the ${align}-byte access width`,
       );
     }
     return Number(this.va) + offset;
   }
 
-  #writable(): void {
-    if (!this.mapping.writable) {
-      fail("EPERM", `BAR1 mapping ${hex(this.va)} is read-only`, "map it with { writable: true }");
-    }
-  }
-
   /** 32-bit read at `offset`. */
   read32(offset: number): number {
-    return this.#bar1.read32(this.#at(offset, 4));
+    return this.#bar1.read32(this.#at(offset, 4, false, 4));
   }
 
   /** 32-bit write at `offset`. */
   write32(offset: number, value: number): void {
-    this.#writable();
-    this.#bar1.write32(this.#at(offset, 4), value);
+    this.#bar1.write32(this.#at(offset, 4, true, 4), value);
   }
 
   /** 64-bit read as two 32-bit reads, low half first. */
   read64(offset: number): bigint {
-    const at = this.#at(offset, 8);
+    const at = this.#at(offset, 8, false, 4);
     const lo = this.#bar1.read32(at);
     return (BigInt(this.#bar1.read32(at + 4)) << 32n) | BigInt(lo);
   }
 
   /** 64-bit write as two 32-bit writes, low half first. */
   write64(offset: number, value: bigint | number): void {
-    this.#writable();
+    const at = this.#at(offset, 8, true, 4);
     const v = u64(value, "value");
-    const at = this.#at(offset, 8);
     this.#bar1.write32(at, Number(v & 0xffffffffn));
     this.#bar1.write32(at + 4, Number(v >> 32n));
   }
 
   /** Reads bytes (32-bit accesses, 8-bit at unaligned edges; wide copies on a write-combining BAR1). */
   readBytes(offset: number, len: number): Uint8Array {
-    return this.#bar1.readBytes(this.#at(offset, len), len);
+    return this.#bar1.readBytes(this.#at(offset, len, false), len);
   }
 
   /** Writes bytes (as {@linkcode BarMapping.readBytes} reads). */
   writeBytes(offset: number, bytes: Uint8Array): void {
-    this.#writable();
+    if (!(bytes instanceof Uint8Array)) this.#at(0, 0, true);
     checkBytes(bytes, "writeBytes bytes");
-    this.#bar1.writeBytes(this.#at(offset, bytes.length), bytes);
+    this.#bar1.writeBytes(this.#at(offset, bytes.length, true), bytes);
   }
 
-  /** Unmaps from BAR1 (PTEs invalidated, TLB flushed, VA freed). */
+  /**
+   * Unmaps from BAR1 (PTEs invalidated, TLB flushed, VA freed); a second call
+   * is a double unmap (EINVAL), as a second `free()` of an Allocation is.
+   */
   unmap(): void {
+    if (!this.mapping.live) {
+      fail("EINVAL", `BAR1 unmap: double unmap of BAR1 mapping ${hex(this.va)} +${hex(this.size)}`);
+    }
     this.mapping.unmap();
   }
 
-  /** Releases it at the end of a `using` scope (same as closing it explicitly). */
+  /** Unmaps unless already unmapped, so `using m = bar1.map(...)` is safe after `m.unmap()`. */
   [Symbol.dispose](): void {
-    this.unmap();
+    if (this.mapping.live) this.mapping.unmap();
+  }
+
+  /** The one-line summary as text (`${x}` prints it, not `[object Object]`). */
+  toString(): string {
+    return (this as unknown as Record<symbol, () => string>)[Symbol.for("Deno.customInspect")]();
   }
 
   /** The one-line summary the REPL and `Deno.inspect` print. */
@@ -747,7 +773,7 @@ export class BarUser {
       vaSize: vmm.vaSize,
     });
     const mm = this.#o.mm();
-    a = mm.buddy.alloc(PAGE);
+    a = mm.buddy.alloc(PAGE, { label: `instance block of ${vmm.name}` });
     try {
       using w = this.#o.pramin.borrow();
       w.writeWords(a.start, words);
@@ -908,6 +934,11 @@ export class BarUser {
     }
     if (unpin !== null) m.whenUnmapped(unpin);
     return new BarMapping(m, this.#bar1, this);
+  }
+
+  /** The one-line summary as text (`${x}` prints it, not `[object Object]`). */
+  toString(): string {
+    return (this as unknown as Record<symbol, () => string>)[Symbol.for("Deno.customInspect")]();
   }
 
   /** The one-line summary the REPL and `Deno.inspect` print. */

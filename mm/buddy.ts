@@ -40,11 +40,12 @@
 
 import { describe, fail, hex, inspectable, VRAM_ADDRESS_LIMIT } from "./types.ts";
 import { interruptPoint } from "../hw/mmio.ts";
+import { formatSize } from "../hw/errors.ts";
 
 const DENO_INSPECT = Symbol.for("Deno.customInspect");
 const NODE_INSPECT = Symbol.for("nodejs.util.inspect.custom");
 const TWO_32 = 2 ** 32;
-const OPTION_KEYS = new Set(["align", "range", "contiguous"]);
+const OPTION_KEYS = new Set(["align", "range", "contiguous", "label"]);
 /** Smallest minChunk: the 4 KiB GPU page, which also keeps chunk indices below 2^28. */
 const MIN_CHUNK = 4096;
 
@@ -81,6 +82,8 @@ export interface AllocOptions {
   range?: { start: number; end: number };
   /** One address range (default) or any set of blocks, largest first. */
   contiguous?: boolean;
+  /** What the allocation holds, shown by `allocations()` (`"PD2 of bar1"`); see {@linkcode Allocation.label}. */
+  label?: string;
 }
 
 /** What {@linkcode BuddyAllocator.stats} reports (numbers are bytes). */
@@ -155,19 +158,6 @@ function tally(orders: Int32Array, s: number, e: number, sign: number): void {
   const m = (e >>> h) << h;
   for (let x = m - s; x !== 0; x &= x - 1) orders[31 - Math.clz32(x & -x)] += sign;
   for (let x = e - m; x !== 0; x &= x - 1) orders[31 - Math.clz32(x & -x)] += sign;
-}
-
-const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
-
-/** "4 MiB", "12 KiB", "23.69 GiB" (rounded down, never overstated): for inspect output. */
-function formatSize(bytes: number): string {
-  let unit = 0;
-  let v = bytes;
-  while (v >= 1024 && unit < UNITS.length - 1) {
-    v /= 1024;
-    unit++;
-  }
-  return `${Number.isInteger(v) ? v : Math.floor(v * 100) / 100} ${UNITS[unit]}`;
 }
 
 function plural(n: number, word: string): string {
@@ -508,6 +498,12 @@ export class Allocation {
   #blocks: readonly Block[] | undefined;
   #live = true;
   #users: string[] = [];
+  /**
+   * What it holds, for people (`"PD2 of bar1"`, `"instance block of bar1"`),
+   * or null: printed after the summary. Page tables, address-space roots and
+   * instance blocks are labelled by who allocates them.
+   */
+  label: string | null = null;
 
   /** Allocations come from {@linkcode BuddyAllocator.alloc}; this constructor is not public API. */
   constructor(
@@ -595,7 +591,9 @@ export class Allocation {
     const notes = [plural(n, "block")];
     if (!this.contiguous) notes.push("non-contiguous");
     if (!this.#live) notes.push("freed");
-    return `Allocation ${hex(this.start)} +${formatSize(this.size)} (${notes.join(", ")})`;
+    return `Allocation ${hex(this.start)} +${formatSize(this.size)} (${notes.join(", ")})${
+      this.label === null ? "" : ` ${this.label}`
+    }`;
   }
 
   /** The one-line summary in Deno's REPL and `console.log`. */
@@ -714,6 +712,16 @@ export class BuddyAllocator {
    * ```
    */
   alloc(size: number, options?: AllocOptions): Allocation {
+    const label = options?.label;
+    if (label !== undefined && typeof label !== "string") {
+      fail("EINVAL", `alloc label ${describe(label)} is not a string`);
+    }
+    const a = this.#alloc(size, options);
+    if (label !== undefined) a.label = label;
+    return a;
+  }
+
+  #alloc(size: number, options?: AllocOptions): Allocation {
     if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0) {
       fail("EINVAL", `alloc size ${describe(size)} is not a positive integer number of bytes`);
     }
@@ -731,7 +739,10 @@ export class BuddyAllocator {
       }
       for (const key in options) {
         if (!OPTION_KEYS.has(key)) {
-          fail("EINVAL", `unknown alloc option ${JSON.stringify(key)} (align, range, contiguous)`);
+          fail(
+            "EINVAL",
+            `unknown alloc option ${JSON.stringify(key)} (align, range, contiguous, label)`,
+          );
         }
       }
       if (options.contiguous !== undefined) {

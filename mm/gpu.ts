@@ -200,9 +200,12 @@ export class Gpu {
 
   /**
    * Walks a GPU VA through the page tables in VRAM (default: BAR1's) and
-   * returns every level visited.
+   * returns every level visited. The root is BAR1's PDB, or the one given as
+   * `walk(va, pdb)` or `walk(va, { pdb })` (the REPL's `walk()` takes the same).
    */
-  walk(va: bigint | number, options: { pdb?: number } = {}): WalkResult {
+  walk(va: bigint | number, options: { pdb?: number } | number = {}): WalkResult {
+    if (typeof options === "number") options = { pdb: options };
+    if (options === undefined) options = {};
     checkOptions(options, { pdb: "number" }, "walk options");
     const pdb = options.pdb ?? this.bar1Binding?.pdb;
     if (pdb === undefined) fail("EINVAL", "no PDB given and BAR1 has none");
@@ -342,6 +345,11 @@ export class Gpu {
   /** Releases it at the end of a `using` scope (same as closing it explicitly). */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** The one-line summary as text (`${x}` prints it, not `[object Object]`). */
+  toString(): string {
+    return (this as unknown as Record<symbol, () => string>)[Symbol.for("Deno.customInspect")]();
   }
 
   /** The one-line summary the REPL and `Deno.inspect` print. */

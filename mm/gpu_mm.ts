@@ -224,6 +224,11 @@ export class GpuMm {
     this.#vmms.delete(vmm);
   }
 
+  /** The one-line summary as text (`${x}` prints it, not `[object Object]`). */
+  toString(): string {
+    return (this as unknown as Record<symbol, () => string>)[Symbol.for("Deno.customInspect")]();
+  }
+
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     const s = this.buddy.stats();

@@ -522,9 +522,9 @@ function resolveTarget(host: MemtestHost, target: unknown, plan: Plan): Resolved
         ? `memtest range ${hex(start)} +${hex(size)} is in use (${
           users.slice(0, 3).map(String).join(", ") || "allocated"
         }): testing it would destroy that data`
-        : `memtest range ${hex(start)} +${hex(size)} is outside the allocator's region ${
+        : `memtest range ${hex(start)} +${hex(size)} is outside the allocator's region [${
           hex(us)
-        }..${hex(ue)}`,
+        }, ${hex(ue)})`,
       "pass an allocation, a free range, or { force: true } to test it anyway",
     );
   }

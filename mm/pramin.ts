@@ -127,9 +127,9 @@ export class PraminView {
     if (!this.contains(addr, len)) {
       fail(
         "EINVAL",
-        `VRAM ${hex(addr)} + ${len} is outside the PRAMIN view ${hex(this.base)}..${
+        `VRAM ${hex(addr)} + ${len} is outside the PRAMIN view [${hex(this.base)}, ${
           hex(this.base + PRAMIN_SIZE)
-        }`,
+        })`,
       );
     }
     return NV_PRAMIN + (addr - this.base);
@@ -469,12 +469,14 @@ export class Pramin {
     const current = this.base;
     if (current !== base) {
       if (this.bar0.readOnly) {
-        const at = current < 0 ? "system memory" : `${hex(current)}..${hex(current + PRAMIN_SIZE)}`;
+        const at = current < 0
+          ? "system memory"
+          : `[${hex(current)}, ${hex(current + PRAMIN_SIZE)})`;
         fail(
           "EPERM",
-          `VRAM ${
-            hex(base)
-          }.. is outside the PRAMIN window (now at ${at}); moving it is a write of ${this.register.name}, which a read-only session refuses`,
+          `VRAM [${hex(base)}, ${
+            hex(base + PRAMIN_SIZE)
+          }) is outside the PRAMIN window (now at ${at}); moving it is a write of ${this.register.name}, which a read-only session refuses`,
           "reopen without --read-only to move it (read-only, only VRAM inside the current window can be read)",
         );
       }
@@ -864,6 +866,11 @@ export class PraminWindow {
   /** Releases it at the end of a `using` scope (same as closing it explicitly). */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** The one-line summary as text (`${x}` prints it, not `[object Object]`). */
+  toString(): string {
+    return (this as unknown as Record<symbol, () => string>)[Symbol.for("Deno.customInspect")]();
   }
 
   /** The one-line summary the REPL and `Deno.inspect` print. */

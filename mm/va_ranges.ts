@@ -26,8 +26,11 @@ export interface VaRange {
   readonly owner: string;
 }
 
+/** Ranges the inspect output lists before it says how many more. */
+const VIEW_LIMIT = 16;
+
 function show(r: { start: bigint; end: bigint; owner?: string }): string {
-  return `${r.owner ?? "range"} ${hex(r.start)}..${hex(r.end)}`;
+  return `${r.owner ?? "range"} [${hex(r.start)}, ${hex(r.end)})`;
 }
 
 interface Node {
@@ -343,10 +346,27 @@ export class VaRangesView {
     return this.#r.findFree(size, align, lo, hi, phase);
   }
 
-  /** The one-line summary the REPL and `Deno.inspect` print. */
+  /**
+   * The summary the REPL and `Deno.inspect` print: the count, then one line a
+   * taken range (`mapping [0x0, 0x200000)`), the first 16, then how many more.
+   */
   [Symbol.for("Deno.customInspect")](): string {
-    return `VaRanges ${this.count} taken of ${
+    const head = `VaRanges ${this.count} taken of ${
       hex(this.size)
     } (read-only: claims go through the Vmm)`;
+    const shown: string[] = [];
+    for (const r of this.#r.list()) {
+      if (shown.length === VIEW_LIMIT) break;
+      shown.push(`  ${show(r)}`);
+    }
+    const more = this.count - shown.length;
+    return [head, ...shown, ...(more > 0 ? [`  ... ${more} more (.list() has all)`] : [])].join(
+      "\n",
+    );
+  }
+
+  /** The same text as the REPL prints (`${vmm.ranges}`). */
+  toString(): string {
+    return (this as unknown as Record<symbol, () => string>)[Symbol.for("Deno.customInspect")]();
   }
 }

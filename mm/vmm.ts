@@ -164,6 +164,11 @@ export class PreparedMapping {
     this.#vmm.cancelMap(this);
   }
 
+  /** The one-line summary as text (`${x}` prints it, not `[object Object]`). */
+  toString(): string {
+    return (this as unknown as Record<symbol, () => string>)[Symbol.for("Deno.customInspect")]();
+  }
+
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
     return `PreparedMapping ${hex(this.va)} +${
@@ -267,14 +272,23 @@ export class Mapping {
     return this.#onRetire.splice(0);
   }
 
-  /** Unmaps (PTEs invalidated, one TLB flush, VA released, empty tables reclaimed). */
+  /**
+   * Unmaps (PTEs invalidated, one TLB flush, VA released, empty tables
+   * reclaimed); a second call is a double unmap (EINVAL), as a second
+   * `free()` of an Allocation is.
+   */
   unmap(): void {
+    this.vmm.unmap(this);
+  }
+
+  /** Unmaps unless already unmapped, so `using m = vmm.mapRange(...)` is safe after `m.unmap()`. */
+  [Symbol.dispose](): void {
     if (this.#live) this.vmm.unmap(this);
   }
 
-  /** Releases it at the end of a `using` scope (same as closing it explicitly). */
-  [Symbol.dispose](): void {
-    this.unmap();
+  /** The one-line summary as text (`${x}` prints it, not `[object Object]`). */
+  toString(): string {
+    return (this as unknown as Record<symbol, () => string>)[Symbol.for("Deno.customInspect")]();
   }
 
   /** The one-line summary the REPL and `Deno.inspect` print. */
@@ -397,6 +411,10 @@ export class Vmm {
     this.ranges = new VaRangesView(this.#ranges);
     this.#rootAllocation = options.rootAllocation ?? null;
     this.#mapper = new Mapper(format, options.pdb, this.#rootAllocation, deps);
+    this.#mapper.owner = this.name;
+    if (this.#rootAllocation !== null) {
+      this.#rootAllocation.label = `${format.directories[0].name} of ${this.name}`;
+    }
     if (options.scan) {
       // Firmware's tables into the shadow, and the VA their entries take.
       for (const [start, end] of this.#mapper.scan(this.vaSize)) {
@@ -665,12 +683,19 @@ export class Vmm {
 
   /** Invalidates a mapping's PTEs, flushes once, frees its VA and any table left empty. */
   unmap(mapping: Mapping): void {
-    this.#alive();
     if (!(mapping instanceof Mapping)) fail("EINVAL", `${describe(mapping)} is not a Mapping`);
     if (mapping.vmm !== this) {
       fail("EINVAL", `mapping ${hex(mapping.va)} belongs to ${mapping.vmm.name}, not ${this.name}`);
     }
-    if (!mapping.live) fail("EINVAL", `mapping ${hex(mapping.va)} is already unmapped`);
+    if (!mapping.live) {
+      fail(
+        "EINVAL",
+        `${this.name} unmap: double unmap of mapping ${hex(mapping.va)} +${hex(mapping.size)}${
+          this.#destroyed ? ` (${this.name} has been destroyed)` : ""
+        }`,
+      );
+    }
+    this.#alive();
     this.#unmapAll([mapping]);
   }
 
@@ -829,6 +854,11 @@ export class Vmm {
 
   #alive(): void {
     if (this.#destroyed) fail("ENODEV", `${this.name} has been destroyed`);
+  }
+
+  /** The one-line summary as text (`${x}` prints it, not `[object Object]`). */
+  toString(): string {
+    return (this as unknown as Record<symbol, () => string>)[Symbol.for("Deno.customInspect")]();
   }
 
   /** The one-line summary the REPL and `Deno.inspect` print. */

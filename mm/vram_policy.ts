@@ -115,7 +115,7 @@ export class VramPolicy {
     if (r === null) return;
     fail(
       "EPERM",
-      `${what} of VRAM ${hex(addr)} (+${hex(len)}) refused: it is ${r.name} (${hex(r.start)}..${
+      `${what} of VRAM ${hex(addr)} (+${hex(len)}) refused: it is ${r.name} [${hex(r.start)}, ${
         hex(r.end)
       }), not the user's`,
       "pass { force: true } if you mean it (pramin.window({ force: true }), bar1.physical.forced, bar1.map(..., { force: true }))",

@@ -95,7 +95,7 @@ Deno.test("card path: read-only open works when BAR1 is virtual (the window cann
   assert.ok(gpu.vram.usable.end <= 23 * 2 ** 30, "below the bound instance block");
   assert.throws(
     () => gpu.bar1Binding,
-    /EPERM: VRAM 0x5c0000000.. is outside the PRAMIN window \(now at 0x0..0x100000\)/,
+    /EPERM: VRAM \[0x5c0000000, 0x5c0100000\) is outside the PRAMIN window \(now at \[0x0, 0x100000\)\)/,
   );
   gpu.close();
   await Deno.remove(dir, { recursive: true });

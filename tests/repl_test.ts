@@ -361,11 +361,11 @@ Deno.test("repl: piped session — values, multi-line, persistence, await, error
   );
   assert.match(
     out,
-    /^VRAM 24 GiB, usable 0x40000-0x5fff00000 \(24\.0 GiB, largest range firmware leaves\)$/m,
+    /^VRAM 24 GiB, usable \[0x40000, 0x5fff00000\) \(23\.99 GiB, largest range firmware leaves\)$/m,
   );
   assert.match(
     out,
-    /^ {2}vga-workspace 0x5fff00000-0x600000000 {2}NV_PDISP_VGA_WORKSPACE_BASE = /m,
+    /^ {2}vga-workspace \[0x5fff00000, 0x600000000\) {2}NV_PDISP_VGA_WORKSPACE_BASE = /m,
   );
   assert.match(out, /ga102> 0x2\n/);
   assert.match(out, /ga102> 0x300000000 \(12884901888\)\n/);

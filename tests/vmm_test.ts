@@ -105,7 +105,7 @@ Deno.test("vmm: fixed VAs, overlap refused with EBUSY naming both ranges, bad in
   const counts = vmm.tableCounts();
   assert.throws(
     () => vmm.mapPages(pfns, { va: 0x102000n }),
-    /EBUSY: mapping 0x102000\.\.0x106000 overlaps mapping 0x100000\.\.0x104000/,
+    /EBUSY: mapping \[0x102000, 0x106000\) overlaps mapping \[0x100000, 0x104000\)/,
   );
   assert.equal(errorCode(() => vmm.mapPages([], {})), "EINVAL");
   assert.equal(errorCode(() => vmm.mapPages([2 ** 40], {})), "EINVAL");
@@ -301,7 +301,8 @@ Deno.test("gpu.close() unmaps this session's BAR1 mappings and address spaces, t
   assert.equal(simPa(gpu, gpu.bar1.pdb, m.va), null, "the BAR1 PTE is gone from firmware's tables");
   assert.equal(m.mapping.live, false);
   assert.equal(cm.live, false);
-  m.unmap(); // disposing afterwards is harmless
+  m[Symbol.dispose](); // disposing afterwards is harmless
+  assert.throws(() => m.unmap(), /EINVAL: BAR1 unmap: double unmap of BAR1 mapping/);
   for (const f of sim.firmware!.mappings) {
     assert.equal(simPa(gpu, sim.firmware!.bar1Pdb, f.va), f.pa, "firmware's own mappings stay");
   }

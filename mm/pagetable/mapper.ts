@@ -184,6 +184,8 @@ export class Mapper {
   /** Page sizes this chip can map, largest first. */
   readonly pageSizes: readonly number[];
   readonly #deps: MapperDeps;
+  /** Whose tables these are, for the labels of the page-table allocations (`PD2 of bar1`). */
+  owner = "an address space";
   /** Words VRAM may not hold yet (a write failed): written by the next {@linkcode Mapper.sync}. */
   #unsynced: Unsynced[] = [];
 
@@ -258,7 +260,9 @@ export class Mapper {
     });
     const seen = new Set<PtTable>();
     const create = (parent: PtTable, idx: number, slot: number, depth: number) => {
-      const a = this.#deps.buddy.alloc(PAGE);
+      const a = this.#deps.buddy.alloc(PAGE, {
+        label: `${tree.levelAt(depth).name} of ${this.owner}`,
+      });
       const child = tree.newTable(depth, a.start, a);
       hold.newTables.push(child);
       tree.link(parent, idx, slot, child);

@@ -148,15 +148,11 @@ export function formatStep(s: WalkStep): string {
   }  ${String(s.entry)}`;
 }
 
-function sizeText(bytes: number): string {
-  if (bytes >= 2 ** 30) return `${bytes / 2 ** 30} GiB`;
-  if (bytes >= 2 ** 20) return `${bytes / 2 ** 20} MiB`;
-  return `${bytes / 1024} KiB`;
-}
-
 function showResult(r: WalkResult): string {
   const head = r.mapped
-    ? `walk ${hex(r.va)} -> ${hex(r.pa)} ${r.aperture} (${sizeText(r.pageSize)} page at ${r.level})`
+    ? `walk ${hex(r.va)} -> ${hex(r.pa)} ${r.aperture} (${
+      formatSize(r.pageSize)
+    } page at ${r.level})`
     : `walk ${hex(r.va)} -> unmapped: ${r.reason} at ${r.level}`;
   return [head, ...r.steps.map((s) => `  ${formatStep(s)}`)].join("\n");
 }
