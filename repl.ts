@@ -51,8 +51,16 @@ Examples:
   deno task repl examples/fill_verify.ts --device sim --size 16M
   NOVAMM_DEBUG=1 deno task repl ...     (print stacks of errors)`;
 
+/**
+ * Imports one of this program's modules when it is needed. The specifier is computed on
+ * purpose: Deno reads every module a literal `import("...")` names, with all they import,
+ * before the program starts, and the prompt should not wait for code it may never run.
+ */
+function load<T>(path: string): Promise<T> {
+  return import(new URL(path, import.meta.url).href);
+}
+
 async function run(args: ReplArgs, strict: boolean): Promise<number> {
-  const { openSession, evalAndPrint, runScript } = await import("./cli/repl_session.ts");
   let traceMax: number | undefined;
   try {
     traceMax = args.traceMax === undefined ? undefined : parseSize(args.traceMax, "--trace-max");
@@ -68,9 +76,12 @@ async function run(args: ReplArgs, strict: boolean): Promise<number> {
   };
   if (args.eval === undefined && args.script === undefined) {
     // The prompt evaluates in a worker, so Ctrl-C and signals reach this thread.
-    const { interactive } = await import("./cli/repl_ui.ts");
+    const { interactive } = await load<typeof import("./cli/repl_ui.ts")>("./cli/repl_ui.ts");
     return await interactive(sessionOptions, { noHistory: args.noHistory });
   }
+  const { openSession, evalAndPrint, runScript } = await load<
+    typeof import("./cli/repl_session.ts")
+  >("./cli/repl_session.ts");
   let session;
   try {
     session = await openSession(sessionOptions);
@@ -152,7 +163,7 @@ export async function main(argv: string[]): Promise<number> {
     return reportError(e);
   }
   if (args.script === "list") {
-    const { main: list } = await import("./cli/list.ts");
+    const { main: list } = await load<typeof import("./cli/list.ts")>("./cli/list.ts");
     return list(args.args);
   }
   if (args.help) {

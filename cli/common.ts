@@ -7,7 +7,7 @@
 
 import { SIM_PROFILES } from "../hw/sim/profiles.ts";
 import { fail, NovaError } from "../hw/errors.ts";
-import { type Gpu, openGpu } from "../mm/gpu.ts";
+import type { Gpu } from "../mm/gpu.ts";
 import type { MmioTracer } from "../hw/mmio.ts";
 import { didYouMean } from "../hw/validate.ts";
 
@@ -46,12 +46,20 @@ export const DEVICE_HELP =
       --force      open a card even though a kernel GPU driver is bound to it
   -h, --help       this text`;
 
-/** Opens the GPU the flags name. */
-export function openFromFlags(
+/**
+ * Opens the GPU the flags name. The GPU code loads here, on first use, so the commands that
+ * import this module only for their flags and errors start without it. (The specifier is
+ * computed: Deno reads every module a literal `import("...")` names, and all they import,
+ * before the importing program starts.)
+ */
+export async function openFromFlags(
   flags: DeviceFlags,
   options: { tracer?: MmioTracer } = {},
 ): Promise<Gpu> {
-  return openGpu({
+  const { openGpu }: typeof import("../mm/gpu.ts") = await import(
+    new URL("../mm/gpu.ts", import.meta.url).href
+  );
+  return await openGpu({
     device: flags.device,
     readOnly: flags.readOnly,
     force: flags.force,
