@@ -147,7 +147,7 @@ function formatDump(header: string, root: DumpNode, truncated: boolean): string 
   const visit = (nodes: DumpNode[], indent: string) => {
     for (const n of nodes) {
       // Millions of lines: Ctrl-C is heard.
-      if ((lines.length & 1023) === 0) interruptPoint();
+      if ((lines.length & 127) === 0) interruptPoint();
       lines.push(
         `${indent}${n.level}[${n.index}] va ${hex(n.va)} @${hex(n.address)} ${String(n.entry)}${
           n.foreign ? "  (firmware)" : ""
