@@ -29,7 +29,7 @@ function cardRegisters(gpu: Gpu): number[] {
 
 Deno.test("item 1: on a card bound at open, raw BAR1 accesses are guarded before gpu.bar1 is touched", async () => {
   for (const device of ["sim:ga102:gsp", "sim:gh100:gsp"]) {
-    using gpu = await openGpu({ device, pollTimeoutMs: 20 });
+    using gpu = await openGpu({ device, pollTimeoutMs: 50 });
     // Firmware's own page at VA 0 may be read; an unmapped VA is refused before the card.
     assert.equal(gpu.device.bar1.read32(0), gpu.sim!.firmware!.mappings[0].pattern);
     assert.throws(() => gpu.device.bar1.read32(0x50000), nova("EFAULT"));
@@ -55,7 +55,7 @@ Deno.test("item 2: a raw bind-register write before gpu.bar1 exists is followed"
 
 Deno.test("item 3: a mapping whose FB flush timed out is not trusted until a flush completes", async () => {
   for (const device of ["sim:ga102", "sim:gh100"]) {
-    using gpu = await openGpu({ device, pollTimeoutMs: 20 });
+    using gpu = await openGpu({ device, pollTimeoutMs: 50 });
     gpu.bar1.bringUp();
     const a = gpu.mm.buddy.alloc(64 * 1024);
     const sim = gpu.sim!;
@@ -90,7 +90,7 @@ Deno.test("item 3: a mapping whose FB flush timed out is not trusted until a flu
 
 Deno.test("item 4: after a failed unbind or bind BAR1 is not trusted; nothing lands at VRAM = VA", async () => {
   for (const device of ["sim:ga102", "sim:gh100"]) {
-    using gpu = await openGpu({ device, pollTimeoutMs: 20 });
+    using gpu = await openGpu({ device, pollTimeoutMs: 50 });
     const sim = gpu.sim!;
     const a = gpu.mm.buddy.alloc(PAGE);
     gpu.bar1.bringUp();
@@ -142,13 +142,13 @@ Deno.test("item 5: a PraminView refuses use after the window moved", async () =>
 
 Deno.test("medium: close() restores the window after a raw write and after a view", async () => {
   for (const device of ["sim:ga102", "sim:gh100"]) {
-    const gpu = await openGpu({ device, pollTimeoutMs: 20 });
+    const gpu = await openGpu({ device, pollTimeoutMs: 50 });
     const before = cardRegisters(gpu);
     const win = windowRegister(gpu.chip.architecture).offset;
     gpu.bar0.write32(win, 0x40); // raw: 4 MiB
     gpu.close();
     assert.deepEqual(cardRegisters(gpu), before, `${device}: raw window write undone`);
-    const g2 = await openGpu({ device, pollTimeoutMs: 20 });
+    const g2 = await openGpu({ device, pollTimeoutMs: 50 });
     const b2 = cardRegisters(g2);
     g2.pramin.view(64 * MiB);
     g2.close();
@@ -158,7 +158,7 @@ Deno.test("medium: close() restores the window after a raw write and after a vie
 
 Deno.test("medium: close() restores bind registers a raw write changed, novamm never having bound", async () => {
   for (const device of ["sim:ga102:gsp", "sim:gh100:gsp", "sim:ga102", "sim:tu102:unloaded"]) {
-    const gpu = await openGpu({ device, pollTimeoutMs: 20 });
+    const gpu = await openGpu({ device, pollTimeoutMs: 50 });
     const before = cardRegisters(gpu);
     const mode = gpu.sim!.bar1Mode;
     if (gpu.chip.mmuVersion === 2) {
@@ -176,7 +176,7 @@ Deno.test("medium: close() restores bind registers a raw write changed, novamm n
 });
 
 Deno.test("medium: a LOW-only poke on Hopper (lowbind=high) neither skips the restore nor frees a bound block", async () => {
-  const gpu = await openGpu({ device: "sim:gh100?lowbind=high", pollTimeoutMs: 20 });
+  const gpu = await openGpu({ device: "sim:gh100?lowbind=high", pollTimeoutMs: 50 });
   const sim = gpu.sim!;
   const before = cardRegisters(gpu);
   gpu.bar1.bringUp();
@@ -274,7 +274,7 @@ Deno.test("random public calls and raw pokes on every profile × state: no BAR f
     for (const state of SIM_STATES) {
       if (state === "vga" && !profile.display) continue;
       const device = `sim:${name}:${state}`;
-      const gpu = await openGpu({ device, pollTimeoutMs: 20 });
+      const gpu = await openGpu({ device, pollTimeoutMs: 50 });
       const sim = gpu.sim!;
       const before = cardRegisters(gpu);
       const mode = sim.bar1Mode;
