@@ -17,7 +17,6 @@
 import { describe, fail, hex } from "../hw/errors.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import type { Field } from "../hw/regs.ts";
-import type { KnownRegister } from "../hw/reg_dump.ts";
 import { checkOptions } from "../hw/validate.ts";
 import {
   decode as decodeValue,
@@ -269,6 +268,3 @@ export function registerHelp(value: unknown, chip: ChipRef): string | null {
   }
   return null;
 }
-
-/** The known registers as the database-less `reg` has them (for the banner and tests). */
-export type KnownList = readonly KnownRegister[];

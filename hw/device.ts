@@ -17,10 +17,10 @@ import {
   FSP_BOOT_COMPLETE_SUCCESS,
   getField,
   GFW_BOOT_PROGRESS_COMPLETED,
-  gpuLost,
   isGpuGone,
   isPriError,
   LOCAL_MEMORY_RANGE,
+  lostAt,
   NV_PFB_PRI_MMU_LOCAL_MEMORY_RANGE,
   NV_PMC_BOOT_0,
   NV_PMC_BOOT_42,
@@ -123,7 +123,7 @@ export interface Device {
  * legitimately read all ones; facts §14.1).
  */
 function checkNotGone(bar0: Mmio, value: number, offset: number, name: string): void {
-  if (isGpuGone(value) && (offset === NV_PMC_BOOT_0 || gpuLost(bar0))) {
+  if (lostAt(bar0, offset, value)) {
     fail(
       "ENODEV",
       `${name} (${
@@ -205,15 +205,20 @@ export function parseSimSpec(spec: string): ParsedSimSpec | null {
 function simHeaders(
   profile: string | undefined,
 ): ((offset: number) => { name: string; reset: number | null } | null) | undefined {
-  const name = profile ?? DEFAULT_SIM_PROFILE;
-  if (!Object.hasOwn(SIM_PROFILES, name)) return undefined; // createSimGpu says why
-  const p = SIM_PROFILES[name];
-  const db = loadedRegisterDb(p.chipId);
+  const chipId = simProfileChipId(profile);
+  if (chipId === null) return undefined; // createSimGpu says why
+  const db = loadedRegisterDb(chipId);
   if (db === undefined) return undefined;
   return (offset) => {
     const hit = lookupRegisters(db, offset, { limit: 1 })[0];
     return hit === undefined ? null : { name: hit.name, reset: hit.register.reset };
   };
+}
+
+/** The chip id of a simulator profile name (default `sim`), or null for an unknown one. */
+export function simProfileChipId(profile: string | undefined): number | null {
+  const name = profile ?? DEFAULT_SIM_PROFILE;
+  return Object.hasOwn(SIM_PROFILES, name) ? SIM_PROFILES[name].chipId : null;
 }
 
 /** Sleeps the thread for `ms` (the open is synchronous; polls must not spin on a card). */

@@ -10,7 +10,7 @@
 
 import { fail, hex } from "./errors.ts";
 import type { Mmio } from "./mmio.ts";
-import { gpuLost, isGpuGone, isPriError, NV_PMC_BOOT_0 } from "./regs.ts";
+import { isPriError, lostAt } from "./regs.ts";
 
 /** Options for {@linkcode pollRegister}. */
 export interface PollOptions {
@@ -64,7 +64,7 @@ export function pollRegister(
     polls++;
     // All ones is suspicious, not proof: only a BOOT_0 that reads all ones too means the GPU
     // is lost (facts §14.1); a status register may read all ones (an XAL token of 0x7FFFFFFF, BUSY).
-    if (isGpuGone(v) && (offset === NV_PMC_BOOT_0 || gpuLost(bar0))) {
+    if (lostAt(bar0, offset, v)) {
       fail(
         "ENODEV",
         `${name} (${hex(offset)}) read 0xffffffff while waiting for ${

@@ -198,13 +198,26 @@ export function gpuLost(bar0: { read32(offset: number): number }): boolean {
 }
 
 /**
+ * True when `value`, read from `offset`, says the GPU is lost: all ones, and
+ * (unless it was BOOT_0 itself) BOOT_0 re-read as all ones too. The one place
+ * the rule of facts §14.1 is written.
+ */
+export function lostAt(
+  bar0: { read32(offset: number): number },
+  offset: number,
+  value: number,
+): boolean {
+  return isGpuGone(value) && (offset === NV_PMC_BOOT_0 || gpuLost(bar0));
+}
+
+/**
  * One 32-bit read of `offset`; an all-ones value is re-checked through BOOT_0
  * and throws ENODEV when the GPU is lost (else it is the register's value).
  * PRI errors are returned: the caller decides what they mean there.
  */
 export function readChecked(bar0: { read32(offset: number): number }, offset: number): number {
   const v = bar0.read32(offset);
-  if (isGpuGone(v) && (offset === NV_PMC_BOOT_0 || gpuLost(bar0))) {
+  if (lostAt(bar0, offset, v)) {
     fail(
       "ENODEV",
       `register ${
@@ -224,7 +237,7 @@ export function readChecked(bar0: { read32(offset: number): number }, offset: nu
 export function readValid(bar0: { read32(offset: number): number }, offset: number): number | null {
   const v = bar0.read32(offset);
   if (isPriError(v)) return null;
-  if (isGpuGone(v) && (offset === NV_PMC_BOOT_0 || gpuLost(bar0))) return null;
+  if (lostAt(bar0, offset, v)) return null;
   return v;
 }
 

@@ -9,9 +9,14 @@
 import { fail, formatSize } from "../hw/errors.ts";
 import { checkOptions } from "../hw/validate.ts";
 import { checkTimeout } from "../hw/poll.ts";
-import { type Device, openDevice, type OpenDeviceOptions, parseSimSpec } from "../hw/device.ts";
+import {
+  type Device,
+  openDevice,
+  type OpenDeviceOptions,
+  parseSimSpec,
+  simProfileChipId,
+} from "../hw/device.ts";
 import { loadRegisterDb } from "../hw/regdb/mod.ts";
-import { DEFAULT_SIM_PROFILE, SIM_PROFILES } from "../hw/sim/profiles.ts";
 import type { ChipInfo } from "../hw/chip.ts";
 import type { Mmio } from "../hw/mmio.ts";
 import { gpuLost, readValid, windowRegister } from "../hw/regs.ts";
@@ -398,13 +403,9 @@ export function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
     // A simulated chip answers the registers it does not model from NVIDIA's headers: load
     // that chip's register database first (once per process).
     const sim = parseSimSpec(deviceOptions.device ?? "sim");
-    const profile = sim === null
-      ? undefined
-      : Object.hasOwn(SIM_PROFILES, sim.profile ?? DEFAULT_SIM_PROFILE)
-      ? SIM_PROFILES[sim.profile ?? DEFAULT_SIM_PROFILE]
-      : undefined;
-    if (profile === undefined) return Promise.resolve(open());
-    return loadRegisterDb(profile.chipId).then(open, open);
+    const chipId = sim === null ? null : simProfileChipId(sim.profile);
+    if (chipId === null) return Promise.resolve(open());
+    return loadRegisterDb(chipId).then(open, open);
   } catch (e) {
     return Promise.reject(e);
   }
