@@ -16,7 +16,7 @@
  *   PDB only (`kbusBar1InstBlkVasUpdate_GM107` → `kgmmuInstBlkInit` for
  *   FIFO_PDB_IDX_BASE), so the valid mask (0x298) and every subcontext entry
  *   stay zero. (Where subcontexts are written, RM and nouveau put 1 in both
- *   words of an invalid entry: {@linkcode INVALID_SUBCONTEXT}.)
+ *   words of an invalid entry.)
  *
  * @module
  */
@@ -34,12 +34,6 @@ import {
   setField,
 } from "../regs.ts";
 import type { InstanceBlockRules } from "./types.ts";
-
-/**
- * Both words of an invalid subcontext entry (NV_RAMIN_SC_PAGE_DIR_BASE_TARGET_INVALID
- * in LO and HI: RM `kgmmuInstBlkPageDirBaseGet_GV100`, nouveau `gv100_vmm_join`).
- */
-export const INVALID_SUBCONTEXT = [1, 1] as const;
 
 /** Bytes of an instance block. */
 export const INSTANCE_BLOCK_BYTES = 4096;

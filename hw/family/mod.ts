@@ -27,12 +27,7 @@ export type {
 export type { Bar1BindOps, Bar1BindState, Bar1Mode } from "./bar1_bind.ts";
 export { LOWHIGH_BIND, VF_BIND } from "./bar1_bind.ts";
 export { type FbFlushOps, GSP_ONLY, tokenPassed, UFLUSH, XAL } from "./fb_flush.ts";
-export {
-  INSTANCE_BLOCK_BYTES,
-  instanceBlockWords,
-  INVALID_SUBCONTEXT,
-  pdbWord,
-} from "./instance_block.ts";
+export { INSTANCE_BLOCK_BYTES, instanceBlockWords, pdbWord } from "./instance_block.ts";
 
 /** Every family, oldest first. */
 export const FAMILIES: readonly ChipFamily[] = [TU10X, GA100, GA10X, AD10X, GH100, GB10X, GB20X];
