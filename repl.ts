@@ -15,6 +15,25 @@
 import { DEVICE_HELP, formatError, parseSize, reportError } from "./cli/common.ts";
 import { parseReplArgs, type ReplArgs } from "./cli/repl_args.ts";
 
+/**
+ * The interactive prompt's evaluation worker, started as the first thing this program does when
+ * the arguments ask for the prompt: a worker takes tens of milliseconds to start and load the GPU
+ * code, and that overlaps this thread loading the UI (`interactive` takes it over).
+ */
+const early: Worker | null = import.meta.main ? startEarly(Deno.args) : null;
+
+function startEarly(argv: string[]): Worker | null {
+  let args: ReplArgs;
+  try {
+    args = parseReplArgs(takeStrict(argv)[0]);
+  } catch {
+    return null; // main() reports it
+  }
+  if (args.help || args.eval !== undefined || args.script !== undefined) return null;
+  // cli/repl_ui.ts's startWorker(), which is not loaded yet.
+  return new Worker(new URL("./cli/repl_worker.ts", import.meta.url).href, { type: "module" });
+}
+
 const HELP = `deno task repl [options] [--eval EXPR | SCRIPT.ts [script args] | list [list options]]
 
 The novamm bring-up REPL: a JavaScript prompt with the GPU and its memory
@@ -77,8 +96,13 @@ async function run(args: ReplArgs, strict: boolean): Promise<number> {
   if (args.eval === undefined && args.script === undefined) {
     // The prompt evaluates in a worker, so Ctrl-C and signals reach this thread.
     const { interactive } = await load<typeof import("./cli/repl_ui.ts")>("./cli/repl_ui.ts");
-    return await interactive(sessionOptions, { noHistory: args.noHistory });
+    const worker = takeEarly();
+    return await interactive(sessionOptions, {
+      noHistory: args.noHistory,
+      ...(worker === null ? {} : { worker }),
+    });
   }
+  takeEarly()?.terminate();
   const { openSession, evalAndPrint, runScript } = await load<
     typeof import("./cli/repl_session.ts")
   >("./cli/repl_session.ts");
@@ -150,6 +174,14 @@ async function run(args: ReplArgs, strict: boolean): Promise<number> {
     }
   }
   return code;
+}
+
+let earlyTaken = false;
+/** The early worker, once (null when there is none or it was taken). */
+function takeEarly(): Worker | null {
+  if (earlyTaken) return null;
+  earlyTaken = true;
+  return early;
 }
 
 /** Runs the command; returns the exit code. */

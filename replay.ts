@@ -4,7 +4,9 @@
  * every write is performed, every read is performed and compared. Reports
  * the first read that returns something else (exit 1) or success (exit 0).
  * With `--decode` it prints the trace instead, each access with its register
- * and field names and the decoded value (hw/regdb/trace_decode.ts).
+ * and field names and the decoded value (hw/regdb/trace_decode.ts); it also
+ * takes a Linux mmiotrace log (hw/snap/mmiotrace.ts), whose page-table writes
+ * it marks with the VA they map.
  *
  * @module
  */
@@ -28,7 +30,13 @@ import {
   replayTraceFile,
   type TraceEntry,
 } from "./hw/trace.ts";
-import { createTraceDecoder, traceChip } from "./hw/regdb/trace_decode.ts";
+import {
+  createTraceDecoder,
+  decodeMmiotraceFile,
+  isData,
+  traceChip,
+} from "./hw/regdb/trace_decode.ts";
+import { isMmiotrace } from "./hw/snap/mmiotrace.ts";
 
 const HELP = `deno task replay FILE [options]
 
@@ -47,7 +55,10 @@ Options:
                    \`booting\` trace depends on timing and may diverge)
       --decode     print the trace instead of replaying it: each access with
                    its register and field names and decoded value (from
-                   NVIDIA's headers), PRAMIN accesses as VRAM addresses
+                   NVIDIA's headers), PRAMIN accesses as VRAM addresses.
+                   Also reads Linux mmiotrace logs (VERSION 20070824, any
+                   driver): page-table writes are marked with the address
+                   space, level, index and VA they map
       --chip C     with --decode: the chip (default: the trace's header or
                    its BOOT_0/BOOT_42 reads)
       --registers  with --decode: register accesses only (no PRAMIN/BAR1 data)
@@ -61,6 +72,10 @@ async function decodeFile(
 ): Promise<number> {
   const lines = readLines(path);
   const first = lines.next();
+  if (!first.done && isMmiotrace(first.value)) {
+    lines.return(undefined);
+    return await decodeKernelTrace(path, chip, registersOnly);
+  }
   const header = parseTraceHeader(first.done ? "" : first.value, { path });
   // The chip: --chip, the header, else the BOOT reads among the first accesses.
   const head: TraceEntry[] = [];
@@ -104,7 +119,7 @@ async function decodeFile(
     } else if (p.access !== undefined) {
       accesses++;
       const d = dec.decode(p.access);
-      if (!registersOnly || (d.name !== "PRAMIN" && d.name !== "BAR1")) {
+      if (!registersOnly || !isData(d)) {
         out.push(`${String(p.access.line).padStart(6)}  ${d.text}`);
       }
     }
@@ -115,6 +130,29 @@ async function decodeFile(
     console.log(`# no footer after ${accesses} accesses: the recording was cut short`);
     return 1;
   }
+  return 0;
+}
+
+/** `--decode` of a Linux mmiotrace log: names, and page-table writes with their VA. */
+async function decodeKernelTrace(
+  path: string,
+  chip: string | undefined,
+  registersOnly: boolean,
+): Promise<number> {
+  const out: string[] = [];
+  for await (
+    const line of decodeMmiotraceFile(path, {
+      ...(chip === undefined ? {} : { chip }),
+      registersOnly,
+    })
+  ) {
+    out.push(line);
+    if (out.length >= 4096) {
+      console.log(out.join("\n"));
+      out.length = 0;
+    }
+  }
+  if (out.length > 0) console.log(out.join("\n"));
   return 0;
 }
 
@@ -168,6 +206,16 @@ export async function main(args: string[]): Promise<number> {
     if (values.decode) return await decodeFile(path, values.chip, values.registers);
     if (values.chip !== undefined || values.registers) {
       fail("EINVAL", "--chip and --registers go with --decode");
+    }
+    const head = readLines(path);
+    const first = head.next();
+    head.return(undefined); // closes the file
+    if (!first.done && isMmiotrace(first.value)) {
+      fail(
+        "EINVAL",
+        `${path} is a Linux mmiotrace log, not a novamm trace: replay plays novamm's own format`,
+        "list it with names: deno task replay --decode FILE",
+      );
     }
     let sim: ReturnType<typeof createSimGpu> | null = null;
     const t0 = performance.now();

@@ -7,7 +7,9 @@
  * - (a) 1 GiB as 262,144 scattered 4 KiB pages (frames of a 1 GiB buddy
  *   allocation, shuffled) into a fresh address space on sim:ga102. Targets:
  *   at most 2.1 MMIO accesses per page (a PTE is two 32-bit writes); map
- *   <= 4x the floor, its unmap <= 0.5x.
+ *   <= 1.5x the floor (warm: best of 3), its unmap <= 0.5x. The first map
+ *   of a fresh process, sizes up to 8 GiB and the peak memory are in
+ *   bench/map_cost_bench.ts.
  * - (b) 1 GiB physically contiguous and 512 MiB aligned on sim:gh100 into an
  *   address space whose directories already exist (a small mapping nearby
  *   stays live so they are not reclaimed), and into BAR1 (firmware's
@@ -141,8 +143,8 @@ function mapScattered(vmm: Vmm): Mapping {
     unmapMs = Math.min(unmapMs, best(1, () => again.unmap()));
   }
   console.log(
-    `vmm (a) time: map ${mapMs.toFixed(1)} ms = ${times(mapMs)} (target <= 4) ${
-      mapMs <= 4 * floorMs ? "OK" : "MISSED"
+    `vmm (a) time: map ${mapMs.toFixed(1)} ms = ${times(mapMs)} (target <= 1.5) ${
+      mapMs <= 1.5 * floorMs ? "OK" : "MISSED"
     }; unmap ${unmapMs.toFixed(2)} ms = ${times(unmapMs)} (target <= 0.5) ${
       unmapMs <= 0.5 * floorMs ? "OK" : "MISSED"
     }`,

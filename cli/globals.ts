@@ -16,7 +16,7 @@ import type { GpuMm } from "../mm/gpu_mm.ts";
 import { mmu, type MmuFormat, type WalkResult } from "../mm/pagetable/mod.ts";
 import type { V2PteFields, V3PteFields } from "../mm/pagetable/mod.ts";
 import type { Vmm } from "../mm/vmm.ts";
-import { hexdump32Text, hexdumpText, Text } from "./repl_format.ts";
+import { bar1Pdb, hexdump32Text, hexdumpText, layoutLines, Text } from "./repl_format.ts";
 import { buildRegisters, NamedRegister } from "./registers.ts";
 import { classHelp, classNames, codecHelp, helpFor, paramsOf, propertyHelp } from "./help.ts";
 import { Allocation } from "../mm/buddy.ts";
@@ -151,22 +151,9 @@ export interface ReplGlobals extends ReplHelpers {
 
 const ENTRIES = Symbol("novamm.globals.entries");
 
-/** The BAR1 root page directory as the hardware has it bound, or null (BAR1 not virtual). */
-export function bar1Pdb(gpu: Gpu): number | null {
-  try {
-    return gpu.bar1Binding?.pdb ?? null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * The VRAM layout, one indented line a region (name, range, where it comes
- * from): the REPL banner and `regs()` print it.
- */
-export function layoutLines(layout: Gpu["vram"]["layout"]): string[] {
-  return layout.map((r) => `  ${r.name.padEnd(13)} [${hex(r.start)}, ${hex(r.end)})  ${r.source}`);
-}
+// The banner's pieces live with it (cli/repl_format.ts, loaded before this module); `regs()`
+// prints the layout the same way.
+export { bar1Pdb, layoutLines };
 
 /** Formats a byte count for people: `24 GiB`, `1.5 MiB`, `512 B` (the one size formatter). */
 export { formatSize };

@@ -1,12 +1,20 @@
 /**
  * Command-line parsing for `repl.ts`: the device flags and the REPL's own
  * (`--trace`, `--eval`) may come before or after a script path; anything
- * else after the script (and everything after `--`) is the script's.
+ * else after the script (and everything after `--`) is the script's. And
+ * the device those flags open, with its trace ({@linkcode openTraced}): the
+ * evaluation thread opens it before it loads the rest of the REPL, so it
+ * lives here, away from the session's heavier modules (cli/repl_session.ts).
  *
  * @module
  */
 
 import { fail } from "../hw/errors.ts";
+import { checkOptions } from "../hw/validate.ts";
+import type { MmioAccess } from "../hw/mmio.ts";
+import type { TraceWriter } from "../hw/trace.ts";
+import type { Gpu } from "../mm/gpu.ts";
+import { openFromFlags } from "./common.ts";
 
 /** What `repl.ts` was asked to do. */
 export interface ReplArgs {
@@ -114,4 +122,76 @@ export function parseReplArgs(argv: readonly string[]): ReplArgs {
     fail("EINVAL", `--eval and a script (${out.script}) do not go together; pick one`);
   }
   return out;
+}
+
+/** What a REPL session opens (the device flags, `--trace` and `--trace-max`). */
+export interface OpenSessionOptions {
+  /** Device spec. */
+  device: string;
+  /** Map the BARs read-only. */
+  readOnly: boolean;
+  /** Open a card a kernel driver holds. */
+  force: boolean;
+  /** Record every MMIO access to this file. */
+  trace?: string;
+  /** Stop recording past this many bytes (default 1 GiB). */
+  traceMax?: number;
+}
+
+/** A device opened for a session, and the trace recording its accesses. */
+export interface OpenedDevice {
+  /** The GPU. */
+  gpu: Gpu;
+  /** The trace being written, or null (no `trace` option). */
+  trace: TraceWriter | null;
+}
+
+/**
+ * Opens the device and, with `trace`, records every MMIO access from the
+ * first BOOT_0 read on (the trace code loads only then). A crash still
+ * leaves the accesses recorded so far on disk.
+ *
+ * @example
+ * ```ts
+ * const { gpu, trace } = await openTraced({ device: "sim", readOnly: false, force: false });
+ * ```
+ */
+export async function openTraced(options: OpenSessionOptions): Promise<OpenedDevice> {
+  checkOptions(options, {
+    device: "string",
+    readOnly: "boolean",
+    force: "boolean",
+    trace: "string",
+    traceMax: "number",
+  }, "session options");
+  const flags = { device: options.device, readOnly: options.readOnly, force: options.force };
+  if (options.trace === undefined) return { gpu: await openFromFlags(flags), trace: null };
+  const { TraceWriter }: typeof import("../hw/trace.ts") = await import(
+    new URL("../hw/trace.ts", import.meta.url).href
+  );
+  const boot: MmioAccess[] = [];
+  let writer: TraceWriter | null = null;
+  // Before the writer exists (the chip's name goes in its header) accesses wait in `boot`.
+  const gpu = await openFromFlags(flags, {
+    tracer: (a) => writer === null ? boot.push(a) : writer.record(a),
+  });
+  try {
+    writer = new TraceWriter(options.trace, {
+      device: gpu.device.spec,
+      chip: gpu.chip.name,
+      start: "open",
+    }, {
+      ...(options.traceMax === undefined ? {} : { maxBytes: options.traceMax }),
+      onLimit: (message) => console.error(`note: ${message}`),
+    });
+  } catch (e) {
+    gpu.close();
+    throw e;
+  }
+  const w = writer;
+  for (const a of boot) w.record(a);
+  gpu.device.bar0.tracer = w.tracer;
+  gpu.device.bar1.tracer = w.tracer;
+  globalThis.addEventListener("unload", () => w.close());
+  return { gpu, trace: w };
 }

@@ -22,10 +22,15 @@
  * - a `Uint8Array` prints as a hex dump;
  * - `undefined` prints nothing.
  *
+ * The banner and the prompt are made here too: the evaluation thread shows them as soon as
+ * the GPU is open, before it loads the rest of the REPL (cli/repl_worker.ts), so this module
+ * stays light.
+ *
  * @module
  */
 
-import { hex } from "../hw/errors.ts";
+import { formatSize, hex } from "../hw/errors.ts";
+import type { Gpu } from "../mm/gpu.ts";
 
 const CUSTOM = Symbol.for("Deno.customInspect");
 // Keys whose numbers are counts (or versions, bit positions, lengths), shown
@@ -271,4 +276,83 @@ export function hexdump32Text(bytes: Uint8Array, address: number | bigint = 0): 
     }
     return words.join(" ");
   });
+}
+
+/** The BAR1 root page directory as the hardware has it bound, or null (BAR1 not virtual). */
+export function bar1Pdb(gpu: Gpu): number | null {
+  try {
+    return gpu.bar1Binding?.pdb ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The VRAM layout, one indented line a region (name, range, where it comes
+ * from): the REPL banner and `regs()` print it.
+ */
+export function layoutLines(layout: Gpu["vram"]["layout"]): string[] {
+  return layout.map((r) => `  ${r.name.padEnd(13)} [${hex(r.start)}, ${hex(r.end)})  ${r.source}`);
+}
+
+/**
+ * The lines shown when the REPL starts: device, chip, MMU version, read-only
+ * or not; GFW boot; BAR1 size and mode; VRAM, the usable region and where it
+ * comes from; the firmware-owned regions (the layout).
+ */
+export function banner(gpu: Gpu): string {
+  const { chip, vram, device } = gpu;
+  const usable = vram.usable;
+  const pdb = bar1Pdb(gpu);
+  const gfw = device.gfw;
+  const bar1 = `BAR1 ${formatSize(device.bar1.size)} ${
+    pdb === null
+      ? `physical (offset = VRAM address; ${
+        gpu.family.fbFlush.mechanism === "gsp"
+          ? "it stays physical: no CPU-side FB flush on this chip"
+          : "bar1.bringUp() binds novamm's tables"
+      })`
+      : `virtual, PDB ${hex(pdb)}`
+  }${device.bootVga ? " · boot VGA device" : ""}`;
+  const lines = [
+    `novamm REPL · ${device.spec} · ${chip.name} ${chip.revision} (${chip.architecture}, MMU v${chip.mmuVersion}) · ${
+      device.readOnly ? "READ-ONLY" : "read-write"
+    }`,
+    `GFW boot done (${gfw.register} = ${hex(gfw.value)}${
+      gfw.waitedMs > 0 ? `, waited ${gfw.waitedMs} ms` : ""
+    }) · ${bar1}`,
+    `VRAM ${formatSize(vram.size)}, usable [${hex(usable.start)}, ${hex(usable.end)}) (${
+      formatSize(usable.end - usable.start)
+    }, ${vram.usableSource === "layout" ? "largest range firmware leaves" : vram.usableSource})`,
+    ...layoutLines(vram.layout),
+    familyLine(gpu),
+    "Type help() for the preloaded names; .exit or Ctrl-D quits.",
+  ];
+  return lines.join("\n");
+}
+
+/** The chip family's mechanics in one line: FB flush, bind registers, display, knobs. */
+function familyLine(gpu: Gpu): string {
+  const f = gpu.family;
+  const flush = {
+    uflush: "FB flush: write 0x70000",
+    xal: "FB flush: read 0x10F800, poll 0x10F804",
+    gsp: "FB flush: GSP-RM only (BAR1 stays physical)",
+  }[f.fbFlush.mechanism];
+  const bind = f.bar1.kind === "vf" ? "bind 0xB80F40 (+0x1704)" : "bind LOW/HIGH 0xB80F60/64";
+  const display = f.layout.displayFuse === null ? "no display" : "display fuse read";
+  const mc = gpu.device.memClear;
+  const m = mc.value === null
+    ? "memory clear: not reported"
+    : mc.waitedMs > 0
+    ? `memory clear waited ${mc.waitedMs} ms`
+    : "";
+  return `${f.name}: ${flush} · ${bind} · ${display}${f.layout.mmuLock ? " · MMU lock" : ""}${
+    m === "" ? "" : ` · ${m}`
+  }${gpu.device.barFirewall?.warning ? ` · ${gpu.device.barFirewall.warning}` : ""}`;
+}
+
+/** The prompt: the chip, lower case (`ga102> `), marked when read-only. */
+export function promptFor(gpu: Gpu): string {
+  return `${gpu.chip.name.toLowerCase()}${gpu.device.readOnly ? "(ro)" : ""}> `;
 }

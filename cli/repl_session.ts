@@ -7,20 +7,17 @@
  * @module
  */
 
-import { fail, hex, NovaError } from "../hw/errors.ts";
+import { fail, NovaError } from "../hw/errors.ts";
 import { didYouMean } from "../hw/validate.ts";
-import type { MmioAccess } from "../hw/mmio.ts";
-import { TraceWriter } from "../hw/trace.ts";
+import type { TraceWriter } from "../hw/trace.ts";
 import type { Gpu } from "../mm/gpu.ts";
 import { setWorkProgress } from "../mm/pagetable/tree.ts";
-import { colorError, colorsOn, formatError, isTty, openFromFlags, Progress } from "./common.ts";
+import { colorError, colorsOn, formatError, isTty, Progress } from "./common.ts";
 import {
-  bar1Pdb,
   buildGlobals,
   formatSize,
   HELP_UNDEFINED,
   installGlobals,
-  layoutLines,
   memberNames,
   type ReplGlobals,
   scriptUsage,
@@ -29,20 +26,10 @@ import {
 import { Evaluator, shiftNotes, splitRedirect } from "./repl_eval.ts";
 import { classMembers, nearMembers, returnClass } from "./help.ts";
 import { formatValue } from "./repl_format.ts";
+import { type OpenSessionOptions, openTraced } from "./repl_args.ts";
 
-/** Options for {@linkcode openSession}. */
-export interface OpenSessionOptions {
-  /** Device spec. */
-  device: string;
-  /** Map the BARs read-only. */
-  readOnly: boolean;
-  /** Open a card a kernel driver holds. */
-  force: boolean;
-  /** Record every MMIO access to this file. */
-  trace?: string;
-  /** Stop recording past this many bytes (default 1 GiB). */
-  traceMax?: number;
-}
+/** Options for {@linkcode openSession} (defined with the opening, in cli/repl_args.ts). */
+export type { OpenSessionOptions };
 
 /** What the card had reported when an input started (see {@linkcode Session.cardEvents}). */
 export interface CardMark {
@@ -248,8 +235,8 @@ function eventsOf(before: CardMark): string[] {
 }
 
 /**
- * Opens the device and, with `trace`, records every MMIO access from the
- * first BOOT_0 read on.
+ * Opens the device (with `trace`, recording every MMIO access from the first
+ * BOOT_0 read on: {@linkcode openTraced}) and makes a session of it.
  *
  * @example
  * ```ts
@@ -257,96 +244,14 @@ function eventsOf(before: CardMark): string[] {
  * ```
  */
 export async function openSession(options: OpenSessionOptions): Promise<Session> {
-  const flags = { device: options.device, readOnly: options.readOnly, force: options.force };
-  if (options.trace === undefined) return new Session(await openFromFlags(flags), null);
-  const boot: MmioAccess[] = [];
-  let writer: TraceWriter | null = null;
-  // Before the writer exists (the chip's name goes in its header) accesses wait in `boot`.
-  const gpu = await openFromFlags(flags, {
-    tracer: (a) => writer === null ? boot.push(a) : writer.record(a),
-  });
+  const { gpu, trace } = await openTraced(options);
   try {
-    writer = new TraceWriter(options.trace, {
-      device: gpu.device.spec,
-      chip: gpu.chip.name,
-      start: "open",
-    }, {
-      ...(options.traceMax === undefined ? {} : { maxBytes: options.traceMax }),
-      onLimit: (message) => console.error(`note: ${message}`),
-    });
+    return new Session(gpu, trace);
   } catch (e) {
     gpu.close();
+    trace?.close();
     throw e;
   }
-  const w = writer;
-  for (const a of boot) w.record(a);
-  gpu.device.bar0.tracer = w.tracer;
-  gpu.device.bar1.tracer = w.tracer;
-  // A crash still leaves the accesses recorded so far on disk.
-  globalThis.addEventListener("unload", () => w.close());
-  return new Session(gpu, w);
-}
-
-/**
- * The lines shown when the REPL starts: device, chip, MMU version, read-only
- * or not; GFW boot; BAR1 size and mode; VRAM, the usable region and where it
- * comes from; the firmware-owned regions (the layout).
- */
-export function banner(gpu: Gpu): string {
-  const { chip, vram, device } = gpu;
-  const usable = vram.usable;
-  const pdb = bar1Pdb(gpu);
-  const gfw = device.gfw;
-  const bar1 = `BAR1 ${formatSize(device.bar1.size)} ${
-    pdb === null
-      ? `physical (offset = VRAM address; ${
-        gpu.family.fbFlush.mechanism === "gsp"
-          ? "it stays physical: no CPU-side FB flush on this chip"
-          : "bar1.bringUp() binds novamm's tables"
-      })`
-      : `virtual, PDB ${hex(pdb)}`
-  }${device.bootVga ? " · boot VGA device" : ""}`;
-  const lines = [
-    `novamm REPL · ${device.spec} · ${chip.name} ${chip.revision} (${chip.architecture}, MMU v${chip.mmuVersion}) · ${
-      device.readOnly ? "READ-ONLY" : "read-write"
-    }`,
-    `GFW boot done (${gfw.register} = ${hex(gfw.value)}${
-      gfw.waitedMs > 0 ? `, waited ${gfw.waitedMs} ms` : ""
-    }) · ${bar1}`,
-    `VRAM ${formatSize(vram.size)}, usable [${hex(usable.start)}, ${hex(usable.end)}) (${
-      formatSize(usable.end - usable.start)
-    }, ${vram.usableSource === "layout" ? "largest range firmware leaves" : vram.usableSource})`,
-    ...layoutLines(vram.layout),
-    familyLine(gpu),
-    "Type help() for the preloaded names; .exit or Ctrl-D quits.",
-  ];
-  return lines.join("\n");
-}
-
-/** The chip family's mechanics in one line: FB flush, bind registers, display, knobs. */
-function familyLine(gpu: Gpu): string {
-  const f = gpu.family;
-  const flush = {
-    uflush: "FB flush: write 0x70000",
-    xal: "FB flush: read 0x10F800, poll 0x10F804",
-    gsp: "FB flush: GSP-RM only (BAR1 stays physical)",
-  }[f.fbFlush.mechanism];
-  const bind = f.bar1.kind === "vf" ? "bind 0xB80F40 (+0x1704)" : "bind LOW/HIGH 0xB80F60/64";
-  const display = f.layout.displayFuse === null ? "no display" : "display fuse read";
-  const mc = gpu.device.memClear;
-  const m = mc.value === null
-    ? "memory clear: not reported"
-    : mc.waitedMs > 0
-    ? `memory clear waited ${mc.waitedMs} ms`
-    : "";
-  return `${f.name}: ${flush} · ${bind} · ${display}${f.layout.mmuLock ? " · MMU lock" : ""}${
-    m === "" ? "" : ` · ${m}`
-  }${gpu.device.barFirewall?.warning ? ` · ${gpu.device.barFirewall.warning}` : ""}`;
-}
-
-/** The prompt: the chip, lower case (`ga102> `), marked when read-only. */
-export function promptFor(gpu: Gpu): string {
-  return `${gpu.chip.name.toLowerCase()}${gpu.device.readOnly ? "(ro)" : ""}> `;
 }
 
 const KEYWORDS = [

@@ -22,19 +22,36 @@
 
 import readline from "node:readline";
 import process from "node:process";
-import { openDevice } from "../hw/device.ts";
-import { closeFd } from "../hw/libc.ts";
-import { checkInput } from "./repl_eval.ts";
 import { colorError, colorsOn, formatError } from "./common.ts";
-import { restoreBar1Bind } from "../mm/bar_user.ts";
 import { hex } from "../hw/errors.ts";
-import type { OpenSessionOptions } from "./repl_session.ts";
+import type { OpenSessionOptions } from "./repl_args.ts";
 import type { FromWorker, ReadyMessage, SavedCard, ToWorker } from "./repl_worker.ts";
+
+/**
+ * Imports one of this program's modules when it is needed. The specifier is computed on
+ * purpose: Deno reads every module a literal `import("...")` names, with all they import,
+ * before the program starts, and the prompt should not wait for code it may never run (the
+ * device code that puts a card back after a kill) or can load meanwhile (the parser).
+ */
+function load<T>(path: string): Promise<T> {
+  return import(new URL(path, import.meta.url).href);
+}
 
 /** Options for {@linkcode interactive}. */
 export interface InteractiveOptions {
   /** Do not read or append the history file. */
   noHistory?: boolean;
+  /**
+   * The evaluation worker, started early (`repl.ts` starts it before it loads anything else, so
+   * its start overlaps this thread's): {@linkcode startWorker}'s, not yet sent anything. Default:
+   * one is started here.
+   */
+  worker?: Worker;
+}
+
+/** Starts an evaluation worker (cli/repl_worker.ts); {@linkcode interactive} talks to it. */
+export function startWorker(): Worker {
+  return new Worker(new URL("./repl_worker.ts", import.meta.url).href, { type: "module" });
 }
 
 /** Where history lives: `$NOVAMM_HISTORY` (empty: none), else `~/.novamm_history`. */
@@ -77,10 +94,8 @@ class Evaluation {
   /** The input running now, if any. */
   running: number | null = null;
 
-  constructor(options: OpenSessionOptions, colors: boolean) {
-    this.worker = new Worker(new URL("./repl_worker.ts", import.meta.url).href, {
-      type: "module",
-    });
+  constructor(options: OpenSessionOptions, colors: boolean, worker: Worker = startWorker()) {
+    this.worker = worker;
     let resolveReady!: (m: ReadyMessage | string) => void;
     this.#ready = new Promise((r) => resolveReady = r);
     this.worker.onmessage = (ev: MessageEvent<FromWorker>) => {
@@ -188,11 +203,21 @@ class Evaluation {
  * worker had to be killed: the PRAMIN window register and the BAR1 bind
  * registers as found at open. Returns what was done, for the user.
  */
-export function restoreKilledCard(card: SavedCard, options: OpenSessionOptions): string {
+export async function restoreKilledCard(
+  card: SavedCard,
+  options: OpenSessionOptions,
+): Promise<string> {
   if (card.kind === "sim") {
     return "the simulated card went with it; a fresh one is opened";
   }
+  if (card.kind === "snap") return "the snapshot's state went with it; it is opened again";
   if (card.readOnly) return "the session was read-only: nothing on the card to put back";
+  // Loaded only now: the prompt does not wait for the device code (the worker has its own).
+  const [{ openDevice }, { closeFd }, { restoreBar1Bind }] = await Promise.all([
+    load<typeof import("../hw/device.ts")>("../hw/device.ts"),
+    load<typeof import("../hw/libc.ts")>("../hw/libc.ts"),
+    load<typeof import("../mm/bar_user.ts")>("../mm/bar_user.ts"),
+  ]);
   // The killed worker's fds live on in this process: closing its lock fd drops its flock.
   if (card.lockFd !== null) {
     try {
@@ -228,13 +253,18 @@ export async function interactive(
 ): Promise<number> {
   const terminal = process.stdin.isTTY === true;
   const colors = colorsOn(Deno.stdout);
-  let ev = new Evaluation(sessionOptions, colors);
+  let ev = new Evaluation(sessionOptions, colors, options.worker);
+  // The parser (for inputs that go on over lines) loads while the worker opens the device: it is
+  // an npm package, and whatever Deno may print resolving one must not come after the prompt.
+  const parser = load<typeof import("./repl_eval.ts")>("./repl_eval.ts");
   let ready = await ev.ready();
   if (typeof ready === "string") {
     console.error(ready);
     ev.worker.terminate();
+    parser.catch(() => {}); // not needed now
     return 1;
   }
+  const { checkInput } = await parser;
   const hist = terminal && !options.noHistory ? historyPath() : null;
   let prompt = ready.prompt;
   const rl = readline.createInterface({
@@ -309,7 +339,7 @@ export async function interactive(
     ev.abandon();
     let what: string;
     try {
-      what = card === null ? "" : restoreKilledCard(card, sessionOptions);
+      what = card === null ? "" : await restoreKilledCard(card, sessionOptions);
     } catch (e) {
       what = `putting the card back failed: ${formatError(e)}`;
     }
@@ -376,7 +406,7 @@ export async function interactive(
     if (errors === null) {
       onTimeout();
       ev.worker.terminate();
-      if (typeof ready !== "string") restoreKilledCard(ready.card, sessionOptions);
+      if (typeof ready !== "string") await restoreKilledCard(ready.card, sessionOptions);
     } else for (const e of errors) console.error(e);
     return errors;
   };

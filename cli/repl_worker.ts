@@ -16,6 +16,14 @@
  * timers and promise rejections) is sent to the UI thread as messages, so
  * output that arrives while the prompt is shown is drawn above it.
  *
+ * Startup comes in two steps, so the prompt shows as early as it can: this
+ * module loads only what opening the device and drawing the banner need
+ * (and starts loading the GPU code at once, before the UI thread says what
+ * to open); it reports {@linkcode ReadyMessage} as soon as the device is
+ * open, and only then loads the rest (the evaluator, the preloaded names,
+ * `help`) and makes the session. Inputs that arrive meanwhile wait for it,
+ * in order.
+ *
  * @module
  */
 
@@ -24,25 +32,25 @@
 import { setInterruptWord } from "../hw/mmio.ts";
 import { NovaError } from "../hw/errors.ts";
 import { isGpuGone, isPriError, windowRegister } from "../hw/regs.ts";
+import type { Device } from "../hw/device.ts";
 import type { Bar1BindState } from "../mm/bar_user.ts";
+import type { Gpu } from "../mm/gpu.ts";
 import { formatError } from "./common.ts";
-import { globalEntries } from "./globals.ts";
-import {
-  banner,
-  complete,
-  evalAndPrint,
-  openSession,
-  type OpenSessionOptions,
-  promptFor,
-  saveValue,
-  type Session,
-} from "./repl_session.ts";
-import { pollWatches } from "./watch.ts";
+import { type OpenedDevice, type OpenSessionOptions, openTraced } from "./repl_args.ts";
+import { banner, promptFor } from "./repl_format.ts";
+import type { Session } from "./repl_session.ts";
+
+// The GPU code starts loading now, while the UI thread is still starting (openTraced imports
+// it when the "open" message comes, and finds it loaded or loading). A failure shows there.
+import("../mm/gpu.ts").catch(() => {});
 
 /** What the UI thread needs to put a card back after killing this worker. */
 export interface SavedCard {
-  /** `sim` (nothing to restore: the simulated card dies with the worker) or `pci`. */
-  kind: "sim" | "pci";
+  /**
+   * `pci`, or `sim` / `snap` (nothing to restore: the simulated card, or the reopened
+   * snapshot, dies with the worker).
+   */
+  kind: Device["kind"];
   /** Device spec as opened. */
   spec: string;
   /** Opened read-only (nothing was written, nothing to restore). */
@@ -89,7 +97,18 @@ export type FromWorker =
   | { t: "closed"; errors: string[] };
 
 const post = (m: FromWorker) => self.postMessage(m);
-let session: Session | null = null;
+/** The rest of the REPL, loaded after the prompt is shown. */
+interface Loaded {
+  session: typeof import("./repl_session.ts");
+  globals: typeof import("./globals.ts");
+  watch: typeof import("./watch.ts");
+}
+let code: Loaded | null = null;
+/**
+ * The session, once the rest of the REPL has loaded; or the error that kept it from starting.
+ * Null until the device is open.
+ */
+let session: Promise<Session | string> | null = null;
 /** The session's preloaded names (completion of bare words), set when it opens. */
 let preloaded: string[] = [];
 let colors = false;
@@ -127,14 +146,14 @@ self.addEventListener("unhandledrejection", (ev) => {
   asyncError("unhandled rejection", ev.reason);
 });
 
-async function evaluate(id: number, code: string): Promise<void> {
-  const s = session!;
+async function evaluate(s: Session, id: number, input: string): Promise<void> {
+  const { evalAndPrint } = code!.session;
   const before = s.cardMark();
   const stats = s.gpu.stats();
   evaluating = true;
   let ok = false;
   try {
-    ok = await evalAndPrint(s, code, {
+    ok = await evalAndPrint(s, input, {
       colors,
       errorsTo: "stdout",
       onError: (e) => {
@@ -147,7 +166,7 @@ async function evaluate(id: number, code: string): Promise<void> {
       },
     });
     for (const line of s.cardEvents(before)) console.log(line);
-    for (const line of pollWatches(colors)) console.log(line);
+    for (const line of code!.watch.pollWatches(colors)) console.log(line);
   } catch (e) {
     console.log(formatError(e));
   } finally {
@@ -157,8 +176,7 @@ async function evaluate(id: number, code: string): Promise<void> {
   }
 }
 
-function savedCard(s: Session): SavedCard {
-  const gpu = s.gpu;
+function savedCard(gpu: Gpu): SavedCard {
   const reg = windowRegister(gpu.chip.architecture);
   let window: SavedCard["window"] = null;
   try {
@@ -178,36 +196,78 @@ function savedCard(s: Session): SavedCard {
   };
 }
 
+/**
+ * Loads the rest of the REPL and makes the session of the open device (after the prompt is
+ * shown). When that fails the device is closed (restoring the card) and the error is kept: each
+ * input then answers with it.
+ */
+async function startSession(opened: OpenedDevice): Promise<Session | string> {
+  try {
+    // Literal specifiers on purpose: Deno reads these modules (and all they import) with this
+    // one, before the prompt, and only runs them now. Reading a module later, with the prompt
+    // shown, would let Deno's loading indicator clear the prompt's line on a terminal.
+    const [sessionCode, globals, watch] = await Promise.all([
+      import("./repl_session.ts"),
+      import("./globals.ts"),
+      import("./watch.ts"),
+    ]);
+    code = { session: sessionCode, globals, watch };
+    const s = new sessionCode.Session(opened.gpu, opened.trace);
+    s.install();
+    // `.reopen` or gpu.reopen() typed at the prompt: the UI needs the new card's details.
+    s.onReopen = (gpu) => post({ t: "card", card: savedCard(gpu), prompt: promptFor(gpu) });
+    preloaded = globals.globalEntries(s.globals).map((e) => e.name);
+    return s;
+  } catch (e) {
+    try {
+      opened.gpu.close();
+    } finally {
+      opened.trace?.close();
+    }
+    const text = `${
+      formatError(e)
+    }\nthe session could not start (the device was closed); .exit quits`;
+    console.log(text);
+    return text;
+  }
+}
+
+/** Reports an input that cannot run because the session never started. */
+function notStarted(id: number, text: string): void {
+  console.log(text);
+  post({ t: "done", id, ok: false });
+}
+
 self.onmessage = async (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
-  switch (m.t) {
-    case "open": {
-      colors = m.colors;
-      try {
-        session = await openSession(m.options);
-      } catch (e) {
-        post({ t: "open-failed", text: formatError(e) });
-        return;
-      }
-      setInterruptWord(new Int32Array(m.interrupt));
-      session.install();
-      const s = session;
-      // `.reopen` or gpu.reopen() typed at the prompt: the UI needs the new card's details.
-      s.onReopen = (gpu) => post({ t: "card", card: savedCard(s), prompt: promptFor(gpu) });
-      preloaded = globalEntries(session.globals).map((e) => e.name);
-      post({
-        t: "ready",
-        banner: banner(session.gpu),
-        prompt: promptFor(session.gpu),
-        card: savedCard(session),
-      });
+  if (m.t === "open") {
+    colors = m.colors;
+    let opened: OpenedDevice;
+    try {
+      opened = await openTraced(m.options);
+    } catch (e) {
+      post({ t: "open-failed", text: formatError(e) });
       return;
     }
+    setInterruptWord(new Int32Array(m.interrupt));
+    post({
+      t: "ready",
+      banner: banner(opened.gpu),
+      prompt: promptFor(opened.gpu),
+      card: savedCard(opened.gpu),
+    });
+    session = startSession(opened);
+    return;
+  }
+  // Anything else waits for the session (messages that came while it loaded keep their order).
+  const s = session === null ? "error: the device is not open" : await session;
+  switch (m.t) {
     case "eval":
-      await evaluate(m.id, m.code);
+      if (typeof s === "string") return notStarted(m.id, s);
+      await evaluate(s, m.id, m.code);
       return;
     case "reopen": {
-      const s = session!;
+      if (typeof s === "string") return notStarted(m.id, s);
       evaluating = true;
       let ok = false;
       try {
@@ -224,13 +284,14 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
       return;
     }
     case "save": {
+      if (typeof s === "string") return notStarted(m.id, s);
       evaluating = true;
       let ok = false;
       try {
         const last = (globalThis as Record<string, unknown>)._;
         if (last === undefined) console.log("error: no value to save yet (`_` is undefined)");
         else {
-          console.log(saveValue(last, m.file));
+          console.log(code!.session.saveValue(last, m.file));
           ok = true;
         }
       } catch (e) {
@@ -245,11 +306,11 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
       post({
         t: "completion",
         id: m.id,
-        result: complete(m.line, preloaded),
+        result: typeof s === "string" ? [[], ""] : code!.session.complete(m.line, preloaded),
       });
       return;
     case "close": {
-      const errors = session === null ? [] : await session.close();
+      const errors = typeof s === "string" ? [] : await s.close();
       post({ t: "closed", errors: errors.map((e) => formatError(e)) });
       return;
     }

@@ -44,13 +44,20 @@ import {
   truncateFd,
   tryLockFd,
 } from "./libc.ts";
-import { checkOptions } from "./validate.ts";
+import { checkOptions, didYouMean } from "./validate.ts";
+import { parseSnapSpec, snapBackends } from "./snap/device.ts";
+import type { Snapshot } from "./snap/types.ts";
 import { type BarFirewallResult, isBlackwellDeviceId, waitBarFirewall } from "./pci_config.ts";
 
 /** Options for {@linkcode openDevice}. */
 export interface OpenDeviceOptions {
-  /** `sim`, `sim:PROFILE` or a PCI address; default `sim`. */
+  /** `sim`, `sim:PROFILE`, `snap:FILE[?scratch]` or a PCI address; default `sim`. */
   device?: string;
+  /**
+   * The decoded snapshot of a `snap:FILE` device (`openGpu` reads the file and
+   * passes it; `openDevice` is synchronous and does not read files).
+   */
+  snapshot?: Snapshot;
   /** Map BARs read-only and refuse every write. */
   readOnly?: boolean;
   /** Open a card even though a kernel GPU driver is bound to it. */
@@ -81,8 +88,8 @@ export interface GfwStatus {
 export interface Device {
   /** The spec it was opened with, normalised (`sim:ga102`, `0000:65:00.0`). */
   readonly spec: string;
-  /** `sim` or `pci`. */
-  readonly kind: "sim" | "pci";
+  /** `sim`, `pci` or `snap` (a snapshot reopened offline). */
+  readonly kind: "sim" | "pci" | "snap";
   /** BAR0: registers and PRAMIN. */
   readonly bar0: Mmio;
   /** BAR1: the VRAM aperture translated by the BAR1 page tables. */
@@ -111,6 +118,8 @@ export interface Device {
   readonly sim: SimGpu | null;
   /** The PCI function behind a card; null for the simulator. */
   readonly pci: PciFunction | null;
+  /** The snapshot behind a `snap:` device (a private copy with `?scratch`); null otherwise. */
+  readonly snapshot: Snapshot | null;
   /** The per-card lock this session holds (writing sessions on a card), else null. */
   readonly lock: CardLock | null;
   /** Unmaps both BARs. */
@@ -634,6 +643,11 @@ export function lockCard(bdf: string, options: { dir?: string } = {}): CardLock 
  */
 export function openDevice(options: OpenDeviceOptions = {}): Device {
   const spec = options.device ?? "sim";
+  const snapSpec = parseSnapSpec(spec);
+  if (snapSpec !== null) return openSnapshot(spec, snapSpec, options);
+  if (options.snapshot !== undefined) {
+    fail("EINVAL", `the snapshot option is for snap:FILE devices, not ${JSON.stringify(spec)}`);
+  }
   const simOptions = parseSimSpec(spec);
   if (simOptions !== null) {
     const sim = createSimGpu({ ...simOptions, headers: simHeaders(simOptions.profile) });
@@ -647,6 +661,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       barFirewall: null,
       sim,
       pci: null,
+      snapshot: null,
       lock: null,
       release: () => {},
     });
@@ -670,6 +685,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       `did you mean --device sim:${spec}?`,
     );
   }
+  checkDeviceWord(spec);
   const fn = findGpu(spec, options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot });
   const readOnly = options.readOnly ?? false;
   const force = options.force ?? false;
@@ -724,6 +740,7 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
       barFirewall: firewall,
       sim: null,
       pci: fn,
+      snapshot: null,
       lock,
       release,
       beforeIdentify: firewall?.warning == null ? undefined : (bar0) => {
@@ -743,6 +760,108 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
     }
     throw e;
   }
+}
+
+/**
+ * ENODEV with a did-you-mean for a spec that is plainly no PCI address: a
+ * misspelt kind (`snp:card.snap`, `simm:ga102`) or a bare snapshot file name.
+ */
+function checkDeviceWord(spec: string): void {
+  const kinds = "sim[:PROFILE[:STATE]], snap:FILE[?scratch] or a PCI address such as 0000:65:00.0";
+  const m = /^([a-z][a-z0-9]*):(.*)$/i.exec(spec);
+  if (m !== null && !/^[0-9a-f]+$/i.test(m[1])) {
+    const near = didYouMean(m[1].toLowerCase(), ["sim", "snap"]);
+    fail(
+      "ENODEV",
+      `${JSON.stringify(spec)} is neither a PCI address nor a device spec (${kinds})`,
+      near === null ? undefined : `did you mean --device ${near}:${m[2]}?`,
+    );
+  }
+  if (!spec.includes(":") && /\.snap$/i.test(spec)) {
+    fail(
+      "ENODEV",
+      `${JSON.stringify(spec)} is neither a PCI address nor a device spec (${kinds})`,
+      `did you mean --device snap:${spec}?`,
+    );
+  }
+}
+
+/** EINVAL unless `s` is shaped as a decoded snapshot: a register Map, sorted disjoint VRAM ranges. */
+function checkSnapshotModel(spec: string, s: Snapshot): void {
+  const bad = (why: string): never => fail("EINVAL", `${spec}: the snapshot option ${why}`);
+  if (s === null || typeof s !== "object") bad(`is ${describe(s)}, not a Snapshot`);
+  if (!(s.registers instanceof Map)) bad("has no registers Map");
+  if (s.chip === null || typeof s.chip !== "object") bad("has no chip");
+  if (s.state === null || typeof s.state !== "object") bad("has no state object");
+  if (!Array.isArray(s.vram)) bad("has no vram array");
+  let end = 0;
+  for (const [i, r] of s.vram.entries()) {
+    if (
+      r === null || typeof r !== "object" || !(r.data instanceof Uint8Array) ||
+      !Number.isSafeInteger(r.addr) || r.addr < end || r.addr % 4 !== 0 || r.data.length % 4 !== 0
+    ) {
+      bad(`vram[${i}] is not a 4-byte aligned range after the one before it (sorted, disjoint)`);
+    }
+    end = r.addr + r.data.length;
+  }
+}
+
+/**
+ * Opens a snapshot as a device (see hw/snap/device.ts): read-only unless
+ * `?scratch` (and `readOnly` not set). Nothing waits: GFW and the memory
+ * clear are reported as recorded, the VRAM size is the recorded one.
+ */
+function openSnapshot(
+  spec: string,
+  parsed: { path: string; scratch: boolean },
+  options: OpenDeviceOptions,
+): Device {
+  const snapshot = options.snapshot;
+  if (snapshot === undefined) {
+    fail(
+      "EINVAL",
+      `${spec}: openDevice does not read files; pass the decoded snapshot as { snapshot }`,
+      'openGpu({ device: "snap:FILE" }) reads the file for you',
+    );
+  }
+  checkSnapshotModel(spec, snapshot);
+  const vramSize = snapshot.chip.vramSize;
+  if (!Number.isSafeInteger(vramSize) || vramSize < 64 * 2 ** 20 || vramSize > 2 ** 40) {
+    fail(
+      "EINVAL",
+      `${spec}: the snapshot records ${
+        hex(vramSize)
+      } bytes of VRAM (expected 0x4000000..0x10000000000)`,
+    );
+  }
+  const scratch = parsed.scratch && options.readOnly !== true;
+  const backends = snapBackends(snapshot, { scratch, label: parsed.path });
+  const state = backends.snapshot.state;
+  // The usable region the capturing session worked with (its allocator's range), else the
+  // firmware's report: a reopened snapshot must not re-derive it from a binding it made.
+  const vramState = state.vram as { usable?: { start?: unknown; end?: unknown } } | undefined;
+  const usable = (vramState?.usable ?? state.firmwareUsable) as
+    | { start?: unknown; end?: unknown }
+    | null
+    | undefined;
+  return assemble(() => [backends.bar0, backends.bar1], { ...options, readOnly: false }, {
+    spec: `snap:${parsed.path}${scratch ? "?scratch" : ""}`,
+    kind: "snap",
+    firmwareUsable: usable !== null && typeof usable === "object" &&
+        Number.isSafeInteger(usable.start) && Number.isSafeInteger(usable.end) &&
+        (usable.start as number) >= 0 && (usable.start as number) < (usable.end as number) &&
+        (usable.end as number) <= vramSize
+      ? { start: usable.start as number, end: usable.end as number }
+      : null,
+    bootVga: state.bootVga === true,
+    barFirewall: null,
+    sim: null,
+    pci: null,
+    snapshot: backends.snapshot,
+    lock: null,
+    release: () => {},
+    recorded: { snapshot: backends.snapshot, readOnly: !scratch },
+  });
 }
 
 /**
@@ -773,11 +892,21 @@ function assemble(
   info:
     & Pick<
       Device,
-      "spec" | "kind" | "firmwareUsable" | "bootVga" | "barFirewall" | "sim" | "pci" | "lock"
+      | "spec"
+      | "kind"
+      | "firmwareUsable"
+      | "bootVga"
+      | "barFirewall"
+      | "sim"
+      | "pci"
+      | "snapshot"
+      | "lock"
     >
     & {
       release: () => void;
       beforeIdentify?: (bar0: Mmio) => void;
+      /** A snapshot device: no waits, the recorded values; `readOnly` is the device's. */
+      recorded?: { snapshot: Snapshot; readOnly: boolean };
     },
 ): Device {
   const readOnly = options.readOnly ?? false;
@@ -803,9 +932,14 @@ function assemble(
     countWindowMoves(bar0, chip);
     // VRAM and the FB registers are not to be used before devinit is done (facts §13.2),
     // nor VRAM written while the post-reset memory clear may still wipe it (§14.2 item 2).
-    const gfw = waitGfwBoot(bar0, chip, { timeoutMs: options.gfwTimeoutMs });
-    const memClear = waitMemClear(bar0, chip);
-    const { release: _, beforeIdentify: __, ...rest } = info;
+    const rec = info.recorded;
+    const gfw = rec === undefined
+      ? waitGfwBoot(bar0, chip, { timeoutMs: options.gfwTimeoutMs })
+      : recordedGfw(rec.snapshot, chip);
+    const memClear = rec === undefined
+      ? waitMemClear(bar0, chip)
+      : recordedMemClear(rec.snapshot, chip);
+    const { release: _, beforeIdentify: __, recorded: ___, ...rest } = info;
     return {
       ...rest,
       bar0,
@@ -815,12 +949,31 @@ function assemble(
       family: chipFamily(chip),
       gfw,
       memClear,
-      vramSize: readVramSize(bar0, chip),
-      readOnly,
+      vramSize: rec === undefined ? readVramSize(bar0, chip) : rec.snapshot.chip.vramSize,
+      readOnly: rec === undefined ? readOnly : rec.readOnly,
       close,
     };
   } catch (e) {
     close();
     throw e;
   }
+}
+
+/** GFW boot status as a snapshot recorded it (no wait; 0 polls when the register was not captured). */
+function recordedGfw(snap: Snapshot, chip: ChipInfo): GfwStatus {
+  const regs = chipFamily(chip).boot.gfw;
+  const value = snap.registers.get(regs.progress);
+  return {
+    register: regs.name,
+    value: value ?? 0,
+    waitedMs: 0,
+    polls: value === undefined ? 0 : 1,
+  };
+}
+
+/** The memory-clear status as a snapshot recorded it (null: not captured, or a PRI error). */
+function recordedMemClear(snap: Snapshot, chip: ChipInfo): MemClearStatus {
+  const offset = chipFamily(chip).boot.memClear;
+  const v = snap.registers.get(offset);
+  return { offset, value: v === undefined || isPriError(v) ? null : v, waitedMs: 0 };
 }

@@ -50,12 +50,43 @@
  * complete prefix of the session. Files are read line by line (bounded
  * memory, whatever their size) by {@linkcode replayTraceFile}.
  *
+ * ## The kernel's mmiotrace format
+ *
+ * With `format: "mmiotrace"` ({@linkcode TraceWriterOptions}) the same
+ * session is written as the Linux kernel's mmiotrace text
+ * (Documentation/trace/mmiotrace.rst, version 20070824), which
+ * hw/snap/mmiotrace.ts imports into a snapshot like any other driver's log:
+ *
+ * ```text
+ * VERSION 20070824
+ * PCIDEV 0100 10de2204 0 f2000000 400000000c 0 0 0 0 0 1000000 10000000 0 0 0 0 0 novamm
+ * MAP 0.000300 1 0xf2000000 0xffffc90000000000 0x1000000 0x0 0
+ * MAP 0.000300 2 0x4000000000 0xffffca0000000000 0x10000000 0x0 0
+ * MARK 0.000300 novamm trace v1 device=sim:ga102 chip=GA102 start=open
+ * R 4 0.000322 1 0xf2000000 0x172000a1 0x0 0
+ * W 4 0.000401 1 0xf2001700 0x4 0x0 0
+ * MARK 0.000410 > gpu.bar1.bringUp()
+ * UNMAP 0.018491 2 0x0 0
+ * UNMAP 0.018491 1 0x0 0
+ * MARK 0.018491 novamm end accesses=1234
+ * ```
+ *
+ * BAR0 is map id 1 and BAR1 map id 2, at plausible physical bases (BAR0
+ * 0xF2000000, BAR1 at 256 GiB or its size) or those `pci` gives; the
+ * timestamp is the time since the recording started; the novamm header
+ * (device, chip) is the first `MARK`; comments become
+ * `MARK` lines, and the footer is a `MARK ... novamm end accesses=N` line.
+ * `replayTraceFile` and `parseTrace` read novamm's format only.
+ *
  * @module
  */
 
 import { describe, fail, hex } from "./errors.ts";
 import { checkObject, checkOptions } from "./validate.ts";
 import { type MmioAccess, type MmioBackend, type MmioTracer, type Width } from "./mmio.ts";
+import type { PciFunction } from "./pci.ts";
+export type { PciBar, PciFunction } from "./pci.ts";
+export type { MmioAccess, MmioBackend, MmioTracer, Width } from "./mmio.ts";
 
 /** The first-line magic, followed by the version. */
 export const TRACE_MAGIC = "# novamm trace v1";
@@ -276,6 +307,7 @@ export class TraceWriter {
   #bytes = 0;
   #maxBytes: number;
   #onLimit: ((message: string) => void) | undefined;
+  #kernel: KernelLines | null;
   /** True once the size bound stopped the recording. */
   limited = false;
 
@@ -287,13 +319,26 @@ export class TraceWriter {
   constructor(
     path: string,
     header: TraceHeader,
-    options: { maxBytes?: number; onLimit?: (message: string) => void } = {},
+    options: TraceWriterOptions = {},
   ) {
     if (typeof path !== "string" || path === "" || path.includes("\0")) {
       fail("EINVAL", `trace path ${describe(path)} is not a file name`);
     }
-    checkOptions(options, { maxBytes: "number", onLimit: "function" }, "TraceWriter options");
+    checkOptions(options, {
+      maxBytes: "number",
+      onLimit: "function",
+      format: "string",
+      pci: "object",
+    }, "TraceWriter options");
+    const format = options.format ?? "novamm";
+    if (format !== "novamm" && format !== "mmiotrace") {
+      fail("EINVAL", `trace format ${describe(format)} is not "novamm" or "mmiotrace"`);
+    }
+    if (format === "novamm" && options.pci !== undefined) {
+      fail("EINVAL", `TraceWriter options.pci goes with format "mmiotrace"`);
+    }
     const head = formatHeader(header);
+    this.#kernel = format === "mmiotrace" ? new KernelLines(options.pci ?? {}) : null;
     this.#maxBytes = options.maxBytes ?? 2 ** 30;
     if (!Number.isSafeInteger(this.#maxBytes) || this.#maxBytes < 4096) {
       fail(
@@ -309,7 +354,8 @@ export class TraceWriter {
       const why = e instanceof Error ? e.message : String(e);
       fail("EIO", `cannot create trace file ${path}: ${why}`);
     }
-    this.#buffer.push(head);
+    if (this.#kernel === null) this.#buffer.push(head);
+    else this.#buffer.push(...this.#kernel.header(), this.#kernel.mark(head.slice(2)));
     this.tracer = (a) => this.#append(a);
   }
 
@@ -349,7 +395,7 @@ export class TraceWriter {
   /** Appends one access as the BAR's tracer hands it (well formed). */
   #append(a: MmioAccess): void {
     if (this.#file === null || this.limited) return;
-    const line = formatAccess(a);
+    const line = this.#kernel === null ? formatAccess(a) : this.#kernel.access(a);
     if (this.#bytes + line.length + 64 > this.#maxBytes) {
       this.limited = true;
       this.#onLimit?.(
@@ -373,6 +419,7 @@ export class TraceWriter {
     for (const l of text.split(/\r\n|\r|\n/)) {
       let line = `# ${l}`.slice(0, 4096);
       if (footerOf(line) !== null) line = `#  ${l}`.slice(0, 4096);
+      if (this.#kernel !== null) line = this.#kernel.mark(l);
       if (this.#bytes + line.length + 64 > this.#maxBytes) return;
       this.#bytes += line.length + 1;
       this.#buffer.push(line);
@@ -391,9 +438,9 @@ export class TraceWriter {
   /** Flushes and closes the file; later records are dropped. Idempotent. */
   close(): void {
     if (this.#file === null) return;
-    this.#buffer.push(
-      `# end accesses=${this.#accesses}${this.limited ? ` limit=${this.#maxBytes}` : ""}`,
-    );
+    const end = `end accesses=${this.#accesses}${this.limited ? ` limit=${this.#maxBytes}` : ""}`;
+    if (this.#kernel === null) this.#buffer.push(`# ${end}`);
+    else this.#buffer.push(...this.#kernel.footer(end));
     this.flush();
     this.#file.close();
     this.#file = null;
@@ -402,6 +449,217 @@ export class TraceWriter {
   /** Releases it at the end of a `using` scope (same as closing it explicitly). */
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/** What a recording's PCIDEV and MAP lines say about the card (mmiotrace format). */
+export interface TracePci {
+  /** PCI address `0000:BB:DD.F` (default `0000:01:00.0`). */
+  bdf?: string;
+  /** PCI vendor id (default 0x10de). */
+  vendor?: number;
+  /** PCI device id (default 0x0000: unknown). */
+  device?: number;
+  /** BAR0 bytes (default 16 MiB). */
+  bar0Size?: number;
+  /** BAR1 bytes, a power of two (default 256 GiB: covers every chip's BAR1). */
+  bar1Size?: number;
+  /** BAR0 physical base (default 0xf2000000, aligned to its size). */
+  bar0Base?: number;
+  /** BAR1 physical base (default: 256 GiB or its size, whichever is larger). */
+  bar1Base?: number;
+}
+
+/**
+ * The `pci` option describing an open device: its BAR sizes, and on a card
+ * its PCI address, ids and BAR bases (a simulator gets the defaults).
+ *
+ * @example
+ * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim:gh100" });
+ * const w = new TraceWriter("s.txt", { device: "sim:gh100" }, {
+ *   format: "mmiotrace",
+ *   pci: tracePciOf(gpu.device),
+ * });
+ * w.close();
+ * ```
+ */
+export function tracePciOf(device: {
+  readonly bar0: { readonly size: number };
+  readonly bar1: { readonly size: number };
+  readonly pci: PciFunction | null;
+}): TracePci {
+  const d = checkObject(device, "tracePciOf device") as typeof device;
+  const out: TracePci = { bar0Size: d.bar0.size, bar1Size: d.bar1.size };
+  const pci = d.pci;
+  if (pci === null) return out;
+  const base = (i: number) => pci.bars.find((b) => b.index === i)?.start;
+  const b0 = base(0);
+  const b1 = base(1);
+  return {
+    ...out,
+    bdf: pci.bdf,
+    vendor: pci.vendor,
+    device: pci.device,
+    ...(b0 === undefined ? {} : { bar0Base: Number(b0) }),
+    ...(b1 === undefined ? {} : { bar1Base: Number(b1) }),
+  };
+}
+
+/** Options of {@linkcode TraceWriter}. */
+export interface TraceWriterOptions {
+  /** Stop recording past this many bytes (default 1 GiB, at least 4096). */
+  maxBytes?: number;
+  /** Told once when the size bound stops the recording. */
+  onLimit?: (message: string) => void;
+  /**
+   * `novamm` (this module's format, the default) or `mmiotrace`: the Linux
+   * kernel's mmiotrace text (Documentation/trace/mmiotrace.rst, version
+   * 20070824), which hw/snap/mmiotrace.ts imports back into a snapshot.
+   */
+  format?: "novamm" | "mmiotrace";
+  /** With `mmiotrace`: the card the PCIDEV and MAP lines describe. */
+  pci?: TracePci;
+}
+
+/** The mmiotrace map ids novamm's recordings use for BAR0 and BAR1. */
+const KERNEL_MAP_IDS = { bar0: 1, bar1: 2 } as const;
+
+function powerOfTwo(v: number): boolean {
+  return Number.isSafeInteger(v) && v >= 4096 && Number.isInteger(Math.log2(v));
+}
+
+/**
+ * The lines of a recording in the kernel's mmiotrace format, as
+ * `kernel/trace/trace_mmiotrace.c` prints them: `VERSION 20070824`, one
+ * `PCIDEV` line (bus/devfn, vendor/device, IRQ, seven resource starts with
+ * their region flags, seven sizes, the driver), a `MAP` per BAR, then
+ * `R`/`W` lines (width, `SECS.USEC` since the recording started, map id,
+ * physical address, value, PC 0, PID 0); comments become `MARK` lines; the
+ * close writes `UNMAP`s and a `MARK ... novamm end accesses=N` footer.
+ */
+class KernelLines {
+  readonly #t0 = performance.now();
+  readonly #bases: { bar0: number; bar1: number };
+  readonly #sizes: { bar0: number; bar1: number };
+  readonly #pci: Required<Pick<TracePci, "bdf" | "vendor" | "device">>;
+
+  constructor(pci: TracePci) {
+    checkOptions(pci, {
+      bdf: "string",
+      vendor: "number",
+      device: "number",
+      bar0Size: "number",
+      bar1Size: "number",
+      bar0Base: "number",
+      bar1Base: "number",
+    }, "TraceWriter options.pci");
+    const bar0Size = pci.bar0Size ?? 2 ** 24;
+    const bar1Size = pci.bar1Size ?? 2 ** 38;
+    for (const [k, v] of [["bar0Size", bar0Size], ["bar1Size", bar1Size]] as const) {
+      if (!powerOfTwo(v) || v > 2 ** 48) {
+        fail(
+          "EINVAL",
+          `TraceWriter pci.${k} ${describe(v)} is not a power of two in [4 KiB, 2^48]`,
+        );
+      }
+    }
+    const bar0Base = pci.bar0Base ?? 0xf2000000 - (0xf2000000 % bar0Size);
+    const bar1Base = pci.bar1Base ?? Math.max(2 ** 38, bar1Size);
+    for (
+      const [k, v, size] of [["bar0Base", bar0Base, bar0Size], [
+        "bar1Base",
+        bar1Base,
+        bar1Size,
+      ]] as const
+    ) {
+      if (!Number.isSafeInteger(v) || v <= 0 || v % size !== 0 || v + size > 2 ** 52) {
+        fail(
+          "EINVAL",
+          `TraceWriter pci.${k} ${describe(v)} is not a non-zero address aligned to its BAR's size`,
+        );
+      }
+    }
+    if (bar0Base < bar1Base + bar1Size && bar1Base < bar0Base + bar0Size) {
+      fail("EINVAL", `TraceWriter pci BAR0 and BAR1 overlap`);
+    }
+    const bdf = pci.bdf ?? "0000:01:00.0";
+    if (!/^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/.test(bdf)) {
+      fail("EINVAL", `TraceWriter pci.bdf ${describe(bdf)} is not a PCI address like 0000:01:00.0`);
+    }
+    for (const k of ["vendor", "device"] as const) {
+      const v = pci[k];
+      if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 0xffff)) {
+        fail("EINVAL", `TraceWriter pci.${k} ${describe(v)} is not a 16-bit id`);
+      }
+    }
+    this.#bases = { bar0: bar0Base, bar1: bar1Base };
+    this.#sizes = { bar0: bar0Size, bar1: bar1Size };
+    this.#pci = { bdf, vendor: pci.vendor ?? 0x10de, device: pci.device ?? 0 };
+  }
+
+  #time(): string {
+    const us = Math.max(0, Math.floor((performance.now() - this.#t0) * 1000));
+    return `${Math.floor(us / 1e6)}.${String(us % 1e6).padStart(6, "0")}`;
+  }
+
+  header(): string[] {
+    const [, bus, dev, fn] = /^[0-9a-f]{4}:([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/.exec(
+      this.#pci.bdf,
+    )!;
+    const devfn = (parseInt(dev, 16) << 3) | Number(fn);
+    const h = (v: number) => v.toString(16);
+    // Resource 0: 32-bit memory; resource 1: 64-bit prefetchable memory (flags 0xc).
+    const starts = [h(this.#bases.bar0), h(this.#bases.bar1 + 0xc), "0", "0", "0", "0", "0"];
+    const sizes = [h(this.#sizes.bar0), h(this.#sizes.bar1), "0", "0", "0", "0", "0"];
+    const t = this.#time();
+    return [
+      "VERSION 20070824",
+      `PCIDEV ${bus}${devfn.toString(16).padStart(2, "0")} ${
+        this.#pci.vendor.toString(16).padStart(4, "0")
+      }${this.#pci.device.toString(16).padStart(4, "0")} 0 ${starts.join(" ")} ${
+        sizes.join(" ")
+      } novamm`,
+      ...(["bar0", "bar1"] as const).map((b) =>
+        `MAP ${t} ${KERNEL_MAP_IDS[b]} 0x${h(this.#bases[b])} ${
+          b === "bar0" ? "0xffffc90000000000" : "0xffffca0000000000"
+        } 0x${h(this.#sizes[b])} 0x0 0`
+      ),
+    ];
+  }
+
+  /**
+   * One access as an R/W line. An access the MAP lines do not cover (the
+   * `pci` sizes were wrong) becomes a MARK saying so: a tracer never throws.
+   */
+  access(a: MmioAccess): string {
+    const bar = a.bar === "bar0" || a.bar === "bar1" ? a.bar : null;
+    if (bar === null || a.offset + a.width > this.#sizes[bar]) {
+      return this.mark(
+        `novamm: ${
+          formatAccess(a)
+        } is outside the MAP lines (give TraceWriter options.pci the BAR sizes)`,
+      );
+    }
+    return `${a.op === "r" ? "R" : "W"} ${a.width} ${this.#time()} ${KERNEL_MAP_IDS[bar]} 0x${
+      (this.#bases[bar] + a.offset).toString(16)
+    } 0x${a.value.toString(16)} 0x0 0`;
+  }
+
+  /** A comment as a MARK line (the kernel's trace_marker). */
+  mark(text: string): string {
+    return `MARK ${this.#time()} ${text}`.slice(0, 4000);
+  }
+
+  /** UNMAP lines and the end marker. */
+  footer(end: string): string[] {
+    const t = this.#time();
+    return [
+      `UNMAP ${t} ${KERNEL_MAP_IDS.bar1} 0x0 0`,
+      `UNMAP ${t} ${KERNEL_MAP_IDS.bar0} 0x0 0`,
+      `MARK ${t} novamm ${end}`,
+    ];
   }
 }
 

@@ -32,6 +32,12 @@ import { readVramLayout, usableFrom, type VramRegion } from "./layout.ts";
 import { type OwnedRange, VramPolicy } from "./vram_policy.ts";
 import { type MmuFormat, mmuFormat } from "./pagetable/format.ts";
 import { walk, type WalkResult } from "./pagetable/walk.ts";
+import type { Vmm } from "./vmm.ts";
+import { type SnapshotOptions, snapshotToFile } from "./snapshot.ts";
+import type { Snapshot } from "../hw/snap/types.ts";
+import { parseSnapSpec } from "../hw/snap/device.ts";
+import { readSnapshotFile } from "../hw/snap/format.ts";
+import { decodeChip } from "../hw/chip.ts";
 
 /** VRAM as the driver sees it. */
 export interface VramInfo {
@@ -39,7 +45,7 @@ export interface VramInfo {
   size: number;
   /** The region left to novamm: [start, end). GSP's report on a `gsp` card, else the largest range no firmware region touches. */
   usable: { start: number; end: number };
-  /** Where `usable` comes from: `"GSP report"` or `"layout"`. */
+  /** Where `usable` comes from: `"GSP report"`, `"layout"` or `"recorded in the snapshot"`. */
   usableSource: string;
   /** The regions firmware owns (VGA workspace, MMU lock, WPR2, ...), each `{ name, start, end, source }`. */
   layout: readonly VramRegion[];
@@ -147,7 +153,11 @@ export class Gpu {
     this.vram = {
       size: device.vramSize,
       usable: reported ?? usableFrom(layout, device.vramSize),
-      usableSource: reported === null ? "layout" : "GSP report",
+      usableSource: reported === null
+        ? "layout"
+        : device.kind === "snap"
+        ? "recorded in the snapshot"
+        : "GSP report",
       layout: Object.freeze(layout),
       policy: new VramPolicy({
         regions: layout.map((r) => ({ name: r.name, start: r.start, end: r.end })),
@@ -216,6 +226,36 @@ export class Gpu {
     if (pdb === undefined) fail("EINVAL", "no PDB given and BAR1 has none");
     using w = this.pramin.borrow();
     return walk(w, { format: this.format, pdb, va, vramSize: this.vram.size });
+  }
+
+  /**
+   * The address spaces this session made or opened (none before `gpu.mm` is
+   * first used; reading this never creates it).
+   */
+  knownVmms(): Vmm[] {
+    return this.#mm?.vmms() ?? [];
+  }
+
+  /**
+   * Writes a snapshot of this GPU to `file` (see `mm/snapshot.ts`): chip,
+   * state, every safe register, the instance blocks and page tables of BAR1
+   * and of each known address space as VRAM holds them, and `ranges` the
+   * caller names. Read-only on the card; reopen it with `snap:FILE`.
+   *
+   * @example
+   * ```ts
+   * using gpu = await openGpu({ device: "sim:ga102:gsp" });
+   * const file = await Deno.makeTempFile({ suffix: ".snap" });
+   * const { bytes } = await gpu.snapshot(file, { ranges: [{ addr: 0x100000, size: 4096 }] });
+   * const offline = await openGpu({ device: `snap:${file}` });
+   * offline.walk(0x10000n).mapped; // true: firmware's BAR1 tables, read from the file
+   * ```
+   */
+  snapshot(
+    file: string,
+    options: SnapshotOptions = {},
+  ): Promise<{ snapshot: Snapshot; bytes: number; file: string }> {
+    return snapshotToFile(this, file, options);
   }
 
   /** The simulator behind this GPU, or null on a card. */
@@ -389,6 +429,7 @@ export function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
       tracer: "function",
       gfwTimeoutMs: "number",
       pollTimeoutMs: "number",
+      snapshot: "object",
     }, "openGpu options");
     const { pollTimeoutMs, ...deviceOptions } = options;
     if (pollTimeoutMs !== undefined) checkTimeout(pollTimeoutMs, "poll timeout");
@@ -400,6 +441,21 @@ export function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
       OPEN_OPTIONS.set(gpu, { ...options });
       return gpu;
     };
+    // A snapshot: read and decode the file first (the open itself is synchronous), and load
+    // the chip's register database for names at the prompt.
+    const snap = parseSnapSpec(deviceOptions.device ?? "sim");
+    if (snap !== null && deviceOptions.snapshot === undefined) {
+      return readSnapshotFile(snap.path).then(async (snapshot) => {
+        const chip = decodeChip(snapshot.chip.boot0, snapshot.chip.boot42);
+        await loadRegisterDb(chip.chipId).catch(() => {});
+        const gpu = new Gpu(
+          openDevice({ ...deviceOptions, snapshot }),
+          pollTimeoutMs === undefined ? {} : { pollTimeoutMs },
+        );
+        OPEN_OPTIONS.set(gpu, { ...options });
+        return gpu;
+      });
+    }
     // A simulated chip answers the registers it does not model from NVIDIA's headers: load
     // that chip's register database first (once per process).
     const sim = parseSimSpec(deviceOptions.device ?? "sim");

@@ -17,14 +17,16 @@
  * @module
  */
 
-import { describe, fail, hex } from "../hw/errors.ts";
+import { describe, fail, formatSize, hex } from "../hw/errors.ts";
 import { u64 } from "./types.ts";
 import { checkBytes, checkOptions, checkUint } from "../hw/validate.ts";
-import type { Mmio } from "../hw/mmio.ts";
+import { interruptPoint, type Mmio } from "../hw/mmio.ts";
 import {
   getField,
   isGpuGone,
   isPriError,
+  NV_PMC_BOOT_0,
+  NV_PMC_BOOT_42,
   NV_PRAMIN,
   PRAMIN_BASE_SHIFT,
   PRAMIN_SIZE,
@@ -581,6 +583,238 @@ export class Pramin {
     using w = this.borrow();
     return w.readInto(addr, out);
   }
+
+  // --- VRAM images: save, load, compare ---------------------------------------
+
+  /** Checks a VRAM range for an image: 4-byte aligned, non-empty, inside VRAM. */
+  #imageRange(addr: unknown, size: unknown, what: string): void {
+    checkUint(addr, `${what} VRAM address`);
+    checkUint(size, `${what} size`);
+    const a = addr as number;
+    const n = size as number;
+    if (a % 4 !== 0) fail("EINVAL", `${what} VRAM address ${hex(a)} is not 4-byte aligned`);
+    if (n === 0 || n % 4 !== 0) {
+      fail("EINVAL", `${what} size ${hex(n)} is not a non-zero multiple of 4 bytes`);
+    }
+    const limit = Math.min(this.vramSize, this.reach);
+    if (a + n > limit) {
+      fail(
+        "EINVAL",
+        `${what} range [${hex(a)}, ${hex(a + n)}) is past the end of VRAM (${hex(limit)} bytes)`,
+      );
+    }
+  }
+
+  /** BOOT_0 and BOOT_42 as read now (two register reads), for an image's header. */
+  #chipWords(): [number, number] {
+    return [this.bar0.read32(NV_PMC_BOOT_0), this.bar0.read32(NV_PMC_BOOT_42)];
+  }
+
+  /**
+   * Saves VRAM [addr, addr + size) to `file` as a VRAM image (the format is
+   * in {@linkcode VRAM_IMAGE_MAGIC}'s documentation: a 64-byte header naming
+   * the address, size and chip, then the bytes). Reads through PRAMIN 1 MiB at
+   * a time (bounded memory, whatever the size), into `file.partial`, renamed
+   * to `file` once complete (an interrupted save leaves no file). `addr` and
+   * `size` are 4-byte aligned and inside VRAM; bad input touches nothing.
+   *
+   * @example
+   * ```ts
+   * import { openGpu } from "../mod.ts";
+   * using gpu = await openGpu({ device: "sim" });
+   * const a = gpu.mm.buddy.alloc(64 << 10);
+   * const file = Deno.makeTempFileSync();
+   * gpu.pramin.save(a.start, a.size, file); // saved [0x..., 0x...) (64 KiB) to /tmp/...
+   * gpu.pramin.compare(a.start, file).same; // true
+   * ```
+   */
+  save(addr: number, size: number, file: string): VramImageResult {
+    this.#imageRange(addr, size, "pramin.save");
+    checkPath(file, "pramin.save");
+    const partial = `${file}.partial`;
+    let out: Deno.FsFile;
+    try {
+      out = Deno.openSync(partial, { write: true, create: true, truncate: true });
+    } catch (e) {
+      return fail(
+        "EIO",
+        `pramin.save: cannot create ${partial}: ${errorText(e)}`,
+      );
+    }
+    let done = false;
+    let chip: [number, number];
+    try {
+      // The file exists before the first MMIO access: a bad path costs none.
+      chip = this.#chipWords();
+      writeAll(out, encodeImageHeader({ addr, size, boot0: chip[0], boot42: chip[1] }), partial);
+      const chunk = new Uint8Array(Math.min(size, IMAGE_CHUNK));
+      using w = this.borrow();
+      for (let at = 0; at < size; at += chunk.length) {
+        interruptPoint();
+        const n = Math.min(chunk.length, size - at);
+        const part = n === chunk.length ? chunk : chunk.subarray(0, n);
+        w.readInto(addr + at, part);
+        writeAll(out, part, partial);
+        this.#imageProgress(at + n, size, "save");
+      }
+      done = true;
+    } finally {
+      out.close();
+      if (!done) removeQuietly(partial);
+    }
+    try {
+      Deno.renameSync(partial, file);
+    } catch (e) {
+      removeQuietly(partial);
+      fail("EIO", `pramin.save: cannot rename ${partial} to ${file}: ${errorText(e)}`);
+    }
+    return imageResult("saved", file, addr, size, { addr, size, boot0: chip[0], boot42: chip[1] });
+  }
+
+  #imageProgress(done: number, total: number, what: string): void {
+    if (total >= 8 * 2 ** 20) this.progress?.(done, total, `pramin.${what}`);
+  }
+
+  /**
+   * Writes a VRAM image (or a raw file: all its bytes) at `addr`: the whole
+   * file is checked first (header, version, length against the header,
+   * alignment, the range inside VRAM) and the range against the write
+   * policy — firmware's VRAM and novamm's own tables are refused (EPERM
+   * naming the owner) unless `{ force: true }` — so a bad file or a refused
+   * range writes nothing. A read-only session refuses (EPERM). The image may
+   * go to another address than the one it was saved from.
+   *
+   * @example
+   * ```ts
+   * import { openGpu } from "../mod.ts";
+   * using gpu = await openGpu({ device: "sim" });
+   * const a = gpu.mm.buddy.alloc(4096);
+   * const file = Deno.makeTempFileSync();
+   * gpu.pramin.save(a.start, 4096, file);
+   * gpu.pramin.load(a.start, file); // loaded [0x..., 0x...) (4 KiB) from /tmp/...
+   * ```
+   */
+  load(addr: number, file: string, options: { force?: boolean } = {}): VramImageResult {
+    checkOptions(options, { force: "boolean" }, "pramin.load options");
+    checkUint(addr, "pramin.load VRAM address");
+    checkPath(file, "pramin.load");
+    if (this.bar0.readOnly) {
+      fail(
+        "EPERM",
+        `pramin.load of ${file} to VRAM ${hex(addr)} refused: this session is read-only`,
+        "reopen without --read-only to write VRAM",
+      );
+    }
+    const input = openImage(file, "pramin.load");
+    try {
+      const { size, header } = input;
+      this.#imageRange(addr, size, "pramin.load");
+      this.checkWrite(addr, size, "pramin.load", options.force === true);
+      const chunk = new Uint8Array(Math.min(size, IMAGE_CHUNK));
+      using w = this.borrow();
+      for (let at = 0; at < size; at += chunk.length) {
+        interruptPoint();
+        const n = Math.min(chunk.length, size - at);
+        const part = n === chunk.length ? chunk : chunk.subarray(0, n);
+        readAll(input.file, part, file, input.dataOffset + at);
+        w.writeBytes(addr + at, part);
+        this.#imageProgress(at + n, size, "load");
+      }
+      return imageResult("loaded", file, addr, size, header);
+    } finally {
+      input.file.close();
+    }
+  }
+
+  /**
+   * Compares VRAM at `addr` with a VRAM image (or a raw file) word by word,
+   * 1 MiB at a time, and returns how many 32-bit words differ, the differing
+   * byte ranges `[start, end)` (consecutive words merged) and the first
+   * differing words with the file's and VRAM's value; the lists stop at
+   * `maxDifferences` (default 32), the counts do not. Reads only.
+   *
+   * @example
+   * ```ts
+   * import { openGpu } from "../mod.ts";
+   * using gpu = await openGpu({ device: "sim" });
+   * const a = gpu.mm.buddy.alloc(4096);
+   * const file = Deno.makeTempFileSync();
+   * gpu.pramin.save(a.start, 4096, file);
+   * gpu.pramin.write32(a.start + 8, 0x1234);
+   * gpu.pramin.compare(a.start, file); // 1 word differs in 1 range: [0x...8, 0x...c) ...
+   * ```
+   */
+  compare(
+    addr: number,
+    file: string,
+    options: { maxDifferences?: number } = {},
+  ): VramCompareResult {
+    checkOptions(options, { maxDifferences: "number" }, "pramin.compare options");
+    const max = options.maxDifferences ?? 32;
+    if (!Number.isSafeInteger(max) || max < 0 || max > 2 ** 20) {
+      fail(
+        "EINVAL",
+        `pramin.compare maxDifferences ${describe(max)} is not an integer in 0..${hex(2 ** 20)}`,
+      );
+    }
+    checkUint(addr, "pramin.compare VRAM address");
+    checkPath(file, "pramin.compare");
+    const input = openImage(file, "pramin.compare");
+    try {
+      const { size, header } = input;
+      this.#imageRange(addr, size, "pramin.compare");
+      const fromFile = new Uint8Array(Math.min(size, IMAGE_CHUNK));
+      const fromVram = new Uint8Array(fromFile.length);
+      const a32 = new Uint32Array(fromFile.buffer);
+      const b32 = new Uint32Array(fromVram.buffer);
+      const words: VramWordDifference[] = [];
+      const ranges: [number, number][] = [];
+      let count = 0;
+      let rangeCount = 0;
+      let open = -1; // end of the range being extended, or -1
+      using w = this.borrow();
+      for (let at = 0; at < size; at += fromFile.length) {
+        interruptPoint();
+        const n = Math.min(fromFile.length, size - at);
+        readAll(input.file, fromFile.subarray(0, n), file, input.dataOffset + at);
+        w.readInto(addr + at, fromVram.subarray(0, n));
+        for (let i = 0; i < n / 4; i++) {
+          if (a32[i] === b32[i]) continue;
+          const where = addr + at + 4 * i;
+          count++;
+          if (words.length < max) words.push({ address: where, file: a32[i], vram: b32[i] });
+          if (open === where) {
+            // The range goes on; extend it in the list if it made the list.
+            open += 4;
+            const last = ranges.at(-1);
+            if (last !== undefined && last[1] === where) last[1] = open;
+            continue;
+          }
+          rangeCount++;
+          open = where + 4;
+          if (ranges.length < max) ranges.push([where, open]);
+        }
+        this.#imageProgress(at + n, size, "compare");
+      }
+      const result: VramCompareResult = {
+        file,
+        addr,
+        size,
+        header,
+        same: count === 0,
+        differentWords: count,
+        differentRanges: rangeCount,
+        ranges,
+        words,
+      };
+      return Object.defineProperty(result, Symbol.for("Deno.customInspect"), {
+        value: () => formatCompare(result),
+        enumerable: false,
+      });
+    } finally {
+      input.file.close();
+    }
+  }
 }
 
 /**
@@ -879,4 +1113,273 @@ export class PraminWindow {
     const kind = this.#owner === null ? "" : " (borrowed)";
     return `PraminWindow${kind} at ${hex(this.base)}, restores ${hex(this.savedBase)} on close`;
   }
+}
+
+// --- VRAM image files ----------------------------------------------------------
+
+/**
+ * The first 8 bytes of a novamm VRAM image (`pramin.save`). The format,
+ * version 1, all integers little-endian:
+ *
+ * | offset | bytes | field                                         |
+ * |-------:|------:|-----------------------------------------------|
+ * |      0 |     8 | magic `NVMMVRAM`                              |
+ * |      8 |     4 | version (1; readers refuse newer)             |
+ * |     12 |     4 | header bytes (64; the data starts here)       |
+ * |     16 |     8 | VRAM address the bytes were saved from        |
+ * |     24 |     8 | size of the data in bytes (a multiple of 4)   |
+ * |     32 |     4 | NV_PMC_BOOT_0 of the chip saved from          |
+ * |     36 |     4 | NV_PMC_BOOT_42                                |
+ * |     40 |    24 | zero (reserved)                               |
+ * |     64 |  size | the VRAM bytes, in address order              |
+ *
+ * A file that does not start with the magic is taken as raw bytes (a `dd`
+ * image): `load` and `compare` use all of it (its length a multiple of 4).
+ * The file must be exactly header + size bytes long: a truncated or padded
+ * image is refused, naming the length found and the one the header gives.
+ */
+export const VRAM_IMAGE_MAGIC = "NVMMVRAM";
+/** The VRAM image format version {@linkcode Pramin.save} writes. */
+export const VRAM_IMAGE_VERSION = 1;
+/** Bytes of a VRAM image header. */
+export const VRAM_IMAGE_HEADER_BYTES = 64;
+
+/** Bytes moved per step (one PRAMIN window): bounded memory whatever the image size. */
+const IMAGE_CHUNK = 2 ** 20;
+const MAGIC_BYTES = new TextEncoder().encode(VRAM_IMAGE_MAGIC);
+
+/** What a VRAM image's header says. */
+export interface VramImageHeader {
+  /** VRAM address the bytes were saved from. */
+  addr: number;
+  /** Bytes of data. */
+  size: number;
+  /** NV_PMC_BOOT_0 of the chip saved from. */
+  boot0: number;
+  /** NV_PMC_BOOT_42 of the chip saved from. */
+  boot42: number;
+}
+
+/** What {@linkcode Pramin.save} and {@linkcode Pramin.load} did. */
+export interface VramImageResult {
+  /** The file. */
+  file: string;
+  /** VRAM address written or read. */
+  addr: number;
+  /** Bytes. */
+  size: number;
+  /** The image's header (null: a raw file). */
+  header: VramImageHeader | null;
+}
+
+/** One 32-bit word that differs between a file and VRAM. */
+export interface VramWordDifference {
+  /** VRAM byte address. */
+  address: number;
+  /** The word in the file. */
+  file: number;
+  /** The word in VRAM. */
+  vram: number;
+}
+
+/** What {@linkcode Pramin.compare} found. */
+export interface VramCompareResult extends VramImageResult {
+  /** True when every word is the same. */
+  same: boolean;
+  /** Words that differ (all of them). */
+  differentWords: number;
+  /** Ranges of consecutive differing words (all of them). */
+  differentRanges: number;
+  /** The first differing ranges `[start, end)` (at most `maxDifferences`). */
+  ranges: [number, number][];
+  /** The first differing words (at most `maxDifferences`). */
+  words: VramWordDifference[];
+}
+
+function checkPath(file: unknown, what: string): void {
+  if (typeof file !== "string" || file.length === 0) {
+    fail("EINVAL", `${what} file ${describe(file)} is not a non-empty path string`);
+  }
+}
+
+function encodeImageHeader(h: VramImageHeader): Uint8Array {
+  const out = new Uint8Array(VRAM_IMAGE_HEADER_BYTES);
+  const dv = new DataView(out.buffer);
+  out.set(MAGIC_BYTES, 0);
+  dv.setUint32(8, VRAM_IMAGE_VERSION, true);
+  dv.setUint32(12, VRAM_IMAGE_HEADER_BYTES, true);
+  dv.setBigUint64(16, BigInt(h.addr), true);
+  dv.setBigUint64(24, BigInt(h.size), true);
+  dv.setUint32(32, h.boot0 >>> 0, true);
+  dv.setUint32(36, h.boot42 >>> 0, true);
+  return out;
+}
+
+/** An image opened for reading: where its data starts, how long it is, its header. */
+interface OpenImage {
+  file: Deno.FsFile;
+  dataOffset: number;
+  size: number;
+  header: VramImageHeader | null;
+}
+
+/** Opens and checks a VRAM image or raw file (nothing is read past the header). */
+function openImage(path: string, what: string): OpenImage {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true });
+  } catch (e) {
+    return fail(
+      e instanceof Deno.errors.NotFound ? "ENOENT" : "EIO",
+      `${what}: cannot open ${path}: ${errorText(e)}`,
+    );
+  }
+  try {
+    const info = file.statSync();
+    if (!info.isFile) fail("EINVAL", `${what}: ${path} is not a regular file`);
+    const length = info.size;
+    const head = new Uint8Array(Math.min(length, VRAM_IMAGE_HEADER_BYTES));
+    readAll(file, head, path, 0);
+    const isImage = head.length >= MAGIC_BYTES.length &&
+      MAGIC_BYTES.every((b, i) => head[i] === b);
+    if (!isImage) {
+      if (length === 0 || length % 4 !== 0) {
+        fail(
+          "EINVAL",
+          `${what}: ${path} is not a VRAM image (no ${VRAM_IMAGE_MAGIC} header) and its length ${length} is not a non-zero multiple of 4 bytes`,
+        );
+      }
+      return { file, dataOffset: 0, size: length, header: null };
+    }
+    if (head.length < VRAM_IMAGE_HEADER_BYTES) {
+      fail(
+        "EINVAL",
+        `${what}: ${path} is cut short at offset ${length}: a VRAM image header is ${VRAM_IMAGE_HEADER_BYTES} bytes`,
+      );
+    }
+    const dv = new DataView(head.buffer);
+    const version = dv.getUint32(8, true);
+    if (version === 0 || version > VRAM_IMAGE_VERSION) {
+      fail(
+        "EINVAL",
+        `${what}: ${path} offset 8: VRAM image version ${version} is not one this novamm reads (1..${VRAM_IMAGE_VERSION})`,
+      );
+    }
+    const headerBytes = dv.getUint32(12, true);
+    if (headerBytes !== VRAM_IMAGE_HEADER_BYTES) {
+      fail(
+        "EINVAL",
+        `${what}: ${path} offset 12: header size ${headerBytes} is not ${VRAM_IMAGE_HEADER_BYTES}`,
+      );
+    }
+    const addr = dv.getBigUint64(16, true);
+    const size = dv.getBigUint64(24, true);
+    if (addr >= 1n << 53n || size === 0n || size >= 1n << 53n || size % 4n !== 0n) {
+      fail(
+        "EINVAL",
+        `${what}: ${path} offset 16: address ${hex(addr)} / size ${
+          hex(size)
+        } are not a VRAM range (size a non-zero multiple of 4)`,
+      );
+    }
+    if (BigInt(length) !== BigInt(VRAM_IMAGE_HEADER_BYTES) + size) {
+      fail(
+        "EINVAL",
+        `${what}: ${path} is ${length} bytes, but its header says ${VRAM_IMAGE_HEADER_BYTES} + ${size} (${
+          BigInt(length) < BigInt(VRAM_IMAGE_HEADER_BYTES) + size ? "cut short" : "trailing bytes"
+        })`,
+      );
+    }
+    const header: VramImageHeader = {
+      addr: Number(addr),
+      size: Number(size),
+      boot0: dv.getUint32(32, true),
+      boot42: dv.getUint32(36, true),
+    };
+    return { file, dataOffset: VRAM_IMAGE_HEADER_BYTES, size: header.size, header };
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+}
+
+/** Reads exactly `out.length` bytes of `file` at `offset` (EIO when the file ends first). */
+function readAll(file: Deno.FsFile, out: Uint8Array, path: string, offset: number): void {
+  let got = 0;
+  const read = () => {
+    try {
+      if (got === 0) file.seekSync(offset, Deno.SeekMode.Start);
+      return file.readSync(out.subarray(got));
+    } catch (e) {
+      return fail("EIO", `cannot read ${path} at offset ${offset + got}: ${errorText(e)}`);
+    }
+  };
+  while (got < out.length) {
+    const n = read();
+    if (n === null || n === 0) {
+      fail("EIO", `${path} ended at offset ${offset + got}, ${out.length - got} bytes short`);
+    }
+    got += n;
+  }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Writes all of `bytes` (EIO naming the file when the write fails: a full disk). */
+function writeAll(file: Deno.FsFile, bytes: Uint8Array, path: string): void {
+  try {
+    for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
+  } catch (e) {
+    fail("EIO", `cannot write ${path}: ${errorText(e)}`);
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // already gone: nothing to clean up
+  }
+}
+
+function imageResult(
+  verb: string,
+  file: string,
+  addr: number,
+  size: number,
+  header: VramImageHeader | null,
+): VramImageResult {
+  const r: VramImageResult = { file, addr, size, header };
+  return Object.defineProperty(r, Symbol.for("Deno.customInspect"), {
+    value: () =>
+      `${verb} [${hex(addr)}, ${hex(addr + size)}) (${formatSize(size)}) ${
+        verb === "saved" ? "to" : "from"
+      } ${file}`,
+    enumerable: false,
+  });
+}
+
+function formatCompare(r: VramCompareResult): string {
+  const span = `[${hex(r.addr)}, ${hex(r.addr + r.size)}) (${formatSize(r.size)})`;
+  if (r.same) return `VRAM ${span} is the same as ${r.file}`;
+  const lines = [
+    `${r.differentWords} ${
+      r.differentWords === 1 ? "word differs" : "words differ"
+    } in ${r.differentRanges} ${
+      r.differentRanges === 1 ? "range" : "ranges"
+    }: VRAM ${span} vs ${r.file}`,
+  ];
+  for (const [s, e] of r.ranges) lines.push(`  [${hex(s)}, ${hex(e)}) ${formatSize(e - s)}`);
+  if (r.differentRanges > r.ranges.length) {
+    lines.push(`  … ${r.differentRanges - r.ranges.length} more ranges`);
+  }
+  for (const d of r.words) {
+    lines.push(`  ${hex(d.address)}: file ${hex(d.file, 8)} vram ${hex(d.vram, 8)}`);
+  }
+  if (r.differentWords > r.words.length) {
+    lines.push(`  … ${r.differentWords - r.words.length} more words (maxDifferences lists more)`);
+  }
+  return lines.join("\n");
 }

@@ -1,11 +1,12 @@
 /**
  * GPU virtual-address range tracking for one address space: the taken
  * ranges in a balanced search tree (a treap keyed by start), each node also
- * holding the free gap before it and the largest gap in its subtree, so that
- * lookup, claim, release and first-fit placement under an alignment and a
- * phase all cost O(log n) (placement: per candidate gap large enough to hold
- * the size unaligned), with n = live ranges. Fixed claims refuse overlap
- * with EBUSY naming both ranges.
+ * holding the free gap before it and, per power-of-two alignment class
+ * (4 KiB .. 4 GiB, as the buddy keeps a free list per order), the largest
+ * aligned range that fits in a gap of its subtree, so that lookup, claim,
+ * release and first-fit placement under an alignment all cost O(log n), with
+ * n = live ranges, even when many holes are large enough unaligned but not
+ * aligned. Fixed claims refuse overlap with EBUSY naming both ranges.
  *
  * nova-core v7 used a second buddy allocator here (and v12 a maple tree); the
  * gap-augmented tree is exact for any size and alignment.
@@ -33,26 +34,82 @@ function show(r: { start: bigint; end: bigint; owner?: string }): string {
   return `${r.owner ?? "range"} [${hex(r.start)}, ${hex(r.end)})`;
 }
 
+/**
+ * Alignment classes the tree keeps maxima for: class 0 is the raw gap (any
+ * alignment up to the granularity of the ranges' ends), class c >= 1 the
+ * largest range aligned to 2^(11 + c) that fits: 4 KiB (c = 1) up to 4 GiB
+ * (c = {@linkcode CLASSES} - 1), which covers every GPU page size (4 KiB,
+ * 64 KiB, 2 MiB, 512 MiB). A larger alignment filters by the 4 GiB class.
+ */
+const CLASSES = 22;
+const MIN_CLASS_SHIFT = 12;
+const MAX_CLASS_SHIFT = MIN_CLASS_SHIFT + CLASSES - 2;
+/** Below this, addresses are exact as numbers. */
+const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 interface Node {
   readonly r: VaRange;
   /** End of the previous range (0 for the first): the free gap before this one is [gapLo, r.start). */
   gapLo: bigint;
-  /** Largest gap before any node in this subtree. */
-  maxGap: bigint;
+  /**
+   * [0, CLASSES): per alignment class, the size of the largest aligned range
+   * that fits in this node's gap (negative when none), as a number: exact
+   * below 2^53, else rounded to nearest, which keeps `fit >= need` whenever
+   * the exact values compare so (rounding is monotone), so pruning by it is
+   * sound. [CLASSES, 2 * CLASSES): the same, the maximum over this subtree.
+   */
+  readonly fit: number[];
   readonly prio: number;
   left: Node | null;
   right: Node | null;
 }
 
-function gap(n: Node): bigint {
-  return n.r.start - n.gapLo;
+/**
+ * What a node's {@linkcode Node.fit} starts as (copied): doubles, so that
+ * every node's array has one element kind and `pull` stays monomorphic.
+ */
+const FIT_TEMPLATE: readonly number[] = (() => {
+  const out: number[] = [];
+  for (let c = 0; c < 2 * CLASSES; c++) out.push(0.5);
+  return out;
+})();
+
+/** Recomputes the node's own fits from its gap [gapLo, r.start). */
+function measureGap(n: Node): void {
+  const own = n.fit;
+  const lo = n.gapLo;
+  const hi = n.r.start;
+  if (hi <= SAFE) {
+    const l = Number(lo);
+    const h = Number(hi);
+    own[0] = h - l;
+    // Multiples of 2^k below 2^(53 + k) are exact doubles: no rounding here.
+    let c = 1;
+    for (let a = 2 ** MIN_CLASS_SHIFT; c < CLASSES; c++, a *= 2) {
+      const fit = h - Math.ceil(l / a) * a;
+      own[c] = fit;
+      if (fit < 0) break; // no multiple of a in the gap, so none of any larger power of two
+    }
+    for (c++; c < CLASSES; c++) own[c] = -1;
+    return;
+  }
+  own[0] = Number(hi - lo);
+  for (let c = 1; c < CLASSES; c++) {
+    const a = 1n << BigInt(MIN_CLASS_SHIFT - 1 + c);
+    own[c] = Number(hi - (lo + a - 1n) / a * a);
+  }
 }
 
 function pull(n: Node): Node {
-  let m = gap(n);
-  if (n.left !== null && n.left.maxGap > m) m = n.left.maxGap;
-  if (n.right !== null && n.right.maxGap > m) m = n.right.maxGap;
-  n.maxGap = m;
+  const f = n.fit;
+  const l = n.left === null ? null : n.left.fit;
+  const r = n.right === null ? null : n.right.fit;
+  for (let c = 0, m = CLASSES; c < CLASSES; c++, m++) {
+    let v = f[c];
+    if (l !== null && l[m] > v) v = l[m];
+    if (r !== null && r[m] > v) v = r[m];
+    f[m] = v;
+  }
   return n;
 }
 
@@ -82,8 +139,10 @@ function merge(a: Node | null, b: Node | null): Node | null {
 
 /** Sets the gapLo of the leftmost node of `n` (its minimum) and re-pulls that spine. */
 function setMinGap(n: Node, gapLo: bigint): void {
-  if (n.left === null) n.gapLo = gapLo;
-  else setMinGap(n.left, gapLo);
+  if (n.left === null) {
+    n.gapLo = gapLo;
+    measureGap(n);
+  } else setMinGap(n.left, gapLo);
   pull(n);
 }
 
@@ -92,18 +151,35 @@ function maxNode(n: Node | null): Node | null {
   return n;
 }
 
-/** The leftmost node with start > key whose gap is at least `need`. */
-function firstGap(n: Node | null, key: bigint, need: bigint): Node | null {
+/**
+ * The leftmost node with start > key whose gap holds `need` bytes in
+ * alignment class `c` (a necessary condition the caller then checks exactly).
+ */
+function firstGap(n: Node | null, key: bigint, c: number, need: number): Node | null {
   while (n !== null) {
-    if (n.maxGap < need) return null;
+    if (n.fit[CLASSES + c] < need) return null;
     if (n.r.start > key) {
-      const l = firstGap(n.left, key, need);
+      const l = firstGap(n.left, key, c, need);
       if (l !== null) return l;
-      if (gap(n) >= need) return n;
+      if (n.fit[c] >= need) return n;
     }
     n = n.right;
   }
   return null;
+}
+
+/**
+ * The alignment class whose maxima filter a request for a start that is
+ * `phase` modulo `align` (phase < align): such a start is a multiple of
+ * `align` (phase 0) or of the lowest set bit of `phase`, so it fits only
+ * where an equally aligned range of the size fits. Exact for phase 0 and
+ * alignments of 4 KiB to 4 GiB.
+ */
+function classFor(align: bigint, phase: bigint): number {
+  // A power of two: exact as a double (up to 2^1023; past that it reads as Infinity).
+  const shift = Math.log2(Number(phase === 0n ? align : phase & -phase));
+  if (shift < MIN_CLASS_SHIFT) return 0;
+  return (Math.min(shift, MAX_CLASS_SHIFT) - MIN_CLASS_SHIFT + 1) | 0;
 }
 
 /** A small deterministic PRNG for treap priorities (placement does not depend on it). */
@@ -123,6 +199,8 @@ export class VaRanges {
   readonly size: bigint;
   #root: Node | null = null;
   #count = 0;
+  /** Bytes taken by all ranges. */
+  #taken = 0n;
   readonly #prio = priorities();
 
   /** Constructs it (see the class documentation for who does and how). */
@@ -133,6 +211,22 @@ export class VaRanges {
   /** Number of taken ranges. */
   get count(): number {
     return this.#count;
+  }
+
+  /**
+   * Counts in O(1): ranges taken, bytes taken, bytes free (in however many
+   * holes; `count + 1` at most).
+   *
+   * @example
+   * ```ts
+   * import { VaRanges } from "./va_ranges.ts";
+   * const space = new VaRanges(1n << 30n);
+   * space.claim(0x10000n, 0x2000n, "mapping");
+   * space.stats(); // { count: 1, taken: 0x2000n, free: 0x3fffe000n }
+   * ```
+   */
+  stats(): { count: number; taken: bigint; free: bigint } {
+    return { count: this.#count, taken: this.#taken, free: this.size - this.#taken };
   }
 
   /** Taken ranges, ascending (O(n)). */
@@ -218,21 +312,27 @@ export class VaRanges {
     const node: Node = {
       r,
       gapLo: prev === null ? 0n : prev.r.end,
-      maxGap: 0n,
+      fit: FIT_TEMPLATE.slice(),
       prio: this.#prio(),
       left: null,
       right: null,
     };
+    measureGap(node);
     pull(node);
     if (b !== null) setMinGap(b, r.end);
     this.#root = merge(merge(a, node), b);
     this.#count++;
+    this.#taken += size;
     return r;
   }
 
   /**
    * Finds the lowest free range of `size` bytes in [lo, hi) whose start is
-   * `phase` modulo `align` (0: aligned); null if none.
+   * `phase` modulo `align` (0: aligned); null if none. O(log n) for phase 0
+   * and alignments of 4 KiB to 4 GiB, however many holes are too small once
+   * aligned: the tree keeps per-alignment maxima, so only a gap that fits is
+   * visited (and the ones holding lo and hi). With a phase, gaps are
+   * filtered by the alignment the phase implies (its lowest set bit).
    */
   findFree(size: bigint, align: bigint, lo = 0n, hi = this.size, phase = 0n): bigint | null {
     size = checkVa(size, "VA size");
@@ -250,10 +350,12 @@ export class VaRanges {
       const end = gapHi < hi ? gapHi : hi;
       return cursor + size <= end ? cursor : null;
     };
-    // Gaps before each range, lowest first, skipping those too small even unaligned.
+    // Gaps before each range, lowest first, skipping those that cannot hold it aligned.
+    const c = classFor(align, phase % align);
+    const need = Number(size);
     let key = lo;
     for (;;) {
-      const n = firstGap(this.#root, key, size);
+      const n = firstGap(this.#root, key, c, need);
       if (n === null) break;
       if (n.gapLo >= hi) return null;
       const at = fits(n.gapLo, n.r.start);
@@ -277,7 +379,7 @@ export class VaRanges {
     }
     const start = this.findFree(size, align, 0n, this.size, phase);
     if (start === null) {
-      const free = this.size - this.list().reduce((n, r) => n + (r.end - r.start), 0n);
+      const free = this.size - this.#taken;
       fail(
         "ENOSPC",
         `no free ${hex(size)}-byte VA range aligned to ${hex(align)} in the ${
@@ -300,6 +402,7 @@ export class VaRanges {
     if (c !== null) setMinGap(c, f.gapLo);
     this.#root = merge(a, c);
     this.#count--;
+    this.#taken -= range.end - range.start;
   }
 }
 
@@ -329,6 +432,11 @@ export class VaRangesView {
   /** Number of taken ranges. */
   get count(): number {
     return this.#r.count;
+  }
+
+  /** Counts in O(1): ranges taken, bytes taken, bytes free. */
+  stats(): { count: number; taken: bigint; free: bigint } {
+    return this.#r.stats();
   }
 
   /** Taken ranges, ascending (O(n)). */

@@ -50,11 +50,14 @@ import { type DumpNode, dumpTree } from "./pagetable/dump.ts";
 import {
   type Extent,
   ExtentList,
+  type Extents,
+  type PageStretches,
+  PfnExtents,
   type PteRuns,
   sizeName,
   vaPlacements,
 } from "./pagetable/extents.ts";
-import type { PtTable } from "./pagetable/tree.ts";
+import { type PtTable, recycleTable } from "./pagetable/tree.ts";
 import { virtualAddress } from "./types.ts";
 import { type VaRange, VaRanges, VaRangesView } from "./va_ranges.ts";
 
@@ -67,6 +70,9 @@ export type { Extent } from "./pagetable/extents.ts";
 export const TEARDOWN: unique symbol = Symbol("novamm.teardown");
 
 const PAGE = 4096;
+
+/** Each address space's page-table engine, for its mappings to read their pages back. */
+const MAPPERS = new WeakMap<Vmm, Mapper>();
 
 /** What a Vmm needs from its GPU. */
 export interface VmmDeps {
@@ -189,7 +195,11 @@ export class Mapping {
   readonly writable: boolean;
   /** The VA range. */
   readonly range: VaRange;
-  /** @internal */ readonly runs: PteRuns;
+  /**
+   * @internal Its layout: stretches of one page size (the physical side is
+   * read back from its PTEs, so it keeps O(stretches), not O(pages)).
+   */
+  readonly stretches: PageStretches;
   #live = true;
   #onRetire: (() => void)[] = [];
   #pages: Record<string, number> | null = null;
@@ -201,7 +211,7 @@ export class Mapping {
     this.size = prepared.size;
     this.writable = prepared.writable;
     this.range = prepared.range;
-    this.runs = prepared.runs;
+    this.stretches = prepared.runs.stretches;
   }
 
   /** False once unmapped. */
@@ -230,24 +240,55 @@ export class Mapping {
   get pages(): Record<string, number> {
     if (this.#pages === null) {
       const out: Record<string, number> = {};
-      for (const [size, n] of this.runs.pageCounts()) out[sizeName(size)] = n;
+      for (const [size, n] of this.stretches.pageCounts()) out[sizeName(size)] = n;
       this.#pages = out;
     }
     return { ...this.#pages };
   }
 
-  /** The physical extents behind the mapping, in VA order (contiguous pieces coalesced). */
+  /**
+   * The physical extents behind the mapping, in VA order (contiguous pieces
+   * coalesced), read back from its PTEs (O(pages), no MMIO). EINVAL once
+   * unmapped (its pages may belong to someone else by then).
+   */
   get extents(): Extent[] {
-    return this.runs.extents().toArray();
+    this.#readable("extents");
+    return MAPPERS.get(this.vmm)!.extentsOf(this).toArray();
   }
 
-  /** The physical (VRAM) address behind byte `offset` of the mapping (O(log runs)). */
+  /**
+   * The physical (VRAM) address behind byte `offset` of the mapping, read
+   * back from its PTE (O(log stretches + levels), no MMIO). EINVAL for an
+   * offset outside it, or once unmapped.
+   */
   physicalAddress(offset: number): number {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.size) {
       fail("EINVAL", `offset ${describe(offset)} is outside the ${hex(this.size)}-byte mapping`);
     }
-    const i = this.runs.find(offset);
-    return this.runs.pa(i) + (offset - this.runs.offset(i));
+    this.#readable("physicalAddress");
+    const s = this.stretches;
+    const i = s.find(offset);
+    const ps = s.pageSize(i);
+    const within = (offset - s.offset(i)) % ps;
+    const page = this.va + BigInt(offset - within);
+    const pa = MAPPERS.get(this.vmm)!.pageAddress(page, ps);
+    if (pa === null) {
+      fail("EIO", `the PTE of VA ${hex(page)} of mapping ${hex(this.va)} is not in the shadow`);
+    }
+    return pa + within;
+  }
+
+  /** EINVAL once unmapped: its PTEs, which hold its pages, are gone. */
+  #readable(what: string): void {
+    if (!this.#live) {
+      fail(
+        "EINVAL",
+        `${what}: mapping ${hex(this.va)} +${
+          hex(this.size)
+        } is unmapped, so its pages are no longer known`,
+        "read them before unmap()",
+      );
+    }
   }
 
   /**
@@ -293,9 +334,8 @@ export class Mapping {
 
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
-    const pages = [...this.runs.pageCounts()].map(([size, n]) => `${n}×${formatSize(size)}`).join(
-      " ",
-    );
+    const counts = [...this.stretches.pageCounts()];
+    const pages = counts.map(([size, n]) => `${n}×${formatSize(size)}`).join(" ");
     return `Mapping ${hex(this.va)} +${formatSize(this.size)} ${
       this.writable ? "rw" : "ro"
     } ${pages}${this.#live ? (this.#flushed ? "" : " (not flushed: untrusted)") : " (unmapped)"}`;
@@ -411,6 +451,7 @@ export class Vmm {
     this.ranges = new VaRangesView(this.#ranges);
     this.#rootAllocation = options.rootAllocation ?? null;
     this.#mapper = new Mapper(format, options.pdb, this.#rootAllocation, deps);
+    MAPPERS.set(this, this.#mapper);
     this.#mapper.owner = this.name;
     if (this.#rootAllocation !== null) {
       this.#rootAllocation.label = `${format.directories[0].name} of ${this.name}`;
@@ -442,7 +483,10 @@ export class Vmm {
     this.#unflushed.clear();
     const tables = this.#deferredTables;
     this.#deferredTables = [];
-    for (const t of tables) t.alloc!.free();
+    for (const t of tables) {
+      t.alloc!.free();
+      recycleTable(t);
+    }
     return this.#deferredCallbacks.splice(0);
   }
 
@@ -529,7 +573,16 @@ export class Vmm {
   prepareMap(pfns: ArrayLike<number>, options: MapOptions = {}): PreparedMapping {
     this.#alive();
     checkOptions(options, MAP_OPTIONS, "map options");
-    return this.#prepare(ExtentList.fromPfns(pfns, this.#deps.vramSize), options);
+    // Extents shorter than the second-smallest page map with small pages wherever they go:
+    // the check makes their runs as it reads the frames (scattered frames are read once).
+    const sizes = this.#mapper.pageSizes;
+    const short = options.pageSize === undefined ? sizes[sizes.length - 2] / PAGE : 0;
+    const extents = new PfnExtents(pfns, this.#deps.vramSize, short);
+    try {
+      return this.#prepare(extents, options);
+    } finally {
+      extents.release(); // runs no choice took (the prepare failed before choosing)
+    }
   }
 
   /**
@@ -542,7 +595,7 @@ export class Vmm {
     return this.#prepare(ExtentList.fromExtents(extents, this.#deps.vramSize), options);
   }
 
-  #prepare(extents: ExtentList, options: MapOptions): PreparedMapping {
+  #prepare(extents: Extents, options: MapOptions): PreparedMapping {
     this.#deps.tablesChanged?.();
     const forced = options.pageSize;
     this.#mapper.checkPageSize(forced);
@@ -604,7 +657,10 @@ export class Vmm {
       runAll(this.#flush());
       return;
     }
-    for (const t of freed) t.alloc!.free();
+    for (const t of freed) {
+      t.alloc!.free();
+      recycleTable(t);
+    }
   }
 
   /**
@@ -627,6 +683,8 @@ export class Vmm {
     });
     // The PTEs are in VRAM: the mapping exists from here on, even if the flush
     // fails (the caller can still unmap it: prepared.mapping, vmm.mappings()).
+    // The runs are in the PTEs now: the mapping keeps only their stretches.
+    prepared.runs.release();
     prepared.state = "executed";
     this.#pending.delete(prepared);
     const m = new Mapping(this, prepared);
@@ -658,6 +716,7 @@ export class Vmm {
     prepared.state = "cancelled";
     this.#pending.delete(prepared);
     this.#abandon(prepared.range, prepared);
+    prepared.runs.release();
   }
 
   /**

@@ -13,93 +13,7 @@ import { complete } from "../cli/repl_session.ts";
 import { buildGlobals, globalEntries } from "../cli/globals.ts";
 import { NovaError, openGpu } from "../mod.ts";
 import { ROOT, runDeno, throwsNova } from "./util.ts";
-
-/** True when tmux is on PATH (CI installs it; terminal tests skip without it). */
-function haveTmux(): boolean {
-  try {
-    return new Deno.Command("tmux", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync()
-      .success;
-  } catch {
-    return false;
-  }
-}
-
-/** A command running in a tmux pane: a real terminal, keys typed one group at a time. */
-class Terminal {
-  readonly #dir: string;
-
-  private constructor(dir: string) {
-    this.#dir = dir;
-  }
-
-  /** Starts `command` in a fresh tmux server (own socket directory) with a 120x40 terminal. */
-  static async start(command: string, env: Record<string, string> = {}): Promise<Terminal> {
-    const t = new Terminal(await Deno.makeTempDir({ prefix: "novamm-tmux-" }));
-    const exports = Object.entries({ NO_COLOR: "1", ...env })
-      .map(([k, v]) => `${k}='${v.replaceAll("'", "'\\''")}'`).join(" ");
-    // The pane stays open after the command ends, so its last screen can be read.
-    await t.#tmux(
-      "new-session",
-      "-d",
-      "-x",
-      "120",
-      "-y",
-      "40",
-      "-c",
-      ROOT,
-      `env ${exports} ${command}; echo "[exit $?]"; sleep 30`,
-    );
-    return t;
-  }
-
-  async #tmux(...args: string[]): Promise<string> {
-    const out = await new Deno.Command("tmux", {
-      args: ["-L", "novamm", ...args],
-      env: { TMUX_TMPDIR: this.#dir },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    return new TextDecoder().decode(out.stdout);
-  }
-
-  /** Types keys (tmux key names such as `Tab`, `Enter`, `C-c` are keys, not text). */
-  async keys(...keys: string[]): Promise<void> {
-    // One key group per send: readline takes a multi-character chunk as a paste.
-    for (const k of keys) {
-      await this.#tmux("send-keys", "-t", "0", k);
-      await new Promise((r) => setTimeout(r, 60));
-    }
-  }
-
-  /** Types text literally. */
-  async type(text: string): Promise<void> {
-    await this.#tmux("send-keys", "-t", "0", "-l", text);
-    await new Promise((r) => setTimeout(r, 60));
-  }
-
-  /** The screen now. */
-  screen(): Promise<string> {
-    return this.#tmux("capture-pane", "-p", "-t", "0");
-  }
-
-  /** Waits until the screen matches; returns it. Throws with the screen after `ms`. */
-  async waitFor(pattern: RegExp | string, ms = 8000): Promise<string> {
-    const end = performance.now() + ms;
-    let s = "";
-    while (performance.now() < end) {
-      s = await this.screen();
-      if (typeof pattern === "string" ? s.includes(pattern) : pattern.test(s)) return s;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`terminal never showed ${String(pattern)}; screen:\n${s}`);
-  }
-
-  /** Ends the tmux server and removes its socket directory; idempotent. */
-  async close(): Promise<void> {
-    await this.#tmux("kill-server");
-    await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
-  }
-}
+import { haveTmux, Terminal } from "./terminal.ts";
 
 // --- the evaluator ----------------------------------------------------------
 
@@ -497,7 +411,7 @@ Deno.test({
     const dir = await Deno.makeTempDir();
     const history = `${dir}/history`;
     const term = await Terminal.start(`${Deno.execPath()} run -A repl.ts`, {
-      NOVAMM_HISTORY: history,
+      env: { NOVAMM_HISTORY: history },
     });
     try {
       await term.waitFor(/^ga102>$/m); // tmux drops trailing spaces
@@ -536,7 +450,7 @@ Deno.test({
 
       // History comes back in the next session: Up recalls the last line.
       const again = await Terminal.start(`${Deno.execPath()} run -A repl.ts`, {
-        NOVAMM_HISTORY: history,
+        env: { NOVAMM_HISTORY: history },
       });
       try {
         await again.waitFor(/^ga102>$/m);

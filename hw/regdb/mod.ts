@@ -297,6 +297,68 @@ class LazyRegister implements RegisterDef {
   }
 }
 
+/**
+ * A family's database whose data text is parsed on first use: opening a
+ * simulated chip loads its database (the simulator answers the registers it
+ * does not model from it) and often looks nothing up before the REPL's
+ * prompt shows, so the parse (a few milliseconds and much garbage) waits.
+ */
+class LoadedRegisterDb implements RegisterDb {
+  readonly chip: string;
+  readonly family: string;
+  readonly meta: RegisterDbMeta;
+  #body: string;
+  #db: RegisterDb | null = null;
+
+  constructor(chip: string, meta: RegisterDbMeta, body: string) {
+    this.chip = chip;
+    this.family = FAMILY_NAMES[chip];
+    this.meta = meta;
+    this.#body = body;
+  }
+
+  #built(): RegisterDb {
+    if (this.#db === null) {
+      this.#db = buildRegisterDb(this.meta, this.#body);
+      this.#body = "";
+    }
+    return this.#db;
+  }
+
+  get registers(): readonly RegisterDef[] {
+    return this.#built().registers;
+  }
+
+  get files(): readonly string[] {
+    return this.#built().files;
+  }
+
+  get bases(): readonly string[] {
+    return this.#built().bases;
+  }
+
+  get priCodes(): readonly (readonly [string, number])[] {
+    return this.#built().priCodes;
+  }
+
+  get byName(): ReadonlyMap<string, RegisterDef> {
+    return this.#built().byName;
+  }
+
+  get byOffset(): ReadonlyMap<number, readonly RegisterDef[]> {
+    return this.#built().byOffset;
+  }
+
+  get indexed(): readonly RegisterDef[] {
+    return this.#built().indexed;
+  }
+
+  /** Prints as the family and its register count (the tables would fill the screen). */
+  [Symbol.for("Deno.customInspect")](): string {
+    return `RegisterDb ${this.family} (${this.chip}): ${this.meta.registers} registers`;
+  }
+}
+
 /** Builds the in-memory database from a data module's META and BODY. */
 export function buildRegisterDb(meta: RegisterDbMeta, bodyText: string): RegisterDb {
   const raw = JSON.parse(bodyText) as RawBody;
@@ -350,7 +412,7 @@ export function loadRegisterDb(chip: string | number | { chipId: number }): Prom
   let p = cache.get(key);
   if (p === undefined) {
     p = LOADERS[key]().then((m) => {
-      const db = buildRegisterDb(m.META, m.BODY);
+      const db = new LoadedRegisterDb(key, m.META, m.BODY);
       loaded.set(key, db);
       return db;
     });

@@ -14,6 +14,14 @@
  */
 
 import { decodeChip } from "../chip.ts";
+import {
+  accessesOf,
+  importMmiotraceFile,
+  type MmiotraceImportOptions,
+  parseMmiotraceLine,
+  snapshotTables,
+} from "../snap/mmiotrace.ts";
+import { readLines } from "../trace.ts";
 import { fail, hex } from "../errors.ts";
 import type { MmioAccess } from "../mmio.ts";
 export type { MmioAccess, Width } from "../mmio.ts";
@@ -45,6 +53,8 @@ export interface DecodedAccess {
   readonly name: string | null;
   /** One line: the access with names and decoded value. */
   readonly text: string;
+  /** The VRAM address a PRAMIN access reached (window base known), else absent. */
+  readonly vram?: number;
 }
 
 /** The PRAMIN window state a decoder tracks. */
@@ -97,15 +107,19 @@ export async function createTraceDecoder(chip: string | number): Promise<TraceDe
       const op = a.op === "r" ? "r" : "w";
       const head = `${op} ${a.bar} ${a.width} ${hex(a.offset, 8)}`;
       const v = hex(a.value, a.width * 2);
-      if (a.bar === "bar1") {
-        return { access: a, name: "BAR1", text: `${head}  BAR1+${hex(a.offset)} = ${v}` };
+      if (a.bar !== "bar0") {
+        const bar = a.bar.toUpperCase();
+        return { access: a, name: bar, text: `${head}  ${bar}+${hex(a.offset)} = ${v}` };
       }
       if (a.offset >= regs.NV_PRAMIN && a.offset < regs.NV_PRAMIN + regs.PRAMIN_SIZE) {
         const off = a.offset - regs.NV_PRAMIN;
         const where = state.base === null
           ? `PRAMIN+${hex(off)} (window base not seen yet)`
           : `PRAMIN -> VRAM ${hex(state.base + off)}`;
-        return { access: a, name: "PRAMIN", text: `${head}  ${where} = ${v}` };
+        const text = `${head}  ${where} = ${v}`;
+        return state.base === null
+          ? { access: a, name: "PRAMIN", text }
+          : { access: a, name: "PRAMIN", text, vram: state.base + off };
       }
       let text: string;
       let name: string | null;
@@ -197,8 +211,100 @@ export async function decodeAccesses(
   const out: string[] = [];
   for (const a of accesses) {
     const d = dec.decode(a);
-    if (options.registersOnly && (d.name === "PRAMIN" || d.name === "BAR1")) continue;
+    if (options.registersOnly && isData(d)) continue;
     out.push(d.text);
   }
   return out;
+}
+
+/** True for an access that carries VRAM data (PRAMIN, BAR1, BAR2), not a register. */
+export function isData(d: DecodedAccess): boolean {
+  return d.name === "PRAMIN" || d.name === "BAR1" || d.name === "BAR2";
+}
+
+/** Options of {@linkcode decodeMmiotraceFile}. */
+export interface DecodeMmiotraceOptions {
+  /** The chip's register database to use (default: the trace's BOOT_0/BOOT_42). */
+  chip?: string;
+  /** Skip PRAMIN, BAR1 and BAR2 data accesses (except page-table writes). */
+  registersOnly?: boolean;
+  /** Passed to the import (PCIDEV choice, BAR bases, caps). */
+  import?: Omit<MmiotraceImportOptions, "path">;
+}
+
+/**
+ * Lists a Linux mmiotrace log (hw/snap/mmiotrace.ts) with names, in two
+ * streamed passes: the first imports it (the card's BARs, the chip, the
+ * address spaces the driver bound and the page tables they reach in the
+ * VRAM the trace wrote); the second prints each line: accesses as
+ * {@linkcode createTraceDecoder} names them, and a PRAMIN write that lands
+ * in one of those page tables marked with its address space, level, index
+ * and the VA the entry maps (`[bar1 PT[5] VA 0x5000]`), one in an instance
+ * block bound to a BAR with its offset (`[bar1 instance block +0x200]`). MAP, UNMAP and MARK
+ * lines are shown as `#` lines; accesses to other devices are left out.
+ *
+ * @example
+ * ```ts
+ * for await (const line of decodeMmiotraceFile("nvidia-load.txt")) console.log(line);
+ * ```
+ */
+export async function* decodeMmiotraceFile(
+  path: string,
+  options: DecodeMmiotraceOptions = {},
+): AsyncGenerator<string> {
+  checkOptions(
+    options,
+    { chip: "string", registersOnly: "boolean", import: "object" },
+    "decodeMmiotraceFile options",
+  );
+  const { snapshot, bars, stats } = importMmiotraceFile(path, options.import ?? {});
+  const chipName = options.chip ?? decodeChip(snapshot.chip.boot0, snapshot.chip.boot42).name;
+  const dec = await createTraceDecoder(chipName);
+  const tables = snapshotTables(snapshot);
+  yield `# ${path}: mmiotrace of ${
+    snapshot.chip.pci?.bdf ?? "a card"
+  }, decoded as ${dec.db.family}; ${stats.reads} reads, ${stats.writes} writes; ${tables.tables.length} page tables in ${snapshot.addressSpaces.length} address spaces`;
+  for (const s of snapshot.addressSpaces) {
+    yield `#   ${s.name}: PDB ${hex(s.pdb)} MMU v${s.mmuVersion}${
+      s.instanceBlock === null ? "" : ` instance block ${hex(s.instanceBlock)}`
+    }`;
+  }
+  let n = 0;
+  for (const raw of readLines(path)) {
+    n++;
+    const r = parseMmiotraceLine(raw, n, { path });
+    const num = String(n).padStart(6);
+    if (r.kind === "mark") yield `# MARK ${r.text}`;
+    else if (r.kind === "map") {
+      const bar = accessesOf({ ...r, kind: "rw", op: "r", width: 1, value: 0, high: 0 }, bars);
+      yield `# MAP id ${r.id} [${hex(r.phys)}, ${hex(r.phys + r.length)}): ${
+        bar === null ? "another device" : bar[0].bar.toUpperCase()
+      }`;
+    } else if (r.kind === "unmap") yield `# UNMAP id ${r.id}`;
+    else if (r.kind === "unknown") yield `${num}  UNKNOWN instruction at ${hex(r.phys)}`;
+    const accesses = accessesOf(r, bars);
+    if (accesses === null) continue;
+    for (const a of accesses) {
+      const d = dec.decode(a);
+      let mark = "";
+      if (d.vram !== undefined && a.op === "w") {
+        const hit = tables.at(d.vram);
+        const inst = snapshot.addressSpaces.find((s) =>
+          s.instanceBlock !== null && d.vram! >= s.instanceBlock && d.vram! < s.instanceBlock + 4096
+        );
+        if (inst !== undefined) {
+          mark = `  [${inst.name} instance block +${hex(d.vram - inst.instanceBlock!)}]`;
+        } else if (hit !== null) {
+          const { table, index } = hit;
+          const va = table.va + BigInt(index) * table.span;
+          const half = table.level === "PD0"
+            ? ((d.vram - table.addr) % 16 < 8 ? " big" : " small")
+            : "";
+          mark = `  [${table.space} ${table.level}[${index}]${half} VA ${hex(va)}]`;
+        }
+      }
+      if (options.registersOnly && isData(d) && mark === "") continue;
+      yield `${num}  ${d.text}${mark}`;
+    }
+  }
 }

@@ -340,8 +340,17 @@ export class SimGpu {
   readonly bar0: MmioBackend;
   /** BAR1: VRAM by address in physical mode, translated by the MMU in virtual mode. */
   readonly bar1: MmioBackend;
-  /** Events worth knowing (bounded to the last 10,000). */
-  readonly log: SimEvent[] = [];
+  /**
+   * Events worth knowing, oldest first, bounded to the newest 10,000. The
+   * same array every time (clear it with `sim.log.length = 0`); adding an
+   * event costs O(1): the oldest are dropped in batches, and a read of
+   * `log` trims what is past the bound, so read `sim.log` afresh rather than
+   * holding it across later events.
+   */
+  get log(): SimEvent[] {
+    this.#trimLog();
+    return this.#log;
+  }
   /** Completed TLB flushes, oldest first. */
   readonly flushes: SimFlush[] = [];
   /** Completed FB flushes. */
@@ -350,6 +359,9 @@ export class SimGpu {
   eventCount = 0;
   /** Fault-injection knobs. */
   readonly knobs: SimKnobs = this.#makeKnobs();
+  /** The log's storage: the events are #log[#logHead..]; the first #logHead are dropped ones. */
+  readonly #log: SimEvent[] = [];
+  #logHead = 0;
   #regs = new Map<number, number>();
   #window: WindowRegister;
   #gfw: GfwBootRegisters;
@@ -645,8 +657,24 @@ export class SimGpu {
 
   #note(severity: SimEvent["severity"], kind: string, message: string): void {
     this.eventCount++;
-    if (this.log.length >= LOG_LIMIT) this.log.shift();
-    this.log.push({ severity, kind, message });
+    const log = this.#log;
+    if (this.#logHead > log.length) this.#logHead = 0; // a caller holding `log` cleared it
+    log.push({ severity, kind, message });
+    // Past the bound the oldest only count as dropped; once as many are dropped as kept,
+    // they go in one move (amortized O(1) an event, where a shift each time moves 10,000).
+    if (log.length - this.#logHead > LOG_LIMIT) this.#logHead = log.length - LOG_LIMIT;
+    if (this.#logHead >= LOG_LIMIT) this.#trimLog();
+  }
+
+  /** Drops the events past the bound from the log's storage (after a clear by the caller too). */
+  #trimLog(): void {
+    const log = this.#log;
+    if (this.#logHead > log.length) this.#logHead = 0; // the caller shortened it
+    if (log.length - this.#logHead > LOG_LIMIT) this.#logHead = log.length - LOG_LIMIT;
+    if (this.#logHead === 0) return;
+    log.copyWithin(0, this.#logHead);
+    log.length -= this.#logHead;
+    this.#logHead = 0;
   }
 
   /** What silicon does on a BAR fault in virtual mode: the GPU is gone (facts §13.3 item 7). */

@@ -14,6 +14,11 @@ export const CHUNK_SHIFT = 16;
 const CHUNK = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK - 1;
 const CHUNK_WORDS = CHUNK / 4;
+/** The unit a {@linkcode PostedWrites} snapshot covers: one 4 KiB page. */
+const PAGE = 4096;
+const PAGE_MASK = PAGE - 1;
+const PAGE_WORDS = PAGE / 4;
+const PAGES_PER_CHUNK = CHUNK / PAGE;
 
 interface Chunk {
   u8: Uint8Array;
@@ -397,6 +402,19 @@ export class SparseMemory {
     return c === undefined ? null : c.u32.slice();
   }
 
+  /**
+   * Copies the 4 KiB page holding `addr` as stored (no faults applied) into
+   * `out` from word `at`; false (nothing copied) when its chunk is untouched
+   * (it reads its background).
+   */
+  copyPageInto(addr: number, out: Uint32Array, at: number): boolean {
+    const c = this.#chunks.get(Math.floor(addr / CHUNK));
+    if (c === undefined) return false;
+    const from = (addr & CHUNK_MASK & ~PAGE_MASK) >>> 2;
+    out.set(c.u32.subarray(from, from + PAGE_WORDS), at);
+    return true;
+  }
+
   /** Copies `len` bytes starting at `addr` out (for tests and the simulator's own use). */
   readBytes(addr: number, len: number): Uint8Array {
     const out = new Uint8Array(len);
@@ -408,6 +426,13 @@ export class SparseMemory {
 /** Chunks a {@linkcode PostedWrites} buffer holds before it drains its oldest. */
 export const POSTED_CHUNKS = 1024;
 
+/** Snapshot slots a {@linkcode PostedWrites} keeps allocated across flushes (1 MiB of pages). */
+const KEEP_SLOTS = 256;
+/** In a chunk's page list: no posted write to that page since the flush. */
+const NOT_POSTED = -1;
+/** In a chunk's page list: the chunk was untouched, the page read its background. */
+const BACKGROUND = -2;
+
 /**
  * Writes the CPU posted to the frame buffer (through PRAMIN or BAR1) that
  * the GPU's own clients — the MMU walking page tables, the bind fetching an
@@ -415,15 +440,30 @@ export const POSTED_CHUNKS = 1024;
  * 3 and 5). CPU reads see the new data at once; only {@linkcode PostedWrites.read32}
  * (the GPU's view) returns what VRAM held before.
  *
- * Kept per 64 KiB chunk: the first posted write to a chunk snapshots it.
- * The buffer is bounded like a real write queue: past {@linkcode POSTED_CHUNKS}
- * chunks the oldest drains (becomes visible) on its own.
+ * Kept per 4 KiB page: the first posted write to a page after a flush copies
+ * that page (4 KiB, not its whole 64 KiB chunk) into a snapshot arena that is
+ * reused from flush to flush, so a page-table update costs one small copy
+ * and no allocation. Pages no posted write reached read VRAM as it is. The
+ * buffer is bounded like a real write queue, counted in 64 KiB chunks: past
+ * {@linkcode POSTED_CHUNKS} chunks with posted writes, the oldest chunk
+ * drains (all its pages become visible) on its own.
  */
 export class PostedWrites {
   readonly #vram: SparseMemory;
-  /** Chunk index → its contents before the first unflushed write (null: it was untouched). */
-  #before = new Map<number, Uint32Array | null>();
-  #lastChunk = -1;
+  /**
+   * Chunk index → per page of it (16): the arena slot holding its contents
+   * before the first unflushed write, {@linkcode BACKGROUND} or
+   * {@linkcode NOT_POSTED}. Insertion order is the order chunks were first
+   * written (the overflow drains the oldest).
+   */
+  #before = new Map<number, Int32Array>();
+  /** Page snapshots, one slot of 1,024 words each. */
+  #arena = new Uint32Array(0);
+  /** Slots handed out since the last drain. */
+  #used = 0;
+  /** Slots given back by overflow drains, reused before new ones. */
+  #free: number[] = [];
+  #lastPage = -1;
   /** Chunks drained because the buffer was full (the flush came too late for them). */
   overflowed = 0;
 
@@ -432,45 +472,71 @@ export class PostedWrites {
     this.#vram = vram;
   }
 
-  /** Call before CPU writes of [addr, addr + len) reach VRAM (one snapshot per chunk). */
+  /** Call before CPU writes of [addr, addr + len) reach VRAM (one snapshot per 4 KiB page). */
   touchRange(addr: number, len: number): void {
-    for (let a = addr - (addr % CHUNK); a < addr + len; a += CHUNK) this.touch(a);
+    for (let a = addr - (addr % PAGE); a < addr + len; a += PAGE) this.touch(a);
   }
 
   /** Call before a CPU write of `addr` reaches VRAM. */
   touch(addr: number): void {
-    const chunk = Math.floor(addr / CHUNK);
-    if (chunk === this.#lastChunk) return;
-    this.#lastChunk = chunk;
-    if (this.#before.has(chunk)) return;
-    // Sparse: an untouched chunk is remembered as null (it read its background).
-    this.#before.set(chunk, this.#vram.copyChunk(chunk * CHUNK));
-    if (this.#before.size > POSTED_CHUNKS) {
-      const oldest = this.#before.keys().next().value!;
-      this.#before.delete(oldest);
-      this.overflowed++;
+    const page = Math.floor(addr / PAGE);
+    if (page === this.#lastPage) return;
+    this.#lastPage = page;
+    const chunk = Math.floor(page / PAGES_PER_CHUNK);
+    let pages = this.#before.get(chunk);
+    if (pages === undefined) {
+      pages = new Int32Array(PAGES_PER_CHUNK).fill(NOT_POSTED);
+      this.#before.set(chunk, pages);
+      if (this.#before.size > POSTED_CHUNKS) {
+        const oldest = this.#before.keys().next().value!;
+        for (const slot of this.#before.get(oldest)!) if (slot >= 0) this.#free.push(slot);
+        this.#before.delete(oldest);
+        this.overflowed++;
+      }
+    }
+    const i = page - chunk * PAGES_PER_CHUNK;
+    if (pages[i] !== NOT_POSTED) return;
+    const slot = this.#free.length > 0 ? this.#free.pop()! : this.#used++;
+    if ((slot + 1) * PAGE_WORDS > this.#arena.length) {
+      const grown = new Uint32Array(Math.max(16, (slot + 1) * 2) * PAGE_WORDS);
+      grown.set(this.#arena);
+      this.#arena = grown;
+    }
+    if (this.#vram.copyPageInto(page * PAGE, this.#arena, slot * PAGE_WORDS)) pages[i] = slot;
+    else {
+      // Sparse: a page of an untouched chunk reads its background; its slot goes back.
+      pages[i] = BACKGROUND;
+      if (slot === this.#used - 1) this.#used--;
+      else this.#free.push(slot);
     }
   }
 
-  /** Chunks with writes not yet flushed. */
+  /** Chunks (64 KiB) with writes not yet flushed. */
   get pendingChunks(): number {
     return this.#before.size;
   }
 
   /**
    * The 32-bit word at `addr` as the GPU sees it: the pre-write value when
-   * the chunk has unflushed writes, else VRAM.
+   * its page has unflushed writes, else VRAM.
    */
   read32(addr: number): number {
     if (this.#before.size === 0) return this.#vram.read32(addr);
-    const snap = this.#before.get(Math.floor(addr / CHUNK));
-    if (snap === undefined) return this.#vram.read32(addr);
-    return snap === null ? this.#vram.background32(addr) : snap[(addr & CHUNK_MASK) >>> 2];
+    const pages = this.#before.get(Math.floor(addr / CHUNK));
+    if (pages === undefined) return this.#vram.read32(addr);
+    const slot = pages[(addr & CHUNK_MASK) >>> 12];
+    if (slot === NOT_POSTED) return this.#vram.read32(addr);
+    if (slot === BACKGROUND) return this.#vram.background32(addr);
+    return this.#arena[slot * PAGE_WORDS + ((addr & PAGE_MASK) >>> 2)];
   }
 
   /** The FB flush completed: everything posted is visible. */
   drain(): void {
     this.#before.clear();
-    this.#lastChunk = -1;
+    this.#lastPage = -1;
+    this.#used = 0;
+    this.#free.length = 0;
+    // A burst of unflushed writes does not keep its arena for life.
+    if (this.#arena.length > KEEP_SLOTS * PAGE_WORDS) this.#arena = new Uint32Array(0);
   }
 }

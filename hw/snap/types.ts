@@ -80,7 +80,9 @@ export interface Snapshot {
   format: typeof SNAPSHOT_FORMAT;
   /** Format version. */
   version: number;
+  /** Where and when it was taken. */
   source: SnapshotSource;
+  /** Chip identity. */
   chip: SnapshotChip;
   /**
    * Card state as novamm saw it (GFW status, BAR1 mode and binding, VRAM

@@ -35,6 +35,7 @@ import {
   type EntryTable,
   pteInfoOf,
   vramEncoderOf,
+  type VramLine,
 } from "./fields.ts";
 import type { V2DualPdeFields, V2PdeFields, V2PteFields } from "./ver2.ts";
 import type { V3DualPdeFields, V3PdeFields, V3PteFields } from "./ver3.ts";
@@ -308,8 +309,10 @@ export function makeCodec<
   const dual = compileEntry(spec.tables.dualPde);
   const marker = pte.pattern(spec.noSmallPte);
   const { vram } = spec;
-  const rw = vramEncoderOf(pte, vram.pteWritable, { extra: vram.kindField }).encode;
-  const ro = vramEncoderOf(pte, vram.pteReadOnly, { extra: vram.kindField }).encode;
+  const rwEncoder = vramEncoderOf(pte, vram.pteWritable, { extra: vram.kindField });
+  const roEncoder = vramEncoderOf(pte, vram.pteReadOnly, { extra: vram.kindField });
+  const rw = rwEncoder.encode;
+  const ro = roEncoder.encode;
   const pdeFast = vramEncoderOf(pde, vram.pde).encode;
   const big = vramEncoderOf(dual, { big: vram.dualHalf }, { group: "big" });
   const small = vramEncoderOf(dual, { small: vram.dualHalf }, { group: "small" });
@@ -327,7 +330,11 @@ export function makeCodec<
     });
   }
   const vramPte = spec.fastVramPte ?? derivedPte;
-  return Object.freeze({
+  const lines = {
+    rw: checkLine(`MMU v${spec.version}`, rwEncoder.line, vramPte, true),
+    ro: checkLine(`MMU v${spec.version}`, roEncoder.line, vramPte, false),
+  };
+  const codec = Object.freeze({
     version: spec.version,
     tables: spec.tables,
     invalidPte: 0n,
@@ -356,4 +363,56 @@ export function makeCodec<
     pteInfo: (raw: bigint) => pteInfo(u64(raw, "PTE")),
     isNoSmallPte: (raw: bigint) => (u64(raw, "PTE") & marker.mask) === marker.value,
   });
+  PTE_LINES.set(codec, lines);
+  return codec;
+}
+
+/** The number form of each codec's `vramPte` (kind 0), by permission. */
+const PTE_LINES = new WeakMap<object, { rw: VramLine | null; ro: VramLine | null }>();
+
+/**
+ * Throws unless `line` gives what `vramPte` gives (at the lowest, one
+ * aligned step, the middle and the highest address it holds for); the line,
+ * or null when the encoder has none.
+ */
+function checkLine(
+  what: string,
+  line: VramLine | null,
+  vramPte: (address: number, options: { writable: boolean; kind?: number }) => bigint,
+  writable: boolean,
+): VramLine | null {
+  if (line === null) return null;
+  const align = 2 ** line.target.alignBits;
+  const top = 2 ** line.target.limitBits - align;
+  for (const address of [0, align, Math.floor(top / 2 / align) * align, top]) {
+    const want = vramPte(address, { writable });
+    const got = line.base + address * line.scale;
+    if (!Number.isSafeInteger(got) || BigInt(got) !== want) {
+      throw new Error(
+        `${what}: the number form of vramPte gives ${got} for ${address} (writable ${writable}), vramPte ${want}`,
+      );
+    }
+  }
+  return line;
+}
+
+/**
+ * `codec.vramPte(address, { writable })` as number arithmetic
+ * (`line.base + address * line.scale`, exact for the addresses
+ * `line.target` accepts), or null when the codec has no number form. For
+ * the mapper's hot loop: the constant part of a PTE is encoded once per
+ * run, never a bigint per PTE. Checked against `vramPte` when the codec is
+ * made.
+ *
+ * @example
+ * ```ts
+ * import { v2 } from "./ver2.ts";
+ * const line = vramPteLine(v2, false)!;
+ * line.base + 0x12345000 * line.scale; // 0x1234541
+ * ```
+ */
+export function vramPteLine(codec: EntryCodec, writable: boolean): VramLine | null {
+  const lines = PTE_LINES.get(codec);
+  if (lines === undefined) return null;
+  return writable ? lines.rw : lines.ro;
 }

@@ -869,13 +869,18 @@ export function pteInfoOf(
  * `extra`; the result is `template + (address >> shift) << lo (+ extra)`,
  * computed in numbers when everything lies below bit 53 of one 64-bit word
  * (the hot path of the mapper), and with the full encoder otherwise.
- * Returns the word index the result lands in and the encoder.
+ * Returns the word index the result lands in, the encoder and, in the
+ * number case, the encoding as a {@linkcode VramLine} (no extra field).
  */
 export function vramEncoderOf(
   entry: CompiledEntry,
   template: Record<string, unknown>,
   options: { group?: string; extra?: string } = {},
-): { word: number; encode: (address: number, extra?: number) => bigint } {
+): {
+  word: number;
+  encode: (address: number, extra?: number) => bigint;
+  line: VramLine | null;
+} {
   const prefix = options.group === undefined ? "" : `${options.group}.`;
   const apPath = `${prefix}${(entry.slot(`${prefix}address`) as AddressSpec).aperture}`;
   const apSpec = entry.slot(apPath) as ApertureSpec;
@@ -918,6 +923,7 @@ export function vramEncoderOf(
   if (!fast) {
     return {
       word,
+      line: null,
       encode(address: number, x?: number): bigint {
         check(address);
         const fields = { ...template } as Record<string, unknown>;
@@ -931,6 +937,7 @@ export function vramEncoderOf(
   }
   return {
     word,
+    line: Object.freeze({ base: baseN, scale: addrScale, target }),
     encode(address: number, x?: number): bigint {
       check(address);
       const n = baseN + address * addrScale;
@@ -940,6 +947,22 @@ export function vramEncoderOf(
       return extraNumber ? BigInt(n + e * extraScale) : BigInt(n) | (BigInt(e) << extraShift);
     },
   };
+}
+
+/**
+ * An entry whose fields but the address are fixed, as number arithmetic:
+ * `base + address * scale` is the 64-bit word (exact, below 2^53) for every
+ * address `target` accepts. The mapper encodes the constant part of a PTE
+ * once per run this way and adds `pageSize * scale` per page: no bigint
+ * per PTE.
+ */
+export interface VramLine {
+  /** The word for address 0. */
+  readonly base: number;
+  /** Added per byte of address. */
+  readonly scale: number;
+  /** The addresses the line holds for (aligned, below the field's limit). */
+  readonly target: VramField;
 }
 
 /** An entry field that holds a VRAM address, as the fast `vram*` encoders check it. */

@@ -7,8 +7,13 @@
  *   against reclaim; no MMIO access.
  * - **Write** (execute): the PTEs into the shadow, then through PRAMIN the
  *   new tables complete, deepest first (each entry once), the links to them,
- *   then the entries of tables already in VRAM. A write that fails puts the
- *   shadow back and records what may have reached VRAM as unsynced.
+ *   then the entries of tables already in VRAM. A PTE is number arithmetic
+ *   (its constant part once per run, {@linkcode vramPteLine}), not a bigint
+ *   per page. A write that fails puts the shadow back and records what may
+ *   have reached VRAM as unsynced.
+ * - **Read back**: a mapping keeps its stretches of one page size, not a
+ *   frame per page; its physical pages are read from the PTEs it wrote
+ *   ({@linkcode Mapper.pageAddress}, {@linkcode Mapper.extentsOf}).
  * - **Abandon** (cancel, a failed prepare or write): unpins and reclaims the
  *   tables the prepare made.
  * - **Unmap**: invalidates the PTEs, reclaims the tables left empty (their
@@ -28,7 +33,15 @@ import type { Allocation, BuddyAllocator } from "../buddy.ts";
 import { describe, fail, hex } from "../../hw/errors.ts";
 import type { Pramin, PraminWindow } from "../pramin.ts";
 import type { MmuFormat } from "./format.ts";
-import { choosePages, type ExtentList, type PteRuns } from "./extents.ts";
+import {
+  choosePages,
+  ExtentList,
+  type Extents,
+  type PageStretches,
+  type PteRuns,
+} from "./extents.ts";
+import { vramPteLine } from "./codec.ts";
+import type { VramLine } from "./fields.ts";
 import { scanTables } from "./scan.ts";
 import {
   entryLive,
@@ -45,8 +58,9 @@ import {
 import { interruptPoint } from "../../hw/mmio.ts";
 
 const PAGE = 4096;
-const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const TWO_32 = 2 ** 32;
+/** A run word at or above this starts a counted run ({@linkcode PteRuns.encoded}). */
+const MULTI = 2 ** 31;
 
 /** What a {@linkcode Mapper} needs from its GPU. */
 export interface MapperDeps {
@@ -69,16 +83,20 @@ export interface TableHold {
   readonly pinned: PtTable[];
 }
 
-/** One mapping as the engine writes or unmaps it. */
+/** One mapping as the engine unmaps or reads it back. */
 export interface MapJob {
+  /** First VA. */
+  readonly va: bigint;
+  /** Its stretches of one page size (`runs.stretches` of its {@linkcode Mapper.prepare}). */
+  readonly stretches: PageStretches;
+}
+
+/** A prepared mapping as the engine writes it. */
+export interface WriteJob extends TableHold {
   /** First VA. */
   readonly va: bigint;
   /** Its PTE runs (from {@linkcode Mapper.prepare}). */
   readonly runs: PteRuns;
-}
-
-/** A prepared mapping as the engine writes it. */
-export interface WriteJob extends MapJob, TableHold {
   /** GPU writes allowed. */
   readonly writable: boolean;
 }
@@ -88,36 +106,24 @@ interface Saved {
   t: PtTable;
   /** First 32-bit word. */
   from: number;
-  words: Uint32Array;
+  /** 32-bit words. */
+  n: number;
+  /** Their values, or null for zeros (the table was empty). */
+  words: Uint32Array | null;
   live: number;
 }
 
 /** A range of 64-bit words of a written table that VRAM may not hold yet. */
 type Unsynced = [t: PtTable, word: number, count: number];
 
-/**
- * Calls `fn(offset, pageSize, count, firstRun)` for each stretch of equal-size
- * pages of `runs` (consecutive runs of one size are consecutive in VA too).
- */
-function vaRuns(
-  runs: PteRuns,
-  fn: (offset: number, pageSize: number, count: number, firstRun: number) => void,
-  what: string | null = null,
+/** Calls `fn(offset, pageSize, count)` for each stretch of equal-size pages. */
+function eachStretch(
+  stretches: PageStretches,
+  fn: (offset: number, pageSize: number, count: number) => void,
 ): void {
-  const total = runs.length;
-  for (let r = 0; r < total;) {
-    const ps = runs.pageSize(r);
-    let count = runs.count(r);
-    let e = r + 1;
-    while (e < total && runs.pageSize(e) === ps) {
-      // Millions of runs (scattered pfns): Ctrl-C is heard where the caller allows it.
-      if (what !== null && (e & WORK_STEP) === 0) workStep(e, total, what);
-      count += runs.count(e++);
-    }
-    fn(runs.offset(r), ps, count, r);
-    r = e;
+  for (let i = 0; i < stretches.length; i++) {
+    fn(stretches.offset(i), stretches.pageSize(i), stretches.count(i));
   }
-  if (what !== null) workDone(total, what);
 }
 
 /** Writes 64-bit words [word, word + count) of `t` from the shadow. */
@@ -188,6 +194,8 @@ export class Mapper {
   owner = "an address space";
   /** Words VRAM may not hold yet (a write failed): written by the next {@linkcode Mapper.sync}. */
   #unsynced: Unsynced[] = [];
+  /** The number forms of a writable and a read-only VRAM PTE (those the codec has). */
+  readonly #lines: VramLine[];
 
   /** An engine over a tree of only the root at `pdb` (`rootAlloc` when the caller allocated it). */
   constructor(format: MmuFormat, pdb: number, rootAlloc: Allocation | null, deps: MapperDeps) {
@@ -198,6 +206,7 @@ export class Mapper {
     for (const d of format.directories) if (d.hugePageSize !== null) sizes.push(d.hugePageSize);
     sizes.sort((a, b) => b - a);
     this.pageSizes = [...sizes, format.bigPt.pageSize, format.smallPt.pageSize];
+    this.#lines = [true, false].map((w) => vramPteLine(format.codec, w)).filter((l) => l !== null);
   }
 
   /** True when some words may be missing from VRAM (a write failed): sync before a flush. */
@@ -243,7 +252,7 @@ export class Mapper {
    * MMIO access. On a failure `hold` has what was made: abandon it.
    */
   prepare(
-    extents: ExtentList,
+    extents: Extents,
     va: bigint,
     forced: number | undefined,
     hold: TableHold,
@@ -286,10 +295,9 @@ export class Mapper {
         workStep(pages, runs.pages, "page tables");
       }
     };
-    vaRuns(
-      runs,
+    eachStretch(
+      runs.stretches,
       (off, ps, count) => tree.runs(block, offset + off, ps, count, check, create, onPath),
-      "page runs",
     );
     workDone(runs.pages, "page tables");
     return runs;
@@ -337,24 +345,31 @@ export class Mapper {
     const touched: [PtTable, number, number][] = [];
     const runs = job.runs;
     const opts = { writable: job.writable };
+    // The PTE as number arithmetic: its constant part once per run, + pageSize * scale per page.
+    const line = vramPteLine(codec, job.writable);
+    // Runs start 4 KiB aligned: the address field's alignment needs no check per run.
+    const lineLimit = line === null || 2 ** line.target.alignBits > PAGE
+      ? -1
+      : 2 ** line.target.limitBits;
+    const lineBase = line?.base ?? 0;
+    const lineScale = line?.scale ?? 0;
     const [block, offset] = splitVa(job.va);
     let pages = 0;
     let reported = 0;
     const totalPages = runs.pages;
+    // The runs, decoded inline: a word below 2^31 is a one-page run (its frame), else
+    // frame + 2^31 followed by the count (PteRuns.encoded).
+    const { words, used } = runs.encoded();
+    let wi = 0;
     try {
-      vaRuns(runs, (off, ps, count, first) => {
-        let ri = first;
-        let rk = 0;
-        let base = 0;
+      eachStretch(runs.stretches, (off, ps, count) => {
+        /** Pages left in the current run. */
+        let left = 0;
+        /** The next PTE in number form, or -1: bigints (a format without a number form). */
+        let v = 0;
         let step = 0;
-        let inRun = 0;
-        const start = (r: number) => {
-          const pa = runs.pa(r);
-          inRun = runs.count(r);
-          base = Number(codec.vramPte(pa, opts));
-          step = inRun > 1 ? Number(codec.vramPte(pa + ps, opts)) - base : 0;
-        };
-        start(ri);
+        /** VRAM address of the next page. */
+        let pa = 0;
         tree.runs(block, offset + off, ps, count, (t, index, n) => {
           // Once per table, before any VRAM write: Ctrl-C is heard (the shadow goes back).
           interruptPoint();
@@ -366,25 +381,50 @@ export class Mapper {
           const stride = 2 * wordsPerEntry(t);
           const raw = t.raw;
           const from = index * stride;
-          saved.push({ t, from, words: raw.slice(from, from + n * stride), live: t.live });
-          for (let j = 0; j < n; j++) {
-            const at = from + j * stride;
-            if (!entryLive(t, index + j)) t.live++;
-            const v = base + rk * step;
-            if (v <= MAX_SAFE) {
-              const lo = v % TWO_32;
+          const empty = t.live === 0;
+          // An empty table's words are zeros: nothing to copy to put it back.
+          saved.push({
+            t,
+            from,
+            n: n * stride,
+            words: empty ? null : raw.slice(from, from + n * stride),
+            live: t.live,
+          });
+          if (empty) t.live = n;
+          for (let j = 0, at = from; j < n; j++, at += stride) {
+            if (!empty && !entryLive(t, index + j)) t.live++;
+            if (left === 0) {
+              if (wi >= used) fail("EIO", "the PTE runs end before their stretches");
+              const w = words[wi++];
+              if (w >= MULTI) {
+                pa = (w - MULTI) * PAGE;
+                left = words[wi++];
+              } else {
+                pa = w * PAGE;
+                left = 1;
+              }
+              if (pa + (left - 1) * ps < lineLimit) {
+                v = lineBase + pa * lineScale;
+                step = ps * lineScale;
+              } else {
+                // Outside what the PTE holds: vramPte throws the error naming the address.
+                codec.vramPte(pa, opts);
+                codec.vramPte(pa + (left - 1) * ps, opts);
+                v = -1;
+              }
+            }
+            left--;
+            if (v >= 0) {
+              const lo = v >>> 0;
               raw[at] = lo;
               raw[at + 1] = (v - lo) / TWO_32;
+              v += step;
             } else {
-              const big = codec.vramPte(runs.pa(ri) + rk * ps, opts);
+              const big = codec.vramPte(pa, opts);
               raw[at] = Number(big & 0xffffffffn);
               raw[at + 1] = Number(big >> 32n);
             }
-            if (++rk === inRun && ri + 1 < runs.length) {
-              ri++;
-              rk = 0;
-              start(ri);
-            }
+            pa += ps;
           }
           if (t.written) touched.push([t, index, n]);
           else addFresh(t);
@@ -447,7 +487,8 @@ export class Mapper {
     for (const t of wrote) t.written = false;
     for (let i = saved.length - 1; i >= 0; i--) {
       const s = saved[i];
-      s.t.raw.set(s.words, s.from);
+      if (s.words === null) s.t.raw.fill(0, s.from, s.from + s.n);
+      else s.t.raw.set(s.words, s.from);
       s.t.live = s.live;
     }
     const fresh = new Set(wrote);
@@ -477,7 +518,7 @@ export class Mapper {
     const writes: [PtTable, number, number][] = [];
     for (const job of jobs) {
       const [block, offset] = splitVa(job.va);
-      vaRuns(job.runs, (off, ps, count) => {
+      eachStretch(job.stretches, (off, ps, count) => {
         tree.runs(block, offset + off, ps, count, (t, index, n) => {
           if (t.level.dual) {
             for (let j = index; j < index + n; j++) {
@@ -516,6 +557,72 @@ export class Mapper {
       }
     }
     return { freed, failure };
+  }
+
+  /**
+   * The VRAM address of the page of `pageSize` at `va` that a live mapping
+   * wrote (its PTE read back from the shadow), or null when that PTE is not
+   * a valid VRAM PTE.
+   */
+  pageAddress(va: bigint, pageSize: number): number | null {
+    const [block, offset] = splitVa(va);
+    const leaf = this.tree.leaf(block, offset, pageSize);
+    if (leaf === null) return null;
+    const t = leaf.table;
+    const w = pteWord(t, leaf.index);
+    return this.#pteAddress(t.raw[2 * w], t.raw[2 * w + 1]);
+  }
+
+  /**
+   * The physical extents behind a live mapping, in VA order and coalesced,
+   * read back from the PTEs it wrote in the shadow (O(PTEs), no MMIO, no
+   * bigint per PTE): a mapping keeps its stretches, not a frame per page.
+   * EIO when a PTE is not a valid VRAM PTE (the shadow lost it).
+   */
+  extentsOf(job: MapJob): ExtentList {
+    const [block, offset] = splitVa(job.va);
+    const out = new ExtentList(Math.min(job.stretches.pages, 65536));
+    eachStretch(job.stretches, (off, ps, count) => {
+      this.tree.runs(block, offset + off, ps, count, (t, index, n, k) => {
+        interruptPoint();
+        const raw = t.raw;
+        for (let j = 0; j < n; j++) {
+          const at = 2 * pteWord(t, index + j);
+          const pa = this.#pteAddress(raw[at], raw[at + 1]);
+          if (pa === null) {
+            fail(
+              "EIO",
+              `the PTE of page ${k + j} of the ${hex(ps)}-byte stretch at VA ${
+                hex(job.va + BigInt(off))
+              } is not a valid VRAM PTE in the shadow`,
+            );
+          }
+          out.push(pa, ps);
+        }
+      });
+    });
+    return out;
+  }
+
+  /** The VRAM address a PTE (as its two 32-bit words) points to, or null when it is not a valid VRAM PTE. */
+  #pteAddress(lo: number, hi: number): number | null {
+    const v = hi * TWO_32 + lo;
+    // Entries this engine wrote are on one of the two lines: no bigint.
+    for (const line of this.#lines) {
+      if (!Number.isSafeInteger(v)) break;
+      const pa = (v - line.base) / line.scale;
+      if (
+        Number.isSafeInteger(pa) && pa >= 0 && pa % 2 ** line.target.alignBits === 0 &&
+        pa < 2 ** line.target.limitBits && line.base + pa * line.scale === v
+      ) {
+        return pa;
+      }
+    }
+    const info = this.format.codec.pteInfo(
+      hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo),
+    );
+    if (!info.valid || info.aperture !== "video") return null;
+    return Number(info.address);
   }
 
   /**

@@ -103,8 +103,11 @@ export interface PtTable {
   readonly addr: number;
   /** Our allocation; null for a table we did not create (firmware's, or a given root). */
   readonly alloc: Allocation | null;
-  /** Entries as 32-bit words (two per 64-bit word, low first; PD0: four per entry). */
-  readonly raw: Uint32Array;
+  /**
+   * Entries as 32-bit words (two per 64-bit word, low first; PD0: four per
+   * entry). Empty once the table is recycled ({@linkcode recycleTable}).
+   */
+  raw: Uint32Array;
   /** Child tables: one per entry, or two per PD0 entry (`2i` = big, `2i + 1` = small). */
   readonly children: (PtTable | null)[];
   /** Entries (PD0: entries with either word non-zero) that are not zero. */
@@ -149,6 +152,43 @@ export function wordsPerEntry(t: PtTable): 1 | 2 {
 /** The 64-bit word of `t` that holds the PTE of entry `idx` (at PD0 a 2 MiB PTE: the big half). */
 export function pteWord(t: PtTable, idx: number): number {
   return t.level.dual ? dualSlot(idx, BIG_HALF) : idx;
+}
+
+/** Zeroed word arrays of freed tables, by length (fresh memory is slow to touch the first time). */
+const spares = new Map<number, Uint32Array[]>();
+/**
+ * Bytes the spares may hold: 4,096 tables of 4 KiB, the page tables of 8
+ * GiB of 4 KiB pages (fresh memory costs such a map ~50 ms of page faults
+ * on a VM, every time; this is what stays allocated after it is unmapped).
+ */
+const SPARE_BYTES = 16 * 2 ** 20;
+let spareBytes = 0;
+const NO_WORDS = new Uint32Array(0);
+
+/** A zeroed array of `n` words: a spare one if there is one. */
+function spareWords(n: number): Uint32Array {
+  const list = spares.get(n);
+  const w = list?.pop();
+  if (w === undefined) return new Uint32Array(n);
+  spareBytes -= w.byteLength;
+  return w;
+}
+
+/**
+ * Gives the words of a table that is gone for good (unlinked, its
+ * allocation freed after the TLB flush) to the next new table; the table's
+ * `raw` becomes empty, so a stale reference reads nothing rather than
+ * another table's entries.
+ */
+export function recycleTable(t: PtTable): void {
+  const w = t.raw;
+  t.raw = NO_WORDS;
+  if (w.length === 0 || spareBytes + w.byteLength > SPARE_BYTES) return;
+  w.fill(0);
+  let list = spares.get(w.length);
+  if (list === undefined) spares.set(w.length, list = []);
+  list.push(w);
+  spareBytes += w.byteLength;
 }
 
 /** What the cursor found for one VA: the table holding its entry and the entry index. */
@@ -219,7 +259,7 @@ export class ShadowTree {
       depth,
       addr,
       alloc,
-      raw: new Uint32Array(words * 2),
+      raw: spareWords(words * 2),
       children: new Array(childSlots).fill(null),
       live: 0,
       written: false,
