@@ -44,7 +44,10 @@ export {
   type TraceEntry,
   type TraceFooter,
   type TraceHeader,
+  type TracePci,
+  tracePciOf,
   TraceWriter,
+  type TraceWriterOptions,
 } from "./hw/trace.ts";
 export {
   type CardLock,
@@ -124,7 +127,24 @@ export {
   type SimProfile,
 } from "./hw/sim/profiles.ts";
 export { Gpu, type GpuStats, openGpu, type OpenGpuOptions, type VramInfo } from "./mm/gpu.ts";
-export { Pramin, PraminView, PraminWindow } from "./mm/pramin.ts";
+export {
+  Pramin,
+  PraminView,
+  PraminWindow,
+  VRAM_IMAGE_HEADER_BYTES,
+  VRAM_IMAGE_MAGIC,
+  VRAM_IMAGE_VERSION,
+  type VramCompareResult,
+  type VramImageHeader,
+  type VramImageResult,
+  type VramWordDifference,
+} from "./mm/pramin.ts";
+export type {
+  InstanceBlockDifference,
+  VerifyDifference,
+  VerifyOptions,
+  VerifyReport,
+} from "./mm/pagetable/verify.ts";
 export { fbFlush, type FlushOptions, type FlushResult, Tlb } from "./mm/tlb.ts";
 export { type LayoutOptions, readVramLayout, usableFrom, type VramRegion } from "./mm/layout.ts";
 export { BarPhysical } from "./mm/bar_physical.ts";
@@ -257,3 +277,56 @@ export {
   type WalkOptions,
   type WalkResult,
 } from "./mm/pagetable/mod.ts";
+export {
+  crc32,
+  decodeSnapshot,
+  type DecodeSnapshotOptions,
+  encodeSnapshot,
+  readSnapshotFile,
+  writeSnapshotFile,
+} from "./hw/snap/format.ts";
+export {
+  type Snapshot,
+  SNAPSHOT_FORMAT,
+  SNAPSHOT_VERSION,
+  type SnapshotAddressSpace,
+  type SnapshotChip,
+  type SnapshotSource,
+  type SnapshotVramRange,
+} from "./hw/snap/types.ts";
+export { type ParsedSnapSpec, parseSnapSpec } from "./hw/snap/device.ts";
+export { describeSnapshot, type SnapshotOptions, takeSnapshot } from "./mm/snapshot.ts";
+export {
+  importMmiotrace,
+  importMmiotraceFile,
+  type MmiotraceBars,
+  type MmiotraceImport,
+  type MmiotraceImportOptions,
+  type SnapshotTable,
+  snapshotTables,
+} from "./hw/snap/mmiotrace.ts";
+export {
+  addressSpaceHtml,
+  type AddressSpaceOptions,
+  display,
+  inJupyter,
+  installJupyterDisplay,
+  JUPYTER_DISPLAY,
+  type MimeBundle,
+  registerHtml,
+  reportHtml,
+  type ReportOptions,
+  show,
+  type ShowOptions,
+  type View,
+  view,
+  type ViewOptions,
+  type VramItem,
+  type VramKind,
+  type VramLane,
+  vramMapHtml,
+  type VramMapOptions,
+  type VramModel,
+  vramModel,
+  walkHtml,
+} from "./views/mod.ts";

@@ -13,6 +13,7 @@
  */
 
 import { DEVICE_HELP, formatError, parseSize, reportError } from "./cli/common.ts";
+import { fail } from "./hw/errors.ts";
 import { parseReplArgs, type ReplArgs } from "./cli/repl_args.ts";
 
 /**
@@ -51,6 +52,9 @@ ${DEVICE_HELP}
                    hw/trace.ts); replay it with \`deno task replay FILE\`
       --trace-max SIZE  stop recording when FILE would pass SIZE (e.g. 512M,
                    4G; default 1G); the file stays a complete, replayable prefix
+      --trace-format F  novamm (default) or mmiotrace: the Linux kernel's
+                   mmiotrace text, which \`deno task replay --decode\` lists and
+                   --device snap:FILE reopens
       --no-history neither read nor write the history file
       --strict     with --eval or a script: what the card reported (simulator
                    errors, MMU faults, a lost GPU; printed to stderr after the
@@ -83,6 +87,18 @@ async function run(args: ReplArgs, strict: boolean): Promise<number> {
   let traceMax: number | undefined;
   try {
     traceMax = args.traceMax === undefined ? undefined : parseSize(args.traceMax, "--trace-max");
+    if (args.traceFormat !== undefined && args.trace === undefined) {
+      fail("EINVAL", "--trace-format goes with --trace FILE");
+    }
+    if (
+      args.traceFormat !== undefined && args.traceFormat !== "novamm" &&
+      args.traceFormat !== "mmiotrace"
+    ) {
+      fail(
+        "EINVAL",
+        `--trace-format ${JSON.stringify(args.traceFormat)} is not novamm or mmiotrace`,
+      );
+    }
   } catch (e) {
     return reportError(e);
   }
@@ -92,6 +108,7 @@ async function run(args: ReplArgs, strict: boolean): Promise<number> {
     force: args.force,
     trace: args.trace,
     traceMax,
+    traceFormat: args.traceFormat as "novamm" | "mmiotrace" | undefined,
   };
   if (args.eval === undefined && args.script === undefined) {
     // The prompt evaluates in a worker, so Ctrl-C and signals reach this thread.

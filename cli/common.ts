@@ -13,7 +13,7 @@ import { didYouMean } from "../hw/validate.ts";
 
 /** The device flags every command takes. */
 export interface DeviceFlags {
-  /** `sim`, `sim:PROFILE` or a PCI address. */
+  /** `sim`, `sim:PROFILE`, `snap:FILE` or a PCI address. */
   device: string;
   /** Map BARs read-only. */
   readOnly: boolean;
@@ -42,6 +42,8 @@ export const DEVICE_HELP =
                    lowbind=immediate|high, v3bit10=ignored|rm (MMU v3).
                    E.g. sim:gh100, sim:ga102:gsp, sim:gh100?lowbind=high
                    (profile and state in any case: sim:GH100 is sim:gh100)
+                   snap:FILE reopens a snapshot offline, read-only
+                   (snap:FILE?scratch: writes go to an in-memory copy)
       --read-only  map the BARs read-only; every write is refused
       --force      open a card even though a kernel GPU driver is bound to it
   -h, --help       this text`;
@@ -96,6 +98,7 @@ export const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
     "device",
     "trace",
     "trace-max",
+    "trace-format",
     "eval",
     "read-only",
     "force",
@@ -104,6 +107,9 @@ export const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
   ],
   "selftest.ts": [...Object.keys(DEVICE_OPTIONS), "suite", "json"],
   "probe.ts": [...Object.keys(DEVICE_OPTIONS), "json"],
+  "report.ts": [...Object.keys(DEVICE_OPTIONS), "output", "bring-up", "no-registers"],
+  "snapshot.ts": [...Object.keys(DEVICE_OPTIONS), "output", "range", "pdb", "max-bytes", "comment"],
+  "diff.ts": ["json", "max-items", "help"],
   "memtest.ts": [
     ...Object.keys(DEVICE_OPTIONS),
     "range",

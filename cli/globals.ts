@@ -424,6 +424,15 @@ export function buildGlobals(gpu: Gpu): ReplGlobals {
   );
   add("stats", stats, "MMIO reads/writes/window moves; stats.reset()", "stats()");
   add(
+    "show",
+    async (x?: unknown) => {
+      const { show } = await import("../views/show.ts");
+      return new Text(await show(x, { gpu, print: false }));
+    },
+    "a picture of x (VRAM map, address space, walk, register) or, with no argument, the report, as HTML beside the history file; prints its path",
+    "show(mm.buddy); show(vmm); show(walk(m.va)); show()",
+  );
+  add(
     "regs",
     (glob?: string, options?: { force?: boolean }) => {
       if (glob !== undefined) {

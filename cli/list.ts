@@ -159,6 +159,7 @@ export function formatSimulators(): string {
       SIM_STATES.map((s) => s === DEFAULT_SIM_STATE ? `${s} (default)` : s).join(", ")
     } (vga: chips with a display only), e.g. sim:ga102:gsp`,
     `knobs: ${knobs.join(", ")}; the first is the default, e.g. sim:ga102?bar1alias=separate`,
+    "Snapshots: --device snap:FILE (offline, read-only) or snap:FILE?scratch; `deno task snapshot -o FILE` writes one",
   ].join("\n");
 }
 

@@ -28,6 +28,8 @@ export interface ReplArgs {
   trace?: string;
   /** Stop recording when the trace file would pass this size (`--trace-max 512M`). */
   traceMax?: string;
+  /** `--trace-format novamm|mmiotrace` (default novamm). */
+  traceFormat?: string;
   /** Expression to evaluate and print. */
   eval?: string;
   /** Script to run (first positional), or `list`. */
@@ -40,11 +42,12 @@ export interface ReplArgs {
   noHistory: boolean;
 }
 
-const VALUE_FLAGS: Record<string, "device" | "trace" | "traceMax" | "eval"> = {
+const VALUE_FLAGS: Record<string, "device" | "trace" | "traceMax" | "traceFormat" | "eval"> = {
   "-d": "device",
   "--device": "device",
   "--trace": "trace",
   "--trace-max": "traceMax",
+  "--trace-format": "traceFormat",
   "-e": "eval",
   "--eval": "eval",
 };
@@ -136,6 +139,8 @@ export interface OpenSessionOptions {
   trace?: string;
   /** Stop recording past this many bytes (default 1 GiB). */
   traceMax?: number;
+  /** Trace file format: novamm's (default) or the kernel's mmiotrace text. */
+  traceFormat?: "novamm" | "mmiotrace";
 }
 
 /** A device opened for a session, and the trace recording its accesses. */
@@ -163,10 +168,20 @@ export async function openTraced(options: OpenSessionOptions): Promise<OpenedDev
     force: "boolean",
     trace: "string",
     traceMax: "number",
+    traceFormat: "string",
   }, "session options");
+  if (
+    options.traceFormat !== undefined && options.traceFormat !== "novamm" &&
+    options.traceFormat !== "mmiotrace"
+  ) {
+    fail(
+      "EINVAL",
+      `trace format ${JSON.stringify(options.traceFormat)} is not novamm or mmiotrace`,
+    );
+  }
   const flags = { device: options.device, readOnly: options.readOnly, force: options.force };
   if (options.trace === undefined) return { gpu: await openFromFlags(flags), trace: null };
-  const { TraceWriter }: typeof import("../hw/trace.ts") = await import(
+  const { TraceWriter, tracePciOf }: typeof import("../hw/trace.ts") = await import(
     new URL("../hw/trace.ts", import.meta.url).href
   );
   const boot: MmioAccess[] = [];
@@ -182,6 +197,9 @@ export async function openTraced(options: OpenSessionOptions): Promise<OpenedDev
       start: "open",
     }, {
       ...(options.traceMax === undefined ? {} : { maxBytes: options.traceMax }),
+      ...(options.traceFormat === "mmiotrace"
+        ? { format: "mmiotrace" as const, pci: tracePciOf(gpu.device) }
+        : {}),
       onLimit: (message) => console.error(`note: ${message}`),
     });
   } catch (e) {

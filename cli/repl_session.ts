@@ -60,7 +60,13 @@ export class Session {
   /** Each GPU's reports as it opened (events since then are this session's). */
   readonly #openMarks = new WeakMap<Gpu, CardMark>();
   /** The long non-MMIO work shown as a progress line now (see {@linkcode setWorkProgress}). */
-  #work: { what: string; t0: number; bar: Progress | null } | null = null;
+  #work: { what: string; bar: Progress | null } | null = null;
+  /**
+   * When the first loop of the input being run reported (null: none yet). A
+   * job of several loops (checking pfns, page tables, PTEs) draws its line
+   * once the job, not each loop, has run a quarter of a second.
+   */
+  #workStart: number | null = null;
 
   /** Constructs it (see the class documentation for who does and how). */
   constructor(gpu: Gpu, trace: TraceWriter | null) {
@@ -73,14 +79,15 @@ export class Session {
       // it has run a quarter of a second.
       setWorkProgress((done, total, what) => {
         const now = performance.now();
-        if (done >= total) return this.endProgress();
+        const start = this.#workStart ??= now;
+        if (done >= total) return this.#endLine();
         if (this.#work === null || this.#work.what !== what) {
-          this.endProgress();
-          this.#work = { what, t0: now, bar: null };
+          this.#endLine();
+          this.#work = { what, bar: null };
         }
         const w = this.#work;
         if (w.bar === null) {
-          if (now - w.t0 < 250) return;
+          if (now - start < 250) return;
           w.bar = new Progress(`${what} (${total})`, total);
         }
         w.bar.update(done);
@@ -130,6 +137,12 @@ export class Session {
 
   /** Clears a progress line an interrupted loop left drawn. */
   endProgress(): void {
+    this.#endLine();
+    this.#workStart = null;
+  }
+
+  /** Clears the line of the loop that ended (the next loop of the same input draws at once). */
+  #endLine(): void {
     this.#work?.bar?.done();
     this.#work = null;
   }

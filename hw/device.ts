@@ -867,13 +867,17 @@ function openSnapshot(
 /**
  * Counts writes of the PRAMIN window register that change where it points
  * (its BASE and TARGET fields), whoever makes them, in `counters.windowMoves`.
- * Reads the register once to know where it starts.
+ * Reads the register once to know where it starts (not on a snapshot that
+ * did not record it).
  */
-function countWindowMoves(bar0: Mmio, chip: ChipInfo): void {
+function countWindowMoves(bar0: Mmio, chip: ChipInfo, snapshot?: Snapshot): void {
   const reg = windowRegister(chip.architecture);
   const where = (raw: number) =>
     `${getField(raw, reg.base)}:${reg.target === null ? 0 : getField(raw, reg.target)}`;
-  let last = where(bar0.read32(reg.offset));
+  // A snapshot that never recorded the window: where it points is unknown until it is set.
+  let last = snapshot !== undefined && !snapshot.registers.has(reg.offset)
+    ? "unknown"
+    : where(bar0.read32(reg.offset));
   bar0.watch(reg.offset, (raw) => {
     const now = where(raw);
     if (now !== last) bar0.counters.windowMoves++;
@@ -929,7 +933,7 @@ function assemble(
   try {
     info.beforeIdentify?.(bar0);
     const chip = identify(bar0);
-    countWindowMoves(bar0, chip);
+    countWindowMoves(bar0, chip, info.recorded?.snapshot);
     // VRAM and the FB registers are not to be used before devinit is done (facts §13.2),
     // nor VRAM written while the post-reset memory clear may still wipe it (§14.2 item 2).
     const rec = info.recorded;

@@ -491,6 +491,19 @@ export function tracePciOf(device: {
   readonly pci: PciFunction | null;
 }): TracePci {
   const d = checkObject(device, "tracePciOf device") as typeof device;
+  const sizeOf = (b: unknown) => (b as { size?: unknown } | null)?.size;
+  for (const [name, bar] of [["bar0", d.bar0], ["bar1", d.bar1]] as const) {
+    const size = sizeOf(bar);
+    if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0) {
+      fail(
+        "EINVAL",
+        `tracePciOf takes a Device (gpu.device): its ${name} size is ${describe(size)}`,
+      );
+    }
+  }
+  if (d.pci !== null && (typeof d.pci !== "object" || !Array.isArray(d.pci.bars))) {
+    fail("EINVAL", `tracePciOf takes a Device (gpu.device): its pci is ${describe(d.pci)}`);
+  }
   const out: TracePci = { bar0Size: d.bar0.size, bar1Size: d.bar1.size };
   const pci = d.pci;
   if (pci === null) return out;

@@ -80,6 +80,7 @@ import type { Tlb } from "./tlb.ts";
 import type { Extent, Mapping } from "./vmm.ts";
 import { Vmm } from "./vmm.ts";
 import { BarPhysical } from "./bar_physical.ts";
+import type { VerifyReport } from "./pagetable/verify.ts";
 import type { VramPolicy } from "./vram_policy.ts";
 import { u64 } from "./types.ts";
 
@@ -482,6 +483,27 @@ export class BarUser {
     return b.instanceBlock === null
       ? `an instance block novamm cannot reach (${this.#problem ?? "unknown binding"})`
       : `the instance block at ${hex(b.instanceBlock)} (not novamm's)`;
+  }
+
+  /**
+   * `vmm.verify()` of the address space BAR1 is bound to (its shadow against
+   * the tables in VRAM), plus the instance block's words: every word novamm
+   * writes when the block is novamm's own, the page-directory words when it
+   * is firmware's (adopted). ENODEV in physical mode or when BAR1 is bound to
+   * an instance block novamm does not manage.
+   */
+  verify(options: { maxDifferences?: number } = {}): VerifyReport {
+    checkOptions(options, { maxDifferences: "number" }, "bar1.verify options");
+    const b = this.#bound;
+    if (b === null || b.vmm === null || b.instanceBlock === null) {
+      fail("ENODEV", `BAR1 is bound to ${this.boundName}: no address space of novamm's to verify`);
+    }
+    const own = [...this.#instanceBlocks.values()].some((a) => a.start === b.instanceBlock);
+    return b.vmm.verify({
+      ...options,
+      instanceBlock: b.instanceBlock,
+      instanceBlockRules: own ? this.#o.family.instanceBlock : undefined,
+    });
   }
 
   /** Instance block and root directory BAR1 is bound to, or null in physical mode. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { fail, formatSize } from "../hw/errors.ts";
+import { fail, formatSize, hex } from "../hw/errors.ts";
 import { checkOptions } from "../hw/validate.ts";
 import { checkTimeout } from "../hw/poll.ts";
 import {
@@ -18,7 +18,7 @@ import {
 } from "../hw/device.ts";
 import { loadRegisterDb } from "../hw/regdb/mod.ts";
 import type { ChipInfo } from "../hw/chip.ts";
-import type { Mmio } from "../hw/mmio.ts";
+import { Mmio } from "../hw/mmio.ts";
 import { gpuLost, readValid, windowRegister } from "../hw/regs.ts";
 import { installGuard } from "../hw/mmio.ts";
 import { type ChipFamily, chipFamily } from "../hw/family/mod.ts";
@@ -27,8 +27,8 @@ import { Pramin } from "./pramin.ts";
 import { Tlb } from "./tlb.ts";
 import { GpuMm } from "./gpu_mm.ts";
 import { TEARDOWN } from "./vmm.ts";
-import { type Bar1Binding, type Bar1BindState, BarUser } from "./bar_user.ts";
-import { readVramLayout, usableFrom, type VramRegion } from "./layout.ts";
+import { type Bar1Binding, type Bar1BindState, BarUser, readInstanceBlock } from "./bar_user.ts";
+import { usableFrom, vramLayout, type VramRegion } from "./layout.ts";
 import { type OwnedRange, VramPolicy } from "./vram_policy.ts";
 import { type MmuFormat, mmuFormat } from "./pagetable/format.ts";
 import { walk, type WalkResult } from "./pagetable/walk.ts";
@@ -37,6 +37,7 @@ import { type SnapshotOptions, snapshotToFile } from "./snapshot.ts";
 import type { Snapshot } from "../hw/snap/types.ts";
 import { parseSnapSpec } from "../hw/snap/device.ts";
 import { readSnapshotFile } from "../hw/snap/format.ts";
+import { importMmiotraceFile } from "../hw/snap/mmiotrace.ts";
 import { decodeChip } from "../hw/chip.ts";
 
 /** VRAM as the driver sees it. */
@@ -45,8 +46,16 @@ export interface VramInfo {
   size: number;
   /** The region left to novamm: [start, end). GSP's report on a `gsp` card, else the largest range no firmware region touches. */
   usable: { start: number; end: number };
-  /** Where `usable` comes from: `"GSP report"`, `"layout"` or `"recorded in the snapshot"`. */
+  /**
+   * Where `usable` comes from: `"GSP report"`, `"layout"`, `"recorded in the snapshot"`, or
+   * `"layout (BAR1 as the trace first read it)"` (an imported trace reopened).
+   */
   usableSource: string;
+  /**
+   * Registers the layout wanted and the device could not tell (a `snap:` device that
+   * did not record them): `NV_FUSE_STATUS_OPT_DISPLAY (0x820c04): not in the snapshot`.
+   */
+  unknown: readonly string[];
   /** The regions firmware owns (VGA workspace, MMU lock, WPR2, ...), each `{ name, start, end, source }`. */
   layout: readonly VramRegion[];
   /** Who owns which VRAM now (firmware's regions, novamm's tables): CPU writes there need `{ force: true }`. */
@@ -132,11 +141,31 @@ export class Gpu {
       version: device.chip.mmuVersion,
       architecture: device.chip.architecture,
     });
-    this.bar1AtOpen = this.family.bar1.read(device.bar0);
-    const layout = readVramLayout(device.bar0, device.chip, {
+    // A snapshot answers only what it recorded: the open asks it what it holds before reading.
+    const recorded = device.snapshot === null
+      ? undefined
+      : (offset: number) => device.snapshot!.registers.has(offset);
+    this.bar1AtOpen = recorded === undefined
+      ? this.family.bar1.read(device.bar0)
+      : this.family.bar1.watched.some(recorded)
+      ? this.family.bar1.read(recordedOnly(device.bar0, recorded))
+      : {
+        mode: "virtual",
+        instanceBlock: null,
+        via: this.family.bar1.kind === "vf"
+          ? "NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK"
+          : "BAR1_BLOCK_LOW",
+        registers: [],
+        problem: `none of the BAR1 bind registers (${
+          this.family.bar1.watched.map((o) => hex(o)).join(", ")
+        }) is in the snapshot: the binding is unknown`,
+      };
+    const atStart = device.firmwareUsable === null ? traceStartBinding(device) : undefined;
+    const { regions: layout, unknown } = vramLayout(device.bar0, device.chip, {
       vramSize: device.vramSize,
       bootVga: device.bootVga,
-      boundInstanceBlock: this.bar1AtOpen.instanceBlock,
+      boundInstanceBlock: atStart === undefined ? this.bar1AtOpen.instanceBlock : atStart,
+      ...(recorded === undefined ? {} : { recorded }),
     });
     // From open, whatever the state: the BAR1 guard (made on the first BAR1 access), and
     // every write of a bind register followed (the card is the truth about its binding).
@@ -148,16 +177,19 @@ export class Gpu {
       });
     }
     const win = windowRegister(device.chip.architecture);
-    this.#windowAtOpen = readValid(device.bar0, win.offset);
+    this.#windowAtOpen = recorded === undefined || recorded(win.offset)
+      ? readValid(device.bar0, win.offset)
+      : null;
     const reported = device.firmwareUsable;
     this.vram = {
       size: device.vramSize,
       usable: reported ?? usableFrom(layout, device.vramSize),
       usableSource: reported === null
-        ? "layout"
+        ? atStart === undefined ? "layout" : "layout (BAR1 as the trace first read it)"
         : device.kind === "snap"
         ? "recorded in the snapshot"
         : "GSP report",
+      unknown: Object.freeze(unknown),
       layout: Object.freeze(layout),
       policy: new VramPolicy({
         regions: layout.map((r) => ({ name: r.name, start: r.start, end: r.end })),
@@ -171,12 +203,31 @@ export class Gpu {
   /** Where BAR1's instance block and root directory are now, or null (physical mode). */
   get bar1Binding(): Bar1Binding | null {
     if (this.#bar1 === null && this.bar1AtOpen.instanceBlock === null) return null;
+    if (this.#bar1 === null && this.device.kind === "snap" && !this.#bindWritten) {
+      // A snapshot: the recorded instance block names the PDB; no need to adopt (scan) its
+      // tables, which a trace may hold only in part (walks report what is missing).
+      return readInstanceBlock(this.pramin, this.bar1AtOpen.instanceBlock!, {
+        mmuVersion: this.chip.mmuVersion,
+      });
+    }
     return this.bar1.binding;
   }
 
   /** VRAM allocator, address spaces (created on first use). */
   get mm(): GpuMm {
     if (this.#mm === null) {
+      const { start, end } = this.vram.usable;
+      if (end <= start) {
+        fail(
+          "ENOSPC",
+          `no usable VRAM on ${this.device.spec}: the layout (${this.vram.usableSource}) leaves novamm nothing (${
+            this.vram.layout.map((r) => `${r.name} [${hex(r.start)}, ${hex(r.end)})`).join(", ")
+          }), so there is no allocator`,
+          this.device.kind === "snap"
+            ? "walks need none: gpu.walk(va) or gpu.walk(va, { pdb }) read the recorded tables"
+            : undefined,
+        );
+      }
       this.#mm = new GpuMm({
         pramin: this.pramin,
         tlb: this.tlb,
@@ -223,7 +274,10 @@ export class Gpu {
     if (options === undefined) options = {};
     checkOptions(options, { pdb: "number" }, "walk options");
     const pdb = options.pdb ?? this.bar1Binding?.pdb;
-    if (pdb === undefined) fail("EINVAL", "no PDB given and BAR1 has none");
+    if (pdb === undefined) {
+      const why = this.#bar1 === null ? this.bar1AtOpen.problem : null;
+      fail("EINVAL", `no PDB given and BAR1 has none${why === null ? "" : ` (${why})`}`);
+    }
     using w = this.pramin.borrow();
     return walk(w, { format: this.format, pdb, va, vramSize: this.vram.size });
   }
@@ -405,6 +459,62 @@ export class Gpu {
   }
 }
 
+/**
+ * BAR0 of a snapshot device for the bind-register decoder: a register the snapshot holds
+ * reads as recorded; one it does not reads as a PRI error, which the decoder leaves out as
+ * unreadable (never decoded, never written back). Nothing else goes through it.
+ */
+function recordedOnly(bar0: Mmio, recorded: (offset: number) => boolean): Mmio {
+  const unreadable = 0xbadf0000; // isPriError: "could not be read", never a register value
+  const refuse = (): never => fail("EPERM", "the BAR1 bind read is read-only");
+  return new Mmio("snapshot bind registers", {
+    size: bar0.size,
+    read8: refuse,
+    read16: refuse,
+    read32: (o) => recorded(o) ? bar0.read32(o) : unreadable,
+    write8: refuse,
+    write16: refuse,
+    write32: refuse,
+  }, { readOnly: true });
+}
+
+/**
+ * An imported trace (`state.bar1AtStart`, hw/snap/mmiotrace.ts): the instance block BAR1
+ * was bound to before the traced driver first wrote a bind register (null: physical), as
+ * novamm's own open would have read it; undefined when the snapshot does not say (then the
+ * layout uses the binding as recorded, as on a card bound by another driver).
+ */
+function traceStartBinding(device: Device): number | null | undefined {
+  const s = device.snapshot?.state.bar1AtStart as
+    | { mode?: unknown; instanceBlock?: unknown }
+    | null
+    | undefined;
+  if (s === null || typeof s !== "object") return undefined;
+  if (s.mode === "physical") return null;
+  if (s.mode !== "virtual" || typeof s.instanceBlock !== "string") return undefined;
+  if (!/^0x[0-9a-f]{1,13}$/i.test(s.instanceBlock)) return undefined;
+  const inst = parseInt(s.instanceBlock.slice(2), 16);
+  return inst < device.vramSize ? inst : undefined;
+}
+
+/**
+ * A `snap:FILE`'s snapshot: a Linux mmiotrace log (it starts with `VERSION `) is imported
+ * (hw/snap/mmiotrace.ts), anything else decoded as a snapshot file (whose errors name it).
+ */
+async function readSnapshotOrTrace(path: string): Promise<Snapshot> {
+  let head = "";
+  try {
+    using f = await Deno.open(path);
+    const buf = new Uint8Array(8);
+    const n = await f.read(buf);
+    head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+  } catch {
+    // not there, not readable, a directory: readSnapshotFile says which
+  }
+  if (head === "VERSION ") return importMmiotraceFile(path).snapshot;
+  return readSnapshotFile(path);
+}
+
 /** The options each GPU was opened with (for {@linkcode Gpu.reopen}). */
 const OPEN_OPTIONS = new WeakMap<Gpu, OpenGpuOptions>();
 
@@ -441,11 +551,12 @@ export function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
       OPEN_OPTIONS.set(gpu, { ...options });
       return gpu;
     };
-    // A snapshot: read and decode the file first (the open itself is synchronous), and load
+    // A snapshot (or an mmiotrace log, imported): read and decode the file first (the open
+    // itself is synchronous), and load
     // the chip's register database for names at the prompt.
     const snap = parseSnapSpec(deviceOptions.device ?? "sim");
     if (snap !== null && deviceOptions.snapshot === undefined) {
-      return readSnapshotFile(snap.path).then(async (snapshot) => {
+      return readSnapshotOrTrace(snap.path).then(async (snapshot) => {
         const chip = decodeChip(snapshot.chip.boot0, snapshot.chip.boot42);
         await loadRegisterDb(chip.chipId).catch(() => {});
         const gpu = new Gpu(

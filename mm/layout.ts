@@ -64,6 +64,21 @@ export interface LayoutOptions {
   bootVga: boolean;
   /** An instance block BAR1 was bound to at open (not novamm's), or null. */
   boundInstanceBlock: number | null;
+  /**
+   * A snapshot device (`snap:FILE`): whether it holds register `offset`. A
+   * register it does not hold is unknown: the layout treats it as it treats
+   * an unreadable one and lists it in {@linkcode VramLayout.unknown}, and it
+   * is never read (a `snap:` device refuses to make up its value).
+   */
+  recorded?: (offset: number) => boolean;
+}
+
+/** The layout with the registers it could not know. */
+export interface VramLayout {
+  /** The firmware-owned regions, sorted by start. */
+  regions: VramRegion[];
+  /** Registers the layout wanted and the device could not tell (`NV_FUSE_STATUS_OPT_DISPLAY (0x820c04): not in the snapshot`). */
+  unknown: string[];
 }
 
 const KiB = 1024;
@@ -87,6 +102,27 @@ const USABLE_ALIGN = 64 * KiB;
  * ```
  */
 export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOptions): VramRegion[] {
+  return vramLayout(bar0, chip, options).regions;
+}
+
+/**
+ * {@linkcode readVramLayout} with the registers it could not know: on a
+ * `snap:` device (`options.recorded`), a layout register the snapshot does
+ * not hold is treated as unreadable (a display assumed, the top 1 MiB for
+ * the VGA workspace, no WPR2 or MMU-lock region from it) and listed.
+ *
+ * @example
+ * ```ts
+ * import { openGpu } from "../mod.ts";
+ * using gpu = await openGpu({ device: "sim" });
+ * const { regions, unknown } = vramLayout(gpu.bar0, gpu.chip, {
+ *   vramSize: gpu.vram.size, bootVga: false, boundInstanceBlock: null,
+ *   recorded: (offset) => offset !== 0x820c04,
+ * });
+ * unknown; // ["NV_FUSE_STATUS_OPT_DISPLAY (0x820c04): not in the snapshot"]
+ * ```
+ */
+export function vramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOptions): VramLayout {
   checkMmio(bar0, "readVramLayout bar0");
   checkObject(chip, "readVramLayout chip");
   checkObject(options, "readVramLayout options");
@@ -96,6 +132,7 @@ export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOption
       vramSize: "number",
       bootVga: "boolean",
       boundInstanceBlock: (v, k) => v === null || checkUint(v, k),
+      recorded: "function",
     },
     "readVramLayout options",
   );
@@ -103,7 +140,18 @@ export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOption
   const size = options.vramSize;
   const layout = chipFamily(chip).layout;
   const regions: VramRegion[] = [];
-  const display = hasDisplay(bar0, layout);
+  const unknown: string[] = [];
+  const recorded = options.recorded;
+  /** A single read; null when it reads a PRI error or the snapshot does not hold it. */
+  const rd: Read = (offset, name) => {
+    if (recorded !== undefined && !recorded(offset)) {
+      const why = `${name} (${hex(offset)}): not in the snapshot`;
+      if (!unknown.includes(why)) unknown.push(why);
+      return NOT_RECORDED;
+    }
+    return readValid(bar0, offset);
+  };
+  const display = hasDisplay(rd, layout);
   if (display.present) {
     regions.push({
       name: "vga-memory",
@@ -120,15 +168,15 @@ export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOption
       source: "boot VGA device (sysfs boot_vga = 1): console scanout at 0, 32 MiB assumed",
     });
   }
-  if (display.present) regions.push(vgaWorkspace(bar0, size, display.why));
+  if (display.present) regions.push(vgaWorkspace(rd, size, display.why));
   if (layout.mmuLock) {
-    const lock = mmuLock(bar0, size);
+    const lock = mmuLock(rd, size);
     if (lock !== null) regions.push(lock);
   }
   for (const pair of layout.wpr2) {
-    const lo = readValid(bar0, pair.lo);
-    const hi = readValid(bar0, pair.hi);
-    if (lo === null || hi === null) continue;
+    const lo = rd(pair.lo, `${pair.name}_LO`);
+    const hi = rd(pair.hi, `${pair.name}_HI`);
+    if (typeof lo !== "number" || typeof hi !== "number") continue;
     const start = getField(lo, ADDR_VAL_4K.VAL) * 4096;
     const end = getField(hi, ADDR_VAL_4K.VAL) * 4096; // exclusive
     if (end === 0 || end <= start) continue;
@@ -154,25 +202,36 @@ export function readVramLayout(bar0: Mmio, chip: ChipInfo, options: LayoutOption
       }: firmware's reserved memory`,
     });
   }
-  return regions.sort((a, b) => a.start - b.start || a.end - b.end);
+  regions.sort((a, b) => a.start - b.start || a.end - b.end);
+  return { regions, unknown };
+}
+
+/** Marks a register a snapshot does not hold (never a value). */
+const NOT_RECORDED = "not in the snapshot";
+/** A layout register read: its value, null (a PRI error) or {@linkcode NOT_RECORDED}. */
+type Read = (offset: number, name: string) => number | null | typeof NOT_RECORDED;
+
+/** Why a read gave no value, for a region's source. */
+function noValue(v: null | typeof NOT_RECORDED): string {
+  return v === null ? "unreadable" : NOT_RECORDED;
 }
 
 /** Whether the chip has a display (and so a VGA workspace), and why novamm thinks so. */
-function hasDisplay(bar0: Mmio, layout: LayoutRegisters): { present: boolean; why: string } {
+function hasDisplay(rd: Read, layout: LayoutRegisters): { present: boolean; why: string } {
   if (layout.displayFuse === null) return { present: false, why: "the chip has no display" };
-  const fuse = readValid(bar0, layout.displayFuse);
-  if (fuse === null) {
-    return { present: true, why: `NV_FUSE_STATUS_OPT_DISPLAY unreadable: display assumed` };
+  const fuse = rd(layout.displayFuse, "NV_FUSE_STATUS_OPT_DISPLAY");
+  if (typeof fuse !== "number") {
+    return { present: true, why: `NV_FUSE_STATUS_OPT_DISPLAY ${noValue(fuse)}: display assumed` };
   }
   const present = getField(fuse, FUSE_STATUS_OPT_DISPLAY.DATA) === 0;
   return { present, why: `NV_FUSE_STATUS_OPT_DISPLAY = ${hex(fuse, 8)}` };
 }
 
-function vgaWorkspace(bar0: Mmio, size: number, why: string): VramRegion {
-  const vga = readValid(bar0, NV_PDISP_VGA_WORKSPACE_BASE);
+function vgaWorkspace(rd: Read, size: number, why: string): VramRegion {
+  const vga = rd(NV_PDISP_VGA_WORKSPACE_BASE, "NV_PDISP_VGA_WORKSPACE_BASE");
   let base: number;
   let source: string;
-  if (vga !== null && getField(vga, VGA_WORKSPACE_BASE.STATUS_VALID) === 1) {
+  if (typeof vga === "number" && getField(vga, VGA_WORKSPACE_BASE.STATUS_VALID) === 1) {
     base = getField(vga, VGA_WORKSPACE_BASE.ADDR) * 2 ** 16;
     source = `NV_PDISP_VGA_WORKSPACE_BASE = ${hex(vga, 8)}`;
     if (base < size - MiB) {
@@ -182,7 +241,7 @@ function vgaWorkspace(bar0: Mmio, size: number, why: string): VramRegion {
   } else {
     base = size - MiB;
     source = `NV_PDISP_VGA_WORKSPACE_BASE ${
-      vga === null ? "unreadable" : `= ${hex(vga, 8)}, not valid`
+      typeof vga === "number" ? `= ${hex(vga, 8)}, not valid` : noValue(vga)
     }: the top 1 MiB assumed`;
   }
   return {
@@ -194,12 +253,15 @@ function vgaWorkspace(bar0: Mmio, size: number, why: string): VramRegion {
 }
 
 /** GA100's VBIOS-locked region (RM `memmgrReadMmuLock_GA100`), or null. */
-function mmuLock(bar0: Mmio, size: number): VramRegion | null {
-  const plm = readValid(bar0, NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK);
-  if (plm === null || (plm & 1) !== 1) return null;
-  const lo = readValid(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_LO);
-  const hi = readValid(bar0, NV_PFB_PRI_MMU_LOCK_ADDR_HI);
-  if (lo === null || hi === null) return null;
+function mmuLock(rd: Read, size: number): VramRegion | null {
+  const plm = rd(
+    NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK,
+    "NV_PFB_PRI_MMU_LOCK_CFG_PRIV_LEVEL_MASK",
+  );
+  if (typeof plm !== "number" || (plm & 1) !== 1) return null;
+  const lo = rd(NV_PFB_PRI_MMU_LOCK_ADDR_LO, "NV_PFB_PRI_MMU_LOCK_ADDR_LO");
+  const hi = rd(NV_PFB_PRI_MMU_LOCK_ADDR_HI, "NV_PFB_PRI_MMU_LOCK_ADDR_HI");
+  if (typeof lo !== "number" || typeof hi !== "number") return null;
   const start = getField(lo, ADDR_VAL_4K.VAL) * 4096;
   const last = getField(hi, ADDR_VAL_4K.VAL) * 4096;
   if (last < start || (start === 0 && last === 0)) return null;

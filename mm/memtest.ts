@@ -1090,6 +1090,9 @@ export function readPcieLink(path: string): PcieLink | null {
     return { speed, width, bytesPerSecond: pcieBandwidth(speed, width) };
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
+    if (e instanceof Deno.errors.NotADirectory) {
+      fail("EINVAL", `readPcieLink: ${path} is not a directory (a PCI function's sysfs directory)`);
+    }
     throw e;
   }
 }

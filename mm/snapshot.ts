@@ -437,6 +437,8 @@ export async function takeSnapshot(gpu: Gpu, options: SnapshotOptions = {}): Pro
         usable: { ...gpu.vram.usable },
         usableSource: gpu.vram.usableSource,
         layout: gpu.vram.layout.map((r) => ({ ...r })),
+        // Layout registers the device could not tell (a snap: device that lacked them).
+        unknown: [...gpu.vram.unknown],
       },
       pramin: {
         register: gpu.pramin.register.name,
@@ -518,6 +520,20 @@ export async function snapshotToFile(
 
 /** A one-line summary of a capture: registers, ranges, bytes, address spaces, skipped. */
 export function describeSnapshot(s: Snapshot, fileBytes?: number): string {
+  const o = s as Partial<Snapshot> | null;
+  if (
+    o === null || typeof o !== "object" || !(o.registers instanceof Map) ||
+    !Array.isArray(o.vram) || !Array.isArray(o.addressSpaces) || typeof o.source !== "object" ||
+    o.source === null || typeof o.state !== "object" || o.state === null
+  ) {
+    fail("EINVAL", `describeSnapshot takes a Snapshot (readSnapshotFile), not ${describe(s)}`);
+  }
+  if (
+    fileBytes !== undefined &&
+    (typeof fileBytes !== "number" || !Number.isSafeInteger(fileBytes) || fileBytes < 0)
+  ) {
+    fail("EINVAL", `describeSnapshot file size ${describe(fileBytes)} is not a byte count`);
+  }
   const vramBytes = s.vram.reduce((n, r) => n + r.data.length, 0);
   const skipped = Array.isArray(s.state.skipped) ? s.state.skipped.length : 0;
   return `snapshot of ${s.source.spec}: ${s.registers.size} registers, ${s.vram.length} VRAM ranges (${

@@ -47,6 +47,9 @@ import { type Translation, translation, walk, type WalkResult } from "./pagetabl
 export type { Translation } from "./pagetable/walk.ts";
 import { Mapper, type TableHold } from "./pagetable/mapper.ts";
 import { type DumpNode, dumpTree } from "./pagetable/dump.ts";
+import { type VerifyOptions, type VerifyReport, verifyShadow } from "./pagetable/verify.ts";
+
+export type { VerifyOptions, VerifyReport } from "./pagetable/verify.ts";
 import {
   type Extent,
   ExtentList,
@@ -852,6 +855,24 @@ export class Vmm {
   #firmwareVa(va: bigint): boolean {
     const r = this.#ranges.find(va);
     return r === undefined || r.owner === "firmware";
+  }
+
+  /**
+   * Compares the shadow (what this Vmm wrote or scanned) with the tables in
+   * VRAM and lists every 64-bit word that differs: level, index, table
+   * address, the VA the entry covers, expected and found, decoded (see
+   * `mm/pagetable/verify.ts`). One bulk PRAMIN read per table; nothing is
+   * written. `instanceBlock` also checks that the instance block there points
+   * at this space's root (`gpu.bar1.verify()` passes BAR1's).
+   */
+  verify(options: VerifyOptions = {}): VerifyReport {
+    this.#alive();
+    return verifyShadow(this.#mapper.tree, this.#deps.pramin, {
+      name: this.name,
+      vaSize: this.vaSize,
+      vramSize: this.#deps.vramSize,
+      unsynced: this.#mapper.unsynced,
+    }, options);
   }
 
   /** Counts of tables in the shadow, by level name (root included). */

@@ -18,6 +18,8 @@ import {
   snapshotTables,
 } from "../hw/snap/mmiotrace.ts";
 import type { Snapshot } from "../hw/snap/types.ts";
+import { writeSnapshotFile } from "../hw/snap/format.ts";
+import type { DumpNode } from "../mm/vmm.ts";
 import { tracePciOf, TraceWriter } from "../hw/trace.ts";
 import { runDeno, throwsNova } from "./util.ts";
 
@@ -93,6 +95,8 @@ Deno.test("mmiotrace fixture: VERSION, PCIDEV, MAP, 8/16/32/64-bit accesses, MAR
   assert.equal(st.vram.partialWords, 1);
   assert.deepEqual(st.registers, { count: 10, partial: 1 });
   assert.deepEqual(st.bar1, { mode: "virtual", instanceBlock: "0x101000" });
+  // As read before the driver first wrote a bind register (lines 12-13): a reopen's layout.
+  assert.deepEqual(st.bar1AtStart, { mode: "physical", instanceBlock: null, line: 13 });
   assert.deepEqual(st.tlbInvalidates, [{ pdb: "0x102000", count: 1 }]);
   assert.equal(stats.reads + stats.writes, 24);
   // The text importer agrees with the streamed one.
@@ -288,6 +292,12 @@ async function recordSession(device: string, path: string): Promise<{ gpu: Gpu; 
 
 const TABLE_BYTES: Record<string, number> = { PT64K: 256 };
 
+/** A dump tree without the `foreign` marks (a reopened snapshot did not make its tables). */
+function unforeign(n: DumpNode): unknown {
+  const { foreign: _, children, ...rest } = n;
+  return { ...rest, children: children.map(unforeign) };
+}
+
 for (const device of ["sim:ga102", "sim:gh100"]) {
   Deno.test(`mmiotrace round trip on ${device}: record, import, same BAR1 tables and PDB as the live session`, async () => {
     const dir = await Deno.makeTempDir();
@@ -353,6 +363,35 @@ for (const device of ["sim:ga102", "sim:gh100"]) {
         new Uint8Array(le32(0x0ddba11)),
       );
       assert.deepEqual((s.state as { vram: { unmirrored: object } }).vram.unmirrored, {});
+      // Written as a snapshot file and reopened with snap:, it walks and dumps like the live card.
+      const file = `${dir}/session.snap`;
+      await writeSnapshotFile(file, s);
+      for (const spec of [`snap:${file}`, `snap:${path}`]) {
+        using off = await openGpu({ device: spec });
+        assert.equal(off.device.kind, "snap");
+        assert.ok(off.device.readOnly);
+        // The usable region novamm's open computed, from the registers as the trace first read
+        // them (BAR1 was physical then: the tables it built are not firmware's).
+        assert.deepEqual(off.vram.usable, gpu.vram.usable);
+        assert.equal(off.vram.usableSource, "layout (BAR1 as the trace first read it)");
+        assert.deepEqual(off.vram.unknown, []);
+        assert.deepEqual(off.bar1Binding, live);
+        for (const m of maps) {
+          for (const at of [0, m.size - PAGE]) {
+            const r = off.walk(m.va + BigInt(at));
+            assert.ok(r.mapped, `${spec}: VA 0x${(m.va + BigInt(at)).toString(16)} maps`);
+            assert.equal(r.pa, m.mapping.physicalAddress(at));
+          }
+        }
+        // BAR1's address space as gpu.bar1 adopts it; the trace itself through openVmm({ pdb }).
+        const vmm = spec.endsWith(".snap")
+          ? off.bar1.vmm
+          : off.mm.openVmm({ pdb: live.pdb, vaSize: BigInt(gpu.bar1.size) });
+        assert.deepEqual(
+          unforeign(vmm.dump({ fromHardware: true })),
+          unforeign(gpu.bar1.vmm.dump({ fromHardware: true })),
+        );
+      }
       // replay --decode lists it with names and marks the page-table writes with their VA.
       const r = await runDeno("replay.ts", ["--decode", path]);
       assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -436,6 +475,101 @@ Deno.test("TraceWriter mmiotrace format: options are checked; a comment is a MAR
       "PCIDEV 6500 10de2330 0 d4000000 3800000000c 0 0 0 0 0 1000000 400000000 0 0 0 0 0 novamm",
     );
     assert.match(card[3], /^MAP \d+\.\d{6} 2 0x38000000000 0xffffca0000000000 0x400000000 0x0 0$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("mmiotrace fixture reopened with snap:: the binding, layout registers it lacks reported unknown, walks stop at what is missing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/fixture.snap`;
+    await writeSnapshotFile(file, importMmiotraceFile(FIXTURE).snapshot);
+    for (const spec of [`snap:${file}`, `snap:${FIXTURE}`]) {
+      using gpu = await openGpu({ device: spec });
+      assert.equal(gpu.chip.name, "GA102");
+      // The trace never read the display fuse, the VGA workspace or WPR2: unknown, not made up.
+      assert.deepEqual(gpu.vram.unknown, [
+        "NV_FUSE_STATUS_OPT_DISPLAY (0x820c04): not in the snapshot",
+        "NV_PDISP_VGA_WORKSPACE_BASE (0x625f04): not in the snapshot",
+        "NV_PFB_PRI_MMU_WPR2_ADDR_LO (0x1fa824): not in the snapshot",
+        "NV_PFB_PRI_MMU_WPR2_ADDR_HI (0x1fa828): not in the snapshot",
+      ]);
+      assert.match(
+        gpu.vram.layout.find((r) => r.name === "vga-workspace")!.source,
+        /NV_PDISP_VGA_WORKSPACE_BASE not in the snapshot: the top 1 MiB assumed; NV_FUSE_STATUS_OPT_DISPLAY not in the snapshot: display assumed/,
+      );
+      // BAR1 read physical before the driver bound it: its tables are not firmware's.
+      assert.deepEqual(gpu.vram.usable, { start: 0x40000, end: 0x6000 * 2 ** 20 - 2 ** 20 });
+      assert.deepEqual(gpu.bar1Binding, { instanceBlock: 0x101000, pdb: 0x102000 });
+      // Reading them explicitly still errors; the captured ones read as recorded.
+      throwsNova(() => gpu.bar0.read32(0x820c04), "EIO", /BAR0 0x820c04 is not in the snapshot/);
+      assert.equal(gpu.bar0.read32(0xb80f40), 0x80000101);
+      // PD3[0] was captured; the PD2 it points at was not: the walk says where, never guesses.
+      throwsNova(
+        () => gpu.walk(0n),
+        "EIO",
+        /VRAM 0x103000 \(through PRAMIN\) is not in the snapshot/,
+      );
+      throwsNova(() => gpu.walk(2n ** 47n), "EIO", /VRAM 0x102008 .* is not in the snapshot/);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a hand-written trace with whole tables reopens with snap: and walks to the page", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const w = (off: number, v: number) =>
+      `W 4 1.0 1 0x${(0xf6000000 + off).toString(16)} 0x${v.toString(16)} 0x0 0`;
+    const lines = [
+      ...HEAD,
+      "R 4 1.0 1 0xf61183a4 0x6000 0x0 0", // NV_USABLE_FB_SIZE_IN_MB: 24 GiB
+      "R 4 1.0 1 0xf6b80f40 0x0 0x0 0", // BAR1 physical before the driver binds it
+      "R 4 1.0 1 0xf6001704 0x0 0x0 0",
+      w(0x1700, 0x10), // PRAMIN window at VRAM 0x100000
+      w(0x701200, 0x102c00), // instance block 0x101000: PDB 0x102000, v2 format, 64 KiB big pages
+      w(0x701204, 0),
+      w(0x702000, 0x10302), // PD3[0] -> PD2 at 0x103000 (video)
+      w(0x702004, 0),
+      w(0x703000, 0x10402), // PD2[0] -> PD1 at 0x104000
+      w(0x703004, 0),
+      w(0x704000, 0x10502), // PD1[0] -> PD0 at 0x105000
+      w(0x704004, 0),
+      w(0x705010, 0x20001), // PD0[1]: a valid 2 MiB PTE, video 0x200000
+      w(0x705014, 0),
+      w(0x705018, 0),
+      w(0x70501c, 0),
+      w(0xb80f40, 0x80000101), // BAR1 virtual, instance block 0x101000
+    ];
+    const path = `${dir}/hand.txt`;
+    Deno.writeTextFileSync(path, lines.join("\n") + "\n");
+    using gpu = await openGpu({ device: `snap:${path}` });
+    assert.deepEqual(gpu.bar1Binding, { instanceBlock: 0x101000, pdb: 0x102000 });
+    const r = gpu.walk(0x234000n);
+    assert.ok(r.mapped);
+    assert.equal(r.pa, 0x234000);
+    assert.equal(r.pageSize, 2 ** 21);
+    assert.deepEqual(r.steps.map((s) => s.level), ["PD3", "PD2", "PD1", "PD0"]);
+    // The write path is closed: a snapshot opens read-only.
+    throwsNova(() => gpu.bar0.write32(0xb80f40, 0), "EPERM", /refused/);
+    // Bound without being read first: the binding at the start is unknown, so the tables are
+    // taken as firmware's (as on a card bound by another driver); walks need no allocator.
+    const bound = `${dir}/bound.txt`;
+    Deno.writeTextFileSync(
+      bound,
+      lines.filter((l) => !/ 0xf6(b80f40|001704) 0x0 /.test(l)).join("\n"),
+    );
+    using other = await openGpu({ device: `snap:${bound}` });
+    assert.deepEqual(other.vram.usable, { start: 0, end: 0 });
+    assert.equal(other.vram.usableSource, "layout");
+    assert.equal((other.walk(0x234000n) as { pa: number }).pa, 0x234000);
+    throwsNova(
+      () => other.mm,
+      "ENOSPC",
+      /no usable VRAM on snap:.*bar1-tables \[0x0, 0x600000000\)/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -26,11 +26,15 @@ Deno.test({
     const measured: [string, number, number][] = [];
     const bars: boolean[] = [];
     let n = 0;
-    /** Runs `input`, presses Ctrl-C after `afterMs`, returns [answered ms, seen ms]. */
-    const interrupt = async (what: string, input: string, afterMs: number) => {
+    /**
+     * Runs `input`, presses Ctrl-C after `after` ms (or once the screen shows `after`, a later
+     * loop's progress line), records [answered ms, seen ms].
+     */
+    const interrupt = async (what: string, input: string, after: number | RegExp) => {
       n++;
       await term.line(input);
-      await new Promise((r) => setTimeout(r, afterMs));
+      if (typeof after === "number") await new Promise((r) => setTimeout(r, after));
+      else await term.waitFor(after, 10000);
       // What runs without MMIO draws the progress line bulk transfers draw.
       bars.push(/\[[#-]{30}\] +\d+% [\d.]+s/.test(await term.screen()));
       const t0 = performance.now();
@@ -63,11 +67,22 @@ Deno.test({
         "const ch = mm.createVmm({ vaSize: 1n << 47n }); const free0 = mm.buddy.stats().free",
       );
       await term.waitFor(/^gh100>\s*$/m);
-      // Checking the pfns, choosing page sizes, filling the shadow: all without MMIO. The whole
-      // job takes about 1.6 s on a quiet machine: the second Ctrl-C comes in its later part.
-      for (const ms of [400, 1100]) {
-        await interrupt(`8 M-page mapPages, Ctrl-C at ${ms} ms`, "ch.mapPages(pfns)", ms);
-      }
+      // Checking the pfns, building the page tables, filling in the PTEs: all without MMIO (each
+      // loop well under a second, the job about 1.6 s on a quiet machine). The line shows once
+      // the job has run a quarter of a second, whichever loop it is in; the second Ctrl-C comes
+      // while the last of those loops is at most half done (its line says so), the third while
+      // the tables are written (with MMIO, thousands of small transfers: the same line).
+      await interrupt("8 M-page mapPages, Ctrl-C at 400 ms", "ch.mapPages(pfns)", 400);
+      await interrupt(
+        "8 M-page mapPages, Ctrl-C while filling in the PTEs",
+        "ch.mapPages(pfns)",
+        /^PTEs \(8388608\) \[#{0,15}-{15,30}\]/m, // at most half done: well before its end
+      );
+      await interrupt(
+        "8 M-page mapPages, Ctrl-C while writing the tables",
+        "ch.mapPages(pfns)",
+        /^writing tables \(\d+\) \[#{0,15}-{15,30}\]/m,
+      );
       await term.line("[ch.mappings().length === 0, mm.buddy.stats().free === free0]");
       await term.waitFor("[ true, true ]"); // nothing left behind
       await term.line("const m1 = ch.mapPages(pfns.slice(0, 1 << 18))");
@@ -96,9 +111,15 @@ Deno.test({
         console.log(`  ${what}: answered ${a.toFixed(1)} ms, seen ${s.toFixed(0)} ms`);
       }
     }
-    assert.equal(measured.length, 5);
-    // Checking the pfns, building the dump, the fill (the later phases depend on the load).
-    assert.deepEqual([bars[0], bars[2], bars[4]], [true, true, true], String(bars));
+    assert.equal(measured.length, 6);
+    // Every mapPages (the later ones by construction), building the dump, the fill.
+    assert.deepEqual([bars[0], bars[1], bars[2], bars[3], bars[5]], [
+      true,
+      true,
+      true,
+      true,
+      true,
+    ], String(bars));
     for (const [what, answered, seen] of measured) {
       assert.ok(answered < 100, `${what}: answered in ${answered} ms`);
       // tmux's own polling (a process per capture) adds its part.

@@ -530,23 +530,35 @@ Deno.test("snap: specs and options are checked", async () => {
   throwsNova(() => parseSnapshotRange("0x100000"), "EINVAL", "ADDR:SIZE");
 });
 
-Deno.test("snap: a snapshot without what the open reads is refused naming the offset", async () => {
+Deno.test("snap: a snapshot without what the open reads opens; what it lacks is unknown, and reading it is refused naming the offset", async () => {
   const dir = await Deno.makeTempDir();
   const file = `${dir}/thin.snap`;
   {
     await using gpu = await openGpu({ device: "sim:gh100" });
     const s = await takeSnapshot(gpu);
-    // Only the identity: the open needs the PRAMIN window register (0x10FD40 on Hopper) next.
+    // Only the identity: no PRAMIN window register (0x10FD40 on Hopper), no bind or layout registers.
     s.registers = new Map([[0x0, s.registers.get(0x0)!], [0xa00, s.registers.get(0xa00)!]]);
     await writeSnapshotFile(file, s);
     s.chip.vramSize = 4096;
     await writeSnapshotFile(`${file}2`, s);
   }
-  await rejects(
-    openGpu({ device: `snap:${file}` }),
-    "EIO",
-    /register BAR0 0x10fd40 is not in the snapshot/,
-  );
+  {
+    using gpu = await openGpu({ device: `snap:${file}` });
+    assert.deepStrictEqual(gpu.vram.unknown, [
+      "NV_PFB_PRI_MMU_WPR2_ADDR_LO (0x1fa824): not in the snapshot",
+      "NV_PFB_PRI_MMU_WPR2_ADDR_HI (0x1fa828): not in the snapshot",
+    ]);
+    assert.equal(gpu.vram.usableSource, "recorded in the snapshot");
+    assert.match(gpu.bar1AtOpen.problem!, /none of the BAR1 bind registers .* is in the snapshot/);
+    assert.equal(gpu.bar1Binding, null);
+    throwsNova(() => gpu.walk(0n), "EINVAL", /BAR1 has none \(none of the BAR1 bind registers/);
+    throwsNova(
+      () => gpu.bar0.read32(0x10fd40),
+      "EIO",
+      /register BAR0 0x10fd40 is not in the snapshot/,
+    );
+    throwsNova(() => gpu.pramin.read32(0x1000), "EIO", /BAR0 0x10fd40 is not in the snapshot/);
+  }
   await rejects(openGpu({ device: `snap:${file}2` }), "EINVAL", /records 0x1000 bytes of VRAM/);
   await Deno.remove(dir, { recursive: true });
 });

@@ -74,9 +74,10 @@ function type(t: Json): string {
     case "fnOrConstructor":
       return `(${(t.value.params as Json[]).map(param).join(", ")}) => ${type(t.value.tsType)}`;
     case "typeLiteral": {
-      const props = (t.value.properties as Json[]).map((p) =>
+      // A literal with only methods or computed keys (`{ [SYM](): T }`) has no property list.
+      const props = ((t.value.properties ?? []) as Json[]).map((p) =>
         `${p.name}${p.optional ? "?" : ""}: ${type(p.tsType)}`
-      );
+      ).concat(((t.value.methods ?? []) as Json[]).map((m) => `${m.name}(…)`));
       return props.length === 0 ? "{}" : `{ ${props.join("; ")} }`;
     }
     default:

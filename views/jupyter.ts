@@ -11,7 +11,7 @@
  * @module
  */
 
-import { fail } from "../hw/errors.ts";
+import { describe, fail } from "../hw/errors.ts";
 import { Gpu } from "../mm/gpu.ts";
 import { GpuMm } from "../mm/gpu_mm.ts";
 import { Allocation, BuddyAllocator } from "../mm/buddy.ts";
@@ -84,7 +84,10 @@ export function mimeBundle(x: unknown, gpu: Gpu | undefined = current): MimeBund
  */
 export function installJupyterDisplay(gpu?: Gpu): string[] {
   if (gpu !== undefined && !(gpu instanceof Gpu)) {
-    fail("EINVAL", "installJupyterDisplay takes the session's Gpu (or nothing)");
+    fail(
+      "EINVAL",
+      `installJupyterDisplay takes the session's Gpu (or nothing), not ${describe(gpu)}`,
+    );
   }
   current = gpu;
   for (const C of CLASSES) {
@@ -125,7 +128,9 @@ export function display(x: unknown, gpu: Gpu | undefined = current): {
   if (!canView(x)) {
     fail(
       "EINVAL",
-      "display() draws a Gpu, mm, an Allocation, a Vmm, a Mapping, bar1, a walk or a register",
+      `display() draws a Gpu, mm, an Allocation, a Vmm, a Mapping, bar1, a walk or a register, not ${
+        describe(x)
+      }`,
     );
   }
   return { [JUPYTER_DISPLAY]: () => mimeBundle(x, gpu) };

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { fail } from "../hw/errors.ts";
+import { describe, fail } from "../hw/errors.ts";
 import type { DecodedValue } from "../hw/regdb/mod.ts";
 import type { RegisterReading } from "../hw/reg_dump.ts";
 import { esc, hexFast } from "./html.ts";
@@ -70,7 +70,9 @@ export function registerPicture(x: DecodedValue | RegisterReading): RegisterPict
   }
   return fail(
     "EINVAL",
-    "registerHtml takes a decoded value (decode(db, reg, value)) or a readRegisters() line",
+    `registerHtml takes a decoded value (decode(db, reg, value)) or a readRegisters() line, not ${
+      describe(x)
+    }`,
   );
 }
 

@@ -18,7 +18,7 @@
 import { formatSize } from "../hw/errors.ts";
 import { checkObject, checkOptions } from "../hw/validate.ts";
 import { interruptPoint } from "../hw/mmio.ts";
-import { fail } from "../hw/errors.ts";
+import { describe, fail } from "../hw/errors.ts";
 import { esc, hexFast, KIND_COLORS, swatch } from "./html.ts";
 import { VRAM_KINDS, type VramModel } from "./model.ts";
 
@@ -255,6 +255,13 @@ function laneData(model: VramModel): { lanes: LaneData[]; labels: string[] } {
  */
 export function vramMapHtml(model: VramModel, options: VramMapOptions = {}): string {
   checkObject(model, "vramMapHtml model");
+  if (
+    !Array.isArray(model.lanes) || typeof model.size !== "number" ||
+    !Number.isSafeInteger(model.size) || model.size <= 0 || typeof model.usable !== "object" ||
+    model.usable === null
+  ) {
+    fail("EINVAL", `vramMapHtml takes a VramModel (vramModel(gpu)), not ${describe(model)}`);
+  }
   checkOptions(
     options,
     { width: "number", range: "object", highlight: "object", id: "string", dataOf: "string" },

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { fail, formatSize } from "../hw/errors.ts";
+import { describe, fail, formatSize } from "../hw/errors.ts";
 import { checkObject } from "../hw/validate.ts";
 import type { MmuFormat } from "../mm/pagetable/format.ts";
 import type { WalkResult } from "../mm/pagetable/walk.ts";
@@ -40,7 +40,10 @@ export function isWalkResult(x: unknown): x is WalkResult {
  */
 export function walkHtml(result: WalkResult, format?: MmuFormat): string {
   if (!isWalkResult(result)) {
-    fail("EINVAL", "walkHtml takes a walk result (vmm.walk(va) or gpu.walk(va))");
+    fail(
+      "EINVAL",
+      `walkHtml takes a walk result (vmm.walk(va) or gpu.walk(va)), not ${describe(result)}`,
+    );
   }
   if (format !== undefined) checkObject(format, "walkHtml format");
   const va = result.va;

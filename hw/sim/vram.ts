@@ -485,7 +485,11 @@ export class PostedWrites {
     const chunk = Math.floor(page / PAGES_PER_CHUNK);
     let pages = this.#before.get(chunk);
     if (pages === undefined) {
-      pages = new Int32Array(PAGES_PER_CHUNK).fill(NOT_POSTED);
+      // A chunk untouched until this write reads its background, page by page, until the
+      // flush: no page of it needs a copy (a new page-table chunk would copy 15 of 16).
+      pages = new Int32Array(PAGES_PER_CHUNK).fill(
+        this.#vram.isUntouched(chunk * CHUNK) ? BACKGROUND : NOT_POSTED,
+      );
       this.#before.set(chunk, pages);
       if (this.#before.size > POSTED_CHUNKS) {
         const oldest = this.#before.keys().next().value!;

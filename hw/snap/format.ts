@@ -78,6 +78,9 @@ const CRC_TABLE = (() => {
  * ```
  */
 export function crc32(bytes: Uint8Array): number {
+  if (!(bytes instanceof Uint8Array)) {
+    fail("EINVAL", `crc32 takes a Uint8Array, not ${describe(bytes)}`);
+  }
   let c = 0xffffffff;
   for (let i = 0; i < bytes.length; i++) {
     c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);

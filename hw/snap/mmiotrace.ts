@@ -52,7 +52,10 @@
  *   unmirrored with the reason (a table not seen, a system-memory page).
  *   Translation ignores TLB caching: a driver that changes a PTE without
  *   invalidating sees the old page on hardware, the import the new one.
- * - Bindings: the BAR1 bind registers as hw/family/bar1_bind.ts reads them;
+ * - Bindings: the BAR1 bind registers as hw/family/bar1_bind.ts reads them
+ *   (and, in `state.bar1AtStart`, as read before the driver first wrote one:
+ *   the card's binding when the trace began, which a reopen's VRAM layout
+ *   uses; null when the driver wrote them before reading them);
  *   BAR2 through its own registers (0xB80F48 and 0x1714 before Hopper,
  *   0xB80F70/74 from Hopper on; same fields as BAR1's); TLB invalidates
  *   (NV_VIRTUAL_FUNCTION_PRIV_MMU_INVALIDATE with a VID_MEM PDB) name more
@@ -630,6 +633,10 @@ export class MmiotraceImporter {
   #bar2: Binding = { mode: "physical", instanceBlock: null, problem: null };
   #bar1Known = false;
   #bar2Known = false;
+  /** BAR1's binding as read before the traced driver wrote a bind register (null: not read first). */
+  #bar1AtStart: (Binding & { line: number }) | null = null;
+  /** A BAR1 bind register was written: later reads show the driver's binding, not the card's at start. */
+  #bar1Written = false;
   #mmu: SimMmu | null = null;
   #facade: Mmio;
   #finished = false;
@@ -968,6 +975,8 @@ export class MmiotraceImporter {
     if (bar1Regs.includes(word)) {
       this.#bar1 = this.#readBar1();
       this.#bar1Known = true;
+      if (op === "w") this.#bar1Written = true;
+      else if (!this.#bar1Written) this.#bar1AtStart = { ...this.#bar1, line: n };
       this.#noteBinding("bar1", this.#bar1, n);
       return;
     }
@@ -1179,6 +1188,12 @@ export class MmiotraceImporter {
         ...(this.#windowSeen === null ? {} : { note: this.#windowSeen }),
       },
       bar1: bindingState(this.#bar1, this.#bar1Known),
+      // What novamm's open reads for the layout: the binding the card had before this driver
+      // bound BAR1 (tables a driver made during the trace are not firmware's reserved memory).
+      bar1AtStart: this.#bar1AtStart === null ? null : {
+        ...bindingState(this.#bar1AtStart, true),
+        line: this.#bar1AtStart.line,
+      },
       bar2: bindingState(this.#bar2, this.#bar2Known),
       bindings: this.#bindings.map((b) => ({
         ...b,

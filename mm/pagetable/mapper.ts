@@ -59,6 +59,8 @@ import { interruptPoint } from "../../hw/mmio.ts";
 
 const PAGE = 4096;
 const TWO_32 = 2 ** 32;
+/** Tables written between two progress reports (a mask): a few milliseconds of PRAMIN writes. */
+const TABLE_STEP = 255;
 /** A run word at or above this starts a counted run ({@linkcode PteRuns.encoded}). */
 const MULTI = 2 ** 31;
 
@@ -447,11 +449,16 @@ export class Mapper {
     let linking = false;
     try {
       using w = this.#deps.pramin.borrow();
-      for (const t of order) {
+      // Thousands of small transfers draw no PRAMIN progress line: this loop draws its own
+      // (its accesses hear Ctrl-C; the step between tables hears it too, the same way).
+      for (let i = 0; i < order.length; i++) {
+        if ((i & TABLE_STEP) === 0 && i > 0) workStep(i, order.length, "writing tables");
+        const t = order[i];
         writeTable(w, t, fresh);
         t.written = true;
         wrote.push(t);
       }
+      if (order.length > TABLE_STEP) workDone(order.length, "writing tables");
       linking = true;
       for (const t of order) {
         const link = t.parentLink;

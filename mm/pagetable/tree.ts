@@ -295,16 +295,21 @@ export class ShadowTree {
    * tables to free (after the TLB flush) to `freed`.
    */
   reclaim(candidates: Iterable<PtTable>, writes: [PtTable, number][], freed: PtTable[]): void {
-    const queue = [...new Set(candidates)];
-    while (queue.length > 0) {
-      const t = queue.shift()!;
+    // After a large map is abandoned (Ctrl-C waits for this) these are tens of thousands of
+    // tables: read by index, not shift() (which moves a large array every time), and no set
+    // (a table listed twice is skipped the second time: it has no parent link any more, or
+    // still cannot go).
+    const queue = [...candidates];
+    for (let q = 0; q < queue.length; q++) {
+      const t = queue[q];
       const link = t.parentLink;
       // A reclaimed table has no parent link, so one queued twice is skipped.
       if (link === null || t.alloc === null || t.live !== 0 || t.pins !== 0) continue;
       const { parent, idx, slot } = link;
       parent.children[slot] = null;
       t.parentLink = null;
-      setWord(parent, slot, 0n);
+      parent.raw[2 * slot] = 0;
+      parent.raw[2 * slot + 1] = 0;
       // A link reaches VRAM only once its table is written: clear it there too.
       if (parent.written && t.written) writes.push([parent, slot]);
       if (!entryLive(parent, idx)) {
