@@ -318,13 +318,16 @@ export function banner(gpu: Gpu): string {
     `novamm REPL · ${device.spec} · ${chip.name} ${chip.revision} (${chip.architecture}, MMU v${chip.mmuVersion}) · ${
       device.readOnly ? "READ-ONLY" : "read-write"
     }`,
-    `GFW boot done (${gfw.register} = ${hex(gfw.value)}${
-      gfw.waitedMs > 0 ? `, waited ${gfw.waitedMs} ms` : ""
-    }) · ${bar1}`,
+    `${
+      device.kind === "snap" && gfw.polls === 0
+        ? `GFW boot: ${gfw.register} not in the snapshot (`
+        : `GFW boot done (${gfw.register} = ${hex(gfw.value)}`
+    }${gfw.waitedMs > 0 ? `, waited ${gfw.waitedMs} ms` : ""}) · ${bar1}`,
     `VRAM ${formatSize(vram.size)}, usable [${hex(usable.start)}, ${hex(usable.end)}) (${
       formatSize(usable.end - usable.start)
     }, ${vram.usableSource === "layout" ? "largest range firmware leaves" : vram.usableSource})`,
     ...layoutLines(vram.layout),
+    ...vram.unknown.map((u) => `  unknown: ${u}`),
     familyLine(gpu),
     "Type help() for the preloaded names; .exit or Ctrl-D quits.",
   ];
