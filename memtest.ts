@@ -15,7 +15,7 @@ import {
   DEVICE_HELP,
   DEVICE_OPTIONS,
   isTty,
-  openFromFlags,
+  openForCommand,
   parseSize,
   reportError,
 } from "./cli/common.ts";
@@ -169,16 +169,8 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     return reportError(e);
   }
-  let gpu;
-  try {
-    gpu = await openFromFlags({
-      device: values.device,
-      readOnly: values["read-only"],
-      force: values.force,
-    });
-  } catch (e) {
-    return reportError(e);
-  }
+  const gpu = await openForCommand(values);
+  if (typeof gpu === "number") return gpu;
   const json = values.json;
   const bar = progressLine(isTty() && !json);
   const abort = new AbortController();

@@ -17,6 +17,7 @@ import {
   formatError,
   formatTable,
   isTty,
+  openForCommand,
   openFromFlags,
   reportError,
 } from "./cli/common.ts";
@@ -133,16 +134,8 @@ export async function main(args: string[]): Promise<number> {
       json: values.json,
     });
   }
-  let gpu;
-  try {
-    gpu = await openFromFlags({
-      device: values.device,
-      readOnly: values["read-only"],
-      force: values.force,
-    });
-  } catch (e) {
-    return reportError(e);
-  }
+  const gpu = await openForCommand(values);
+  if (typeof gpu === "number") return gpu;
   const total = suites.reduce((n, s) => n + s.tests.length, 0);
   const tty = isTty();
   let index = 0;

@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import {
   DEVICE_HELP,
   DEVICE_OPTIONS,
-  openFromFlags,
+  openForCommand,
   parseSize,
   Progress,
   reportError,
@@ -94,16 +94,8 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     return reportError(e);
   }
-  let gpu;
-  try {
-    gpu = await openFromFlags({
-      device: values.device,
-      readOnly: values["read-only"],
-      force: values.force,
-    });
-  } catch (e) {
-    return reportError(e);
-  }
+  const gpu = await openForCommand(values);
+  if (typeof gpu === "number") return gpu;
   const abort = new AbortController();
   const onSigint = () => abort.abort();
   let listening = false;

@@ -69,6 +69,24 @@ export async function openFromFlags(
   });
 }
 
+/**
+ * A command's open from its parsed `--device`/`--read-only`/`--force` values:
+ * the GPU, or the exit code after the error was reported as one line.
+ */
+export async function openForCommand(
+  values: { device: string; "read-only": boolean; force: boolean },
+): Promise<Gpu | number> {
+  try {
+    return await openFromFlags({
+      device: values.device,
+      readOnly: values["read-only"],
+      force: values.force,
+    });
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
 /** Hints for errors that carry none of their own. */
 function defaultHint(e: NovaError): string | undefined {
   switch (e.code) {
