@@ -12,6 +12,7 @@
 
 import { parseArgs } from "node:util";
 import {
+  closeForCommand,
   DEVICE_HELP,
   DEVICE_OPTIONS,
   isTty,
@@ -206,11 +207,7 @@ export async function main(args: string[]): Promise<number> {
     return reportError(e);
   } finally {
     if (listening) Deno.removeSignalListener("SIGINT", onSigint);
-    try {
-      gpu.close();
-    } catch (e) {
-      reportError(e);
-    }
+    closeForCommand(gpu);
   }
 }
 

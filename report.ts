@@ -11,7 +11,13 @@
  */
 
 import { parseArgs } from "node:util";
-import { DEVICE_HELP, DEVICE_OPTIONS, openFromFlags, reportError } from "./cli/common.ts";
+import {
+  closeForCommand,
+  DEVICE_HELP,
+  DEVICE_OPTIONS,
+  openFromFlags,
+  reportError,
+} from "./cli/common.ts";
 import { fail, formatSize } from "./hw/errors.ts";
 
 const HELP = `deno task report [options]
@@ -84,11 +90,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     return reportError(e);
   } finally {
-    try {
-      gpu.close();
-    } catch (e) {
-      reportError(e);
-    }
+    closeForCommand(gpu);
   }
 }
 

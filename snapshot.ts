@@ -10,6 +10,7 @@
 
 import { parseArgs } from "node:util";
 import {
+  closeForCommand,
   DEVICE_HELP,
   DEVICE_OPTIONS,
   openForCommand,
@@ -132,11 +133,7 @@ export async function main(args: string[]): Promise<number> {
     return reportError(e);
   } finally {
     if (listening) Deno.removeSignalListener("SIGINT", onSigint);
-    try {
-      gpu.close();
-    } catch (e) {
-      reportError(e);
-    }
+    closeForCommand(gpu);
   }
 }
 

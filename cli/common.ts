@@ -87,6 +87,15 @@ export async function openForCommand(
   }
 }
 
+/** Closes a command's GPU; an error closing it is reported, not thrown (the exit code stands). */
+export function closeForCommand(gpu: Gpu): void {
+  try {
+    gpu.close();
+  } catch (e) {
+    reportError(e);
+  }
+}
+
 /** Hints for errors that carry none of their own. */
 function defaultHint(e: NovaError): string | undefined {
   switch (e.code) {

@@ -613,9 +613,9 @@ export function reverseSearch(
       return;
     }
     const st = search;
-    if (ctrlR) {
-      if (st.query === "" && lastQuery !== "") st.query = lastQuery;
-      const i = find(st.index + 1, st.query);
+    // The next match from `from`: the line shows it, or a bell and the failing mark.
+    const seek = (from: number) => {
+      const i = find(from, st.query);
       if (i < 0) {
         st.failed = true;
         bell();
@@ -624,6 +624,10 @@ export function reverseSearch(
         st.failed = false;
       }
       render();
+    };
+    if (ctrlR) {
+      if (st.query === "" && lastQuery !== "") st.query = lastQuery;
+      seek(st.index + 1);
       return;
     }
     if (key?.name === "escape" || (key?.ctrl === true && key.name === "g")) {
@@ -642,15 +646,7 @@ export function reverseSearch(
       [...s].every((c) => c >= " " && c !== "\x7f");
     if (printable) {
       st.query += s;
-      const i = find(st.index, st.query);
-      if (i < 0) {
-        st.failed = true;
-        bell();
-      } else {
-        st.index = i;
-        st.failed = false;
-      }
-      render();
+      seek(st.index);
       return;
     }
     // Enter runs the match; any other key takes it onto the line first.
