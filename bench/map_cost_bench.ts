@@ -17,9 +17,10 @@
  *   (VmHWM after the map, reset with /proc/self/clear_refs before it, minus
  *   VmRSS before it) <= 64 MiB, the simulator's VRAM included (its share is
  *   printed: a card needs none of it); and what the live mapping keeps: the
- *   V8 heap plus external memory (after a GC, less the simulator's VRAM)
- *   with it mapped, minus the same with the same number of 4 KiB PTEs
- *   mapped from two contiguous extents (same tables, two runs), <= 16 MiB.
+ *   V8 heap plus external memory (after a GC, less the simulator's VRAM and
+ *   its posted-write snapshots) with it mapped, minus the same with the same
+ *   number of 4 KiB PTEs mapped from two contiguous extents (same tables,
+ *   two runs), <= 16 MiB.
  *   The subprocesses run this file with `deno run` and a mode argument.
  *
  * The figures are measured once at module load and printed one per line;
@@ -104,14 +105,17 @@ function memoryStatus(): { rss: number; hwm: number } {
 
 /**
  * The V8 heap and external memory (typed arrays) after full GCs, less the
- * simulator's VRAM (its chunks stay allocated once written).
+ * simulator's own memory: its VRAM (chunks stay allocated once written) and
+ * the snapshots of its posted-write buffer (kept across flushes, up to 16
+ * MiB, once a burst of page-table writes needed them).
  */
 function heapBytes(gpu: Gpu): number {
   const gc = (globalThis as { gc?: () => void }).gc!;
   gc();
   gc();
   const m = Deno.memoryUsage();
-  return m.heapUsed + m.external - gpu.sim!.vram.touchedChunks * 64 * 1024;
+  const sim = gpu.sim!;
+  return m.heapUsed + m.external - sim.vram.touchedChunks * 64 * 1024 - sim.posted.retainedBytes;
 }
 
 // --- subprocesses ---------------------------------------------------------------------

@@ -1026,14 +1026,24 @@ export class BuddyAllocator {
    * for a double free, an allocation of another allocator, or a non-allocation.
    */
   free(allocation: Allocation): void {
+    this.#checkFree(allocation, "buddy free");
+    retire(allocation);
+    this.#allocations.delete(allocation);
+    const runs = runsOf(allocation);
+    const unit = this.minChunk;
+    for (let i = 0; i < runs.length; i += 2) this.#release(runs[i] / unit, runs[i + 1] / unit);
+  }
+
+  /** EINVAL/EBUSY unless `allocation` is a live, unpinned allocation of this allocator. */
+  #checkFree(allocation: unknown, what: string): asserts allocation is Allocation {
     if (!(allocation instanceof Allocation)) {
-      fail("EINVAL", `buddy free: ${describe(allocation)} is not an Allocation`);
+      fail("EINVAL", `${what}: ${describe(allocation)} is not an Allocation`);
     }
     const owner = ownerOf(allocation);
     if (owner !== this) {
       fail(
         "EINVAL",
-        `buddy free: allocation ${hex(allocation.start)} +${hex(allocation.size)} belongs to ` +
+        `${what}: allocation ${hex(allocation.start)} +${hex(allocation.size)} belongs to ` +
           `the allocator of [${hex(owner.start)}, ${hex(owner.end)}), not this one of [${
             hex(this.start)
           }, ${hex(this.end)})`,
@@ -1042,22 +1052,111 @@ export class BuddyAllocator {
     if (!allocation.live) {
       fail(
         "EINVAL",
-        `buddy free: double free of allocation ${hex(allocation.start)} +${hex(allocation.size)}`,
+        `${what}: double free of allocation ${hex(allocation.start)} +${hex(allocation.size)}`,
       );
     }
     if (allocation.users.length > 0) {
       fail(
         "EBUSY",
-        `buddy free: allocation ${hex(allocation.start)} +${hex(allocation.size)} is in use by ${
+        `${what}: allocation ${hex(allocation.start)} +${hex(allocation.size)} is in use by ${
           allocation.users.join(", ")
         }; release that first`,
       );
     }
-    retire(allocation);
-    this.#allocations.delete(allocation);
-    const runs = runsOf(allocation);
+  }
+
+  /**
+   * Frees many allocations at once, as {@linkcode BuddyAllocator.free} of
+   * each would (the same free blocks, stats and live allocations after),
+   * but coalescing once: their blocks are sorted by address and adjacent
+   * ones joined before they go back, so the ~16,400 page tables of a
+   * Ctrl-C'd 32 GiB map of 4 KiB pages (mostly neighbours) are a few tree
+   * updates, not 16,400. All are checked first: one that is not a live, unpinned
+   * allocation of this allocator, or one listed twice, fails (EINVAL, EBUSY
+   * for a pinned one, naming its index) and nothing is freed. O(n log n)
+   * for n blocks; not interruptible (half a free would be worse than a
+   * wait), so callers pass what they must free now.
+   *
+   * @example
+   * ```ts
+   * const buddy = new BuddyAllocator({ start: 0, size: 1 << 30 });
+   * const tables = Array.from({ length: 512 }, () => buddy.alloc(4096));
+   * buddy.freeMany(tables);
+   * buddy.stats().freeExtents; // 1
+   * ```
+   */
+  freeMany(allocations: readonly Allocation[]): void {
+    if (!Array.isArray(allocations)) {
+      fail("EINVAL", `buddy freeMany takes an array of Allocations, not ${describe(allocations)}`);
+    }
+    const n = allocations.length;
+    let count = 0;
+    for (let i = 0; i < n; i++) {
+      const a = allocations[i];
+      this.#checkFree(a, `buddy freeMany: allocations[${i}]`);
+      count += runsOf(a).length / 2;
+    }
+    // Every block as chunk indices (below 2^28) and the index of its allocation.
     const unit = this.minChunk;
-    for (let i = 0; i < runs.length; i += 2) this.#release(runs[i] / unit, runs[i + 1] / unit);
+    const s = new Int32Array(count);
+    const e = new Int32Array(count);
+    const of = new Int32Array(count);
+    let k = 0;
+    let ascending = true;
+    let descending = true;
+    for (let i = 0; i < n; i++) {
+      const runs = runsOf(allocations[i]);
+      for (let j = 0; j < runs.length; j += 2, k++) {
+        s[k] = runs[j] / unit;
+        e[k] = runs[j + 1] / unit;
+        of[k] = i;
+        if (k > 0) {
+          if (s[k] <= s[k - 1]) ascending = false;
+          if (s[k] >= s[k - 1]) descending = false;
+        }
+      }
+    }
+    // Address order: as given, reversed (a rollback meets tables last first), or sorted
+    // natively on keys start·2^25 + block (exact below 2^53), a comparator sort past 2^25 blocks.
+    const order = new Int32Array(count);
+    if (ascending) { for (let i = 0; i < count; i++) order[i] = i; }
+    else if (descending) { for (let i = 0; i < count; i++) order[i] = count - 1 - i; }
+    else if (count < 2 ** 25) {
+      const keys = new Float64Array(count);
+      for (let i = 0; i < count; i++) keys[i] = s[i] * 2 ** 25 + i;
+      keys.sort();
+      for (let i = 0; i < count; i++) order[i] = keys[i] % 2 ** 25;
+    } else {
+      for (let i = 0; i < count; i++) order[i] = i;
+      order.sort((x, y) => s[x] - s[y]);
+    }
+    // Live allocations never overlap: the same start twice is one allocation listed twice.
+    for (let i = 1; i < count; i++) {
+      if (s[order[i]] === s[order[i - 1]]) {
+        const at = Math.max(of[order[i]], of[order[i - 1]]);
+        const a = allocations[at];
+        fail(
+          "EINVAL",
+          `buddy freeMany: allocations[${at}] (${hex(a.start)} +${
+            hex(a.size)
+          }) is listed twice: a double free`,
+        );
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      const a = allocations[i];
+      retire(a);
+      this.#allocations.delete(a);
+    }
+    // A block that ends where the next starts joins it: one release per joined stretch.
+    let i = 0;
+    while (i < count) {
+      const first = order[i++];
+      const b0 = s[first];
+      let b1 = e[first];
+      while (i < count && s[order[i]] === b1) b1 = e[order[i++]];
+      this.#release(b0, b1);
+    }
   }
 
   #track(a: Allocation): Allocation {

@@ -426,8 +426,21 @@ export class SparseMemory {
 /** Chunks a {@linkcode PostedWrites} buffer holds before it drains its oldest. */
 export const POSTED_CHUNKS = 1024;
 
-/** Snapshot slots a {@linkcode PostedWrites} keeps allocated across flushes (1 MiB of pages). */
-const KEEP_SLOTS = 256;
+/** Snapshot slots per arena block (256 KiB): the arena grows a block at a time, never by copying. */
+const BLOCK_SHIFT = 6;
+const BLOCK_SLOTS = 1 << BLOCK_SHIFT;
+const BLOCK_MASK = BLOCK_SLOTS - 1;
+/**
+ * Arena blocks a {@linkcode PostedWrites} keeps allocated across flushes:
+ * 4,096 page snapshots (16 MiB), what rewriting the page tables of 8 GiB of
+ * 4 KiB pages takes. Kept only once a burst needed them, and only up to
+ * this; {@linkcode PostedWrites.trim} gives them back. Without them each
+ * large remap snapshots into fresh memory (the arena used to double into
+ * a new 32 MiB array at 8 GiB and be dropped at the flush): thousands of
+ * page faults, ~10 µs each on a VM, which made an 8 GiB scattered map cost
+ * up to 2x per page what a 4 GiB one does (issue 20).
+ */
+const KEEP_BLOCKS = 4096 / BLOCK_SLOTS;
 /** In a chunk's page list: no posted write to that page since the flush. */
 const NOT_POSTED = -1;
 /** In a chunk's page list: the chunk was untouched, the page read its background. */
@@ -443,7 +456,10 @@ const BACKGROUND = -2;
  * Kept per 4 KiB page: the first posted write to a page after a flush copies
  * that page (4 KiB, not its whole 64 KiB chunk) into a snapshot arena that is
  * reused from flush to flush, so a page-table update costs one small copy
- * and no allocation. Pages no posted write reached read VRAM as it is. The
+ * and no allocation. The arena grows in blocks of 64 snapshots and keeps up
+ * to 16 MiB of them across flushes ({@linkcode PostedWrites.retainedBytes},
+ * {@linkcode PostedWrites.trim}). Pages no posted write reached (and pages
+ * of chunks never written, which read their background) need no snapshot. The
  * buffer is bounded like a real write queue, counted in 64 KiB chunks: past
  * {@linkcode POSTED_CHUNKS} chunks with posted writes, the oldest chunk
  * drains (all its pages become visible) on its own.
@@ -457,8 +473,8 @@ export class PostedWrites {
    * written (the overflow drains the oldest).
    */
   #before = new Map<number, Int32Array>();
-  /** Page snapshots, one slot of 1,024 words each. */
-  #arena = new Uint32Array(0);
+  /** Page snapshots: slot `s` is words [(s % 64) * 1024, +1024) of block `s / 64`. */
+  #blocks: Uint32Array[] = [];
   /** Slots handed out since the last drain. */
   #used = 0;
   /** Slots given back by overflow drains, reused before new ones. */
@@ -500,19 +516,30 @@ export class PostedWrites {
     }
     const i = page - chunk * PAGES_PER_CHUNK;
     if (pages[i] !== NOT_POSTED) return;
-    const slot = this.#free.length > 0 ? this.#free.pop()! : this.#used++;
-    if ((slot + 1) * PAGE_WORDS > this.#arena.length) {
-      const grown = new Uint32Array(Math.max(16, (slot + 1) * 2) * PAGE_WORDS);
-      grown.set(this.#arena);
-      this.#arena = grown;
-    }
-    if (this.#vram.copyPageInto(page * PAGE, this.#arena, slot * PAGE_WORDS)) pages[i] = slot;
-    else {
-      // Sparse: a page of an untouched chunk reads its background; its slot goes back.
+    if (this.#vram.isUntouched(page * PAGE)) {
+      // Sparse: a page of an untouched chunk reads its background; no snapshot.
       pages[i] = BACKGROUND;
-      if (slot === this.#used - 1) this.#used--;
-      else this.#free.push(slot);
+      return;
     }
+    const slot = this.#free.length > 0 ? this.#free.pop()! : this.#used++;
+    const b = slot >> BLOCK_SHIFT;
+    while (this.#blocks.length <= b) this.#blocks.push(new Uint32Array(BLOCK_SLOTS * PAGE_WORDS));
+    this.#vram.copyPageInto(page * PAGE, this.#blocks[b], (slot & BLOCK_MASK) * PAGE_WORDS);
+    pages[i] = slot;
+  }
+
+  /**
+   * Bytes of snapshot memory held now: the blocks in use plus those kept
+   * from earlier bursts (up to 16 MiB; the simulator's own memory, a card
+   * needs none of it).
+   */
+  get retainedBytes(): number {
+    return this.#blocks.length * BLOCK_SLOTS * PAGE;
+  }
+
+  /** Gives back the snapshot blocks no unflushed write needs (those kept for the next burst). */
+  trim(): void {
+    this.#blocks.length = (this.#used + BLOCK_MASK) >> BLOCK_SHIFT;
   }
 
   /** Chunks (64 KiB) with writes not yet flushed. */
@@ -531,7 +558,9 @@ export class PostedWrites {
     const slot = pages[(addr & CHUNK_MASK) >>> 12];
     if (slot === NOT_POSTED) return this.#vram.read32(addr);
     if (slot === BACKGROUND) return this.#vram.background32(addr);
-    return this.#arena[slot * PAGE_WORDS + ((addr & PAGE_MASK) >>> 2)];
+    return this.#blocks[slot >> BLOCK_SHIFT][
+      (slot & BLOCK_MASK) * PAGE_WORDS + ((addr & PAGE_MASK) >>> 2)
+    ];
   }
 
   /** The FB flush completed: everything posted is visible. */
@@ -540,7 +569,7 @@ export class PostedWrites {
     this.#lastPage = -1;
     this.#used = 0;
     this.#free.length = 0;
-    // A burst of unflushed writes does not keep its arena for life.
-    if (this.#arena.length > KEEP_SLOTS * PAGE_WORDS) this.#arena = new Uint32Array(0);
+    // A burst of unflushed writes keeps at most KEEP_BLOCKS of its arena for the next one.
+    if (this.#blocks.length > KEEP_BLOCKS) this.#blocks.length = KEEP_BLOCKS;
   }
 }

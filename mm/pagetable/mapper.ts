@@ -160,6 +160,136 @@ function writeTable(w: PraminWindow, t: PtTable, fresh: Set<PtTable>): void {
 }
 
 /**
+ * Writes the PTEs of a prepared mapping's runs into shadow tables, table by
+ * table ({@linkcode Mapper.write}); the run being written carries over from
+ * one table to the next, the run words from one stretch to the next. The
+ * run words are decoded inline: a word below 2^31 is a one-page run (its
+ * frame), else frame + 2^31 followed by the count ({@linkcode PteRuns.encoded}).
+ *
+ * A class of its own rather than a closure in `write`: its per-page loop
+ * keeps its doubles (PTE values, VRAM addresses past 2 GiB) in locals, and
+ * its code stays optimized from map to map. Captured `let` variables
+ * holding doubles are heap boxes that every assignment reallocates (2 per
+ * page: ~75 MiB of garbage for 8 GiB of scattered pages, whose collection
+ * made the cost per page grow with the size of the map), and a closure
+ * made anew by every `write` started out unoptimized on each map.
+ */
+class PteFill {
+  /** Pages left in the current run. */
+  #left = 0;
+  /** The next PTE in number form, or -1: bigints (a PTE the number form does not hold). */
+  #v = 0;
+  /** What the number form grows by per page. */
+  #step = 0;
+  /** VRAM address of the next page. */
+  #pa = 0;
+  /** Page size of the current stretch. */
+  #ps = 0;
+  /** The next run word. */
+  #wi = 0;
+  readonly #words: Uint32Array;
+  readonly #used: number;
+  readonly #codec: MmuFormat["codec"];
+  readonly #opts: { writable: boolean };
+  /** Below this VRAM address the number form holds the PTE (-1: never). */
+  readonly #lineLimit: number;
+  readonly #lineBase: number;
+  readonly #lineScale: number;
+
+  /** A fill of the runs `words[0, used)` with PTEs of `codec` (`line`: its number form). */
+  constructor(
+    words: Uint32Array,
+    used: number,
+    codec: MmuFormat["codec"],
+    writable: boolean,
+    line: VramLine | null,
+  ) {
+    this.#words = words;
+    this.#used = used;
+    this.#codec = codec;
+    this.#opts = { writable };
+    // Runs start 4 KiB aligned: the address field's alignment needs no check per run.
+    this.#lineLimit = line === null || 2 ** line.target.alignBits > PAGE
+      ? -1
+      : 2 ** line.target.limitBits;
+    this.#lineBase = line?.base ?? 0;
+    this.#lineScale = line?.scale ?? 0;
+  }
+
+  /** The next stretch, of `ps`-byte pages: a new run starts. */
+  stretch(ps: number): void {
+    this.#ps = ps;
+    this.#left = 0;
+    this.#v = 0;
+    this.#step = 0;
+    this.#pa = 0;
+  }
+
+  /**
+   * Sets entries [index, index + n) of `t` to the next `n` pages' PTEs and
+   * counts the entries that become live (`empty`: the table had none, so
+   * all `n` do).
+   */
+  fill(t: PtTable, index: number, n: number, empty: boolean): void {
+    const words = this.#words;
+    const used = this.#used;
+    const ps = this.#ps;
+    const lineLimit = this.#lineLimit;
+    const lineBase = this.#lineBase;
+    const lineScale = this.#lineScale;
+    const stride = 2 * wordsPerEntry(t);
+    const raw = t.raw;
+    if (empty) t.live = n;
+    let left = this.#left;
+    let v = this.#v;
+    let pa = this.#pa;
+    let step = this.#step;
+    let k = this.#wi;
+    let at = index * stride;
+    for (let j = 0; j < n; j++, at += stride) {
+      if (!empty && !entryLive(t, index + j)) t.live++;
+      if (left === 0) {
+        if (k >= used) fail("EIO", "the PTE runs end before their stretches");
+        const w = words[k++];
+        if (w >= MULTI) {
+          pa = (w - MULTI) * PAGE;
+          left = words[k++];
+        } else {
+          pa = w * PAGE;
+          left = 1;
+        }
+        if (pa + (left - 1) * ps < lineLimit) {
+          v = lineBase + pa * lineScale;
+          step = ps * lineScale;
+        } else {
+          // Outside what the PTE holds: vramPte throws the error naming the address.
+          this.#codec.vramPte(pa, this.#opts);
+          this.#codec.vramPte(pa + (left - 1) * ps, this.#opts);
+          v = -1;
+        }
+      }
+      left--;
+      if (v >= 0) {
+        const lo = v >>> 0;
+        raw[at] = lo;
+        raw[at + 1] = (v - lo) / TWO_32;
+        v += step;
+      } else {
+        const big = this.#codec.vramPte(pa, this.#opts);
+        raw[at] = Number(big & 0xffffffffn);
+        raw[at + 1] = Number(big >> 32n);
+      }
+      pa += ps;
+    }
+    this.#left = left;
+    this.#v = v;
+    this.#pa = pa;
+    this.#step = step;
+    this.#wi = k;
+  }
+}
+
+/**
  * The write engine over one shadow tree (see the module documentation).
  *
  * @example
@@ -346,32 +476,17 @@ export class Mapper {
     const saved: Saved[] = [];
     const touched: [PtTable, number, number][] = [];
     const runs = job.runs;
-    const opts = { writable: job.writable };
     // The PTE as number arithmetic: its constant part once per run, + pageSize * scale per page.
     const line = vramPteLine(codec, job.writable);
-    // Runs start 4 KiB aligned: the address field's alignment needs no check per run.
-    const lineLimit = line === null || 2 ** line.target.alignBits > PAGE
-      ? -1
-      : 2 ** line.target.limitBits;
-    const lineBase = line?.base ?? 0;
-    const lineScale = line?.scale ?? 0;
     const [block, offset] = splitVa(job.va);
     let pages = 0;
     let reported = 0;
     const totalPages = runs.pages;
-    // The runs, decoded inline: a word below 2^31 is a one-page run (its frame), else
-    // frame + 2^31 followed by the count (PteRuns.encoded).
     const { words, used } = runs.encoded();
-    let wi = 0;
+    const fill = new PteFill(words, used, codec, job.writable, line);
     try {
       eachStretch(runs.stretches, (off, ps, count) => {
-        /** Pages left in the current run. */
-        let left = 0;
-        /** The next PTE in number form, or -1: bigints (a format without a number form). */
-        let v = 0;
-        let step = 0;
-        /** VRAM address of the next page. */
-        let pa = 0;
+        fill.stretch(ps);
         tree.runs(block, offset + off, ps, count, (t, index, n) => {
           // Once per table, before any VRAM write: Ctrl-C is heard (the shadow goes back).
           interruptPoint();
@@ -381,7 +496,6 @@ export class Mapper {
             workStep(pages, totalPages, "PTEs");
           }
           const stride = 2 * wordsPerEntry(t);
-          const raw = t.raw;
           const from = index * stride;
           const empty = t.live === 0;
           // An empty table's words are zeros: nothing to copy to put it back.
@@ -389,45 +503,10 @@ export class Mapper {
             t,
             from,
             n: n * stride,
-            words: empty ? null : raw.slice(from, from + n * stride),
+            words: empty ? null : t.raw.slice(from, from + n * stride),
             live: t.live,
           });
-          if (empty) t.live = n;
-          for (let j = 0, at = from; j < n; j++, at += stride) {
-            if (!empty && !entryLive(t, index + j)) t.live++;
-            if (left === 0) {
-              if (wi >= used) fail("EIO", "the PTE runs end before their stretches");
-              const w = words[wi++];
-              if (w >= MULTI) {
-                pa = (w - MULTI) * PAGE;
-                left = words[wi++];
-              } else {
-                pa = w * PAGE;
-                left = 1;
-              }
-              if (pa + (left - 1) * ps < lineLimit) {
-                v = lineBase + pa * lineScale;
-                step = ps * lineScale;
-              } else {
-                // Outside what the PTE holds: vramPte throws the error naming the address.
-                codec.vramPte(pa, opts);
-                codec.vramPte(pa + (left - 1) * ps, opts);
-                v = -1;
-              }
-            }
-            left--;
-            if (v >= 0) {
-              const lo = v >>> 0;
-              raw[at] = lo;
-              raw[at + 1] = (v - lo) / TWO_32;
-              v += step;
-            } else {
-              const big = codec.vramPte(pa, opts);
-              raw[at] = Number(big & 0xffffffffn);
-              raw[at + 1] = Number(big >> 32n);
-            }
-            pa += ps;
-          }
+          fill.fill(t, index, n, empty);
           if (t.written) touched.push([t, index, n]);
           else addFresh(t);
         });
