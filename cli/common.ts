@@ -52,16 +52,17 @@ export const DEVICE_HELP =
  * Opens the GPU the flags name. The GPU code loads here, on first use, so the commands that
  * import this module only for their flags and errors start without it. (The specifier is
  * computed: Deno reads every module a literal `import("...")` names, and all they import,
- * before the importing program starts.)
+ * before the importing program starts.) `early`: open with `openGpuEarly` (the caller loads
+ * the rest of the code with `loadGpuModules` once it has shown the GPU).
  */
 export async function openFromFlags(
   flags: DeviceFlags,
-  options: { tracer?: MmioTracer } = {},
+  options: { tracer?: MmioTracer; early?: boolean } = {},
 ): Promise<Gpu> {
-  const { openGpu }: typeof import("../mm/gpu.ts") = await import(
+  const { openGpu, openGpuEarly }: typeof import("../mm/gpu.ts") = await import(
     new URL("../mm/gpu.ts", import.meta.url).href
   );
-  return await openGpu({
+  return await (options.early === true ? openGpuEarly : openGpu)({
     device: flags.device,
     readOnly: flags.readOnly,
     force: flags.force,

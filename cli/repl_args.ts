@@ -1,20 +1,14 @@
 /**
  * Command-line parsing for `repl.ts`: the device flags and the REPL's own
  * (`--trace`, `--eval`) may come before or after a script path; anything
- * else after the script (and everything after `--`) is the script's. And
- * the device those flags open, with its trace ({@linkcode openTraced}): the
- * evaluation thread opens it before it loads the rest of the REPL, so it
- * lives here, away from the session's heavier modules (cli/repl_session.ts).
+ * else after the script (and everything after `--`) is the script's. It
+ * imports nothing but hw/errors.ts: `repl.ts` parses its arguments with it
+ * before it loads anything else, to start the prompt's worker first.
  *
  * @module
  */
 
 import { fail } from "../hw/errors.ts";
-import { checkOptions } from "../hw/validate.ts";
-import type { MmioAccess } from "../hw/mmio.ts";
-import type { TraceWriter } from "../hw/trace.ts";
-import type { Gpu } from "../mm/gpu.ts";
-import { openFromFlags } from "./common.ts";
 
 /** What `repl.ts` was asked to do. */
 export interface ReplArgs {
@@ -127,89 +121,74 @@ export function parseReplArgs(argv: readonly string[]): ReplArgs {
   return out;
 }
 
-/** What a REPL session opens (the device flags, `--trace` and `--trace-max`). */
-export interface OpenSessionOptions {
+/**
+ * `--strict` is the REPL's when it comes before a script (or `--`); after a
+ * script it is the script's argument. Returns the arguments without it.
+ *
+ * @example
+ * ```ts
+ * takeStrict(["--strict", "--eval", "1"]); // [["--eval", "1"], true]
+ * takeStrict(["s.ts", "--strict"]); // [["s.ts", "--strict"], false]: the script's
+ * ```
+ */
+export function takeStrict(argv: string[]): [string[], boolean] {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--") break;
+    if (argv[i] !== "--strict") continue;
+    let before: ReplArgs;
+    try {
+      before = parseReplArgs(argv.slice(0, i));
+    } catch {
+      break; // a flag before it wants a value: leave the arguments as they are
+    }
+    if (before.script !== undefined) break;
+    return [[...argv.slice(0, i), ...argv.slice(i + 1)], true];
+  }
+  return [argv, false];
+}
+
+const EARLY_PREFIX = "novamm-repl ";
+
+/** The device an early worker opens before the UI thread asks (see {@linkcode earlyWorkerName}). */
+export interface EarlyOpen {
   /** Device spec. */
   device: string;
   /** Map the BARs read-only. */
   readOnly: boolean;
   /** Open a card a kernel driver holds. */
   force: boolean;
-  /** Record every MMIO access to this file. */
-  trace?: string;
-  /** Stop recording past this many bytes (default 1 GiB). */
-  traceMax?: number;
-  /** Trace file format: novamm's (default) or the kernel's mmiotrace text. */
-  traceFormat?: "novamm" | "mmiotrace";
-}
-
-/** A device opened for a session, and the trace recording its accesses. */
-export interface OpenedDevice {
-  /** The GPU. */
-  gpu: Gpu;
-  /** The trace being written, or null (no `trace` option). */
-  trace: TraceWriter | null;
 }
 
 /**
- * Opens the device and, with `trace`, records every MMIO access from the
- * first BOOT_0 read on (the trace code loads only then). A crash still
- * leaves the accesses recorded so far on disk.
+ * The name repl.ts gives the prompt's worker when it starts it, before anything else loads:
+ * it carries the device flags, so the worker opens the device while the UI thread is still
+ * loading (cli/repl_worker.ts reads it back with {@linkcode earlyOpenOf}). Only without
+ * `--trace` (whose options the UI thread checks first); otherwise just a name.
  *
  * @example
  * ```ts
- * const { gpu, trace } = await openTraced({ device: "sim", readOnly: false, force: false });
+ * const name = earlyWorkerName(parseReplArgs(["--device", "sim:gh100"]));
+ * earlyOpenOf(name); // { device: "sim:gh100", readOnly: false, force: false }
  * ```
  */
-export async function openTraced(options: OpenSessionOptions): Promise<OpenedDevice> {
-  checkOptions(options, {
-    device: "string",
-    readOnly: "boolean",
-    force: "boolean",
-    trace: "string",
-    traceMax: "number",
-    traceFormat: "string",
-  }, "session options");
-  if (
-    options.traceFormat !== undefined && options.traceFormat !== "novamm" &&
-    options.traceFormat !== "mmiotrace"
-  ) {
-    fail(
-      "EINVAL",
-      `trace format ${JSON.stringify(options.traceFormat)} is not novamm or mmiotrace`,
-    );
+export function earlyWorkerName(args: ReplArgs): string {
+  if (args.trace !== undefined || args.traceMax !== undefined || args.traceFormat !== undefined) {
+    return EARLY_PREFIX.trim();
   }
-  const flags = { device: options.device, readOnly: options.readOnly, force: options.force };
-  if (options.trace === undefined) return { gpu: await openFromFlags(flags), trace: null };
-  const { TraceWriter, tracePciOf }: typeof import("../hw/trace.ts") = await import(
-    new URL("../hw/trace.ts", import.meta.url).href
-  );
-  const boot: MmioAccess[] = [];
-  let writer: TraceWriter | null = null;
-  // Before the writer exists (the chip's name goes in its header) accesses wait in `boot`.
-  const gpu = await openFromFlags(flags, {
-    tracer: (a) => writer === null ? boot.push(a) : writer.record(a),
-  });
+  const open: EarlyOpen = { device: args.device, readOnly: args.readOnly, force: args.force };
+  return EARLY_PREFIX + JSON.stringify(open);
+}
+
+/** The device flags {@linkcode earlyWorkerName} put in a worker's name, or null. */
+export function earlyOpenOf(name: string): EarlyOpen | null {
+  if (!name.startsWith(EARLY_PREFIX)) return null;
   try {
-    writer = new TraceWriter(options.trace, {
-      device: gpu.device.spec,
-      chip: gpu.chip.name,
-      start: "open",
-    }, {
-      ...(options.traceMax === undefined ? {} : { maxBytes: options.traceMax }),
-      ...(options.traceFormat === "mmiotrace"
-        ? { format: "mmiotrace" as const, pci: tracePciOf(gpu.device) }
-        : {}),
-      onLimit: (message) => console.error(`note: ${message}`),
-    });
-  } catch (e) {
-    gpu.close();
-    throw e;
+    const o = JSON.parse(name.slice(EARLY_PREFIX.length));
+    return typeof o?.device === "string" && typeof o.readOnly === "boolean" &&
+        typeof o.force === "boolean"
+      ? { device: o.device, readOnly: o.readOnly, force: o.force }
+      : null;
+  } catch {
+    return null;
   }
-  const w = writer;
-  for (const a of boot) w.record(a);
-  gpu.device.bar0.tracer = w.tracer;
-  gpu.device.bar1.tracer = w.tracer;
-  globalThis.addEventListener("unload", () => w.close());
-  return { gpu, trace: w };
 }

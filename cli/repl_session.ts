@@ -26,9 +26,9 @@ import {
 import { Evaluator, shiftNotes, splitRedirect } from "./repl_eval.ts";
 import { classMembers, nearMembers, returnClass } from "./help.ts";
 import { formatValue } from "./repl_format.ts";
-import { type OpenSessionOptions, openTraced } from "./repl_args.ts";
+import { type OpenSessionOptions, openTraced } from "./repl_open.ts";
 
-/** Options for {@linkcode openSession} (defined with the opening, in cli/repl_args.ts). */
+/** Options for {@linkcode openSession} (defined with the opening, in cli/repl_open.ts). */
 export type { OpenSessionOptions };
 
 /** What the card had reported when an input started (see {@linkcode Session.cardEvents}). */

@@ -24,14 +24,14 @@ import readline from "node:readline";
 import process from "node:process";
 import { colorError, colorsOn, formatError } from "./common.ts";
 import { hex } from "../hw/errors.ts";
-import type { OpenSessionOptions } from "./repl_args.ts";
+import type { OpenSessionOptions } from "./repl_open.ts";
 import type { FromWorker, ReadyMessage, SavedCard, ToWorker } from "./repl_worker.ts";
 
 /**
  * Imports one of this program's modules when it is needed. The specifier is computed on
  * purpose: Deno reads every module a literal `import("...")` names, with all they import,
  * before the program starts, and the prompt should not wait for code it may never run (the
- * device code that puts a card back after a kill) or can load meanwhile (the parser).
+ * device code that puts a card back after a kill).
  */
 function load<T>(path: string): Promise<T> {
   return import(new URL(path, import.meta.url).href);
@@ -89,6 +89,8 @@ class Evaluation {
   #ready: Promise<ReadyMessage | string>;
   /** Called for output (during an input, or between inputs). */
   onOutput: (text: string, err: boolean, during: boolean) => void = () => {};
+  /** Called once the session has loaded (after the prompt was first shown). */
+  onSession: () => void = () => {};
   /** Called when the session reopened its device (`.reopen`, `gpu.reopen()`). */
   onCard: (card: SavedCard, prompt: string) => void = () => {};
   /** The input running now, if any. */
@@ -122,6 +124,9 @@ class Evaluation {
           break;
         case "card":
           this.onCard(m.card, m.prompt);
+          break;
+        case "session":
+          this.onSession();
           break;
         case "closed":
           this.#closed?.(m.errors);
@@ -251,20 +256,23 @@ export async function interactive(
   sessionOptions: OpenSessionOptions,
   options: InteractiveOptions = {},
 ): Promise<number> {
-  const terminal = process.stdin.isTTY === true;
+  // Deno's own test, not `process.stdin.isTTY`: node's stdin stream takes milliseconds to make,
+  // and it is made after the prompt is shown (with the line editor).
+  const terminal = Deno.stdin.isTerminal();
   const colors = colorsOn(Deno.stdout);
   let ev = new Evaluation(sessionOptions, colors, options.worker);
-  // The parser (for inputs that go on over lines) loads while the worker opens the device: it is
-  // an npm package, and whatever Deno may print resolving one must not come after the prompt.
-  const parser = load<typeof import("./repl_eval.ts")>("./repl_eval.ts");
   let ready = await ev.ready();
   if (typeof ready === "string") {
     console.error(ready);
     ev.worker.terminate();
-    parser.catch(() => {}); // not needed now
     return 1;
   }
-  const { checkInput } = await parser;
+  // The banner and the prompt go out at once; the line editor comes up right after (node's
+  // stdin stream and readline take a dozen milliseconds to make) and draws the prompt again in
+  // place. The terminal is raw from now on, as readline keeps it: what is typed meanwhile
+  // (Ctrl-C and Ctrl-D included) waits for it as keys, unechoed.
+  if (terminal) Deno.stdin.setRaw(true);
+  Deno.stdout.writeSync(new TextEncoder().encode(`${ready.banner}\n${ready.prompt}`));
   const hist = terminal && !options.noHistory ? historyPath() : null;
   let prompt = ready.prompt;
   const rl = readline.createInterface({
@@ -280,7 +288,6 @@ export async function interactive(
     removeHistoryDuplicates: true,
   });
   const history = () => (rl as unknown as { history: string[] }).history;
-  console.log(ready.banner);
   let buffer = "";
   let lines = 0; // lines of the input being typed (for one history item)
   let lastSigint = false;
@@ -322,6 +329,14 @@ export async function interactive(
       readline.cursorTo(process.stdout, 0);
       stream.write(text + "\n");
       rl.prompt(true); // redraw with what was typed
+    };
+    // The worker loaded the rest of the session after the prompt was drawn; Deno's loading
+    // indicator may have cleared the prompt's line meanwhile (not under `deno run -q`).
+    e.onSession = () => {
+      if (e.running !== null || !terminal || closed) return;
+      readline.clearLine(process.stdout, 0);
+      readline.cursorTo(process.stdout, 0);
+      rl.prompt(true);
     };
   };
   wire(ev);
@@ -431,7 +446,13 @@ export async function interactive(
   ];
   for (const [s, fn] of signals) Deno.addSignalListener(s, fn);
 
-  showPrompt();
+  // Written with the banner already: a terminal's line editor draws it again (in place, with
+  // anything typed meanwhile); piped, it stands.
+  if (terminal) showPrompt();
+  // The parser (for inputs that go on over lines) runs its code after the prompt is shown. The
+  // specifier is literal on purpose: Deno reads the module and its npm package with this one,
+  // before the prompt, so nothing it may print resolving them can come after it.
+  const parser = import("./repl_eval.ts");
   let code = 0;
   for await (const line of rl) {
     lastSigint = false;
@@ -468,7 +489,7 @@ export async function interactive(
     }
     const input = buffer === "" ? line : `${buffer}\n${line}`;
     lines++;
-    const state = checkInput(input);
+    const state = (await parser).checkInput(input);
     if (state.state === "incomplete") {
       buffer = input;
       setPrompt("... ");

@@ -36,13 +36,43 @@ import type { Device } from "../hw/device.ts";
 import type { Bar1BindState } from "../mm/bar_user.ts";
 import type { Gpu } from "../mm/gpu.ts";
 import { formatError } from "./common.ts";
-import { type OpenedDevice, type OpenSessionOptions, openTraced } from "./repl_args.ts";
+import { type OpenedDevice, type OpenSessionOptions, openTraced } from "./repl_open.ts";
+import { type EarlyOpen, earlyOpenOf } from "./repl_args.ts";
 import { banner, promptFor } from "./repl_format.ts";
 import type { Session } from "./repl_session.ts";
 
-// The GPU code starts loading now, while the UI thread is still starting (openTraced imports
-// it when the "open" message comes, and finds it loaded or loading). A failure shows there.
-import("../mm/gpu.ts").catch(() => {});
+/**
+ * The device repl.ts named in this worker's name (`earlyWorkerName`), opening now, while the UI
+ * thread is still loading: the "open" message takes it when it asks for the same device. Else
+ * the GPU code starts loading now (openTraced imports it when the "open" message comes, and
+ * finds it loaded or loading; a failure shows there).
+ */
+let early: { options: EarlyOpen; opened: Promise<OpenedDevice> } | null = null;
+{
+  const options = earlyOpenOf(self.name);
+  if (options !== null) {
+    const opened = openTraced(options, { early: true });
+    opened.catch(() => {}); // reported when the "open" message comes
+    early = { options, opened };
+  } else {
+    import(new URL("../mm/gpu.ts", import.meta.url).href).catch(() => {});
+  }
+}
+
+/** Opens what the UI thread asked for: the early open when it is that device, else anew. */
+async function openAsked(options: OpenSessionOptions): Promise<OpenedDevice> {
+  const pre = early;
+  early = null;
+  if (pre !== null) {
+    const same = options.trace === undefined && options.device === pre.options.device &&
+      options.readOnly === pre.options.readOnly && options.force === pre.options.force;
+    if (same) return await pre.opened;
+    // Not what was asked (repl.ts and the UI thread parse the same arguments): put it back.
+    const o = await pre.opened.catch(() => null);
+    o?.gpu.close();
+  }
+  return await openTraced(options, { early: true });
+}
 
 /** What the UI thread needs to put a card back after killing this worker. */
 export interface SavedCard {
@@ -94,6 +124,7 @@ export type FromWorker =
   | { t: "done"; id: number; ok: boolean }
   | { t: "completion"; id: number; result: [string[], string] }
   | { t: "card"; card: SavedCard; prompt: string }
+  | { t: "session" }
   | { t: "closed"; errors: string[] };
 
 const post = (m: FromWorker) => self.postMessage(m);
@@ -203,13 +234,19 @@ function savedCard(gpu: Gpu): SavedCard {
  */
 async function startSession(opened: OpenedDevice): Promise<Session | string> {
   try {
-    // Literal specifiers on purpose: Deno reads these modules (and all they import) with this
-    // one, before the prompt, and only runs them now. Reading a module later, with the prompt
-    // shown, would let Deno's loading indicator clear the prompt's line on a terminal.
+    // Computed specifiers on purpose: a literal one would have Deno read these modules (and
+    // all they import) before this worker starts, which the prompt would wait for. Reading them
+    // now, with the prompt shown, may let Deno's loading indicator clear the prompt's line on a
+    // terminal (not under `deno run -q`, as `deno task repl` runs): the UI thread draws the
+    // prompt again on "session".
+    const here = (path: string) => new URL(path, import.meta.url).href;
     const [sessionCode, globals, watch] = await Promise.all([
-      import("./repl_session.ts"),
-      import("./globals.ts"),
-      import("./watch.ts"),
+      import(here("./repl_session.ts")) as Promise<typeof import("./repl_session.ts")>,
+      import(here("./globals.ts")) as Promise<typeof import("./globals.ts")>,
+      import(here("./watch.ts")) as Promise<typeof import("./watch.ts")>,
+      (import(here("../mm/gpu.ts")) as Promise<typeof import("../mm/gpu.ts")>).then((m) =>
+        m.loadGpuModules()
+      ),
     ]);
     code = { session: sessionCode, globals, watch };
     const s = new sessionCode.Session(opened.gpu, opened.trace);
@@ -244,7 +281,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     colors = m.colors;
     let opened: OpenedDevice;
     try {
-      opened = await openTraced(m.options);
+      opened = await openAsked(m.options);
     } catch (e) {
       post({ t: "open-failed", text: formatError(e) });
       return;
@@ -257,6 +294,8 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
       card: savedCard(opened.gpu),
     });
     session = startSession(opened);
+    // Loading it may have cleared the prompt's line (see startSession): the UI draws it again.
+    session.finally(() => post({ t: "session" }));
     return;
   }
   // Anything else waits for the session (messages that came while it loaded keep their order).

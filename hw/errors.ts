@@ -24,6 +24,7 @@ export type ErrorCode =
   | "EOVERFLOW"
   | "ENOTSUP"
   | "EINTR"
+  | "EAGAIN"
   | "EIO";
 
 /**

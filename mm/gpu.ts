@@ -25,20 +25,81 @@ import { type ChipFamily, chipFamily } from "../hw/family/mod.ts";
 import type { SimGpu } from "../hw/sim/gpu.ts";
 import { Pramin } from "./pramin.ts";
 import { Tlb } from "./tlb.ts";
-import { GpuMm } from "./gpu_mm.ts";
-import { TEARDOWN } from "./vmm.ts";
-import { type Bar1Binding, type Bar1BindState, BarUser, readInstanceBlock } from "./bar_user.ts";
+import type { GpuMm } from "./gpu_mm.ts";
+import type { Bar1BindState, BarUser } from "./bar_user.ts";
+import { type Bar1Binding, readInstanceBlock } from "./bar1_binding.ts";
 import { usableFrom, vramLayout, type VramRegion } from "./layout.ts";
 import { type OwnedRange, VramPolicy } from "./vram_policy.ts";
 import { type MmuFormat, mmuFormat } from "./pagetable/format.ts";
 import { walk, type WalkResult } from "./pagetable/walk.ts";
 import type { Vmm } from "./vmm.ts";
-import { type SnapshotOptions, snapshotToFile } from "./snapshot.ts";
+import type { SnapshotOptions } from "./snapshot.ts";
 import type { Snapshot } from "../hw/snap/types.ts";
 import { parseSnapSpec } from "../hw/snap/device.ts";
-import { readSnapshotFile } from "../hw/snap/format.ts";
-import { importMmiotraceFile } from "../hw/snap/mmiotrace.ts";
 import { decodeChip } from "../hw/chip.ts";
+
+/**
+ * The code behind `gpu.mm`, `gpu.bar1` and `gpu.snapshot()`: the allocator, address spaces,
+ * page-table engine, BAR1 and snapshots. It loads apart from the rest of this module (see
+ * {@linkcode loadGpuModules}) so that an open GPU can be shown before it has loaded.
+ */
+interface GpuModules {
+  GpuMm: typeof import("./gpu_mm.ts").GpuMm;
+  BarUser: typeof import("./bar_user.ts").BarUser;
+  TEARDOWN: typeof import("./vmm.ts").TEARDOWN;
+  snapshotToFile: typeof import("./snapshot.ts").snapshotToFile;
+}
+let modules: GpuModules | null = null;
+let loadingModules: Promise<void> | null = null;
+
+/**
+ * Loads the code behind `gpu.mm`, `gpu.bar1` and `gpu.snapshot()` (once per thread).
+ * {@linkcode openGpu} waits for it; only a GPU opened with {@linkcode openGpuEarly} needs it
+ * called.
+ *
+ * @example
+ * ```ts
+ * const gpu = await openGpuEarly({ device: "sim" });
+ * gpu.chip.name; // "GA102": registers, PRAMIN and walks work at once
+ * await loadGpuModules();
+ * gpu.mm.buddy.stats(); // the allocator needs the rest of the code
+ * gpu.close();
+ * ```
+ */
+export function loadGpuModules(): Promise<void> {
+  // Literal specifiers on purpose: Deno reads these modules (and all they import) together
+  // with this one, and runs them only now.
+  loadingModules ??= Promise.all([
+    import(new URL("./gpu_mm.ts", import.meta.url).href) as Promise<typeof import("./gpu_mm.ts")>,
+    import(new URL("./bar_user.ts", import.meta.url).href) as Promise<
+      typeof import("./bar_user.ts")
+    >,
+    import(new URL("./vmm.ts", import.meta.url).href) as Promise<typeof import("./vmm.ts")>,
+    import(new URL("./snapshot.ts", import.meta.url).href) as Promise<
+      typeof import("./snapshot.ts")
+    >,
+  ]).then(([mm, bar, vmm, snap]) => {
+    modules = {
+      GpuMm: mm.GpuMm,
+      BarUser: bar.BarUser,
+      TEARDOWN: vmm.TEARDOWN,
+      snapshotToFile: snap.snapshotToFile,
+    };
+  });
+  return loadingModules;
+}
+
+/** The code behind `what`, or EAGAIN while it is still loading (see {@linkcode openGpuEarly}). */
+function loaded(what: string): GpuModules {
+  if (modules === null) {
+    fail(
+      "EAGAIN",
+      `${what}: novamm's memory-management code has not loaded yet (this GPU was opened with openGpuEarly)`,
+      "await loadGpuModules() first (openGpu waits for it)",
+    );
+  }
+  return modules;
+}
 
 /** VRAM as the driver sees it. */
 export interface VramInfo {
@@ -203,9 +264,10 @@ export class Gpu {
   /** Where BAR1's instance block and root directory are now, or null (physical mode). */
   get bar1Binding(): Bar1Binding | null {
     if (this.#bar1 === null && this.bar1AtOpen.instanceBlock === null) return null;
-    if (this.#bar1 === null && this.device.kind === "snap" && !this.#bindWritten) {
-      // A snapshot: the recorded instance block names the PDB; no need to adopt (scan) its
-      // tables, which a trace may hold only in part (walks report what is missing).
+    if (this.#bar1 === null && !this.#bindWritten) {
+      // The instance block BAR1 was bound to at open names the PDB (as BAR1's code would find
+      // it): no need to adopt (scan) its tables, which a snapshot or trace may hold only in
+      // part (walks report what is missing).
       return readInstanceBlock(this.pramin, this.bar1AtOpen.instanceBlock!, {
         mmuVersion: this.chip.mmuVersion,
       });
@@ -228,7 +290,7 @@ export class Gpu {
             : undefined,
         );
       }
-      this.#mm = new GpuMm({
+      this.#mm = new (loaded("gpu.mm").GpuMm)({
         pramin: this.pramin,
         tlb: this.tlb,
         format: this.format,
@@ -243,7 +305,7 @@ export class Gpu {
   /** BAR1: physical access, bring-up, binding, its address space and CPU mappings (made on first use). */
   get bar1(): BarUser {
     if (this.#bar1 === null) {
-      this.#bar1 = new BarUser({
+      this.#bar1 = new (loaded("gpu.bar1").BarUser)({
         bar0: this.bar0,
         bar1: this.device.bar1,
         pramin: this.pramin,
@@ -305,11 +367,12 @@ export class Gpu {
    * offline.walk(0x10000n).mapped; // true: firmware's BAR1 tables, read from the file
    * ```
    */
-  snapshot(
+  async snapshot(
     file: string,
     options: SnapshotOptions = {},
   ): Promise<{ snapshot: Snapshot; bytes: number; file: string }> {
-    return snapshotToFile(this, file, options);
+    await loadGpuModules();
+    return loaded("gpu.snapshot()").snapshotToFile(this, file, options);
   }
 
   /** The simulator behind this GPU, or null on a card. */
@@ -363,7 +426,10 @@ export class Gpu {
             });
           }
         });
-        for (const v of this.#mm?.vmms() ?? []) step(() => this.#mm!.destroyVmm(v, TEARDOWN));
+        // (An allocator exists only once the code behind it has loaded.)
+        for (const v of this.#mm?.vmms() ?? []) {
+          step(() => this.#mm!.destroyVmm(v, loaded("gpu.close()").TEARDOWN));
+        }
         step(() => this.pramin.close());
         step(() => this.#restoreWindow());
       }
@@ -511,8 +577,14 @@ async function readSnapshotOrTrace(path: string): Promise<Snapshot> {
   } catch {
     // not there, not readable, a directory: readSnapshotFile says which
   }
-  if (head === "VERSION ") return importMmiotraceFile(path).snapshot;
-  return readSnapshotFile(path);
+  if (head === "VERSION ") {
+    return (await (import(new URL("../hw/snap/mmiotrace.ts", import.meta.url).href) as Promise<
+      typeof import("../hw/snap/mmiotrace.ts")
+    >)).importMmiotraceFile(path).snapshot;
+  }
+  return (await (import(new URL("../hw/snap/format.ts", import.meta.url).href) as Promise<
+    typeof import("../hw/snap/format.ts")
+  >)).readSnapshotFile(path);
 }
 
 /** The options each GPU was opened with (for {@linkcode Gpu.reopen}). */
@@ -528,7 +600,37 @@ const OPEN_OPTIONS = new WeakMap<Gpu, OpenGpuOptions>();
  * w.write32(0x1000, 0xdeadbeef);
  * ```
  */
-export function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
+export async function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
+  // Both at once: the device opens while the rest of the code loads.
+  const code = loadGpuModules();
+  const gpu = await openGpuEarly(options);
+  try {
+    await code;
+  } catch (e) {
+    gpu.close();
+    throw e;
+  }
+  return gpu;
+}
+
+/**
+ * {@linkcode openGpu} without waiting for the code behind `gpu.mm`, `gpu.bar1` and
+ * `gpu.snapshot()`, for a caller that shows the open device first (the REPL draws its banner
+ * and prompt, then loads the rest): chip, registers, PRAMIN, the TLB, the VRAM layout and
+ * walks work at once; the allocator, BAR1 (its accesses included) and snapshots fail with
+ * EAGAIN until {@linkcode loadGpuModules} has resolved. The same options and checks as
+ * `openGpu`.
+ *
+ * @example
+ * ```ts
+ * const gpu = await openGpuEarly({ device: "sim:gh100" });
+ * gpu.vram.usable; // the layout is read at open
+ * await loadGpuModules();
+ * gpu.bar1.mode; // "physical"
+ * gpu.close();
+ * ```
+ */
+export function openGpuEarly(options: OpenGpuOptions = {}): Promise<Gpu> {
   try {
     checkOptions(options, {
       device: "string",

@@ -116,13 +116,13 @@ export interface RegisterDb {
 
 /** The families and the module holding each one's data. */
 const LOADERS: Readonly<Record<string, () => Promise<{ META: RegisterDbMeta; BODY: string }>>> = {
-  tu102: () => import("./tu102.ts"),
-  ga100: () => import("./ga100.ts"),
-  ga102: () => import("./ga102.ts"),
-  ad102: () => import("./ad102.ts"),
-  gh100: () => import("./gh100.ts"),
-  gb100: () => import("./gb100.ts"),
-  gb202: () => import("./gb202.ts"),
+  tu102: () => import(new URL("./tu102.ts", import.meta.url).href),
+  ga100: () => import(new URL("./ga100.ts", import.meta.url).href),
+  ga102: () => import(new URL("./ga102.ts", import.meta.url).href),
+  ad102: () => import(new URL("./ad102.ts", import.meta.url).href),
+  gh100: () => import(new URL("./gh100.ts", import.meta.url).href),
+  gb100: () => import(new URL("./gb100.ts", import.meta.url).href),
+  gb202: () => import(new URL("./gb202.ts", import.meta.url).href),
 };
 
 /** The family keys with data, in chip order. */

@@ -272,7 +272,9 @@ const PTE_APERTURE_NAMES: readonly PteAperture[] = [
  * (with their checks and summaries) come from the tables, `pteInfo` and
  * `isNoSmallPte` from the named PTE fields, and the mapper's `vramPte` /
  * `vramPde` / `vramDualPde` are specialised from the tables once, so that a
- * call is number arithmetic and one BigInt.
+ * call is number arithmetic and one BigInt. All of that happens on the
+ * codec's first use (a table that does not hold together throws then), not
+ * when the module that makes it loads.
  *
  * @example
  * ```ts
@@ -304,6 +306,60 @@ export function makeCodec<
 >(
   spec: CodecSpec<V>,
 ): EntryCodec<PteFields, PdeFields, DualFields, Pte, Pde, Dual> & { readonly version: V } {
+  type Codec = EntryCodec<PteFields, PdeFields, DualFields, Pte, Pde, Dual>;
+  // Built on first use, not when the module loads: compiling the tables and checking the
+  // fast encoders is most of what loading the MMU code costs, and opening a GPU (the REPL's
+  // first prompt) needs neither codec. The codec tests build both.
+  let built: Codec | null = null;
+  const b = (): Codec => built ??= buildCodec(spec, codec);
+  const codec: EntryCodec<PteFields, PdeFields, DualFields, Pte, Pde, Dual> & {
+    readonly version: V;
+  } = Object.freeze({
+    version: spec.version,
+    tables: spec.tables,
+    invalidPte: 0n,
+    invalidPde: 0n,
+    get noSmallPte(): bigint {
+      return b().noSmallPte;
+    },
+    encodePte: (fields: PteFields) => b().encodePte(fields),
+    decodePte: (raw: bigint | number) => b().decodePte(raw),
+    encodePde: (fields: PdeFields) => b().encodePde(fields),
+    decodePde: (raw: bigint | number) => b().decodePde(raw),
+    encodeDualPde: (fields: DualFields) => b().encodeDualPde(fields),
+    decodeDualPde: (raw: readonly [bigint | number, bigint | number]) => b().decodeDualPde(raw),
+    vramPte: (address: number, options: { writable: boolean; kind?: number }) =>
+      b().vramPte(address, options),
+    vramPde: (address: number) => b().vramPde(address),
+    vramDualPde: (tables: { big?: number; small?: number }) => b().vramDualPde(tables),
+    pteInfo: (raw: bigint) => b().pteInfo(raw),
+    isNoSmallPte: (raw: bigint) => b().isNoSmallPte(raw),
+    // Printed as the codec it stands for (`mmu.v2` at the prompt).
+    [Symbol.for("Deno.customInspect")]: (
+      inspect: (value: unknown, options: unknown) => string,
+      options: unknown,
+    ) => inspect(b(), options),
+  });
+  BUILDERS.set(codec, b);
+  return codec;
+}
+
+/** How each codec {@linkcode makeCodec} made builds itself (for {@linkcode vramPteLine}). */
+const BUILDERS = new WeakMap<object, () => unknown>();
+
+/** The codec behind {@linkcode makeCodec}'s facade, its lines registered under `facade`. */
+function buildCodec<
+  V extends MmuVersion,
+  PteFields,
+  PdeFields,
+  DualFields,
+  Pte extends DecodedPte,
+  Pde extends DecodedPde,
+  Dual extends DecodedDualPde,
+>(
+  spec: CodecSpec<V>,
+  facade: object,
+): EntryCodec<PteFields, PdeFields, DualFields, Pte, Pde, Dual> {
   const pte = compileEntry(spec.tables.pte);
   const pde = compileEntry(spec.tables.pde);
   const dual = compileEntry(spec.tables.dualPde);
@@ -363,7 +419,7 @@ export function makeCodec<
     pteInfo: (raw: bigint) => pteInfo(u64(raw, "PTE")),
     isNoSmallPte: (raw: bigint) => (u64(raw, "PTE") & marker.mask) === marker.value,
   });
-  PTE_LINES.set(codec, lines);
+  PTE_LINES.set(facade, lines);
   return codec;
 }
 
@@ -402,7 +458,7 @@ function checkLine(
  * `line.target` accepts), or null when the codec has no number form. For
  * the mapper's hot loop: the constant part of a PTE is encoded once per
  * run, never a bigint per PTE. Checked against `vramPte` when the codec is
- * made.
+ * built (on its first use).
  *
  * @example
  * ```ts
@@ -412,6 +468,7 @@ function checkLine(
  * ```
  */
 export function vramPteLine(codec: EntryCodec, writable: boolean): VramLine | null {
+  BUILDERS.get(codec)?.();
   const lines = PTE_LINES.get(codec);
   if (lines === undefined) return null;
   return writable ? lines.rw : lines.ro;

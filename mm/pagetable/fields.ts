@@ -23,7 +23,8 @@
  * decodes as its default and its bits are reserved (or belong to the field it
  * overlaps). {@linkcode compileEntry} checks, for every combination of
  * aperture values, that the fields that exist then do not overlap and fit
- * the entry, so a table with a clash fails when the module loads.
+ * the entry, so a table with a clash fails when its codec is first used (the
+ * codec tests use every one).
  *
  * Bit numbers count across the whole entry: a 128-bit dual PDE's high word
  * starts at bit 64.

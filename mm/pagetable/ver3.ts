@@ -194,7 +194,7 @@ const DUAL: EntryTable = Object.freeze({
 });
 
 // The mapper's hot path (one call per PTE run): number arithmetic and one BigInt. makeCodec
-// checks it against the encoder derived from the table when the module loads.
+// checks it against the encoder derived from the table when the codec is first used.
 const PTE_TARGET: VramField = Object.freeze({
   alignBits: 12,
   limitBits: 40,
