@@ -311,7 +311,7 @@ export function makeCodec<
   // fast encoders is most of what loading the MMU code costs, and opening a GPU (the REPL's
   // first prompt) needs neither codec. The codec tests build both.
   let built: Codec | null = null;
-  const b = (): Codec => built ??= buildCodec(spec, codec);
+  const b = (): Codec => built ??= buildCodec(spec, codec) as unknown as Codec;
   const codec: EntryCodec<PteFields, PdeFields, DualFields, Pte, Pde, Dual> & {
     readonly version: V;
   } = Object.freeze({
@@ -347,19 +347,14 @@ export function makeCodec<
 /** How each codec {@linkcode makeCodec} made builds itself (for {@linkcode vramPteLine}). */
 const BUILDERS = new WeakMap<object, () => unknown>();
 
-/** The codec behind {@linkcode makeCodec}'s facade, its lines registered under `facade`. */
-function buildCodec<
-  V extends MmuVersion,
-  PteFields,
-  PdeFields,
-  DualFields,
-  Pte extends DecodedPte,
-  Pde extends DecodedPde,
-  Dual extends DecodedDualPde,
->(
-  spec: CodecSpec<V>,
+/**
+ * The codec behind {@linkcode makeCodec}'s facade (typed by the facade), its lines registered
+ * under `facade`.
+ */
+function buildCodec(
+  spec: CodecSpec<MmuVersion>,
   facade: object,
-): EntryCodec<PteFields, PdeFields, DualFields, Pte, Pde, Dual> {
+): EntryCodec<object, object, object> {
   const pte = compileEntry(spec.tables.pte);
   const pde = compileEntry(spec.tables.pde);
   const dual = compileEntry(spec.tables.dualPde);
@@ -396,13 +391,13 @@ function buildCodec<
     invalidPte: 0n,
     invalidPde: 0n,
     noSmallPte: marker.value,
-    encodePte: (fields: PteFields) => pte.encode(fields as object) as bigint,
-    decodePte: (raw: bigint | number) => decode64(pte, raw) as unknown as Pte,
-    encodePde: (fields: PdeFields) => pde.encode(fields as object) as bigint,
-    decodePde: (raw: bigint | number) => decode64(pde, raw) as unknown as Pde,
-    encodeDualPde: (fields: DualFields) => dual.encode(fields as object) as [bigint, bigint],
+    encodePte: (fields: object) => pte.encode(fields) as bigint,
+    decodePte: (raw: bigint | number) => decode64(pte, raw) as unknown as DecodedPte,
+    encodePde: (fields: object) => pde.encode(fields) as bigint,
+    decodePde: (raw: bigint | number) => decode64(pde, raw) as unknown as DecodedPde,
+    encodeDualPde: (fields: object) => dual.encode(fields) as [bigint, bigint],
     decodeDualPde: (raw: readonly [bigint | number, bigint | number]) =>
-      decode128(dual, raw) as unknown as Dual,
+      decode128(dual, raw) as unknown as DecodedDualPde,
     vramPte: (address: number, options: { writable: boolean; kind?: number }): bigint => {
       checkVramPteOptions(options);
       return vramPte(address, options);
