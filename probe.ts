@@ -381,16 +381,6 @@ export interface ProbeOptions {
   now?: () => Date;
 }
 
-/** Reads a sysfs hex text file (`0x10de`), null when absent or unreadable. */
-function readSysfsHex(path: string): number | null {
-  try {
-    const t = Deno.readTextFileSync(path).trim();
-    return /^0x[0-9a-fA-F]+$/.test(t) ? parseInt(t, 16) : null;
-  } catch {
-    return null;
-  }
-}
-
 const h4 = (v: number) => hex(v, 4);
 const h8 = (v: number) => hex(v >>> 0, 8);
 
@@ -946,8 +936,8 @@ export function probe(options: ProbeOptions = {}): ProbeReport {
       vf: r.read(NV_VIRTUAL_FUNCTION_PRIV_BAR1_BLOCK),
     };
     const bar1 = bar1State(r, chip);
-    const subsystemVendor = fn === null ? null : readSysfsHex(`${fn.path}/subsystem_vendor`);
-    const subsystemDevice = fn === null ? null : readSysfsHex(`${fn.path}/subsystem_device`);
+    const subsystemVendor = fn?.subsystemVendor ?? null;
+    const subsystemDevice = fn?.subsystemDevice ?? null;
     return {
       date,
       device: opened,

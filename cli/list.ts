@@ -1,6 +1,6 @@
 /**
- * `deno task list`: the NVIDIA GPUs on this machine: PCI address, device id,
- * chip (read from BOOT_0/BOOT_42 through a read-only BAR0 mapping when
+ * `deno task list`: the NVIDIA GPUs on this machine: PCI address,
+ * vendor:device and subsystem ids (the board variant), chip (read from BOOT_0/BOOT_42 through a read-only BAR0 mapping when
  * permitted; `?` and the reason otherwise), bound driver and BAR sizes.
  *
  * @module
@@ -26,8 +26,9 @@ import { formatSize } from "./globals.ts";
 
 const HELP = `deno task list [options]
 
-Lists the NVIDIA display functions on this machine: PCI address, device id,
-chip (BOOT_0/BOOT_42 read through a read-only BAR0 mapping; needs root, shows
+Lists the NVIDIA display functions on this machine: PCI address,
+vendor:device, subsystem vendor:device (who built the board, which variant;
+"?" when sysfs does not say), chip (BOOT_0/BOOT_42 read through a read-only BAR0 mapping; needs root, shows
 "?" and why otherwise), bound kernel driver and BAR sizes. Reading the two
 boot registers is harmless even with a driver bound. Below them: the
 simulated GPUs (every --device sim:PROFILE), their card states and the
@@ -42,8 +43,14 @@ Options:
 export interface GpuRow {
   /** PCI address. */
   bdf: string;
+  /** PCI vendor id (0x10de; 0 for a skipped entry). */
+  vendor: number;
   /** PCI device id. */
   device: number;
+  /** PCI subsystem vendor id (the board maker), or null when sysfs does not say. */
+  subsystemVendor: number | null;
+  /** PCI subsystem device id (the board variant), or null when sysfs does not say. */
+  subsystemDevice: number | null;
   /** Chip name and architecture (`GA102 (Ampere)`), or null when it could not be read. */
   chip: string | null;
   /** Why the chip could not be read. */
@@ -85,7 +92,10 @@ export function listRows(options: { sysfsRoot?: string } = {}): GpuRow[] {
   const scan = scanGpus(options);
   const rows: GpuRow[] = scan.skipped.map((s) => ({
     bdf: s.bdf,
+    vendor: 0,
     device: 0,
+    subsystemVendor: null,
+    subsystemDevice: null,
     chip: null,
     skipped: s.reason,
     driver: null,
@@ -97,7 +107,10 @@ export function listRows(options: { sysfsRoot?: string } = {}): GpuRow[] {
       const chip = readChip(fn);
       return {
         bdf: fn.bdf,
+        vendor: fn.vendor,
         device: fn.device,
+        subsystemVendor: fn.subsystemVendor ?? null,
+        subsystemDevice: fn.subsystemDevice ?? null,
         chip: "chip" in chip ? chip.chip : null,
         ...("error" in chip ? { chipError: chip.error } : {}),
         driver: fn.driver,
@@ -112,13 +125,20 @@ export function listRows(options: { sysfsRoot?: string } = {}): GpuRow[] {
   ].sort((a, b) => a.bdf.localeCompare(b.bdf));
 }
 
+/** `vvvv:dddd` as lspci prints ids (lower-case hex, no 0x); `?` for an unknown half. */
+function idPair(vendor: number | null, device: number | null): string {
+  const h = (v: number | null) => v === null ? "?" : hex(v, 4).slice(2);
+  return vendor === null && device === null ? "?" : `${h(vendor)}:${h(device)}`;
+}
+
 /** Formats the rows as a table (with a footnote per unreadable chip). */
 export function formatRows(rows: GpuRow[]): string {
   const lines = formatTable(
-    ["PCI address", "device", "chip", "driver", "BARs"],
+    ["PCI address", "vendor:device", "subsystem", "chip", "driver", "BARs"],
     rows.filter((r) => r.skipped === undefined).map((r) => [
       r.bdf,
-      hex(r.device, 4),
+      idPair(r.vendor, r.device),
+      idPair(r.subsystemVendor, r.subsystemDevice),
       r.chip ?? "?",
       r.driver ?? "(none)",
       r.bars.map((b) => `BAR${b.index} ${formatSize(b.size)}`).join(", "),

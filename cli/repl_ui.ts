@@ -224,9 +224,10 @@ export async function restoreKilledCard(
     load<typeof import("../mm/bar_user.ts")>("../mm/bar_user.ts"),
   ]);
   // The killed worker's fds live on in this process: closing its lock fd drops its flock.
-  if (card.lockFd !== null) {
+  for (const fd of [card.lockFd, card.cardLockFd]) {
+    if (fd === null) continue;
     try {
-      closeFd(card.lockFd);
+      closeFd(fd);
     } catch {
       // already closed
     }

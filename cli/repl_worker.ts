@@ -91,8 +91,10 @@ export interface SavedCard {
   window: { offset: number; value: number } | null;
   /** The BAR1 bind registers at open. */
   bind: Bar1BindState;
-  /** The fd holding the card's lock (process-wide: the UI thread closes it to take the card). */
+  /** The fd holding the card's lock file (process-wide: the UI thread closes it to take the card). */
   lockFd: number | null;
+  /** The fd holding the flock on the card's resource0 (the UI thread closes it too). */
+  cardLockFd: number | null;
 }
 
 /** Sent once the session is open. */
@@ -224,6 +226,7 @@ function savedCard(gpu: Gpu): SavedCard {
     window,
     bind: gpu.bar1AtOpen,
     lockFd: gpu.device.lock?.fd ?? null,
+    cardLockFd: gpu.device.lock?.card?.fd ?? null,
   };
 }
 

@@ -38,6 +38,7 @@ import { checkTimeout } from "./poll.ts";
 import {
   closeFd,
   effectiveUid,
+  openFile,
   openNoFollow,
   preadFd,
   pwriteFd,
@@ -64,7 +65,11 @@ export interface OpenDeviceOptions {
   force?: boolean;
   /** sysfs PCI devices directory (tests point it at a fake tree). */
   sysfsRoot?: string;
-  /** Where per-card lock files go (default $NOVAMM_LOCK_DIR, else a private directory: see `defaultLockDir`). */
+  /**
+   * Where per-card lock files go (default $NOVAMM_LOCK_DIR, else a private directory: see
+   * `defaultLockDir`). Whatever it is, a writing open also flocks the card's resource0, so
+   * sessions with different lock directories still exclude each other (see `lockCard`).
+   */
   lockDir?: string;
   /** Called for every MMIO access from the first BOOT_0 read on (see hw/trace.ts). */
   tracer?: MmioTracer;
@@ -333,13 +338,24 @@ export function waitMemClear(
   }
 }
 
-/** A per-card lock this process holds: the file and the fd whose `flock` it is. */
+/**
+ * A per-card lock this process holds: the lock file and the fd whose `flock`
+ * it is, and the flock on the card's own sysfs `resource0` (the one every
+ * writing session meets on, whatever its user or lock directory).
+ */
 export interface CardLock {
   /** The lock file. */
   path: string;
-  /** The fd holding the flock (closing it releases the lock). */
+  /** The fd holding the lock file's flock (closing it releases that lock). */
   fd: number;
-  /** Releases the lock (idempotent). */
+  /**
+   * The card file flocked (`<sysfs function>/resource0`) and the fd holding
+   * that flock; null when the lock was taken without one ({@linkcode lockCard}
+   * with no `cardFile`). A process that must drop a lock it cannot
+   * `release()` (the REPL's killed worker) closes both fds.
+   */
+  card: { path: string; fd: number } | null;
+  /** Releases both locks (idempotent). */
   release(): void;
 }
 
@@ -572,12 +588,32 @@ const decoder = new TextDecoder();
  * EPERM naming it), checked to be a regular file of this user, and written
  * and emptied through its fd. A directory others could plant files in is
  * refused (EPERM), an unwritable one is EACCES naming the path.
+ *
+ * With `cardFile` (the card's sysfs `resource0`; {@linkcode openDevice}
+ * always passes it) the card's own file is flocked too, after the lock file:
+ * lock files of different users or lock directories are different files, the
+ * card's inode is one, so every writing session on the PCI function excludes
+ * every other (EBUSY naming the card, the holder's pid as /proc/locks shows
+ * it, and the file). Any failure releases what was taken.
+ *
+ * @example
+ * ```ts
+ * const lock = lockCard("0000:65:00.0", {
+ *   cardFile: "/sys/bus/pci/devices/0000:65:00.0/resource0",
+ * });
+ * lock.release();
+ * ```
  */
-export function lockCard(bdf: string, options: { dir?: string } = {}): CardLock {
+export function lockCard(
+  bdf: string,
+  options: { dir?: string; cardFile?: string } = {},
+): CardLock {
   if (typeof bdf !== "string" || bdf === "" || bdf.includes("/") || bdf.includes("\0")) {
     fail("EINVAL", `lockCard takes a PCI address such as "0000:65:00.0", not ${describe(bdf)}`);
   }
-  checkOptions(options, { dir: "string" }, "lockCard options");
+  checkOptions(options, { dir: "string", cardFile: "string" }, "lockCard options");
+  const cardFile = options.cardFile;
+  if (cardFile === "") fail("EINVAL", "lockCard's cardFile is an empty string");
   const explicit = options.dir ?? Deno.env.get("NOVAMM_LOCK_DIR");
   if (explicit === "") fail("EINVAL", "the lock directory is an empty string");
   const uid = myUid();
@@ -608,10 +644,13 @@ export function lockCard(bdf: string, options: { dir?: string } = {}): CardLock 
       "close that session, or open this one with --read-only",
     );
   }
+  let card: { path: string; fd: number } | null = null;
   try {
+    if (cardFile !== undefined) card = { path: cardFile, fd: lockCardFile(bdf, cardFile) };
     truncateFd(fd, 0);
     pwriteFd(fd, new TextEncoder().encode(`${Deno.pid}\n`), 0);
   } catch (e) {
+    if (card !== null) closeQuietly(card.fd);
     closeFd(fd);
     throw e;
   }
@@ -619,6 +658,7 @@ export function lockCard(bdf: string, options: { dir?: string } = {}): CardLock 
   return {
     path,
     fd,
+    card,
     release: () => {
       if (done) return;
       done = true;
@@ -627,9 +667,89 @@ export function lockCard(bdf: string, options: { dir?: string } = {}): CardLock 
       } catch {
         // the flock is what counted
       }
-      closeFd(fd); // drops the flock
+      try {
+        closeFd(fd); // drops the lock file's flock
+      } finally {
+        if (card !== null) closeFd(card.fd); // drops the card's
+      }
     },
   };
+}
+
+/** Closes an fd on an error path, where the first error is the one to report. */
+function closeQuietly(fd: number): void {
+  try {
+    closeFd(fd);
+  } catch {
+    // the error being thrown says more
+  }
+}
+
+/**
+ * Takes the exclusive, non-blocking `flock` on the card's own file (its sysfs
+ * `resource0`, opened read-only: flock needs no write access, and every
+ * writing session maps that file read-write anyway). Lock files live in a
+ * directory that depends on the user (`/run/lock/novamm` for root,
+ * `$XDG_RUNTIME_DIR/novamm` for others) and on `$NOVAMM_LOCK_DIR`; this
+ * inode is the one every session on the PCI function shares, so a root
+ * session and a group-granted user's session still exclude each other. flock
+ * is VFS-level: it works on sysfs (Linux fs/kernfs/file.c `kernfs_file_fops`
+ * sets no `.flock`, so flock(2) takes the generic inode lock; a read-only open
+ * of a BAR file is allowed since it has `mmap`) and on the regular files of a
+ * fake tree. Returns the fd; EBUSY naming the card and
+ * the holder's pid (from /proc/locks, when it shows one) if another open
+ * file holds it.
+ */
+function lockCardFile(bdf: string, cardFile: string): number {
+  const fd = openFile(cardFile, { readOnly: true });
+  let held: boolean;
+  try {
+    held = tryLockFd(fd);
+  } catch (e) {
+    closeQuietly(fd);
+    throw e;
+  }
+  if (held) return fd;
+  let pids: number[] = [];
+  try {
+    pids = flockHolders(Deno.statSync(`/proc/self/fd/${fd}`));
+  } catch {
+    // no /proc: the holder stays unknown
+  }
+  closeFd(fd);
+  return fail(
+    "EBUSY",
+    `${bdf} is in use by another novamm session (${
+      pids.length === 0 ? "pid unknown" : `pid ${pids.join(", ")}`
+    }, flock on ${cardFile})`,
+    "close that session, or open this one with --read-only",
+  );
+}
+
+/**
+ * The pids /proc/locks shows holding a FLOCK write lock on the file `info`
+ * describes (lines `N: FLOCK  ADVISORY  WRITE <pid> <maj>:<min>:<ino> 0 EOF`,
+ * major and minor in hex; fs/locks.c `lock_get_status`). A pid of 0 or -1
+ * (a holder in another pid namespace, or an fd passed on) is left out.
+ */
+function flockHolders(info: Pick<Deno.FileInfo, "dev" | "ino">): number[] {
+  if (info.ino === null) return [];
+  const dev = BigInt(info.dev);
+  // glibc's major()/minor() of st_dev.
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn & 0xffffffffn);
+  const want = `${major.toString(16).padStart(2, "0")}:${minor.toString(16).padStart(2, "0")}:${
+    BigInt(info.ino)
+  }`;
+  const pids: number[] = [];
+  for (const line of Deno.readTextFileSync("/proc/locks").split("\n")) {
+    const f = line.trim().split(/\s+/);
+    // A blocked waiter's line has "->" after the number; non-blocking locks never wait.
+    if (f[1] !== "FLOCK" || f[3] !== "WRITE" || f[5] !== want) continue;
+    const pid = Number(f[4]);
+    if (Number.isSafeInteger(pid) && pid > 0 && !pids.includes(pid)) pids.push(pid);
+  }
+  return pids;
 }
 
 /**
@@ -689,9 +809,12 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
   const fn = findGpu(spec, options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot });
   const readOnly = options.readOnly ?? false;
   const force = options.force ?? false;
-  const lock = readOnly
-    ? null
-    : lockCard(fn.bdf, options.lockDir === undefined ? {} : { dir: options.lockDir });
+  // Writing sessions lock the card's lock file and its own resource0 (the one file every
+  // writing session maps, whatever its user or lock directory): see lockCard.
+  const lock = readOnly ? null : lockCard(fn.bdf, {
+    ...(options.lockDir === undefined ? {} : { dir: options.lockDir }),
+    cardFile: `${fn.path}/resource0`,
+  });
   const release = () => lock?.release();
   // Blackwell: the PCIe BAR firewall must drop before the first BAR0 access (facts §14.2
   // item 3, gpu-admin-tools `wait_for_bar_firewall`). Without the DVSEC, BOOT_0 decides below.

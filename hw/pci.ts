@@ -1,6 +1,7 @@
 /**
  * NVIDIA GPUs as Linux sysfs shows them: `/sys/bus/pci/devices/<BDF>/` holds
- * `vendor`, `device`, `class` (text hex), `resource` (one line per resource:
+ * `vendor`, `device`, `class`, `subsystem_vendor`, `subsystem_device` (text
+ * hex), `resource` (one line per resource:
  * start, end and flags) and a `driver` symlink when a driver is bound. The
  * BARs themselves are the `resource0` … `resource5` files, mapped by
  * `hw/mapped.ts`.
@@ -94,6 +95,14 @@ export interface PciFunction {
   vendor: number;
   /** PCI device id. */
   device: number;
+  /**
+   * PCI subsystem vendor id (sysfs `subsystem_vendor`: who built the board, e.g.
+   * 0x10de for NVIDIA's own, 0x1043 ASUS); null when the file is missing,
+   * unreadable or malformed.
+   */
+  subsystemVendor: number | null;
+  /** PCI subsystem device id (sysfs `subsystem_device`: the board variant); null as above. */
+  subsystemDevice: number | null;
   /** 24-bit class code (0x030000 VGA, 0x030200 3D controller). */
   class: number;
   /** Name of the bound driver (basename of the `driver` link), or null. */
@@ -195,6 +204,20 @@ function readHex(path: string): number | null {
   return parseInt(t, 16);
 }
 
+/**
+ * A 16-bit id of an optional attribute (`subsystem_vendor`, `subsystem_device`):
+ * null when the file is missing, unreadable (EACCES, EIO from the device), not
+ * 0x-prefixed hex or past 0xffff — never an error.
+ */
+function readId16OrNull(path: string): number | null {
+  try {
+    const v = readHex(path);
+    return v !== null && v <= 0xffff ? v : null;
+  } catch {
+    return null;
+  }
+}
+
 function readDriver(path: string): string | null {
   try {
     const target = Deno.readLinkSync(`${path}/driver`);
@@ -262,6 +285,8 @@ function readFunction(root: string, bdf: string): PciFunction | null {
     path,
     vendor: NVIDIA_VENDOR_ID,
     device,
+    subsystemVendor: readId16OrNull(`${path}/subsystem_vendor`),
+    subsystemDevice: readId16OrNull(`${path}/subsystem_device`),
     class: cls,
     driver: readDriver(path),
     bars: parseResource(resource, { path: `${path}/resource` }),

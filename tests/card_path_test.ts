@@ -63,6 +63,46 @@ Deno.test("card path: a second writing session is refused by the lock file; read
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("card path: a snapshot of a card records its PCI subsystem ids (null when sysfs has none)", async () => {
+  const { takeSnapshot } = await import("../mod.ts");
+  const { encodeSnapshot, decodeSnapshot } = await import("../hw/snap/format.ts");
+  const { dir, root } = await fakeCard();
+  try {
+    let gpu = await openGpu({ device: "65:00.0", sysfsRoot: root, lockDir: dir, readOnly: true });
+    try {
+      assert.deepEqual(
+        [gpu.device.pci!.subsystemVendor, gpu.device.pci!.subsystemDevice],
+        [0x10de, 0x147d],
+      );
+      const snap = await takeSnapshot(gpu);
+      assert.deepEqual(snap.chip.pci, {
+        bdf: "0000:65:00.0",
+        vendor: 0x10de,
+        device: 0x2204,
+        subsystemVendor: 0x10de,
+        subsystemDevice: 0x147d,
+      });
+      // They survive the file format.
+      const back = await decodeSnapshot(await encodeSnapshot(snap));
+      assert.deepEqual(back.chip.pci, snap.chip.pci);
+    } finally {
+      gpu.close();
+    }
+    Deno.removeSync(`${root}/0000:65:00.0/subsystem_vendor`);
+    Deno.writeTextFileSync(`${root}/0000:65:00.0/subsystem_device`, "junk\n");
+    gpu = await openGpu({ device: "65:00.0", sysfsRoot: root, lockDir: dir, readOnly: true });
+    try {
+      const snap = await takeSnapshot(gpu);
+      assert.equal(snap.chip.pci!.subsystemVendor, null);
+      assert.equal(snap.chip.pci!.subsystemDevice, null);
+    } finally {
+      gpu.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("card path: a card bound to nvidia is refused unless forced", async () => {
   const { dir, root } = await fakeCard("nvidia");
   await assert.rejects(

@@ -2,8 +2,8 @@
  * A fake `/sys/bus/pci` tree of ordinary files, so the real sysfs parsing and
  * the real open/mmap path run in CI (tinygrad's mock PCI device does the same).
  *
- * Layout under `dir`: `bus/pci/devices/<bdf>/{vendor,device,class,resource,
- * resource<N>,enable}` and `bus/pci/drivers/<name>/` with a relative `driver`
+ * Layout under `dir`: `bus/pci/devices/<bdf>/{vendor,device,class,
+ * subsystem_vendor,subsystem_device,resource,resource<N>,enable}` and `bus/pci/drivers/<name>/` with a relative `driver`
  * symlink, as Linux has it.
  *
  * @module
@@ -33,6 +33,12 @@ export interface FakeFunction {
   device: number;
   /** 24-bit class code. */
   class: number;
+  /**
+   * `subsystem_vendor` / `subsystem_device` (the board maker and variant). Default: present,
+   * equal to `vendor` / `device` (a reference board); null: no files (an old kernel, a
+   * half-removed device); a string: written as is into both (a malformed entry).
+   */
+  subsystem?: { vendor: number; device: number } | string | null;
   /** Driver to bind (a `driver` symlink), if any. */
   driver?: string;
   /** Standard BARs. */
@@ -103,6 +109,18 @@ export function makeFakeSysfs(dir: string, functions: FakeFunction[]): string {
     Deno.writeTextFileSync(`${path}/vendor`, `0x${f.vendor.toString(16).padStart(4, "0")}\n`);
     Deno.writeTextFileSync(`${path}/device`, `0x${f.device.toString(16).padStart(4, "0")}\n`);
     Deno.writeTextFileSync(`${path}/class`, `0x${f.class.toString(16).padStart(6, "0")}\n`);
+    const sub = f.subsystem === undefined ? { vendor: f.vendor, device: f.device } : f.subsystem;
+    if (sub !== null) {
+      const id = (v: number) => `0x${v.toString(16).padStart(4, "0")}\n`;
+      Deno.writeTextFileSync(
+        `${path}/subsystem_vendor`,
+        typeof sub === "string" ? sub : id(sub.vendor),
+      );
+      Deno.writeTextFileSync(
+        `${path}/subsystem_device`,
+        typeof sub === "string" ? sub : id(sub.device),
+      );
+    }
     Deno.writeTextFileSync(`${path}/enable`, "0\n");
     Deno.writeTextFileSync(`${path}/resource`, resourceText(f.bars, f.rom));
     for (const b of f.bars) {
@@ -131,13 +149,17 @@ export function makeFakeSysfs(dir: string, functions: FakeFunction[]): string {
   return root;
 }
 
-/** A GA102 (RTX 3090-like) with 16 MiB BAR0, 32 GiB resizable BAR1, BAR3, I/O BAR5. */
+/**
+ * A GA102 (RTX 3090-like, subsystem 10de:147d: an NVIDIA-built board) with 16 MiB
+ * BAR0, 32 GiB resizable BAR1, BAR3, I/O BAR5.
+ */
 export function ga102(bdf: string, driver?: string): FakeFunction {
   return {
     bdf,
     vendor: 0x10de,
     device: 0x2204,
     class: 0x030000,
+    subsystem: { vendor: 0x10de, device: 0x147d },
     driver,
     bars: [
       { index: 0, start: 0xfb000000n, size: 0x1000000n, flags: FLAGS_MEM32, fileSize: 0x60000 },

@@ -8,10 +8,16 @@ import { formatRows, listRows } from "../cli/list.ts";
 import { ga102, makeFakeSysfs } from "./fake_sysfs.ts";
 import { runDeno, writeU32 } from "./util.ts";
 
-/** Two GA102s: one answers BOOT_0/BOOT_42 (nvidia bound), one reads all zeroes. */
+/**
+ * Two GA102s of different boards (subsystem 10de:147d and 1043:87b3): one answers
+ * BOOT_0/BOOT_42 (nvidia bound), one reads all zeroes.
+ */
 async function fakeMachine(): Promise<{ dir: string; root: string }> {
   const dir = await Deno.makeTempDir();
-  const root = makeFakeSysfs(dir, [ga102("0000:65:00.0", "nvidia"), ga102("0000:b3:00.0")]);
+  const root = makeFakeSysfs(dir, [
+    ga102("0000:65:00.0", "nvidia"),
+    { ...ga102("0000:b3:00.0"), subsystem: { vendor: 0x1043, device: 0x87b3 } },
+  ]);
   writeU32(`${root}/0000:65:00.0/resource0`, 0x0, 0x172000a1);
   writeU32(`${root}/0000:65:00.0/resource0`, 0xa00, 0x172a1000);
   return { dir, root };
@@ -49,9 +55,9 @@ Deno.test("list: the command prints a table, JSON, or a friendly line when there
     assert.equal(
       r.stdout.split("\n\nSimulated GPUs")[0],
       [
-        "PCI address   device  chip            driver  BARs",
-        "0000:65:00.0  0x2204  GA102 (Ampere)  nvidia  BAR0 16 MiB, BAR1 32 GiB, BAR3 32 MiB",
-        "0000:b3:00.0  0x2204  ?               (none)  BAR0 16 MiB, BAR1 32 GiB, BAR3 32 MiB",
+        "PCI address   vendor:device  subsystem  chip            driver  BARs",
+        "0000:65:00.0  10de:2204      10de:147d  GA102 (Ampere)  nvidia  BAR0 16 MiB, BAR1 32 GiB, BAR3 32 MiB",
+        "0000:b3:00.0  10de:2204      1043:87b3  ?               (none)  BAR0 16 MiB, BAR1 32 GiB, BAR3 32 MiB",
         "0000:b3:00.0: chip ?: ENODEV: pre-Fermi GPU (BOOT_0=0x00000000 BOOT_42=0x00000000) is not supported",
       ].join("\n"),
     );
@@ -64,6 +70,12 @@ Deno.test("list: the command prints a table, JSON, or a friendly line when there
       "GA102 (Ampere)",
       null,
     ]);
+    assert.deepEqual(
+      JSON.parse(r.stdout).map((
+        x: { vendor: number; device: number; subsystemVendor: number; subsystemDevice: number },
+      ) => [x.vendor, x.device, x.subsystemVendor, x.subsystemDevice]),
+      [[0x10de, 0x2204, 0x10de, 0x147d], [0x10de, 0x2204, 0x1043, 0x87b3]],
+    );
     const empty = `${dir}/empty`;
     await Deno.mkdir(empty);
     r = await runDeno("repl.ts", ["list", "--sysfs-root", empty]);
@@ -115,6 +127,35 @@ Deno.test("list: a broken entry under the sysfs root is skipped with its reason,
       openGpu({ device: "0000:b3:00.0", sysfsRoot: root, lockDir: dir }),
       /ENODEV: 0000:b3:00\.0 cannot be read: .* has no resource file/,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("list: subsystem ids missing, malformed or past 16 bits show as ? (null in JSON), never an error", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const root = makeFakeSysfs(dir, [
+      { ...ga102("0000:01:00.0"), subsystem: null },
+      { ...ga102("0000:02:00.0"), subsystem: "garbage\n" },
+      { ...ga102("0000:03:00.0"), subsystem: "0x10000\n" },
+      { ...ga102("0000:04:00.0"), subsystem: { vendor: 0x10de, device: 0x1467 } },
+    ]);
+    // An unreadable file (a directory where the attribute should be) is null too.
+    Deno.removeSync(`${root}/0000:04:00.0/subsystem_device`);
+    Deno.mkdirSync(`${root}/0000:04:00.0/subsystem_device`);
+    const rows = listRows({ sysfsRoot: root });
+    assert.deepEqual(rows.map((r) => [r.bdf, r.subsystemVendor, r.subsystemDevice]), [
+      ["0000:01:00.0", null, null],
+      ["0000:02:00.0", null, null],
+      ["0000:03:00.0", null, null],
+      ["0000:04:00.0", 0x10de, null],
+    ]);
+    assert.ok(rows.every((r) => r.skipped === undefined), "no entry skipped for its subsystem");
+    const table = formatRows(rows).split("\n");
+    const cells = (line: string) => line.split(/ {2,}/).slice(0, 3);
+    assert.deepEqual(cells(table[1]), ["0000:01:00.0", "10de:2204", "?"]);
+    assert.deepEqual(cells(table[4]), ["0000:04:00.0", "10de:2204", "10de:?"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,7 +1,10 @@
 /**
  * The per-card lock is a kernel flock: eight processes racing over a stale
  * lock file (the pid of a dead session in it) find exactly one writer, in
- * each of 50 rounds. The processes start once; the rounds are paced by files.
+ * each of 50 rounds; eight processes each with its own lock directory (root's
+ * and users' sessions, other NOVAMM_LOCK_DIRs) meet on the card's own file and
+ * find exactly one writer too. The processes start once; the rounds are paced
+ * by files.
  */
 
 import assert from "node:assert/strict";
@@ -9,14 +12,18 @@ import { ROOT } from "./util.ts";
 
 const RACER = `
 import { lockCard } from "${ROOT}hw/device.ts";
-const [dir, id, rounds] = Deno.args;
+// mode "dir": one lock directory per round, shared; "card": a directory per racer, one card file.
+const [dir, id, rounds, mode] = Deno.args;
 const exists = (p) => { try { Deno.statSync(p); return true; } catch { return false; } };
 const wait = async (p) => { while (!exists(p)) await new Promise((r) => setTimeout(r, 2)); };
 for (let r = 0; r < Number(rounds); r++) {
   await wait(dir + "/go-" + r);
   let lock = null;
   let err = "";
-  try { lock = lockCard("0000:65:00.0", { dir: dir + "/locks-" + r }); }
+  const options = mode === "card"
+    ? { dir: dir + "/locks-" + r + "-" + id, cardFile: dir + "/resource0" }
+    : { dir: dir + "/locks-" + r };
+  try { lock = lockCard("0000:65:00.0", options); }
   catch (e) { if (e?.code !== "EBUSY") err = String(e); }
   // Written aside and renamed, so the test never reads a half-written answer.
   const answer = dir + "/r-" + r + "-" + id;
@@ -27,21 +34,25 @@ for (let r = 0; r < Number(rounds); r++) {
 }
 `;
 
-Deno.test("lock: eight processes over a stale lock file, 50 rounds, exactly one writer each", async () => {
+/** Runs the racers over `rounds` rounds in `mode` (see RACER) and checks one winner a round. */
+async function race(mode: "dir" | "card", ROUNDS: number): Promise<void> {
   const dir = await Deno.makeTempDir();
   const N = 8;
-  const ROUNDS = 50;
   try {
     const script = `${dir}/racer.mjs`;
     await Deno.writeTextFile(script, RACER);
+    // The card's resource0 (a fake sysfs file: flock works the same on sysfs).
+    await Deno.writeFile(`${dir}/resource0`, new Uint8Array(4096));
     for (let r = 0; r < ROUNDS; r++) {
-      await Deno.mkdir(`${dir}/locks-${r}`);
-      // Stale: a session that died (pid 1 is never a novamm session) left its pid behind.
-      await Deno.writeTextFile(`${dir}/locks-${r}/novamm-0000_65_00.0.lock`, "1\n");
+      for (const sub of mode === "card" ? [...Array(N).keys()].map((i) => `-${i}`) : [""]) {
+        await Deno.mkdir(`${dir}/locks-${r}${sub}`, { mode: 0o700 });
+        // Stale: a session that died (pid 1 is never a novamm session) left its pid behind.
+        await Deno.writeTextFile(`${dir}/locks-${r}${sub}/novamm-0000_65_00.0.lock`, "1\n");
+      }
     }
     const procs = Array.from({ length: N }, (_, id) =>
       new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", script, dir, String(id), String(ROUNDS)],
+        args: ["run", "-A", script, dir, String(id), String(ROUNDS), mode],
         stdout: "null",
         stderr: "piped",
       }).spawn());
@@ -74,6 +85,14 @@ Deno.test("lock: eight processes over a stale lock file, 50 rounds, exactly one 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+Deno.test("lock: eight processes over a stale lock file, 50 rounds, exactly one writer each", async () => {
+  await race("dir", 50);
+});
+
+Deno.test("lock: eight processes, each its own lock directory, one card file: exactly one writer, 20 rounds", async () => {
+  await race("card", 20);
 });
 
 Deno.test("lock: a live holder's pid is named; the lock is gone once its holder closes", async () => {
@@ -216,14 +235,18 @@ Deno.test({
   },
 });
 
-/** Runs `lockCard(bdf, { dir })` as uid 65534 (setpriv), printing the error; null without setpriv. */
-async function lockAsNobody(dir: string): Promise<string | null> {
+/**
+ * Runs `lockCard(bdf, { dir, cardFile })` as uid 65534 (setpriv), printing the error; null
+ * without setpriv.
+ */
+async function lockAsNobody(dir: string, cardFile?: string): Promise<string | null> {
   const denoDir = await Deno.makeTempDir();
   const script = `${denoDir}/lock.mjs`;
   Deno.writeTextFileSync(
     script,
     `import { lockCard } from "${ROOT}hw/device.ts";
-try { lockCard("0000:01:00.0", { dir: Deno.args[0] }); console.log("won"); }
+const cardFile = Deno.args[1];
+try { lockCard("0000:01:00.0", { dir: Deno.args[0], ...(cardFile ? { cardFile } : {}) }); console.log("won"); }
 catch (e) { console.log(e.name + " " + e.message); }`,
   );
   Deno.chmodSync(script, 0o644);
@@ -239,6 +262,7 @@ catch (e) { console.log(e.name + " " + e.message); }`,
         "-A",
         script,
         dir,
+        ...(cardFile === undefined ? [] : [cardFile]),
       ],
       env: { DENO_DIR: denoDir, NO_COLOR: "1" },
       stdout: "piped",
@@ -313,4 +337,41 @@ Deno.test("lock: the default directory is private: /run/lock/novamm for root, el
     await Deno.remove(runLock, { recursive: true });
     await Deno.remove(xdg, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "lock: a root session and another user's session (own lock directories) exclude each other",
+  ignore: !root,
+  fn: async () => {
+    const { lockCard } = await import("../hw/device.ts");
+    const dir = await Deno.makeTempDir();
+    try {
+      // A udev rule may give a group access to the resource files: here everyone may read it.
+      Deno.chmodSync(dir, 0o755);
+      const card = `${dir}/resource0`;
+      Deno.writeFileSync(card, new Uint8Array(4096), { mode: 0o644 });
+      Deno.chmodSync(card, 0o644);
+      const rootDir = `${dir}/root-locks`;
+      const userDir = `${dir}/user-locks`;
+      Deno.mkdirSync(rootDir, { mode: 0o700 });
+      Deno.mkdirSync(userDir, { mode: 0o700 });
+      Deno.chownSync(userDir, 65534, 65534);
+      const held = lockCard("0000:01:00.0", { dir: rootDir, cardFile: card });
+      const out = await lockAsNobody(userDir, card);
+      if (out === null) {
+        held.release();
+        return; // no setpriv here
+      }
+      assert.match(
+        out,
+        new RegExp(
+          `EBUSY: 0000:01:00.0 is in use by another novamm session \\(pid ${Deno.pid}, flock on ${card}\\)`,
+        ),
+      );
+      held.release();
+      assert.equal(await lockAsNobody(userDir, card), "won");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

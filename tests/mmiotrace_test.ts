@@ -465,6 +465,8 @@ Deno.test("TraceWriter mmiotrace format: options are checked; a comment is a MAR
         bars: [bar(0, 0xd4000000n, 2 ** 24), bar(1, 0x38000000000n, 2 ** 34)],
         bootVga: false,
         wc: [1],
+        subsystemVendor: null,
+        subsystemDevice: null,
       },
     });
     const q = `${dir}/card.txt`;

@@ -257,6 +257,46 @@ Deno.test("checkDriver: kernel GPU drivers refused with the unbind command; forc
   }
 });
 
+Deno.test("listGpus: subsystem ids from subsystem_vendor/subsystem_device; null when missing, unreadable or malformed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "novamm_pci_" });
+  try {
+    const root = makeFakeSysfs(dir, [
+      ga102("0000:01:00.0"), // 10de:147d
+      { ...ga102("0000:02:00.0"), subsystem: { vendor: 0x1458, device: 0x403b } },
+      { ...ga102("0000:03:00.0"), subsystem: null }, // no files
+      { ...ga102("0000:04:00.0"), subsystem: "0x12 34\n" }, // malformed
+      { ...ga102("0000:05:00.0"), subsystem: "0x1ffff\n" }, // past 16 bits
+      { ...ga102("0000:06:00.0"), subsystem: "0X10DE\n" }, // no 0x prefix as Linux writes it
+      { ...ga102("0000:07:00.0"), subsystem: { vendor: 0x10de, device: 0x1467 } },
+    ]);
+    // Unreadable: a directory where the file should be.
+    Deno.removeSync(`${root}/0000:07:00.0/subsystem_vendor`);
+    Deno.mkdirSync(`${root}/0000:07:00.0/subsystem_vendor`);
+    const gpus = listGpus({ sysfsRoot: root });
+    assert.deepEqual(gpus.map((g) => [g.bdf, g.subsystemVendor, g.subsystemDevice]), [
+      ["0000:01:00.0", 0x10de, 0x147d],
+      ["0000:02:00.0", 0x1458, 0x403b],
+      ["0000:03:00.0", null, null],
+      ["0000:04:00.0", null, null],
+      ["0000:05:00.0", null, null],
+      ["0000:06:00.0", null, null],
+      ["0000:07:00.0", null, 0x1467],
+    ]);
+    // The default of a fake function: the vendor and device themselves (a reference board).
+    const plain = makeFakeSysfs(`${dir}/plain`, [{
+      bdf: "0000:09:00.0",
+      vendor: 0x10de,
+      device: 0x2330,
+      class: 0x030200,
+      bars: [{ index: 0, start: 0xe2000000n, size: 0x1000000n, flags: FLAGS_MEM32 }],
+    }]);
+    const h = findGpu("09:00.0", { sysfsRoot: plain });
+    assert.deepEqual([h.subsystemVendor, h.subsystemDevice], [0x10de, 0x2330]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("checkDriver: the message matches the real sysfs path", () => {
   const fn: PciFunction = {
     bdf: "0000:65:00.0",
@@ -268,6 +308,8 @@ Deno.test("checkDriver: the message matches the real sysfs path", () => {
     bars: [],
     bootVga: false,
     wc: [],
+    subsystemVendor: null,
+    subsystemDevice: null,
   };
   throwsNova(
     () => checkDriver(fn),

@@ -155,6 +155,8 @@ Deno.test("regression: a card bound to nova-core (sysfs driver name NovaCore) is
     bars: [],
     bootVga: false,
     wc: [],
+    subsystemVendor: null,
+    subsystemDevice: null,
   };
   let caught: unknown;
   try {
