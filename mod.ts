@@ -198,6 +198,7 @@ export {
   suggestRegister,
 } from "./hw/regdb/mod.ts";
 export { describePriError } from "./hw/pri_error.ts";
+export type { Foreign } from "./mm/pagetable/dump.ts";
 export {
   type DumpNode,
   type DumpOptions,

@@ -108,8 +108,10 @@ export interface VramInfo {
   /** The region left to novamm: [start, end). GSP's report on a `gsp` card, else the largest range no firmware region touches. */
   usable: { start: number; end: number };
   /**
-   * Where `usable` comes from: `"GSP report"`, `"layout"`, `"recorded in the snapshot"`, or
-   * `"layout (BAR1 as the trace first read it)"` (an imported trace reopened).
+   * Where `usable` comes from: `"GSP report"`, `"layout"`, `"recorded in the snapshot"`,
+   * `"layout (BAR1 as the trace first read it)"` (an imported trace reopened), or
+   * `"layout (BAR1 as the recorded session first read it)"` (a snapshot that records no
+   * usable region, reopened).
    */
   usableSource: string;
   /**
@@ -173,6 +175,8 @@ export class Gpu {
   readonly bar1AtOpen: Bar1BindState;
   #mm: GpuMm | null = null;
   #bar1: BarUser | null = null;
+  /** The PDB of the BAR1 binding firmware had at open (null: none or unreadable; undefined: not read yet). */
+  #firmwareBar1Pdb: number | null | undefined = undefined;
   /** A bind register was written this session (by novamm or a raw poke). */
   #bindWritten = false;
   readonly #pollTimeoutMs: number;
@@ -221,7 +225,9 @@ export class Gpu {
           this.family.bar1.watched.map((o) => hex(o)).join(", ")
         }) is in the snapshot: the binding is unknown`,
       };
-    const atStart = device.firmwareUsable === null ? traceStartBinding(device) : undefined;
+    // A snapshot's layout comes from the binding its recorded session (or trace) first read:
+    // BAR1 tables that session built itself are not firmware's reserved memory.
+    const atStart = device.kind === "snap" ? traceStartBinding(device) : undefined;
     const { regions: layout, unknown } = vramLayout(device.bar0, device.chip, {
       vramSize: device.vramSize,
       bootVga: device.bootVga,
@@ -246,7 +252,9 @@ export class Gpu {
       size: device.vramSize,
       usable: reported ?? usableFrom(layout, device.vramSize),
       usableSource: reported === null
-        ? atStart === undefined ? "layout" : "layout (BAR1 as the trace first read it)"
+        ? atStart === undefined
+          ? "layout"
+          : `layout (BAR1 as the ${recorder(device)} first read it)`
         : device.kind === "snap"
         ? "recorded in the snapshot"
         : "GSP report",
@@ -275,20 +283,32 @@ export class Gpu {
     return this.bar1.binding;
   }
 
-  /** VRAM allocator, address spaces (created on first use). */
+  /**
+   * VRAM allocator, address spaces (created on first use). On a read-only
+   * device whose usable region is empty (a snapshot that leaves novamm
+   * nothing) it has no allocator: existing address spaces open, walk, dump and
+   * verify (`gpu.mm.openVmm({ pdb, vaSize })`), every allocation fails EPERM.
+   * A writable device with no usable VRAM refuses (ENOSPC).
+   */
   get mm(): GpuMm {
     if (this.#mm === null) {
       const { start, end } = this.vram.usable;
+      let noAllocator: string | undefined;
       if (end <= start) {
-        fail(
-          "ENOSPC",
-          `no usable VRAM on ${this.device.spec}: the layout (${this.vram.usableSource}) leaves novamm nothing (${
+        const why =
+          `the layout (${this.vram.usableSource}) leaves novamm no usable VRAM on ${this.device.spec} (${
             this.vram.layout.map((r) => `${r.name} [${hex(r.start)}, ${hex(r.end)})`).join(", ")
-          }), so there is no allocator`,
-          this.device.kind === "snap"
-            ? "walks need none: gpu.walk(va) or gpu.walk(va, { pdb }) read the recorded tables"
-            : undefined,
-        );
+          })`;
+        if (!this.device.readOnly) {
+          fail(
+            "ENOSPC",
+            `${why}, so there is no allocator`,
+            this.device.kind === "snap"
+              ? "walks need none: gpu.walk(va) or gpu.walk(va, { pdb }) read the recorded tables"
+              : undefined,
+          );
+        }
+        noAllocator = `${why} and the device is read-only`;
       }
       this.#mm = new (loaded("gpu.mm").GpuMm)({
         pramin: this.pramin,
@@ -297,9 +317,40 @@ export class Gpu {
         vramSize: this.vram.size,
         usable: this.vram.usable,
         memtestHost: () => this,
+        firmwareTable: (addr, pdb) => this.#firmwareTable(addr, pdb),
+        ...(noAllocator === undefined ? {} : { noAllocator }),
       });
     }
     return this.#mm;
+  }
+
+  /**
+   * Whether a page table novamm did not make this session is firmware's: it
+   * lies in a region of the layout or outside the usable region (firmware's
+   * reserved memory; for a snapshot, outside the region the recorded
+   * session allocated from), or, on a card, it is in the tree of the BAR1
+   * binding firmware had at open (adopted, never made by novamm). Anything
+   * else (a reopened snapshot's own tables, another tool's in usable VRAM)
+   * is merely not this session's.
+   */
+  #firmwareTable(addr: number, pdb: number): boolean {
+    const { start, end } = this.vram.usable;
+    if (addr < start || addr >= end) return true;
+    if (this.vram.layout.some((r) => addr >= r.start && addr < r.end)) return true;
+    // A snapshot's BAR1 tree may hold tables its recorded session added: only regions say.
+    if (this.device.kind === "snap" || this.bar1AtOpen.instanceBlock === null) return false;
+    if (this.#firmwareBar1Pdb === undefined) {
+      let found: number | null = null;
+      try {
+        found = readInstanceBlock(this.pramin, this.bar1AtOpen.instanceBlock, {
+          mmuVersion: this.chip.mmuVersion,
+        })?.pdb ?? null;
+      } catch {
+        // Not readable (a read-only open that cannot move the window): only regions say.
+      }
+      this.#firmwareBar1Pdb = found;
+    }
+    return pdb === this.#firmwareBar1Pdb;
   }
 
   /** BAR1: physical access, bring-up, binding, its address space and CPU mappings (made on first use). */
@@ -561,6 +612,12 @@ function traceStartBinding(device: Device): number | null | undefined {
   if (!/^0x[0-9a-f]{1,13}$/i.test(s.instanceBlock)) return undefined;
   const inst = parseInt(s.instanceBlock.slice(2), 16);
   return inst < device.vramSize ? inst : undefined;
+}
+
+/** Who first read a snapshot's `bar1AtStart`: an imported trace (it names the line) or a session. */
+function recorder(device: Device): string {
+  const s = device.snapshot?.state.bar1AtStart as { line?: unknown } | null | undefined;
+  return s?.line === undefined ? "recorded session" : "trace";
 }
 
 /**

@@ -11,7 +11,7 @@ import type { MmuFormat } from "./pagetable/format.ts";
 import type { Pramin } from "./pramin.ts";
 import type { Tlb } from "./tlb.ts";
 import { Vmm } from "./vmm.ts";
-import { bigintOrNumber, checkObject, checkOptions } from "../hw/validate.ts";
+import { bigintOrNumber, checkObject, checkOptions, checkUint } from "../hw/validate.ts";
 import {
   memtest,
   type MemtestHost,
@@ -35,6 +35,21 @@ export interface GpuMmOptions {
   /** The usable VRAM region [start, end) the allocator manages. */
   usable: { start: number; end: number };
   /**
+   * Why there is no allocator (a read-only device whose usable region is
+   * empty: a snapshot that leaves novamm nothing). Opening, walking, dumping
+   * and verifying existing address spaces work; every allocation (`buddy`,
+   * `createVmm`, a map that needs a table, `memtest`) fails EPERM with this.
+   * `usable` may then be empty.
+   */
+  noAllocator?: string;
+  /**
+   * Whether the table at VRAM address `addr`, in the tree whose root is
+   * `pdb`, is known to be firmware's (a region of the VRAM layout, or a BAR1
+   * firmware bound at open), not merely one this session did not make. The
+   * `Gpu` passes its rule; without it every such table counts as firmware's.
+   */
+  firmwareTable?: (addr: number, pdb: number) => boolean;
+  /**
    * The GPU this belongs to, for {@linkcode GpuMm.memtest} to reach BAR1
    * (the `Gpu` passes `() => this`); without it memtest uses PRAMIN only.
    */
@@ -53,8 +68,7 @@ export interface GpuMmOptions {
  * ```
  */
 export class GpuMm {
-  /** The VRAM allocator over the usable region. */
-  readonly buddy: BuddyAllocator;
+  readonly #buddy: BuddyAllocator | null;
   /** PRAMIN. */
   readonly pramin: Pramin;
   /** TLB. */
@@ -65,16 +79,55 @@ export class GpuMm {
   readonly vramSize: number;
   readonly #vmms = new Set<Vmm>();
   readonly #memtestHost: (() => MemtestHost) | null;
+  readonly #firmwareTable: (addr: number, pdb: number) => boolean;
+  /**
+   * Why there is no allocator, or null: a read-only device whose usable
+   * region is empty (existing address spaces open, walk, dump and verify;
+   * allocations fail EPERM naming this).
+   */
+  readonly noAllocator: string | null;
 
   /** Constructs it (see the class documentation for who does and how). */
   constructor(options: GpuMmOptions) {
     const { start, end } = options.usable;
-    this.buddy = new BuddyAllocator({ start, size: end - start });
+    this.noAllocator = options.noAllocator ?? null;
+    this.#buddy = this.noAllocator === null
+      ? new BuddyAllocator({ start, size: end - start })
+      : null;
+    this.#firmwareTable = options.firmwareTable ?? (() => true);
     this.pramin = options.pramin;
     this.tlb = options.tlb;
     this.format = options.format;
     this.vramSize = options.vramSize;
     this.#memtestHost = options.memtestHost ?? null;
+  }
+
+  /**
+   * The VRAM allocator over the usable region. On a read-only device whose
+   * usable region is empty there is none: reading this fails EPERM naming
+   * why ({@linkcode GpuMm.noAllocator}).
+   */
+  get buddy(): BuddyAllocator {
+    if (this.#buddy === null) {
+      fail(
+        "EPERM",
+        `no VRAM allocator: ${this.noAllocator}; nothing can be allocated`,
+        "existing address spaces still open read-only: gpu.mm.openVmm({ pdb, vaSize }), gpu.walk(va, { pdb })",
+      );
+    }
+    return this.#buddy;
+  }
+
+  /**
+   * @internal Whether the table at `addr` in the tree rooted at `pdb` is
+   * firmware's (a region firmware owns, or a BAR1 firmware bound at open)
+   * rather than merely not made by this session (a snapshot's, another
+   * tool's): the label `Vmm.dump` and the views print for it.
+   */
+  firmwareTable(addr: number, pdb: number): boolean {
+    checkUint(addr, "table address");
+    checkUint(pdb, "PDB");
+    return this.#firmwareTable(addr, pdb);
   }
 
   /**
@@ -112,15 +165,20 @@ export class GpuMm {
   }
 
   #deps() {
+    const allocator = () => this.buddy;
     return {
       pramin: this.pramin,
       tlb: this.tlb,
-      buddy: this.buddy,
+      // Read when a table is made or freed: without an allocator that fails EPERM then, not at open.
+      get buddy(): BuddyAllocator {
+        return allocator();
+      },
       format: this.format,
       vramSize: this.vramSize,
       tablesChanged: () => {
         this.tablesVersion++;
       },
+      firmwareTable: (addr: number, pdb: number) => this.#firmwareTable(addr, pdb),
     };
   }
 
@@ -184,7 +242,7 @@ export class GpuMm {
     });
     // Tables built by hand in an allocation: that allocation must not be freed (and handed
     // out again) while this space still walks and writes them.
-    const holder = this.buddy.allocations().find((a) =>
+    const holder = this.#buddy?.allocations().find((a) =>
       a.blocks.some((b) => options.pdb >= b.start && options.pdb < b.start + b.size)
     );
     if (holder !== undefined) vmm.whenDestroyed(holder.pin(`the page directory of ${vmm.name}`));
@@ -231,7 +289,10 @@ export class GpuMm {
 
   /** The one-line summary the REPL and `Deno.inspect` print. */
   [Symbol.for("Deno.customInspect")](): string {
-    const s = this.buddy.stats();
+    if (this.#buddy === null) {
+      return `GpuMm MMU v${this.format.version}: no allocator (${this.noAllocator}), ${this.vmms().length} address spaces`;
+    }
+    const s = this.#buddy.stats();
     return `GpuMm MMU v${this.format.version}: VRAM ${formatSize(s.total)} usable, ${
       formatSize(s.free)
     } free, ${this.vmms().length} address spaces`;

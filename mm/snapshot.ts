@@ -432,6 +432,10 @@ export async function takeSnapshot(gpu: Gpu, options: SnapshotOptions = {}): Pro
         registers: bind.registers.map((r) => ({ offset: r.offset, value: r.value })),
         problem: bind.problem,
       },
+      // The binding the layout came from: as this session found BAR1 at open (or, reopened, as
+      // the recorded session did). A reopen derives the same firmware regions from it, so BAR1
+      // tables a session built itself are never taken for firmware's reserved memory.
+      bar1AtStart: bar1AtStart(gpu),
       vram: {
         size: vramSize,
         usable: { ...gpu.vram.usable },
@@ -452,6 +456,22 @@ export async function takeSnapshot(gpu: Gpu, options: SnapshotOptions = {}): Pro
     registers,
     vram,
     addressSpaces: spaces,
+  };
+}
+
+/**
+ * BAR1's binding when the card was first read, as `state.bar1AtStart` records it (the
+ * mmiotrace importer's shape, without its line): a snapshot's own record carried over.
+ */
+function bar1AtStart(gpu: Gpu): unknown {
+  const recorded = gpu.device.snapshot?.state.bar1AtStart;
+  if (recorded !== undefined) return recorded;
+  const b = gpu.bar1AtOpen;
+  return {
+    mode: b.mode,
+    via: b.via,
+    instanceBlock: b.instanceBlock === null ? null : hex(b.instanceBlock),
+    problem: b.problem,
   };
 }
 

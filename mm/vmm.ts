@@ -91,6 +91,12 @@ export interface VmmDeps {
   vramSize: number;
   /** Called when tables may have been made or freed (the write policy re-reads them). */
   tablesChanged?: () => void;
+  /**
+   * Whether a table this space did not make (at VRAM `addr`, in the tree
+   * rooted at `pdb`) is firmware's rather than merely not this session's
+   * (what dumps print); without it every such table is firmware's.
+   */
+  firmwareTable?: (addr: number, pdb: number) => boolean;
 }
 
 /** Options for a {@linkcode Vmm}. */
@@ -840,6 +846,7 @@ export class Vmm {
       );
     }
     const pteForeign = (va: bigint) => this.#firmwareVa(va);
+    const tableFirmware = (t: PtTable) => this.#deps.firmwareTable?.(t.addr, this.pdb) ?? true;
     if (options.fromHardware) {
       // A throw-away shadow, a fresh scan of VRAM: what the hardware holds.
       const scanned = new Mapper(this.format, this.pdb, null, this.#deps);
@@ -851,6 +858,7 @@ export class Vmm {
         maxPtes,
         tableForeign: (t) => !ours.has(t.addr),
         pteForeign,
+        tableFirmware,
         header: this.#dumpHeader(`${this.name} (read from VRAM)`),
       });
     }
@@ -858,6 +866,7 @@ export class Vmm {
       maxPtes,
       tableForeign: (t) => t.alloc === null,
       pteForeign,
+      tableFirmware,
       header: this.#dumpHeader(this.name),
     });
   }

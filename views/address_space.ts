@@ -3,10 +3,13 @@
  * nested `<details>` (one per directory entry, with its level, index, VA,
  * the table it points to and how many entries of it are used), leaf tables
  * summarised as runs of PTEs (consecutive entries mapping consecutive VRAM)
- * and a strip of the table's entries coloured by page size; firmware's
- * tables and entries are marked. Above it, the VA coverage bar: the whole
- * VA space and the part in use, coloured by page size, firmware's ranges
- * hatched.
+ * and a strip of the table's entries coloured by page size; tables and
+ * entries this session did not make are marked with whose they are as far as
+ * known: `(firmware)` (firmware's reserved memory, the BAR1 firmware had bound
+ * at open) or `(not this session's)` (a reopened snapshot's, another tool's;
+ * see `DumpNode.foreign`). Above it, the VA coverage bar: the whole VA space
+ * and the part in use, coloured by page size, ranges found in the tables
+ * (not mapped by this session) in the colour of whose they are.
  *
  * Data comes from `vmm.dump()` (the shadow: no MMIO), `vmm.mappings()` and
  * `vmm.ranges.list()`. Cost is bounded: at most `maxTables` directory
@@ -20,8 +23,9 @@ import { describe, fail, formatSize } from "../hw/errors.ts";
 import { checkObject, checkOptions } from "../hw/validate.ts";
 import { interruptPoint } from "../hw/mmio.ts";
 import { type DumpNode, Vmm } from "../mm/vmm.ts";
+import { type Foreign, foreignLabel } from "../mm/pagetable/dump.ts";
 import type { MmuFormat } from "../mm/pagetable/format.ts";
-import { esc, FIRMWARE_COLOR, hexFast, pageColor, pageLegend } from "./html.ts";
+import { esc, FIRMWARE_COLOR, hexFast, OTHER_COLOR, pageColor, pageLegend } from "./html.ts";
 import { drawAxis, drawLane, type LaneData } from "./vram_map.ts";
 
 /** Options of {@linkcode addressSpaceHtml}. */
@@ -60,7 +64,19 @@ interface Counts {
   /** PTEs by page size. */
   bySize: Map<number, number>;
   /** Firmware's PTEs. */
-  foreign: number;
+  firmware: number;
+  /** PTEs not this session's that firmware is not known to own. */
+  other: number;
+}
+
+/** The colour of a foreign entry or range. */
+function foreignColor(foreign: Foreign): string {
+  return foreign === "other" ? OTHER_COLOR : FIRMWARE_COLOR;
+}
+
+/** The ` (firmware)` / ` (not this session's)` mark after a foreign entry, or nothing. */
+function foreignMark(foreign: Foreign): string {
+  return foreign ? ` <span class="nm-fw">(${esc(foreignLabel(foreign))})</span>` : "";
 }
 
 function hexVa(va: bigint): string {
@@ -76,7 +92,7 @@ interface Run {
   pa: number;
   size: number;
   valid: boolean;
-  foreign: boolean;
+  foreign: Foreign;
   aperture: string;
 }
 
@@ -117,7 +133,10 @@ function chips(c: Counts): string {
       esc(formatSize(size))
     }</span>`
   );
-  if (c.foreign > 0) parts.push(`<span class="nm-fw">${c.foreign} firmware's</span>`);
+  if (c.firmware > 0) parts.push(`<span class="nm-fw">${c.firmware} firmware's</span>`);
+  if (c.other > 0) {
+    parts.push(`<span class="nm-fw">${c.other} ${esc(foreignLabel("other"))}</span>`);
+  }
   return parts.join(" ");
 }
 
@@ -141,7 +160,7 @@ function strip(nodes: DumpNode[], format: MmuFormat): string {
       : level === format.bigPt.name
       ? format.bigPt.entries
       : format.directories.find((d) => d.name === level)?.entries ?? 512;
-    const colors = [pageColor(pageSizeAt(format, level)), FIRMWARE_COLOR, "#8c959f"];
+    const colors = [pageColor(pageSizeAt(format, level)), FIRMWARE_COLOR, "#8c959f", OTHER_COLOR];
     const scale = 256 / entries;
     out.push(
       `<text x="0" y="${y + 8}" font-size="9">${
@@ -150,7 +169,8 @@ function strip(nodes: DumpNode[], format: MmuFormat): string {
     );
     let i = 0;
     while (i < list.length) {
-      const kindOf = (n: DumpNode) => n.foreign ? 1 : (n.entry as { valid: boolean }).valid ? 0 : 2;
+      const kindOf = (n: DumpNode) =>
+        n.foreign === "other" ? 3 : n.foreign ? 1 : (n.entry as { valid: boolean }).valid ? 0 : 2;
       const k = kindOf(list[i]);
       let j = i + 1;
       while (j < list.length && list[j].index === list[j - 1].index + 1 && kindOf(list[j]) === k) {
@@ -207,18 +227,20 @@ export function addressSpaceHtml(vmm: Vmm, options: AddressSpaceOptions = {}): s
   let pteTotal = 0;
   let dirTotal = 0;
   const count = (n: DumpNode): Counts => {
-    const c: Counts = { bySize: new Map(), foreign: 0 };
+    const c: Counts = { bySize: new Map(), firmware: 0, other: 0 };
     for (const ch of n.children) {
       if (isPte(ch)) {
         if ((++pteTotal & 4095) === 0) interruptPoint();
         const size = pageSizeAt(format, ch.level);
         c.bySize.set(size, (c.bySize.get(size) ?? 0) + 1);
-        if (ch.foreign) c.foreign++;
+        if (ch.foreign === "other") c.other++;
+        else if (ch.foreign) c.firmware++;
       } else {
         dirTotal++;
         const sub = count(ch);
         for (const [s, k] of sub.bySize) c.bySize.set(s, (c.bySize.get(s) ?? 0) + k);
-        c.foreign += sub.foreign;
+        c.firmware += sub.firmware;
+        c.other += sub.other;
       }
     }
     counts.set(n, c);
@@ -258,7 +280,7 @@ export function addressSpaceHtml(vmm: Vmm, options: AddressSpaceOptions = {}): s
         }[${ch.index}]</b> va ${hexVa(ch.va)} @${hexFast(ch.address)}${
           e !== null && e.address !== undefined ? ` → ${hexFast(Number(e.address))}` : ""
         } · ${usedText || "no entries"} · ${chips(counts.get(ch)!)}${
-          ch.foreign ? ' <span class="nm-fw">(firmware)</span>' : ""
+          foreignMark(ch.foreign)
         }</summary>${tree(ch, depth + 1)}</details>`,
       );
     }
@@ -269,12 +291,12 @@ export function addressSpaceHtml(vmm: Vmm, options: AddressSpaceOptions = {}): s
         const last = r.first + r.count - 1;
         parts.push(
           `<div class="nm-run"><i style="background:${
-            r.foreign ? FIRMWARE_COLOR : pageColor(r.size)
+            r.foreign ? foreignColor(r.foreign) : pageColor(r.size)
           }"></i>${esc(r.level)}[${r.first}${r.count > 1 ? `..${last}` : ""}] ${r.count}×${
             esc(formatSize(r.size))
           } va [${hexVa(r.va)}, ${hexVa(r.va + BigInt(r.count * r.size))}) → ${
             r.valid ? `${esc(r.aperture)} ${hexFast(r.pa)}` : "invalid"
-          }${r.foreign ? ' <span class="nm-fw">(firmware)</span>' : ""}</div>`,
+          }${foreignMark(r.foreign)}</div>`,
         );
       }
       if (runs.length > maxRuns) {
@@ -306,15 +328,13 @@ export function addressSpaceHtml(vmm: Vmm, options: AddressSpaceOptions = {}): s
     truncated
       ? ` <b>(first ${maxPtes} PTEs only: addressSpaceHtml({ maxPtes }) shows more)</b>`
       : ""
-  }</div>${vaCoverage(vmm)}${
+  }</div>${coverage(vmm, root.foreign === "other" ? "other" : "firmware")}${
     pageLegend(sizes)
   }<div class="nm-tree"><details open><summary><b>PDB</b> ${
     esc(format.directories[0].name)
   } table @${hexFast(root.address)} · ${root.children.length} of ${
     format.directories[0].entries
-  } entries${
-    root.foreign ? ' <span class="nm-fw">(firmware)</span>' : ""
-  }</summary>${body}</details>${
+  } entries${foreignMark(root.foreign)}</summary>${body}</details>${
     skipped > 0
       ? `<div>… ${skipped} more directory entries not drawn (addressSpaceHtml({ maxTables }))</div>`
       : ""
@@ -344,6 +364,11 @@ function intOption(v: number | undefined, dflt: number, lo: number, hi: number, 
 export function vaCoverage(vmm: Vmm): string {
   checkObject(vmm, "vaCoverage vmm");
   if (!(vmm instanceof Vmm)) fail("EINVAL", "vaCoverage takes a Vmm");
+  return coverage(vmm, "firmware");
+}
+
+/** {@linkcode vaCoverage}, the ranges the scan found drawn as `found`'s (the root table's owner). */
+function coverage(vmm: Vmm, found: "firmware" | "other"): string {
   const maps = vmm.mappings();
   const colors: string[] = [];
   const kindOf = new Map<string, number>();
@@ -366,7 +391,7 @@ export function vaCoverage(vmm: Vmm): string {
   }
   for (const r of vmm.ranges.list()) {
     if (r.owner !== "firmware") continue;
-    items.push({ s: Number(r.start), e: Number(r.end), k: kind(FIRMWARE_COLOR), l: -1 });
+    items.push({ s: Number(r.start), e: Number(r.end), k: kind(foreignColor(found)), l: -1 });
   }
   items.sort((a, b) => a.s - b.s);
   const lane: LaneData = {
@@ -379,7 +404,10 @@ export function vaCoverage(vmm: Vmm): string {
     kinds: colors.map((_, i) => `va${i}`),
     colors,
     // Titles only for what is drawn alone: the text of a mapping is made when drawn.
-    label: (i: number) => (i < 0 ? "firmware's range" : String(maps[i])),
+    label: (i: number) =>
+      i < 0
+        ? (found === "firmware" ? "firmware's range" : "a range not this session's")
+        : String(maps[i]),
     hex: hexFast,
     size: formatSize,
     tick: interruptPoint,

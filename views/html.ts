@@ -67,6 +67,9 @@ export const PAGE_COLORS: Readonly<Record<number, string>> = Object.freeze({
 /** The colour of firmware's entries and ranges (drawn hatched where they are areas). */
 export const FIRMWARE_COLOR = "#8c6d5a";
 
+/** The colour of entries and ranges of tables not this session's that firmware is not known to own (a snapshot's, another tool's). */
+export const OTHER_COLOR = "#6e7781";
+
 /** Colour of a page size (grey for one without a colour). */
 export function pageColor(size: number): string {
   return PAGE_COLORS[size] ?? "#999999";
@@ -81,7 +84,7 @@ export function swatch(color: string, name: string): string {
 export function pageLegend(sizes: readonly number[]): string {
   return `<div class="nm-legend">${
     sizes.map((s) => swatch(pageColor(s), `${formatSize(s)} pages`)).join("")
-  }${swatch(FIRMWARE_COLOR, "firmware's")}</div>`;
+  }${swatch(FIRMWARE_COLOR, "firmware's")}${swatch(OTHER_COLOR, "not this session's")}</div>`;
 }
 
 /** The page's style sheet (one, shared by every view; scoped by the `nm-` prefix). */

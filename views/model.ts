@@ -97,7 +97,8 @@ export function vramModel(gpu: Gpu): VramModel {
     label: `${r.name} (${r.source})`,
   }));
   const buddy: VramItem[] = [];
-  const allocations = gpu.mm.buddy.allocations();
+  // A read-only snapshot that leaves novamm no usable VRAM has no allocator: nothing allocated.
+  const allocations = gpu.mm.noAllocator === null ? gpu.mm.buddy.allocations() : [];
   for (let i = 0; i < allocations.length; i++) {
     if ((i & 4095) === 4095) interruptPoint();
     const a = allocations[i];

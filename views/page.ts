@@ -122,7 +122,7 @@ export async function reportHtml(gpu: Gpu, options: ReportOptions = {}): Promise
   // VRAM.
   parts.push(drawn("the VRAM map", () => {
     const model = vramModel(gpu);
-    const allocations = gpu.mm.buddy.allocations();
+    const allocations = gpu.mm.noAllocator === null ? gpu.mm.buddy.allocations() : [];
     const close = usedSpan(model.lanes[1].items.map((i) => [i.start, i.end]), model.size);
     return (
       `<h2>VRAM</h2>${vramMapHtml(model, { id: "nm-vram" })}${
@@ -138,7 +138,9 @@ export async function reportHtml(gpu: Gpu, options: ReportOptions = {}): Promise
             ...gpu.vram.layout.map((r) =>
               `  ${r.name} [${hexFast(r.start)}, ${hexFast(r.end)}) ${formatSize(r.end - r.start)}`
             ),
-            String(gpu.mm.buddy),
+            gpu.mm.noAllocator === null
+              ? String(gpu.mm.buddy)
+              : `no allocator: ${gpu.mm.noAllocator}`,
             ...allocations.slice(0, TEXT_LINES).map((a) =>
               `${String(a)}${a.users.length === 0 ? "" : `  in use by ${a.users.join(", ")}`}`
             ),

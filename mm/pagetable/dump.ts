@@ -2,7 +2,13 @@
  * The dump of a shadow tree: every non-zero entry with its level, index,
  * VRAM address, first VA and decoded value, children nested, printing as an
  * indented tree. `Vmm.dump` is the entry point; it decides which shadow (its
- * own, or a fresh scan of VRAM) and what counts as firmware's.
+ * own, or a fresh scan of VRAM) and what counts as foreign.
+ *
+ * A foreign entry is one of two kinds, and the dump says which it knows:
+ * `"firmware"` (a table in a region firmware owns, or of the BAR1 binding
+ * firmware had at open: printed `(firmware)`) or `"other"` (a table this
+ * session did not make and firmware is not known to own: a reopened
+ * snapshot's, another tool's; printed `(not this session's)`).
  *
  * @module
  */
@@ -35,8 +41,21 @@ export interface DumpNode {
   entry: unknown;
   /** Child nodes. */
   children: DumpNode[];
-  /** True for tables this Vmm did not create. */
-  foreign: boolean;
+  /**
+   * False for what this Vmm made; for a table (or a PTE at a VA) it did not
+   * make, whose it is as far as known: `"firmware"` (firmware's reserved
+   * memory, or the tables of the BAR1 binding firmware had at open) or
+   * `"other"` (not this session's: a reopened snapshot's, another tool's).
+   */
+  foreign: Foreign;
+}
+
+/** Whose a foreign table is: see {@linkcode DumpNode.foreign}. */
+export type Foreign = false | "firmware" | "other";
+
+/** The word a dump prints after a foreign entry (and the views show): `(firmware)`, `(not this session's)`. */
+export function foreignLabel(foreign: Foreign): string {
+  return foreign === "firmware" ? "firmware" : foreign === "other" ? "not this session's" : "";
 }
 
 /** How {@linkcode dumpTree} marks and prints. */
@@ -47,6 +66,12 @@ export interface DumpTreeOptions {
   tableForeign: (t: PtTable) => boolean;
   /** True for a PTE at a VA the address space did not map. */
   pteForeign: (va: bigint) => boolean;
+  /**
+   * For a foreign table (or a table holding a foreign PTE): true when it is
+   * known to be firmware's, false when it is merely not this session's.
+   * Default: every foreign table is firmware's.
+   */
+  tableFirmware?: (t: PtTable) => boolean;
   /** The first line of the printed tree. */
   header: string;
 }
@@ -55,6 +80,8 @@ export interface DumpTreeOptions {
  * The tree of `tree` from its root. An entry is marked foreign when the
  * table it points to is (`tableForeign`) or, for a PTE, when its VA is
  * (`pteForeign`): a page mapped by this Vmm into firmware's table is ours.
+ * A foreign mark is `"firmware"` when `tableFirmware` says so of that table
+ * (of the table holding it, for a PTE), else `"other"`.
  *
  * @example
  * ```ts
@@ -71,6 +98,9 @@ export interface DumpTreeOptions {
  */
 export function dumpTree(tree: ShadowTree, options: DumpTreeOptions): DumpNode {
   const { tableForeign, pteForeign } = options;
+  const tableFirmware = options.tableFirmware ?? (() => true);
+  const kind = (foreign: boolean, t: PtTable): Foreign =>
+    !foreign ? false : tableFirmware(t) ? "firmware" : "other";
   let budget = options.maxPtes;
   const codec = tree.format.codec;
   const dirs = tree.format.directories.length;
@@ -78,6 +108,12 @@ export function dumpTree(tree: ShadowTree, options: DumpTreeOptions): DumpNode {
   let tables = 0;
   let visited = 0;
   for (const _ of tree.tables()) tables++;
+  // A dual PDE is foreign when both halves are; firmware's when a half firmware owns is there.
+  const dualForeign = (big: PtTable | null, small: PtTable | null): Foreign => {
+    const halves = [big, small].filter((c) => c !== null);
+    if (!halves.every((c) => tableForeign(c))) return false;
+    return halves.length === 0 || halves.some((c) => tableFirmware(c)) ? "firmware" : "other";
+  };
   const visit = (t: PtTable, base: bigint): DumpNode[] => {
     workStep(visited++, tables, "dump");
     const out: DumpNode[] = [];
@@ -102,9 +138,7 @@ export function dumpTree(tree: ShadowTree, options: DumpTreeOptions): DumpNode {
           va,
           entry: d.isPte ? codec.decodePte(lo) : d,
           children,
-          foreign: d.isPte
-            ? pteForeign(va)
-            : [big, small].every((c) => c === null || tableForeign(c)),
+          foreign: d.isPte ? kind(pteForeign(va), t) : dualForeign(big, small),
         });
         continue;
       }
@@ -119,7 +153,7 @@ export function dumpTree(tree: ShadowTree, options: DumpTreeOptions): DumpNode {
         va,
         entry: isPte ? codec.decodePte(raw) : codec.decodePde(raw),
         children: child === null ? [] : visit(child, va),
-        foreign: child === null ? pteForeign(va) : tableForeign(child),
+        foreign: child === null ? kind(pteForeign(va), t) : kind(tableForeign(child), child),
       });
     }
     return out;
@@ -131,7 +165,7 @@ export function dumpTree(tree: ShadowTree, options: DumpTreeOptions): DumpNode {
     va: 0n,
     entry: null,
     children: visit(tree.root, 0n),
-    foreign: tableForeign(tree.root),
+    foreign: kind(tableForeign(tree.root), tree.root),
   };
   workDone(tables, "dump");
   const truncated = budget <= 0;
@@ -150,7 +184,7 @@ function formatDump(header: string, root: DumpNode, truncated: boolean): string 
       if ((lines.length & 127) === 0) interruptPoint();
       lines.push(
         `${indent}${n.level}[${n.index}] va ${hex(n.va)} @${hex(n.address)} ${String(n.entry)}${
-          n.foreign ? "  (firmware)" : ""
+          n.foreign ? `  (${foreignLabel(n.foreign)})` : ""
         }`,
       );
       visit(n.children, indent + "  ");
