@@ -31,7 +31,12 @@ import {
 import { createSimGpu, type SimGpu } from "./sim/gpu.ts";
 import { formatSimSpec, type ParsedSimSpec, parseSimSpec as parseSim } from "./sim/spec.ts";
 import { DEFAULT_SIM_PROFILE, SIM_PROFILES, SIM_STATES } from "./sim/profiles.ts";
-import { loadedRegisterDb, lookup as lookupRegisters } from "./regdb/mod.ts";
+import {
+  loadedRegisterDb,
+  lookup as lookupRegisters,
+  type RegisterDb,
+  registerDbLoading,
+} from "./regdb/mod.ts";
 import { enableDevice, findGpu, type PciFunction } from "./pci.ts";
 import { openBar } from "./mapped.ts";
 import { checkTimeout } from "./poll.ts";
@@ -214,18 +219,35 @@ export function parseSimSpec(spec: string): ParsedSimSpec | null {
  * What NVIDIA's headers say about a BAR0 offset of a simulated chip, from the
  * register database when it is loaded (`openGpu` loads it first; a direct
  * `openDevice` uses it when some earlier call did): the simulator answers
- * registers it does not model with their header reset value.
+ * registers it does not model with their header reset value. While a load is
+ * under way (`openGpuEarly` starts it and opens at once) the answer waits for
+ * it: an access the simulator does not model fails EAGAIN until it has
+ * loaded (answered as a PRI error if the load fails), never answered
+ * differently for being early.
  */
 function simHeaders(
   profile: string | undefined,
 ): ((offset: number) => { name: string; reset: number | null } | null) | undefined {
   const chipId = simProfileChipId(profile);
   if (chipId === null) return undefined; // createSimGpu says why
-  const db = loadedRegisterDb(chipId);
-  if (db === undefined) return undefined;
-  return (offset) => {
+  const answer = (db: RegisterDb, offset: number) => {
     const hit = lookupRegisters(db, offset, { limit: 1 })[0];
     return hit === undefined ? null : { name: hit.name, reset: hit.register.reset };
+  };
+  const db = loadedRegisterDb(chipId);
+  if (db !== undefined) return (offset) => answer(db, offset);
+  if (!registerDbLoading(chipId)) return undefined;
+  return (offset) => {
+    const now = loadedRegisterDb(chipId);
+    if (now !== undefined) return answer(now, offset);
+    if (!registerDbLoading(chipId)) return null; // the load failed: no headers
+    fail(
+      "EAGAIN",
+      `BAR0 ${
+        hex(offset)
+      }: the simulator does not model it, and NVIDIA's register database for this chip is still loading`,
+      "await loadGpuModules() first (openGpu waits for it)",
+    );
   };
 }
 

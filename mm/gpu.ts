@@ -16,7 +16,7 @@ import {
   parseSimSpec,
   simProfileChipId,
 } from "../hw/device.ts";
-import { loadRegisterDb } from "../hw/regdb/mod.ts";
+import { expectRegisterDb, loadRegisterDb } from "../hw/regdb/mod.ts";
 import type { ChipInfo } from "../hw/chip.ts";
 import { Mmio } from "../hw/mmio.ts";
 import { gpuLost, readValid, windowRegister } from "../hw/regs.ts";
@@ -51,11 +51,17 @@ interface GpuModules {
 }
 let modules: GpuModules | null = null;
 let loadingModules: Promise<void> | null = null;
+/**
+ * Chips whose register database {@linkcode openGpuEarly} left for {@linkcode loadGpuModules}
+ * (their simulators wait for it).
+ */
+const pendingDbs = new Set<number>();
 
 /**
- * Loads the code behind `gpu.mm`, `gpu.bar1` and `gpu.snapshot()` (once per thread).
- * {@linkcode openGpu} waits for it; only a GPU opened with {@linkcode openGpuEarly} needs it
- * called.
+ * Loads the code behind `gpu.mm`, `gpu.bar1` and `gpu.snapshot()` (once per thread), and waits
+ * for the register databases {@linkcode openGpuEarly} started loading (a simulator answers the
+ * registers it does not model from them). {@linkcode openGpu} waits for both; only a GPU
+ * opened with `openGpuEarly` needs it called.
  *
  * @example
  * ```ts
@@ -67,8 +73,9 @@ let loadingModules: Promise<void> | null = null;
  * ```
  */
 export function loadGpuModules(): Promise<void> {
-  // Literal specifiers on purpose: Deno reads these modules (and all they import) together
-  // with this one, and runs them only now.
+  // Computed specifiers on purpose: a literal one would have Deno read these modules (and all
+  // they import) with this one, before whoever loads this module starts (the REPL's worker,
+  // which loads this before its prompt and these after it).
   loadingModules ??= Promise.all([
     import(new URL("./gpu_mm.ts", import.meta.url).href) as Promise<typeof import("./gpu_mm.ts")>,
     import(new URL("./bar_user.ts", import.meta.url).href) as Promise<
@@ -86,7 +93,9 @@ export function loadGpuModules(): Promise<void> {
       snapshotToFile: snap.snapshotToFile,
     };
   });
-  return loadingModules;
+  const dbs = [...pendingDbs].map((chipId) => loadRegisterDb(chipId).catch(() => {}));
+  pendingDbs.clear();
+  return Promise.all([loadingModules, ...dbs]).then(() => {});
 }
 
 /** The code behind `what`, or EAGAIN while it is still loading (see {@linkcode openGpuEarly}). */
@@ -660,7 +669,7 @@ const OPEN_OPTIONS = new WeakMap<Gpu, OpenGpuOptions>();
 export async function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
   // Both at once: the device opens while the rest of the code loads.
   const code = loadGpuModules();
-  const gpu = await openGpuEarly(options);
+  const gpu = await openWith(options, true);
   try {
     await code;
   } catch (e) {
@@ -675,8 +684,9 @@ export async function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
  * `gpu.snapshot()`, for a caller that shows the open device first (the REPL draws its banner
  * and prompt, then loads the rest): chip, registers, PRAMIN, the TLB, the VRAM layout and
  * walks work at once; the allocator, BAR1 (its accesses included) and snapshots fail with
- * EAGAIN until {@linkcode loadGpuModules} has resolved. The same options and checks as
- * `openGpu`.
+ * EAGAIN until {@linkcode loadGpuModules} has resolved, and so does, on a simulated chip, a
+ * register the simulator does not model (answered from NVIDIA's headers, whose database loads
+ * meanwhile). The same options and checks as `openGpu`.
  *
  * @example
  * ```ts
@@ -688,6 +698,15 @@ export async function openGpu(options: OpenGpuOptions = {}): Promise<Gpu> {
  * ```
  */
 export function openGpuEarly(options: OpenGpuOptions = {}): Promise<Gpu> {
+  return openWith(options, false);
+}
+
+/**
+ * {@linkcode openGpu}'s open; `waitForDb`: load a simulated chip's register database before
+ * the open, else open at once and leave it to {@linkcode loadGpuModules} (until it has
+ * loaded, a register the simulator does not model fails EAGAIN).
+ */
+function openWith(options: OpenGpuOptions, waitForDb: boolean): Promise<Gpu> {
   try {
     checkOptions(options, {
       device: "string",
@@ -727,11 +746,16 @@ export function openGpuEarly(options: OpenGpuOptions = {}): Promise<Gpu> {
       });
     }
     // A simulated chip answers the registers it does not model from NVIDIA's headers: load
-    // that chip's register database first (once per process).
+    // that chip's register database first (once per process), or, early, meanwhile.
     const sim = parseSimSpec(deviceOptions.device ?? "sim");
     const chipId = sim === null ? null : simProfileChipId(sim.profile);
     if (chipId === null) return Promise.resolve(open());
-    return loadRegisterDb(chipId).then(open, open);
+    if (waitForDb) return loadRegisterDb(chipId).then(open, open);
+    // Not now: loadGpuModules loads it (loading it here would hold up what the caller does
+    // next, the REPL's banner and prompt). The simulator made meanwhile waits for it.
+    expectRegisterDb(chipId);
+    pendingDbs.add(chipId);
+    return Promise.resolve(open());
   } catch (e) {
     return Promise.reject(e);
   }

@@ -415,10 +415,53 @@ export function loadRegisterDb(chip: string | number | { chipId: number }): Prom
       const db = new LoadedRegisterDb(key, m.META, m.BODY);
       loaded.set(key, db);
       return db;
+    }, (e) => {
+      cache.delete(key); // not loading any more: a later call tries again
+      expected.delete(key);
+      throw e;
     });
     cache.set(key, p);
   }
   return p;
+}
+
+/** Families whose database someone said will be loaded ({@linkcode expectRegisterDb}). */
+const expected = new Set<string>();
+
+/**
+ * Says that the chip's family database will be loaded ({@linkcode loadRegisterDb}) before it
+ * is needed, without loading it now: until it has loaded (or its load failed),
+ * {@linkcode registerDbLoading} is true.
+ *
+ * @example
+ * ```ts
+ * expectRegisterDb("AD102");
+ * registerDbLoading("AD102"); // true
+ * await loadRegisterDb("AD102");
+ * registerDbLoading("AD102"); // false
+ * ```
+ */
+export function expectRegisterDb(chip: string | number | { chipId: number }): void {
+  const key = regdbChipKey(chip);
+  if (!loaded.has(key)) expected.add(key);
+}
+
+/**
+ * True while the chip's family database is on its way: a {@linkcode loadRegisterDb} is under
+ * way, or {@linkcode expectRegisterDb} said one will come (not yet loaded, not failed). A
+ * synchronous path that needs it can tell "not yet" from "not at all".
+ *
+ * @example
+ * ```ts
+ * const p = loadRegisterDb("TU102");
+ * registerDbLoading("TU102"); // true (until it has loaded)
+ * await p;
+ * registerDbLoading("TU102"); // false
+ * ```
+ */
+export function registerDbLoading(chip: string | number | { chipId: number }): boolean {
+  const key = regdbChipKey(chip);
+  return (cache.has(key) || expected.has(key)) && !loaded.has(key);
 }
 
 /**
