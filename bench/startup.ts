@@ -25,11 +25,14 @@
  *   snapshot code (`loadGpuModules`) load after the prompt, with the session, help and globals;
  *   those specifiers are computed, so Deno does not read them before the worker starts;
  * - the MMU codecs build their tables on first use (mm/pagetable/codec.ts; 6-13 ms at load);
+ * - a simulated chip's register database (5-7 ms) loads with the rest, after the prompt; until
+ *   then the simulator answers a register it does not model with EAGAIN;
  * - the UI writes banner and prompt as soon as the worker is ready, puts the terminal in raw
  *   mode (keys typed meanwhile wait for readline), and makes node's stdin stream and readline
  *   after; the parser (an npm package) runs its code after the prompt.
- * Medians over the work: 277 ms (before issue 17), 176-184 ms, now 131-134 ms with a `deno
- * eval` floor of 60 ms (2.2x).
+ * Medians over the work: 277 ms (before issue 17), 176-184 ms, now 136-140 ms with a `deno
+ * eval` floor of 64-70 ms (2.0x; 145 ms before the register database moved, A/B the same
+ * minute).
  *
  * @module
  */
