@@ -88,7 +88,7 @@ export interface GfwStatus {
   register: string;
   /** Its last value. */
   value: number;
-  /** Milliseconds spent waiting (0 when boot had already finished). */
+  /** Milliseconds spent waiting (0 when the first read said boot had finished). */
   waitedMs: number;
   /** Status polls made. */
   polls: number;
@@ -298,7 +298,11 @@ export function waitGfwBoot(
       done = getField(value, regs.field) === FSP_BOOT_COMPLETE_SUCCESS;
     }
     const waited = performance.now() - start;
-    if (done) return { register: regs.name, value, waitedMs: Math.round(waited), polls };
+    // Done at the first look is no wait, however long that one read took (cold code, a busy
+    // machine): the banner says "waited" only when the firmware made it wait.
+    if (done) {
+      return { register: regs.name, value, waitedMs: polls === 1 ? 0 : Math.round(waited), polls };
+    }
     if (waited > timeoutMs) {
       const reg = what === regs.name ? regs.progress : regs.plm!;
       fail(
@@ -319,7 +323,7 @@ export interface MemClearStatus {
   offset: number;
   /** Its last value; null when it read a PRI error (not available on this chip or firmware). */
   value: number | null;
-  /** Milliseconds spent waiting. */
+  /** Milliseconds spent waiting (0 when the first read said done). */
   waitedMs: number;
 }
 
@@ -344,7 +348,8 @@ export function waitMemClear(
     const v = bar0.read32(offset);
     polls++;
     checkNotGone(bar0, v, offset, "memory-clear status");
-    const waitedMs = Math.round(performance.now() - start);
+    // As for GFW: done at the first look is no wait.
+    const waitedMs = polls === 1 ? 0 : Math.round(performance.now() - start);
     if (isPriError(v)) return { offset, value: null, waitedMs };
     if (v === 1) return { offset, value: v, waitedMs };
     if (performance.now() - start > timeoutMs) {

@@ -160,7 +160,13 @@ function load(): Libc {
   const tried: string[] = [];
   for (const name of LIBC_NAMES) {
     try {
-      libc = Deno.dlopen(name, SYMBOLS).symbols;
+      const c = Deno.dlopen(name, SYMBOLS).symbols;
+      // This thread's errno, located once (it does not move): a failed call's errno is read
+      // straight after it, with no other library call in between that could set it again.
+      const where = c.__errno_location();
+      errnoView = where === null ? null : new Deno.UnsafePointerView(where);
+      errnoView?.getInt32(); // the read path warm before the first failure needs it
+      libc = c;
       return libc;
     } catch (error) {
       if (isPermissionError(error)) {
@@ -175,9 +181,11 @@ function load(): Libc {
   return fail("ENODEV", `cannot load libc (${tried.join("; ")})`);
 }
 
-function errno(c: Libc): number {
-  const where = c.__errno_location();
-  return where === null ? 0 : new Deno.UnsafePointerView(where).getInt32();
+/** This thread's `errno` (set up by `load`). */
+let errnoView: Deno.UnsafePointerView | null = null;
+
+function errno(): number {
+  return errnoView === null ? 0 : errnoView.getInt32();
 }
 
 function errnoName(n: number): string {
@@ -212,7 +220,7 @@ export function openFile(path: string, options: OpenFileOptions = {}): number {
   const flags = (options.readOnly ? O_RDONLY : O_RDWR | O_SYNC) | O_CLOEXEC;
   const fd = c.open(encoder.encode(path + "\0"), flags, 0);
   if (fd >= 0) return fd;
-  const n = errno(c);
+  const n = errno();
   const name = errnoName(n);
   if (name === "EACCES" || name === "EPERM") {
     fail(
@@ -251,7 +259,7 @@ export function mmapFile(fd: number, length: number, options: MmapOptions = {}):
   if (pointer !== null && BigInt(Deno.UnsafePointer.value(pointer)) !== MAP_FAILED) {
     return { pointer, length };
   }
-  const n = errno(c);
+  const n = errno();
   const name = errnoName(n);
   return fail(
     ERRNO_CODES[name] ?? "EIO",
@@ -266,7 +274,7 @@ export function mmapFile(fd: number, length: number, options: MmapOptions = {}):
 export function munmap(mapping: Mapping): void {
   const c = load();
   if (c.munmap(mapping.pointer, BigInt(mapping.length)) === 0) return;
-  const n = errno(c);
+  const n = errno();
   fail(
     "EIO",
     `munmap of ${hex(mapping.length)} bytes failed: ${errnoName(n)} (${errnoText(c, n)})`,
@@ -277,7 +285,7 @@ export function munmap(mapping: Mapping): void {
 export function closeFd(fd: number): void {
   const c = load();
   if (c.close(fd) === 0) return;
-  const n = errno(c);
+  const n = errno();
   fail("EIO", `close of fd ${fd} failed: ${errnoName(n)} (${errnoText(c, n)})`);
 }
 
@@ -296,7 +304,7 @@ export function closeFd(fd: number): void {
 export function tryLockFd(fd: number): boolean {
   const c = load();
   if (c.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
-  const n = errno(c);
+  const n = errno();
   if (errnoName(n) === "EAGAIN") return false; // EWOULDBLOCK
   return fail("EIO", `flock of fd ${fd} failed: ${errnoName(n)} (${errnoText(c, n)})`);
 }
@@ -327,7 +335,7 @@ export function openNoFollow(path: string, mode: number): number | string {
   // before the caller sees it is no regular file.
   const flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
   const fd = c.open(encoder.encode(path + "\0"), flags, mode);
-  return fd >= 0 ? fd : errnoName(errno(c));
+  return fd >= 0 ? fd : errnoName(errno());
 }
 
 /** Sets the size of an open file (`ftruncate`); EIO naming the errno on failure. */
@@ -337,7 +345,7 @@ export function truncateFd(fd: number, length: number): void {
   }
   const c = load();
   if (c.ftruncate(fd, BigInt(length)) === 0) return;
-  const n = errno(c);
+  const n = errno();
   fail("EIO", `ftruncate of fd ${fd} failed: ${errnoName(n)} (${errnoText(c, n)})`);
 }
 
@@ -349,7 +357,7 @@ export function pwriteFd(fd: number, bytes: Uint8Array, offset: number): void {
     const part = bytes.subarray(done);
     const n = Number(c.pwrite(fd, part, BigInt(part.length), BigInt(offset + done)));
     if (n <= 0) {
-      const e = errno(c);
+      const e = errno();
       if (n < 0 && errnoName(e) === "EINTR") continue;
       fail("EIO", `pwrite of fd ${fd} failed: ${errnoName(e)} (${errnoText(c, e)})`);
     }
@@ -365,7 +373,7 @@ export function preadFd(fd: number, length: number, offset: number): Uint8Array 
   for (;;) {
     const n = Number(c.pread(fd, buf, BigInt(length), BigInt(offset)));
     if (n >= 0) return buf.subarray(0, n);
-    const e = errno(c);
+    const e = errno();
     if (errnoName(e) === "EINTR") continue;
     return fail("EIO", `pread of fd ${fd} failed: ${errnoName(e)} (${errnoText(c, e)})`);
   }
