@@ -9,8 +9,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { formatError } from "./cli/common.ts";
+import { formatError, parseCommand } from "./cli/common.ts";
 import { fail } from "./hw/errors.ts";
 import { readSnapshotFile } from "./hw/snap/format.ts";
 import { diffSnapshots, diffToJson } from "./mm/snapshot_diff.ts";
@@ -33,20 +32,17 @@ Options:
 /** Runs the command; returns the exit status. */
 export async function main(args: string[]): Promise<number> {
   try {
-    const { values, positionals } = parseArgs({
+    const parsed = parseCommand(
       args,
-      options: {
+      {
         json: { type: "boolean", default: false },
         "max-items": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
       },
-      allowPositionals: true,
-      strict: true,
-    });
-    if (values.help) {
-      console.log(HELP);
-      return 0;
-    }
+      HELP,
+      { positionals: true },
+    );
+    if (typeof parsed === "number") return parsed === 0 ? 0 : 2; // 2: trouble, as below
+    const { values, positionals } = parsed;
     if (positionals.length !== 2) {
       fail(
         "EINVAL",

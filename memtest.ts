@@ -10,13 +10,13 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   closeForCommand,
   DEVICE_HELP,
   DEVICE_OPTIONS,
   isTty,
   openForCommand,
+  parseCommand,
   parseSize,
   reportError,
 } from "./cli/common.ts";
@@ -129,31 +129,19 @@ function progressLine(enabled: boolean): { update(p: MemtestProgress): void; don
 
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        ...DEVICE_OPTIONS,
-        range: { type: "string", short: "r" },
-        patterns: { type: "string", short: "p" },
-        seed: { type: "string" },
-        chunk: { type: "string" },
-        "max-errors": { type: "string" },
-        path: { type: "string" },
-        "read-back": { type: "string" },
-        json: { type: "boolean", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    return reportError(e);
-  }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const parsed = parseCommand(args, {
+    ...DEVICE_OPTIONS,
+    range: { type: "string", short: "r" },
+    patterns: { type: "string", short: "p" },
+    seed: { type: "string" },
+    chunk: { type: "string" },
+    "max-errors": { type: "string" },
+    path: { type: "string" },
+    "read-back": { type: "string" },
+    json: { type: "boolean", default: false },
+  }, HELP);
+  if (typeof parsed === "number") return parsed;
+  const { values } = parsed;
   let target: MemtestTarget;
   let options;
   try {

@@ -24,8 +24,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { DEVICE_OPTIONS, reportError } from "./cli/common.ts";
+import { DEVICE_OPTIONS, parseCommand, reportError } from "./cli/common.ts";
 import { type ChipInfo, decodeChip } from "./hw/chip.ts";
 import { openDevice, parseSimSpec } from "./hw/device.ts";
 import { fail, formatSize, hex, NovaError } from "./hw/errors.ts";
@@ -1046,21 +1045,12 @@ Options:
 
 /** Runs the command; returns the exit code. */
 export function main(args: string[]): number {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: { ...DEVICE_OPTIONS, json: { type: "boolean", default: false } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    return reportError(e);
-  }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const parsed = parseCommand(args, {
+    ...DEVICE_OPTIONS,
+    json: { type: "boolean", default: false },
+  }, HELP);
+  if (typeof parsed === "number") return parsed;
+  const { values } = parsed;
   let report: ProbeReport;
   try {
     report = probe({ device: values.device, force: values.force });

@@ -11,8 +11,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { reportError } from "./cli/common.ts";
+import { parseCommand, reportError } from "./cli/common.ts";
 import { parseSimSpec } from "./hw/device.ts";
 import { fail, hex } from "./hw/errors.ts";
 import { createSimGpu } from "./hw/sim/gpu.ts";
@@ -177,22 +176,19 @@ function profileFor(
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   try {
-    const { values, positionals } = parseArgs({
+    const parsed = parseCommand(
       args,
-      options: {
+      {
         device: { type: "string", short: "d" },
         decode: { type: "boolean", default: false },
         chip: { type: "string" },
         registers: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
       },
-      allowPositionals: true,
-      strict: true,
-    });
-    if (values.help) {
-      console.log(HELP);
-      return 0;
-    }
+      HELP,
+      { positionals: true },
+    );
+    if (typeof parsed === "number") return parsed;
+    const { values, positionals } = parsed;
     if (positionals.length !== 1) {
       fail(
         "EINVAL",

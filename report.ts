@@ -10,12 +10,12 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   closeForCommand,
   DEVICE_HELP,
   DEVICE_OPTIONS,
   openFromFlags,
+  parseCommand,
   reportError,
 } from "./cli/common.ts";
 import { fail, formatSize } from "./hw/errors.ts";
@@ -36,26 +36,14 @@ ${DEVICE_HELP}
 
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        ...DEVICE_OPTIONS,
-        output: { type: "string", short: "o", default: "report.html" },
-        "bring-up": { type: "boolean", default: false },
-        "no-registers": { type: "boolean", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    return reportError(e);
-  }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const parsed = parseCommand(args, {
+    ...DEVICE_OPTIONS,
+    output: { type: "string", short: "o", default: "report.html" },
+    "bring-up": { type: "boolean", default: false },
+    "no-registers": { type: "boolean", default: false },
+  }, HELP);
+  if (typeof parsed === "number") return parsed;
+  const { values } = parsed;
   const output = values.output;
   if (output === "") return reportError(fail("EINVAL", "--output is empty"));
   let gpu;

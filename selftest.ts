@@ -10,7 +10,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   DEVICE_HELP,
   DEVICE_OPTIONS,
@@ -19,6 +18,7 @@ import {
   isTty,
   openForCommand,
   openFromFlags,
+  parseCommand,
   reportError,
 } from "./cli/common.ts";
 import { scanGpus } from "./hw/pci.ts";
@@ -90,24 +90,13 @@ export function expandDevices(spec: string, options: { sysfsRoot?: string } = {}
 
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        ...DEVICE_OPTIONS,
-        suite: { type: "string" },
-        json: { type: "boolean", default: false },
-      },
-      strict: true,
-    }));
-  } catch (e) {
-    return reportError(e);
-  }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const parsed = parseCommand(args, {
+    ...DEVICE_OPTIONS,
+    suite: { type: "string" },
+    json: { type: "boolean", default: false },
+  }, HELP);
+  if (typeof parsed === "number") return parsed;
+  const { values } = parsed;
   const names = values.suite?.split(",") ?? Object.keys(SUITES);
   const suites: SelfTestSuite[] = [];
   for (const n of names) {

@@ -8,12 +8,12 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   closeForCommand,
   DEVICE_HELP,
   DEVICE_OPTIONS,
   openForCommand,
+  parseCommand,
   parseSize,
   Progress,
   reportError,
@@ -57,28 +57,16 @@ export function parseSnapshotRange(text: string): { addr: number; size: number }
 
 /** Runs the command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        ...DEVICE_OPTIONS,
-        output: { type: "string", short: "o" },
-        range: { type: "string", short: "r", multiple: true },
-        pdb: { type: "string", multiple: true },
-        "max-bytes": { type: "string" },
-        comment: { type: "string" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    return reportError(e);
-  }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const parsed = parseCommand(args, {
+    ...DEVICE_OPTIONS,
+    output: { type: "string", short: "o" },
+    range: { type: "string", short: "r", multiple: true },
+    pdb: { type: "string", multiple: true },
+    "max-bytes": { type: "string" },
+    comment: { type: "string" },
+  }, HELP);
+  if (typeof parsed === "number") return parsed;
+  const { values } = parsed;
   let options;
   try {
     if (values.output === undefined || values.output === "") {

@@ -6,7 +6,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { decodeChip } from "../hw/chip.ts";
 import { hex, NovaError } from "../hw/errors.ts";
 import { openBar } from "../hw/mapped.ts";
@@ -21,7 +20,7 @@ import {
   SIM_PROFILES,
   SIM_STATES,
 } from "../hw/sim/profiles.ts";
-import { formatTable, reportError } from "./common.ts";
+import { formatTable, parseCommand, reportError } from "./common.ts";
 import { formatSize } from "./globals.ts";
 
 const HELP = `deno task list [options]
@@ -185,24 +184,12 @@ export function formatSimulators(): string {
 
 /** Runs the command; returns the exit code. */
 export function main(args: string[]): number {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        "sysfs-root": { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-    }));
-  } catch (e) {
-    return reportError(e);
-  }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const parsed = parseCommand(args, {
+    "sysfs-root": { type: "string" },
+    json: { type: "boolean", default: false },
+  }, HELP);
+  if (typeof parsed === "number") return parsed;
+  const { values } = parsed;
   const sysfs = values["sysfs-root"] === undefined ? {} : { sysfsRoot: values["sysfs-root"] };
   let rows: GpuRow[];
   try {
