@@ -31,6 +31,7 @@
 
 import { formatSize } from "../hw/errors.ts";
 import { type Gpu, hex, openGpu, type Vmm } from "../mod.ts";
+import { best, praminFloor } from "./timing.ts";
 import { prng } from "../testing/prng.ts";
 
 const PAGE = 4096;
@@ -40,18 +41,10 @@ const FLOOR_WORDS = 524_288;
 
 /** Best of `n` floors: 524,288 window.write32 calls into a 2 MiB buffer, in ms. */
 function floorMs(gpu: Gpu, n: number): number {
-  const at = gpu.mm.buddy.alloc(2 * MiB);
-  let best = Infinity;
-  for (let k = 0; k < n; k++) {
-    const t0 = performance.now();
-    {
-      using w = gpu.pramin.window();
-      for (let i = 0; i < FLOOR_WORDS; i++) w.write32(at.start + i * 4, i);
-    }
-    best = Math.min(best, performance.now() - t0);
-  }
-  at.free();
-  return best;
+  const floor = praminFloor(gpu, FLOOR_WORDS);
+  const ms = best(n, 1, floor.run);
+  floor.free();
+  return ms;
 }
 
 /** The frames of a `bytes` buddy allocation, shuffled (scattered 4 KiB pages). */

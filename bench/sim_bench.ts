@@ -16,6 +16,7 @@
  */
 
 import { type Mapping, openGpu } from "../mod.ts";
+import { best, praminFloor } from "./timing.ts";
 
 const KiB = 1024;
 const MiB = 2 ** 20;
@@ -24,28 +25,9 @@ const PAGE = 4 * KiB;
 const gpu = await openGpu({ device: "sim:ga102" });
 const sim = gpu.sim!;
 
-/**
- * The fastest of `runs` timings of `reps` calls of fn, per call, in ms (the
- * fastest: on a shared machine it is the run least disturbed by others).
- */
-function best(runs: number, reps: number, fn: () => void): number {
-  let min = Infinity;
-  for (let r = 0; r < runs; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) fn();
-    min = Math.min(min, (performance.now() - t0) / reps);
-  }
-  return min;
-}
-
 // --- the floor: 1,024 simulated 32-bit PRAMIN writes ---------------------------------
 
-const FLOOR_WORDS = 1024;
-const scratch = gpu.mm.buddy.alloc(64 * KiB);
-const floor = () => {
-  using w = gpu.pramin.window();
-  for (let i = 0; i < FLOOR_WORDS; i++) w.write32(scratch.start + i * 4, i);
-};
+const { run: floor, describe: describeFloor, start: scratch } = praminFloor(gpu, 1024);
 for (let i = 0; i < 200; i++) floor(); // JIT
 let floorMs = best(40, 20, floor);
 const times = (ms: number) => `${(ms / floorMs).toFixed(2)}x floor`;
@@ -78,11 +60,7 @@ for (let round = 0; round < 40; round++) {
   bigMs = Math.min(bigMs, best(1, 20, mapBig));
   floorMs = Math.min(floorMs, best(1, 20, floor));
 }
-console.log(
-  `floor: ${FLOOR_WORDS} simulated 32-bit PRAMIN writes (window.write32) = ${
-    (floorMs * 1000).toFixed(2)
-  } us`,
-);
+console.log(describeFloor(floorMs));
 console.log(
   `sim (a) sim:ga102 map + unmap 64 KiB (tables exist, log full): ${
     (smallMs * 1000).toFixed(2)
@@ -100,7 +78,7 @@ console.log(
 function postAndFlush(): void {
   {
     using w = gpu.pramin.window();
-    w.write32(scratch.start + 0x100, 1);
+    w.write32(scratch + 0x100, 1);
   }
   gpu.tlb.fbFlush();
 }

@@ -23,6 +23,7 @@
  */
 
 import { type Mapping, openGpu, type Vmm } from "../mod.ts";
+import { best, praminFloor } from "./timing.ts";
 import { VaRanges } from "../mm/va_ranges.ts";
 
 const KiB = 1024;
@@ -31,29 +32,10 @@ const BLOCK = 64 * KiB;
 const HOLES = 16_384;
 const PERIOD = 128 * KiB; // [p, p + 4K) taken, [p + 4K, p + 68K) the hole, [p + 68K, p + 128K) taken
 
-/**
- * The fastest of `runs` timings of `reps` calls of fn, per call, in ms (the
- * fastest: on a shared machine it is the run least disturbed by others).
- */
-function best(runs: number, reps: number, fn: () => void): number {
-  let min = Infinity;
-  for (let r = 0; r < runs; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) fn();
-    min = Math.min(min, (performance.now() - t0) / reps);
-  }
-  return min;
-}
-
 // --- the floor: 1,024 simulated 32-bit PRAMIN writes ---------------------------------
 
 const gpu = await openGpu({ device: "sim:ga102" });
-const FLOOR_WORDS = 1024;
-const scratch = gpu.mm.buddy.alloc(64 * KiB);
-const floor = () => {
-  using w = gpu.pramin.window();
-  for (let i = 0; i < FLOOR_WORDS; i++) w.write32(scratch.start + i * 4, i);
-};
+const { run: floor, describe: describeFloor } = praminFloor(gpu, 1024);
 for (let i = 0; i < 200; i++) floor(); // JIT
 let floorMs = best(40, 20, floor);
 const us = (ms: number) => `${(ms * 1000).toFixed(2)} us = ${(ms / floorMs).toFixed(3)}x floor`;
@@ -98,11 +80,7 @@ for (let round = 0; round < 40; round++) {
   vaPacked = Math.min(vaPacked, best(1, 200, placePacked));
   floorMs = Math.min(floorMs, best(1, 20, floor));
 }
-console.log(
-  `floor: ${FLOOR_WORDS} simulated 32-bit PRAMIN writes (window.write32) = ${
-    (floorMs * 1000).toFixed(2)
-  } us`,
-);
+console.log(describeFloor(floorMs));
 console.log(`va (a) allocate + release 64 KiB aligned to 64 KiB, empty space: ${us(vaEmpty)}`);
 console.log(
   `va (a) the same after ${2 * HOLES} ranges packed without holes: ${us(vaPacked)} = ${

@@ -20,6 +20,7 @@
  */
 
 import { type Allocation, type Mapping, openGpu } from "../mod.ts";
+import { best } from "./timing.ts";
 import { addressSpaceHtml, reportHtml, vramMapHtml, vramModel } from "../views/mod.ts";
 import { formatSize } from "../hw/errors.ts";
 
@@ -37,28 +38,18 @@ for (let i = 0; i < N; i++) {
   mappings.push(vmm.mapRange(a.start, size));
 }
 
-function best(n: number, fn: () => unknown): number {
-  let min = Infinity;
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    fn();
-    min = Math.min(min, performance.now() - t0);
-  }
-  return min;
-}
-
-const floor = best(3, () => {
+const floor = best(3, 1, () => {
   const lines: string[] = [];
   for (const a of allocations) lines.push(String(a));
   for (const m of mappings) lines.push(String(m));
   return lines.join("\n").length;
 });
-const model = best(3, () => vramModel(gpu));
+const model = best(3, 1, () => vramModel(gpu));
 const m = vramModel(gpu);
 let mapBytes = 0;
-const map = best(3, () => (mapBytes = vramMapHtml(m).length));
+const map = best(3, 1, () => (mapBytes = vramMapHtml(m).length));
 let spaceBytes = 0;
-const space = best(3, () => (spaceBytes = addressSpaceHtml(vmm).length));
+const space = best(3, 1, () => (spaceBytes = addressSpaceHtml(vmm).length));
 let reportBytes = 0;
 let report = Infinity;
 for (let i = 0; i < 3; i++) {

@@ -26,6 +26,7 @@
  */
 
 import { type Gpu, hex, type Mapping, openGpu, type Vmm } from "../mod.ts";
+import { best, praminFloor } from "./timing.ts";
 import { prng } from "../testing/prng.ts";
 
 const PAGE = 4096;
@@ -71,35 +72,13 @@ function verify(gpu: Gpu, pdb: number, va: bigint, pa: number, pageSize?: number
   }
 }
 
-/** The fastest of `n` runs of fn, in ms. */
-function best(n: number, fn: () => void): number {
-  let min = Infinity;
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    fn();
-    min = Math.min(min, performance.now() - t0);
-  }
-  return min;
-}
-
 // --- the floor: 524,288 simulated 32-bit PRAMIN writes ------------------------------
 
 const ga102 = await openGpu({ device: "sim:ga102" });
-const FLOOR_WORDS = 524_288;
-const floorMs = (() => {
-  const at = ga102.mm.buddy.alloc(2 * MiB);
-  const ms = best(5, () => {
-    using w = ga102.pramin.window();
-    for (let i = 0; i < FLOOR_WORDS; i++) w.write32(at.start + i * 4, i);
-  });
-  at.free();
-  return ms;
-})();
-console.log(
-  `floor: ${FLOOR_WORDS} simulated 32-bit PRAMIN writes (window.write32) = ${
-    floorMs.toFixed(1)
-  } ms`,
-);
+const floorRun = praminFloor(ga102, 524_288);
+const floorMs = best(5, 1, floorRun.run);
+floorRun.free();
+console.log(floorRun.describe(floorMs));
 
 function times(ms: number): string {
   return `${(ms / floorMs).toFixed(3)}x floor`;
@@ -132,7 +111,7 @@ function mapScattered(vmm: Vmm): Mapping {
   const [, unmap] = measure(ga102, () => m.unmap());
   // Best of 3 for the time figures (the counts are the same every run).
   let kept: Mapping | null = null;
-  const mapMs = best(3, () => {
+  const mapMs = best(3, 1, () => {
     kept?.unmap();
     kept = mapScattered(vmm);
   });
@@ -140,7 +119,7 @@ function mapScattered(vmm: Vmm): Mapping {
   for (let i = 0; i < 3; i++) {
     const again: Mapping = kept ?? mapScattered(vmm);
     kept = null;
-    unmapMs = Math.min(unmapMs, best(1, () => again.unmap()));
+    unmapMs = Math.min(unmapMs, best(1, 1, () => again.unmap()));
   }
   console.log(
     `vmm (a) time: map ${mapMs.toFixed(1)} ms = ${times(mapMs)} (target <= 1.5) ${
