@@ -647,15 +647,10 @@ export class Pramin {
       // The file exists before the first MMIO access: a bad path costs none.
       chip = this.#chipWords();
       writeAll(out, encodeImageHeader({ addr, size, boot0: chip[0], boot42: chip[1] }), partial);
-      const chunk = new Uint8Array(Math.min(size, IMAGE_CHUNK));
       using w = this.borrow();
-      for (let at = 0; at < size; at += chunk.length) {
-        interruptPoint();
-        const n = Math.min(chunk.length, size - at);
-        const part = n === chunk.length ? chunk : chunk.subarray(0, n);
+      for (const [at, part] of this.#imageChunks(size, "save")) {
         w.readInto(addr + at, part);
         writeAll(out, part, partial);
-        this.#imageProgress(at + n, size, "save");
       }
       done = true;
     } finally {
@@ -671,8 +666,18 @@ export class Pramin {
     return imageResult("saved", file, addr, size, { addr, size, boot0: chip[0], boot42: chip[1] });
   }
 
-  #imageProgress(done: number, total: number, what: string): void {
-    if (total >= 8 * 2 ** 20) this.progress?.(done, total, `pramin.${what}`);
+  /**
+   * `size` bytes of an image in chunks of one reused buffer, as [offset, part]: Ctrl-C is heard
+   * before each, progress drawn after each (8 MiB and more).
+   */
+  *#imageChunks(size: number, what: string): Generator<[number, Uint8Array]> {
+    const chunk = new Uint8Array(Math.min(size, IMAGE_CHUNK));
+    for (let at = 0; at < size; at += chunk.length) {
+      interruptPoint();
+      const n = Math.min(chunk.length, size - at);
+      yield [at, n === chunk.length ? chunk : chunk.subarray(0, n)];
+      if (size >= 8 * 2 ** 20) this.progress?.(at + n, size, `pramin.${what}`);
+    }
   }
 
   /**
@@ -710,15 +715,10 @@ export class Pramin {
       const { size, header } = input;
       this.#imageRange(addr, size, "pramin.load");
       this.checkWrite(addr, size, "pramin.load", options.force === true);
-      const chunk = new Uint8Array(Math.min(size, IMAGE_CHUNK));
       using w = this.borrow();
-      for (let at = 0; at < size; at += chunk.length) {
-        interruptPoint();
-        const n = Math.min(chunk.length, size - at);
-        const part = n === chunk.length ? chunk : chunk.subarray(0, n);
+      for (const [at, part] of this.#imageChunks(size, "load")) {
         readAll(input.file, part, file, input.dataOffset + at);
         w.writeBytes(addr + at, part);
-        this.#imageProgress(at + n, size, "load");
       }
       return imageResult("loaded", file, addr, size, header);
     } finally {
@@ -763,9 +763,7 @@ export class Pramin {
     try {
       const { size, header } = input;
       this.#imageRange(addr, size, "pramin.compare");
-      const fromFile = new Uint8Array(Math.min(size, IMAGE_CHUNK));
-      const fromVram = new Uint8Array(fromFile.length);
-      const a32 = new Uint32Array(fromFile.buffer);
+      const fromVram = new Uint8Array(Math.min(size, IMAGE_CHUNK));
       const b32 = new Uint32Array(fromVram.buffer);
       const words: VramWordDifference[] = [];
       const ranges: [number, number][] = [];
@@ -773,10 +771,10 @@ export class Pramin {
       let rangeCount = 0;
       let open = -1; // end of the range being extended, or -1
       using w = this.borrow();
-      for (let at = 0; at < size; at += fromFile.length) {
-        interruptPoint();
-        const n = Math.min(fromFile.length, size - at);
-        readAll(input.file, fromFile.subarray(0, n), file, input.dataOffset + at);
+      for (const [at, fromFile] of this.#imageChunks(size, "compare")) {
+        const n = fromFile.length;
+        const a32 = new Uint32Array(fromFile.buffer, 0, n / 4);
+        readAll(input.file, fromFile, file, input.dataOffset + at);
         w.readInto(addr + at, fromVram.subarray(0, n));
         for (let i = 0; i < n / 4; i++) {
           if (a32[i] === b32[i]) continue;
@@ -794,7 +792,6 @@ export class Pramin {
           open = where + 4;
           if (ranges.length < max) ranges.push([where, open]);
         }
-        this.#imageProgress(at + n, size, "compare");
       }
       const result: VramCompareResult = {
         file,

@@ -570,24 +570,7 @@ export class PteRuns {
       this.#settle();
       this.#size = pageSize;
     }
-    if (pfn > MAX_RUN_PFN || count > U32_MAX) tooFar(pa, count);
-    const at = this.#used;
-    if (count === 1) {
-      this.#room(1);
-      this.#words[at] = pfn;
-      this.#used = at + 1;
-    } else {
-      this.#room(2);
-      this.#words[at] = pfn + MULTI;
-      this.#words[at + 1] = count;
-      this.#used = at + 2;
-    }
-    this.#last = at;
-    this.#lastPfn = pfn;
-    this.#lastCount = count;
-    this.#length++;
-    this.#pendingPages += count;
-    this.#pendingRuns++;
+    this.#append(count, pfn);
   }
 
   /**
@@ -599,6 +582,11 @@ export class PteRuns {
       this.#settle();
       this.#size = pageSize;
     }
+    this.#append(count, pfn);
+  }
+
+  /** Encodes a new run of `count` pages from frame `pfn` (of the current page size). */
+  #append(count: number, pfn: number): void {
     if (pfn > MAX_RUN_PFN || count > U32_MAX) tooFar(pfn * PAGE, count);
     const at = this.#used;
     if (at + 2 > this.#words.length) this.#room(2);
