@@ -6,7 +6,7 @@
  * @module
  */
 
-import { fail, formatSize, hex } from "../hw/errors.ts";
+import { fail, formatSize, hex, NovaError } from "../hw/errors.ts";
 import { checkOptions } from "../hw/validate.ts";
 import { checkTimeout } from "../hw/poll.ts";
 import {
@@ -184,8 +184,11 @@ export class Gpu {
   readonly bar1AtOpen: Bar1BindState;
   #mm: GpuMm | null = null;
   #bar1: BarUser | null = null;
-  /** The PDB of the BAR1 binding firmware had at open (null: none or unreadable; undefined: not read yet). */
-  #firmwareBar1Pdb: number | null | undefined = undefined;
+  /**
+   * What the instance block BAR1 was bound to at open names, read once (the binding, or why
+   * it could not be read); undefined until first asked.
+   */
+  #foundBinding: { binding: Bar1Binding | null } | { error: unknown } | undefined;
   /** A bind register was written this session (by novamm or a raw poke). */
   #bindWritten = false;
   readonly #pollTimeoutMs: number;
@@ -285,11 +288,33 @@ export class Gpu {
       // The instance block BAR1 was bound to at open names the PDB (as BAR1's code would find
       // it): no need to adopt (scan) its tables, which a snapshot or trace may hold only in
       // part (walks report what is missing).
-      return readInstanceBlock(this.pramin, this.bar1AtOpen.instanceBlock!, {
-        mmuVersion: this.chip.mmuVersion,
-      });
+      const found = this.#bindingAtOpen();
+      if ("error" in found) throw found.error;
+      return found.binding;
     }
     return this.bar1.binding;
+  }
+
+  /**
+   * The instance block BAR1 was bound to at open, read through PRAMIN the first time asked (as
+   * BAR1's code reads it once when it adopts the binding): walks and dumps make no MMIO for it.
+   */
+  #bindingAtOpen(): { binding: Bar1Binding | null } | { error: unknown } {
+    if (this.#foundBinding === undefined) {
+      const inst = this.bar1AtOpen.instanceBlock;
+      try {
+        this.#foundBinding = {
+          binding: inst === null
+            ? null
+            : readInstanceBlock(this.pramin, inst, { mmuVersion: this.chip.mmuVersion }),
+        };
+      } catch (error) {
+        // Ctrl-C is no answer: asked again, it reads again.
+        if (error instanceof NovaError && error.code === "EINTR") return { error };
+        this.#foundBinding = { error };
+      }
+    }
+    return this.#foundBinding;
   }
 
   /**
@@ -348,18 +373,9 @@ export class Gpu {
     if (this.vram.layout.some((r) => addr >= r.start && addr < r.end)) return true;
     // A snapshot's BAR1 tree may hold tables its recorded session added: only regions say.
     if (this.device.kind === "snap" || this.bar1AtOpen.instanceBlock === null) return false;
-    if (this.#firmwareBar1Pdb === undefined) {
-      let found: number | null = null;
-      try {
-        found = readInstanceBlock(this.pramin, this.bar1AtOpen.instanceBlock, {
-          mmuVersion: this.chip.mmuVersion,
-        })?.pdb ?? null;
-      } catch {
-        // Not readable (a read-only open that cannot move the window): only regions say.
-      }
-      this.#firmwareBar1Pdb = found;
-    }
-    return pdb === this.#firmwareBar1Pdb;
+    // Not readable (a read-only open that cannot move the window): only regions say.
+    const found = this.#bindingAtOpen();
+    return "binding" in found && found.binding !== null && pdb === found.binding.pdb;
   }
 
   /** BAR1: physical access, bring-up, binding, its address space and CPU mappings (made on first use). */
