@@ -9,7 +9,8 @@
  * @module
  */
 
-import { formatError, parseCommand } from "./cli/common.ts";
+import { formatError } from "./cli/common.ts";
+import { parseCommand } from "./cli/command.ts";
 import { fail } from "./hw/errors.ts";
 import { readSnapshotFile } from "./hw/snap/format.ts";
 import { diffSnapshots, diffToJson } from "./mm/snapshot_diff.ts";

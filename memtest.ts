@@ -16,10 +16,10 @@ import {
   DEVICE_OPTIONS,
   isTty,
   openForCommand,
-  parseCommand,
   parseSize,
   reportError,
 } from "./cli/common.ts";
+import { parseCommand } from "./cli/command.ts";
 import { fail, formatSize } from "./hw/errors.ts";
 import {
   formatMemtestReport,

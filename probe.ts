@@ -24,7 +24,8 @@
  * @module
  */
 
-import { DEVICE_OPTIONS, parseCommand, reportError } from "./cli/common.ts";
+import { DEVICE_OPTIONS, reportError } from "./cli/common.ts";
+import { parseCommand } from "./cli/command.ts";
 import { type ChipInfo, decodeChip } from "./hw/chip.ts";
 import { openDevice, parseSimSpec } from "./hw/device.ts";
 import { fail, formatSize, hex, NovaError } from "./hw/errors.ts";

@@ -11,7 +11,8 @@
  * @module
  */
 
-import { parseCommand, reportError } from "./cli/common.ts";
+import { reportError } from "./cli/common.ts";
+import { parseCommand } from "./cli/command.ts";
 import { parseSimSpec } from "./hw/device.ts";
 import { fail, hex } from "./hw/errors.ts";
 import { createSimGpu } from "./hw/sim/gpu.ts";

@@ -15,9 +15,9 @@ import {
   DEVICE_HELP,
   DEVICE_OPTIONS,
   openFromFlags,
-  parseCommand,
   reportError,
 } from "./cli/common.ts";
+import { parseCommand } from "./cli/command.ts";
 import { fail, formatSize } from "./hw/errors.ts";
 
 const HELP = `deno task report [options]

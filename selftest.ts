@@ -18,9 +18,9 @@ import {
   isTty,
   openForCommand,
   openFromFlags,
-  parseCommand,
   reportError,
 } from "./cli/common.ts";
+import { parseCommand } from "./cli/command.ts";
 import { scanGpus } from "./hw/pci.ts";
 import { SIM_PROFILES } from "./hw/sim/profiles.ts";
 import { runSelfTests, type SelfTestResult, type SelfTestSuite } from "./selftests/selftest.ts";

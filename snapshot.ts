@@ -13,11 +13,11 @@ import {
   DEVICE_HELP,
   DEVICE_OPTIONS,
   openForCommand,
-  parseCommand,
   parseSize,
   Progress,
   reportError,
 } from "./cli/common.ts";
+import { parseCommand } from "./cli/command.ts";
 import { fail, NovaError } from "./hw/errors.ts";
 import { DEFAULT_SNAPSHOT_MAX_BYTES, describeSnapshot } from "./mm/snapshot.ts";
 

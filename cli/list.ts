@@ -20,7 +20,8 @@ import {
   SIM_PROFILES,
   SIM_STATES,
 } from "../hw/sim/profiles.ts";
-import { formatTable, parseCommand, reportError } from "./common.ts";
+import { formatTable, reportError } from "./common.ts";
+import { parseCommand } from "./command.ts";
 import { formatSize } from "./globals.ts";
 
 const HELP = `deno task list [options]
