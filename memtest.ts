@@ -18,6 +18,7 @@ import {
   openForCommand,
   parseSize,
   reportError,
+  sigintAbort,
 } from "./cli/common.ts";
 import { parseCommand } from "./cli/command.ts";
 import { fail, formatSize } from "./hw/errors.ts";
@@ -162,19 +163,11 @@ export async function main(args: string[]): Promise<number> {
   if (typeof gpu === "number") return gpu;
   const json = values.json;
   const bar = progressLine(isTty() && !json);
-  const abort = new AbortController();
-  const onSigint = () => abort.abort();
-  let listening = false;
-  try {
-    Deno.addSignalListener("SIGINT", onSigint);
-    listening = true;
-  } catch {
-    // No signals here (Windows without a console): Ctrl-C ends the process as usual.
-  }
+  using ctrlC = sigintAbort();
   try {
     const result = await memtest(gpu, target, {
       ...options,
-      signal: abort.signal,
+      signal: ctrlC.signal,
       onProgress: (p) => bar.update(p),
     });
     bar.done();
@@ -194,7 +187,6 @@ export async function main(args: string[]): Promise<number> {
     bar.done();
     return reportError(e);
   } finally {
-    if (listening) Deno.removeSignalListener("SIGINT", onSigint);
     closeForCommand(gpu);
   }
 }

@@ -16,6 +16,7 @@ import {
   parseSize,
   Progress,
   reportError,
+  sigintAbort,
 } from "./cli/common.ts";
 import { parseCommand } from "./cli/command.ts";
 import { fail, NovaError } from "./hw/errors.ts";
@@ -85,21 +86,13 @@ export async function main(args: string[]): Promise<number> {
   }
   const gpu = await openForCommand(values);
   if (typeof gpu === "number") return gpu;
-  const abort = new AbortController();
-  const onSigint = () => abort.abort();
-  let listening = false;
-  try {
-    Deno.addSignalListener("SIGINT", onSigint);
-    listening = true;
-  } catch {
-    // No signals here: Ctrl-C ends the process as usual.
-  }
+  using ctrlC = sigintAbort();
   let bar: Progress | null = null;
   let what = "";
   try {
     const { snapshot, bytes, file } = await gpu.snapshot(values.output!, {
       ...options,
-      signal: abort.signal,
+      signal: ctrlC.signal,
       onProgress: (done, total, w) => {
         if (w !== what) {
           bar?.done();
@@ -120,7 +113,6 @@ export async function main(args: string[]): Promise<number> {
     }
     return reportError(e);
   } finally {
-    if (listening) Deno.removeSignalListener("SIGINT", onSigint);
     closeForCommand(gpu);
   }
 }

@@ -88,6 +88,37 @@ export async function openForCommand(
   }
 }
 
+/**
+ * A command's Ctrl-C as an abort signal while the guard lives (`using ctrlC = sigintAbort()`):
+ * SIGINT aborts `ctrlC.signal` instead of ending the process, so the command stops at its next
+ * check and puts the card back. Where signals cannot be listened to, Ctrl-C ends the process
+ * as usual.
+ *
+ * @example
+ * ```ts
+ * using ctrlC = sigintAbort();
+ * ctrlC.signal.aborted; // false until Ctrl-C
+ * ```
+ */
+export function sigintAbort(): { signal: AbortSignal; [Symbol.dispose](): void } {
+  const abort = new AbortController();
+  const onSigint = () => abort.abort();
+  let listening = false;
+  try {
+    Deno.addSignalListener("SIGINT", onSigint);
+    listening = true;
+  } catch {
+    // No signals here (Windows without a console): Ctrl-C ends the process as usual.
+  }
+  return {
+    signal: abort.signal,
+    [Symbol.dispose]: () => {
+      if (listening) Deno.removeSignalListener("SIGINT", onSigint);
+      listening = false;
+    },
+  };
+}
+
 /** Closes a command's GPU; an error closing it is reported, not thrown (the exit code stands). */
 export function closeForCommand(gpu: Gpu): void {
   try {
